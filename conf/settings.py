@@ -1,0 +1,317 @@
+"""Typed, validated configuration for every stage.
+
+A YAML file (``conf/default.yaml`` unless told otherwise) is merged with
+environment overrides and validated once; every problem is collected and
+raised together in one :class:`ConfigError` that names the key, the bad value
+and the fix. Secrets (GitHub tokens, API keys) are never configuration: they
+are read from the environment by the clients that need them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONF_DIR = Path(__file__).resolve().parent
+DEFAULT_CONFIG = CONF_DIR / "default.yaml"
+ENV_PREFIX = "ISSUERISK__"
+SECRET_NAMES = ("token", "tokens", "secret", "password", "api_key", "apikey", "access_key", "secret_key")
+
+
+class ConfigError(ValueError):
+    """Raised when the configuration cannot be loaded or does not validate."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectConfig(_Section):
+    """Where the lakehouse lives and what makes a run repeatable."""
+
+    warehouse: str = Field(description="Folder or URI (s3a://...) holding the Delta tables and the catalog.")
+    database: str = "issuerisk"
+    seed: int = 42
+    reports_dir: str = "reports"
+
+    @field_validator("database")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not value.isidentifier():
+            raise ValueError(f"must be a SQL identifier such as 'issuerisk', got {value!r}")
+        return value
+
+
+class SparkConfig(_Section):
+    """How the one SparkSession is built (see ``jobs.spark``)."""
+
+    master: str = "local[*]"
+    app_name: str = "issuerisk"
+    driver_memory: str = "4g"
+    shuffle_partitions: int = Field(8, ge=1)
+    jars_dir: str | None = Field(None, description="Folder of Delta jars for air-gapped clusters; None resolves them from Maven.")
+    metastore_uri: str | None = Field(None, description="thrift:// URI of a shared Hive metastore; None keeps an embedded one in the warehouse.")
+    extra: dict[str, str] = Field(default_factory=dict, description="Any further spark.* settings.")
+    log_level: str = "ERROR"
+
+
+class RayConfig(_Section):
+    """Where Ray runs: ``None`` starts a local instance, ``auto`` or ``ray://host:10001`` joins a cluster."""
+
+    address: str | None = None
+    num_cpus: int | None = Field(None, ge=1)
+    num_gpus: int | None = Field(None, ge=0)
+    namespace: str = "issuerisk"
+    include_dashboard: bool = False
+
+
+class IngestConfig(_Section):
+    """Reading GitHub issue objects into ``bronze_issues``."""
+
+    batch_files: int = Field(64, ge=1, description="Files parsed per Spark task.")
+
+
+class FrameworkInferenceConfig(_Section):
+    """Per-repository framework tags inferred from issue evidence."""
+
+    min_evidence: int = Field(2, ge=1, description="Issues with evidence a repository needs before it gets a tag.")
+    min_share: float = Field(0.2, gt=0, le=1, description="Share of the repository's strongest framework evidence another framework needs to be tagged too.")
+
+
+class FilterConfig(_Section):
+    """Rules that build ``silver_issues`` from bronze."""
+
+    language: str = "en"
+    language_min_confidence: float = Field(0.5, ge=0, le=1)
+    language_min_chars: int = Field(20, ge=0, description="Texts shorter than this are kept without a language verdict.")
+    bot_login_patterns: list[str] = Field(default_factory=lambda: [r"\[bot\]$", r"-bot$", r"^dependabot", r"^renovate", r"^github-actions", r"^stale", r"^codecov", r"^allcontributors"])
+    excluded_repo_keywords: list[str] = Field(default_factory=lambda: ["tutorial", "handbook", "course", "book", "awesome", "ui", "gui", "webui", "examples"])
+    near_duplicate_threshold: float = Field(0.9, gt=0, le=1, description="Jaccard similarity of word shingles above which two issues of one repository are duplicates.")
+
+
+class LLMConfig(_Section):
+    """An OpenAI-compatible chat endpoint; the key comes from ``OPENAI_API_KEY``."""
+
+    base_url: str | None = Field(None, description="None honours OPENAI_BASE_URL, then the client's default.")
+    model: str = "gpt-4o-mini"
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(256, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    concurrency: int = Field(16, ge=1)
+    max_retries: int = Field(5, ge=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    input_token_budget: int = Field(3000, ge=64)
+    prompt_version: str = "v1"
+
+
+class SummarizeConfig(_Section):
+    """Issue summaries before embedding."""
+
+    summarizer: Literal["extractive", "llm"] = "extractive"
+    token_budget: int = Field(96, ge=8, description="Extractive summary length in whitespace tokens.")
+    batch_size: int = Field(500, ge=1, description="Summaries written to silver_summaries per batch.")
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+
+
+class EmbedConfig(_Section):
+    """Sentence embeddings in Ray actors."""
+
+    backend: Literal["transformer", "static"] = "transformer"
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    model_path: str | None = Field(None, description="Local folder of the model; None finds the packaged MiniLM or the HF cache (offline).")
+    query_prefix: str = Field("", description="Prepended to every text, e.g. 'Instruct: ...\\nQuery: ' for e5-instruct models.")
+    max_seq_length: int = Field(128, ge=8)
+    batch_size: int = Field(64, ge=1)
+    rows_per_task: int = Field(2048, ge=1, description="Rows read from Delta and merged per round trip.")
+    actors: int | None = Field(None, ge=1, description="None: one per GPU, else one per two CPUs.")
+    fp16_on_gpu: bool = True
+    static_dims: int = Field(256, ge=8, description="PCA dimensions of the distilled static model.")
+    static_cache_dir: str = "models/static"
+
+
+class ClusterConfig(_Section):
+    """StandardScaler -> UMAP -> HDBSCAN; identical parameters for every backend."""
+
+    backend: Literal["auto", "cpu", "cuml"] = "auto"
+    scale: bool = True
+    n_neighbors: int = Field(15, ge=2)
+    n_components: int = Field(5, ge=1)
+    min_dist: float = Field(0.0, ge=0)
+    metric: str = "cosine"
+    min_cluster_size: int = Field(15, ge=2)
+    min_samples: int | None = Field(None, ge=1)
+    cluster_selection_method: Literal["eom", "leaf"] = "eom"
+    seeded: bool = Field(True, description="Seeded UMAP is bit-repeatable but single-threaded; false trades that for speed.")
+    jit_cache_dir: str | None = Field(None, description="NUMBA_CACHE_DIR for the clustering process; None uses <warehouse>/../.numba_cache.")
+
+
+class TopicsConfig(_Section):
+    """BERTopic keywords and representative issues per cluster."""
+
+    top_n_words: int = Field(10, ge=1)
+    n_representative: int = Field(5, ge=1)
+    min_df: int = Field(2, ge=1)
+    ngram_max: int = Field(2, ge=1, le=3)
+
+
+class RiskConfig(_Section):
+    """The reference risk matrix; bands are fixed by the method, exclusions are configuration."""
+
+    excluded_clusters: list[int] = Field(default_factory=list, description="Cluster ids that are not ML problems (docs, chat, setup).")
+    excluded_keywords: list[str] = Field(default_factory=list, description="Clusters whose label contains one of these words are excluded.")
+
+
+class GitHubConfig(_Section):
+    """GitHub REST API crawl; tokens come from GITHUB_TOKENS / GITHUB_TOKEN."""
+
+    api_url: str = "https://api.github.com"
+    language: str | None = "Python"
+    min_stars: int = Field(100, ge=0)
+    created_from: str = "2015-01-01"
+    created_to: str | None = None
+    per_page: int = Field(100, ge=1, le=100)
+    concurrency: int = Field(4, ge=1)
+    max_retries: int = Field(6, ge=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(120.0, ge=0)
+    timeout_s: float = Field(30.0, gt=0)
+    raw_dir: str = Field("raw/github", description="JSON Lines of raw issue objects, relative to the warehouse unless absolute.")
+
+
+class Config(_Section):
+    """The whole resolved configuration."""
+
+    project: ProjectConfig
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    frameworks: FrameworkInferenceConfig = Field(default_factory=FrameworkInferenceConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    summarize: SummarizeConfig = Field(default_factory=SummarizeConfig)
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    topics: TopicsConfig = Field(default_factory=TopicsConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    github: GitHubConfig = Field(default_factory=GitHubConfig)
+
+    @model_validator(mode="after")
+    def _no_secrets(self) -> "Config":
+        for key in _flatten(self.model_dump()):
+            leaf = key.rsplit(".", 1)[-1].lower()
+            if leaf in SECRET_NAMES or any(leaf.endswith("_" + word) for word in SECRET_NAMES if word != "tokens"):
+                raise ValueError(f"'{key}' looks like a secret; secrets come only from the environment (GITHUB_TOKENS, OPENAI_API_KEY)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration as plain data (it never holds secrets)."""
+        return self.model_dump(mode="json")
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def digest(self) -> str:
+        """SHA-256 of the resolved configuration, recorded with every run."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    def table_path(self, table: str) -> str:
+        """Storage location of a table of this project's database."""
+        return f"{self.project.warehouse.rstrip('/')}/{self.project.database}.db/{table}"
+
+    def resolve_path(self, path: str) -> str:
+        """A path from config: absolute or URI as given, else relative to the warehouse."""
+        if "://" in path or os.path.isabs(path):
+            return path
+        return f"{self.project.warehouse.rstrip('/')}/{path}"
+
+    def updated(self, section: str, **values: Any) -> "Config":
+        """A copy with some keys of one section replaced (validated again)."""
+        data = self.to_dict()
+        data[section].update(values)
+        return validate(data)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key != "extra":
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, raw: str) -> None:
+    node = data
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        node[parts[-1]] = raw
+
+
+def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    """Apply ``ISSUERISK_WAREHOUSE``, ``ISSUERISK_GITHUB_API_URL`` and ``ISSUERISK__SECTION__KEY=value``."""
+    if environ.get("ISSUERISK_WAREHOUSE"):
+        data.setdefault("project", {})["warehouse"] = environ["ISSUERISK_WAREHOUSE"]
+    if environ.get("ISSUERISK_GITHUB_API_URL"):
+        data.setdefault("github", {})["api_url"] = environ["ISSUERISK_GITHUB_API_URL"]
+    for name, raw in sorted(environ.items()):
+        if name.startswith(ENV_PREFIX):
+            _set_dotted(data, name[len(ENV_PREFIX):].lower().replace("__", "."), raw)
+    return data
+
+
+def validate(data: dict[str, Any]) -> Config:
+    """Validate plain data, raising one ConfigError that lists every problem."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "<root>"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"  {key}: unknown key; remove it or check its spelling against conf/default.yaml")
+            elif err["type"] == "missing":
+                problems.append(f"  {key}: required and missing")
+            else:
+                got = err.get("input")
+                shown = "" if isinstance(got, dict) else f" (got {got!r})"
+                problems.append(f"  {key}: {err['msg']}{shown}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Load a YAML config, apply environment overrides and validate.
+
+    Args:
+        path: YAML file; None reads ``ISSUERISK_CONFIG`` or ``conf/default.yaml``.
+        environ: environment to read overrides from (``os.environ`` by default).
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or a key is unknown or invalid.
+    """
+    env = dict(os.environ if environ is None else environ)
+    file = Path(path or env.get("ISSUERISK_CONFIG") or DEFAULT_CONFIG)
+    if not file.is_file():
+        raise ConfigError(f"config file {file} not found; pass --config PATH or set ISSUERISK_CONFIG")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {file} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {file} must hold a mapping of sections, got {type(data).__name__}")
+    data = _env_overrides(data, env)
+    warehouse = data.get("project", {}).get("warehouse")
+    if isinstance(warehouse, str) and "://" not in warehouse and not os.path.isabs(warehouse):
+        data["project"]["warehouse"] = str(Path(warehouse).resolve())
+    return validate(data)

@@ -1,0 +1,87 @@
+"""The one SparkSession factory: Delta Lake, a persistent catalog and the project's database.
+
+Delta's jars come through Spark's package resolution (delta-spark's
+``configure_spark_with_delta_pip``, which names the artifact after the installed
+Spark) or, for air-gapped clusters, from ``spark.jars_dir``. The catalog is a Hive
+metastore: embedded Derby inside the warehouse by default (so tables survive the
+process), or a shared metastore at ``spark.metastore_uri``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from conf import Config
+
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+class SparkSetupError(RuntimeError):
+    """Spark or Delta could not be started with the given configuration."""
+
+
+def _local_metastore(cfg: Config) -> Path:
+    warehouse = cfg.project.warehouse
+    base = Path(warehouse) if "://" not in warehouse else Path.home() / ".issuerisk"
+    base.mkdir(parents=True, exist_ok=True)
+    return base / "metastore_db"
+
+
+def builder_for(cfg: Config) -> SparkSession.Builder:
+    """A SparkSession builder with Delta, the catalog and the configured settings (not yet started)."""
+    s = cfg.spark
+    builder = (
+        SparkSession.builder.master(s.master)
+        .appName(s.app_name)
+        .config("spark.driver.memory", s.driver_memory)
+        .config("spark.sql.shuffle.partitions", str(s.shuffle_partitions))
+        .config("spark.sql.warehouse.dir", cfg.project.warehouse)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.catalogImplementation", "hive")
+        .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+    )
+    for key, value in DELTA_CONF.items():
+        builder = builder.config(key, value)
+    if s.metastore_uri:
+        builder = builder.config("spark.hadoop.hive.metastore.uris", s.metastore_uri)
+    else:
+        metastore = _local_metastore(cfg)
+        builder = (
+            builder.config("spark.hadoop.javax.jdo.option.ConnectionURL", f"jdbc:derby:;databaseName={metastore};create=true")
+            .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={metastore.parent} -Dderby.stream.error.file={metastore.parent / 'derby.log'}")
+        )
+    for key, value in s.extra.items():
+        builder = builder.config(key, value)
+    if s.jars_dir:
+        jars = sorted(glob.glob(os.path.join(s.jars_dir, "*.jar")))
+        if not jars:
+            raise SparkSetupError(f"spark.jars_dir={s.jars_dir!r} holds no .jar files; put delta-spark and delta-storage jars there or set it to null to resolve them from Maven")
+        return builder.config("spark.jars", ",".join(jars))
+    from delta import configure_spark_with_delta_pip
+
+    return configure_spark_with_delta_pip(builder)
+
+
+def get_spark(cfg: Config) -> SparkSession:
+    """Start (or return the running) SparkSession and make sure the project's database exists.
+
+    Raises:
+        SparkSetupError: Java is missing or the Delta jars cannot be resolved.
+    """
+    try:
+        spark = builder_for(cfg).getOrCreate()
+    except Exception as exc:  # py4j/JVM start-up errors carry no useful type
+        raise SparkSetupError(
+            f"could not start Spark ({exc}); check that Java 17 is installed (java -version) and that Maven Central is reachable for the Delta jars, or set spark.jars_dir"
+        ) from exc
+    spark.sparkContext.setLogLevel(cfg.spark.log_level)
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.project.database} LOCATION '{cfg.project.warehouse.rstrip('/')}/{cfg.project.database}.db'")
+    return spark

@@ -1,0 +1,101 @@
+"""The only code that creates, merges into and versions Delta tables from Spark.
+
+Tables are created from their :mod:`schemas` spec and registered in the
+project's database, so Spark SQL finds them in any later process. Writes are
+MERGEs on the spec's key, so a rerun is idempotent.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+
+from conf import Config
+from schemas import TABLES, TableSpec
+
+
+def qualified(cfg: Config, name: str) -> str:
+    """``database.table`` for SQL."""
+    return f"{cfg.project.database}.{name}"
+
+
+def _has_delta_log(spark: SparkSession, path: str) -> bool:
+    jvm = spark.sparkContext._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(f"{path}/_delta_log")
+    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return bool(fs.exists(hpath))
+
+
+def ensure_table(spark: SparkSession, cfg: Config, spec: TableSpec) -> str:
+    """Create the table (or register an existing Delta folder) in the catalog; return its SQL name."""
+    name = qualified(cfg, spec.name)
+    if spark.catalog.tableExists(name):
+        return name
+    path = cfg.table_path(spec.name)
+    if _has_delta_log(spark, path):
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{path}'")
+    else:
+        partition = f"PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {name} (\n  {spec.ddl()}\n) USING delta {partition} "
+            f"LOCATION '{path}' COMMENT '{spec.doc.replace(chr(39), chr(92) + chr(39))}'"
+        )
+    return name
+
+
+def ensure_tables(spark: SparkSession, cfg: Config, names: list[str] | None = None) -> None:
+    """Create every registered table (or the named ones) that does not exist yet."""
+    for name in names or sorted(TABLES):
+        ensure_table(spark, cfg, TABLES[name])
+
+
+def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
+    """Select the spec's columns in order with their declared types.
+
+    Raises:
+        ValueError: a column of the spec is missing from ``df``.
+    """
+    missing = [c for c in spec.names if c not in df.columns]
+    if missing:
+        raise ValueError(f"cannot write {spec.name}: the frame lacks columns {missing}")
+    return df.select([df[f.name].cast(f.dataType).alias(f.name) for f in spec.spark.fields])
+
+
+def merge(spark: SparkSession, cfg: Config, spec: TableSpec, df: DataFrame, update_condition: str | None = None) -> None:
+    """MERGE ``df`` into the table on the spec's key: update matches (when ``update_condition`` holds), insert the rest.
+
+    Args:
+        update_condition: SQL on aliases ``t`` (target) and ``s`` (source), e.g.
+            ``"s.updated_at > t.updated_at"``; None updates every match.
+    """
+    from delta.tables import DeltaTable
+
+    ensure_table(spark, cfg, spec)
+    target = DeltaTable.forName(spark, qualified(cfg, spec.name))
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.key)
+    (
+        target.alias("t")
+        .merge(conform(df, spec).alias("s"), on)
+        .whenMatchedUpdateAll(condition=update_condition)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def overwrite(spark: SparkSession, cfg: Config, spec: TableSpec, df: DataFrame) -> None:
+    """Replace the table's content (for tables that are rebuilt whole from their inputs, e.g. silver)."""
+    ensure_table(spark, cfg, spec)
+    conform(df, spec).write.format("delta").mode("overwrite").option("overwriteSchema", "false").saveAsTable(qualified(cfg, spec.name))
+
+
+def read(spark: SparkSession, cfg: Config, name: str) -> DataFrame:
+    """Read a project table by name (created empty when missing)."""
+    ensure_table(spark, cfg, TABLES[name])
+    return spark.table(qualified(cfg, name))
+
+
+def version(spark: SparkSession, cfg: Config, name: str) -> int | None:
+    """Current Delta version of a table, None when it does not exist."""
+    if not spark.catalog.tableExists(qualified(cfg, name)):
+        return None
+    row = spark.sql(f"DESCRIBE HISTORY {qualified(cfg, name)} LIMIT 1").select("version").first()
+    return None if row is None else int(row[0])

