@@ -39,6 +39,7 @@ class ProjectConfig(_Section):
     database: str = "issuerisk"
     seed: int = 42
     reports_dir: str = "reports"
+    sample_size: int | None = Field(None, ge=1, description="Summarize, embed and cluster only this many silver issues (seeded); None takes all.")
 
     @field_validator("database")
     @classmethod
