@@ -1,0 +1,195 @@
+"""The reference risk matrix as pure functions: likelihood bands, impact tertiles, grades and actions.
+
+Likelihood is a cluster's share of the clustered issues in scope,
+``P_k = n_k / N`` (noise and clusters excluded as "not an ML problem" are
+removed before N is counted), banded P1 [0, 0.01), P2 [0.01, 0.05),
+P3 [0.05, 0.15), P4 [0.15, 1]. Impact compares a cluster's mean time to
+resolve (MTTR, closed issues only) with the tertiles q33 and q66 of all the
+scope's cluster MTTRs: I1 <= q33 < I2 <= q66 < I3. The grade is read from a
+fixed 4 x 3 matrix and each grade has one action. A cluster without a closed
+issue has no MTTR, so no impact, grade or action: it is reported as unrated
+rather than guessed. Nothing here touches Spark; ``jobs.risk`` feeds it pandas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+NOISE = -1
+LIKELIHOOD_BANDS: tuple[tuple[str, float], ...] = (("P1", 0.01), ("P2", 0.05), ("P3", 0.15), ("P4", math.inf))
+IMPACTS = ("I1", "I2", "I3")
+GRADES: dict[str, tuple[str, str, str]] = {
+    "P1": ("L1", "L2", "M1"),
+    "P2": ("L2", "M2", "H1"),
+    "P3": ("M1", "H1", "H2"),
+    "P4": ("H1", "H2", "H3"),
+}
+ACTIONS: dict[str, str] = {
+    "L1": "accept", "L2": "accept",
+    "M1": "monitor", "M2": "monitor",
+    "H1": "act", "H2": "block", "H3": "full review",
+}
+SEVERITY = ("L1", "L2", "M1", "M2", "H1", "H2", "H3")
+
+
+class RiskInputError(ValueError):
+    """The issues handed to the risk matrix are not usable as they are."""
+
+
+@dataclass(frozen=True)
+class ClusterRisk:
+    """One cluster's row of the risk matrix within one scope."""
+
+    cluster: int
+    n: int
+    p_k: float
+    likelihood: str
+    mttr_hours: float | None
+    median_ttr_hours: float | None
+    open_share: float
+    impact: str | None
+    grade: str | None
+    action: str | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def likelihood_band(p_k: float) -> str:
+    """Band of a share: P1 [0, 0.01), P2 [0.01, 0.05), P3 [0.05, 0.15), P4 [0.15, 1].
+
+    Raises:
+        RiskInputError: ``p_k`` is not a number in [0, 1].
+    """
+    if p_k is None or not isinstance(p_k, (int, float)) or math.isnan(p_k) or not 0.0 <= p_k <= 1.0:
+        raise RiskInputError(f"P_k must be a share in [0, 1], got {p_k!r}; it is n_k / N over the clustered issues in scope")
+    for band, upper in LIKELIHOOD_BANDS:
+        if p_k < upper:
+            return band
+    raise AssertionError("unreachable: the last band is open-ended")
+
+
+def tertiles(mttrs: Iterable[float | None]) -> tuple[float, float] | None:
+    """q33 and q66 of the clusters' MTTRs (linear interpolation), ignoring clusters without one.
+
+    With one rated cluster both tertiles equal its MTTR (it is I1); with two,
+    the shorter is I1 and the longer I3. None when no cluster has an MTTR.
+    """
+    values = np.array([v for v in mttrs if v is not None and not math.isnan(v)], dtype=float)
+    if values.size == 0:
+        return None
+    q33, q66 = np.quantile(values, [1 / 3, 2 / 3])
+    return float(q33), float(q66)
+
+
+def impact_level(mttr_hours: float | None, q33: float, q66: float) -> str | None:
+    """I1 when MTTR <= q33, I2 when <= q66, else I3; None without an MTTR.
+
+    Raises:
+        RiskInputError: the tertiles are out of order.
+    """
+    if q33 > q66:
+        raise RiskInputError(f"tertiles must satisfy q33 <= q66, got q33={q33} q66={q66}")
+    if mttr_hours is None or math.isnan(mttr_hours):
+        return None
+    if mttr_hours <= q33:
+        return "I1"
+    if mttr_hours <= q66:
+        return "I2"
+    return "I3"
+
+
+def grade(likelihood: str, impact: str | None) -> str | None:
+    """The matrix cell for a likelihood band and an impact level (None without impact).
+
+    Raises:
+        RiskInputError: an unknown band or level.
+    """
+    if likelihood not in GRADES:
+        raise RiskInputError(f"likelihood must be one of {sorted(GRADES)}, got {likelihood!r}")
+    if impact is None:
+        return None
+    if impact not in IMPACTS:
+        raise RiskInputError(f"impact must be one of {list(IMPACTS)}, got {impact!r}")
+    return GRADES[likelihood][IMPACTS.index(impact)]
+
+
+def action(grade_: str | None) -> str | None:
+    """What to do about a grade: L accept, M monitor, H1 act, H2 block, H3 full review."""
+    if grade_ is None:
+        return None
+    if grade_ not in ACTIONS:
+        raise RiskInputError(f"grade must be one of {list(SEVERITY)}, got {grade_!r}")
+    return ACTIONS[grade_]
+
+
+def resolution_stats(is_closed: Sequence[bool], hours: Sequence[float | None]) -> tuple[float | None, float | None, float]:
+    """Mean and median time to resolve of the closed issues, and the share still open.
+
+    Raises:
+        RiskInputError: no issues, a closed issue without a resolution time, or a negative one.
+    """
+    if len(is_closed) != len(hours) or not len(is_closed):
+        raise RiskInputError(f"need one resolution time per issue and at least one issue, got {len(is_closed)} flags and {len(hours)} times")
+    closed = []
+    for i, (flag, h) in enumerate(zip(is_closed, hours)):
+        if not flag:
+            continue
+        if h is None or math.isnan(h):
+            raise RiskInputError(f"issue {i} is closed but has no resolution_hours; silver_issues must set it for closed issues")
+        if h < 0:
+            raise RiskInputError(f"issue {i} has resolution_hours={h} < 0; closed_at precedes created_at, fix the source record")
+        closed.append(float(h))
+    open_share = 1.0 - len(closed) / len(is_closed)
+    if not closed:
+        return None, None, open_share
+    return float(np.mean(closed)), float(np.median(closed)), open_share
+
+
+def assess(issues: pd.DataFrame, excluded: Iterable[int] = ()) -> list[ClusterRisk]:
+    """The risk matrix of one scope.
+
+    Args:
+        issues: one row per clustered issue in scope with columns ``cluster``,
+            ``is_closed`` and ``resolution_hours``; noise rows (cluster -1) are allowed and dropped.
+        excluded: cluster ids that are not ML problems; dropped before N is counted.
+
+    Returns:
+        One :class:`ClusterRisk` per remaining cluster, most severe first (then largest).
+
+    Raises:
+        RiskInputError: a column is missing or a cluster's resolution times are invalid.
+    """
+    missing = {"cluster", "is_closed", "resolution_hours"} - set(issues.columns)
+    if missing:
+        raise RiskInputError(f"the issues frame lacks columns {sorted(missing)}")
+    kept = issues[(issues["cluster"] != NOISE) & ~issues["cluster"].isin(list(excluded))]
+    total = len(kept)
+    if total == 0:
+        return []
+    stats = {}
+    for cluster, group in kept.groupby("cluster", sort=True):
+        hours = [None if pd.isna(h) else float(h) for h in group["resolution_hours"]]
+        try:
+            stats[int(cluster)] = (len(group), *resolution_stats(group["is_closed"].astype(bool).tolist(), hours))
+        except RiskInputError as exc:
+            raise RiskInputError(f"cluster {cluster}: {exc}") from None
+    cuts = tertiles(mean for _, mean, _, _ in stats.values())
+    rows = []
+    for cluster, (n, mean, median, open_share) in stats.items():
+        p_k = n / total
+        band = likelihood_band(p_k)
+        level = None if cuts is None else impact_level(mean, *cuts)
+        cell = grade(band, level)
+        rows.append(ClusterRisk(cluster, n, p_k, band, mean, median, open_share, level, cell, action(cell)))
+    return sorted(rows, key=lambda r: (-severity(r.grade), -r.n, r.cluster))
+
+
+def severity(grade_: str | None) -> int:
+    """Rank of a grade for sorting: 0 for unrated, 1 for L1 up to 7 for H3."""
+    return 0 if grade_ is None else SEVERITY.index(grade_) + 1
