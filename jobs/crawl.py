@@ -1,0 +1,188 @@
+"""``issuerisk crawl``: fetch every issue of the selected repositories, resumably, then ingest them.
+
+Repositories come from ``--repo`` or from ``bronze_repos`` (not excluded, issues
+enabled, most stars first). Worker threads (``github.concurrency``) each crawl
+one repository through the shared rate-limit-aware client; this thread collects
+their per-page checkpoints and MERGEs them into ``crawl_checkpoints`` every
+``github.checkpoint_every_s`` seconds. Killed at any point, a rerun continues
+each repository from its last checkpointed page (truncating the raw file to
+the checkpointed length), so raw files and bronze end with exactly the issues
+an uninterrupted crawl gets. Unless ``no_ingest``, the raw JSON Lines files of
+every fetched pass are MERGEd into ``bronze_issues`` through :mod:`jobs.ingest`.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from issuerisk.context import Context
+from issuerisk.display import progress, table
+from jobs.github.checkpoints import DONE, FETCHED, IN_PROGRESS, Checkpoint, CheckpointStore
+from jobs.github.client import GitHubClient, redact, tokens_from_env
+from jobs.github.exceptions import GitHubError
+from jobs.github.issues import PageEvent, crawl_repository
+from schemas.crawl import BRONZE_REPOS, CRAWL_CHECKPOINTS
+
+FRAMEWORKS = ("pytorch", "tensorflow", "keras")
+
+
+class CrawlError(ValueError):
+    """The crawl was asked for something it cannot do (bad repository name, nothing to crawl)."""
+
+
+def check_repos(repos: list[str]) -> list[str]:
+    """Validated, de-duplicated ``owner/name`` strings.
+
+    Raises:
+        CrawlError: a name is not ``owner/name``.
+    """
+    bad = [r for r in repos if r.count("/") != 1 or not all(r.split("/"))]
+    if bad:
+        raise CrawlError(f"repositories must be OWNER/NAME such as keras-team/keras, got {bad}")
+    return list(dict.fromkeys(repos))
+
+
+def selected_repos(cfg: Any, max_repos: int | None) -> dict[str, str | None]:
+    """Repository -> framework tag (None when several) of bronze_repos rows selected for crawling, most stars first.
+
+    Raises:
+        CrawlError: bronze_repos is missing or selects nothing.
+    """
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        rows = DeltaTable(cfg.table_path(BRONZE_REPOS.name)).to_pyarrow_table(
+            columns=["repository", "frameworks", "stars", "excluded_reason"]).to_pylist()
+    except TableNotFoundError:
+        rows = []
+    chosen = sorted((r for r in rows if r["excluded_reason"] is None), key=lambda r: (-(r["stars"] or 0), r["repository"]))
+    if not chosen:
+        raise CrawlError("bronze_repos selects no repository; run `issuerisk discover` first or pass --repo OWNER/NAME")
+    return {r["repository"]: r["frameworks"][0] if len(r["frameworks"]) == 1 else None for r in chosen[:max_repos]}
+
+
+def run(ctx: Context, repos: list[str] | None = None, framework: str | None = None, no_ingest: bool = False,
+        max_repos: int | None = None, client: GitHubClient | None = None) -> dict[str, Any]:
+    """Crawl the repositories' issues into raw JSON Lines and (unless ``no_ingest``) bronze_issues. Returns counts.
+
+    Args:
+        repos: ``owner/name`` to crawl; None selects from bronze_repos.
+        framework: tag for ``repos`` when ingesting (None lets ingest infer it).
+        max_repos: crawl at most this many repositories.
+        client: an injected client (tests); by default one from ``cfg.github`` and ``GITHUB_TOKENS``.
+
+    Raises:
+        CrawlError: a bad repository name or framework, or nothing to crawl.
+    """
+    cfg, gh = ctx.cfg, ctx.cfg.github
+    if framework is not None and framework not in FRAMEWORKS:
+        raise CrawlError(f"framework {framework!r} is not one of {FRAMEWORKS}")
+    if max_repos is not None and max_repos < 1:
+        raise CrawlError(f"max_repos must be at least 1, got {max_repos}")
+    targets = {r: framework for r in check_repos(repos)[:max_repos]} if repos else selected_repos(cfg, max_repos)
+    store = CheckpointStore(cfg.table_path(CRAWL_CHECKPOINTS.name))
+    ctx.run.read(CRAWL_CHECKPOINTS.name, BRONZE_REPOS.name)
+    before = store.load()
+    own_client = client is None
+    client = client or GitHubClient.from_config(gh, os.environ)
+    try:
+        finals, totals, failures = _crawl(ctx, client, store, {r: before.get(r) for r in targets})
+    finally:
+        if own_client:
+            client.close()
+    ctx.run.wrote(CRAWL_CHECKPOINTS.name)
+    fetched = {r: cp for r, cp in finals.items() if cp.status == FETCHED}
+    ingested: dict[str, Any] = {}
+    if not no_ingest and fetched:
+        ingested = _ingest(ctx, store, fetched, targets)
+    statuses = Counter(cp.status for cp in finals.values())
+    stats = client.stats.as_dict()
+    result = {"repositories": len(targets), **{f"status_{k}": v for k, v in sorted(statuses.items())}, "failed": len(failures),
+              **{k: v for k, v in stats.items() if k != "by_status"}, "http_status": stats["by_status"], **totals,
+              "raw_files": len(fetched), "ingested_new_issues": ingested.get("new_issues", 0)}
+    table("crawl", ["repos", "requests", "304s", "retries", "rate waits", "secondary waits", "waited s", "objects", "PRs", "new", "updated"],
+          [[len(targets), stats["requests"], stats["not_modified"], stats["retries"], stats["rate_limit_waits"], stats["secondary_waits"],
+            stats["wait_seconds"], totals["objects"], totals["pull_requests"], totals["new"], totals["updated"]]])
+    table("repositories by status", ["status", "repositories"], sorted(statuses.items()))
+    if failures:
+        table("failed (rerun `issuerisk crawl` to resume)", ["repository", "error"], sorted(failures.items()))
+    return result
+
+
+def _crawl(ctx: Context, client: GitHubClient, store: CheckpointStore,
+           start: dict[str, Checkpoint | None]) -> tuple[dict[str, Checkpoint], dict[str, int], dict[str, str]]:
+    """Run the workers; MERGE their checkpoints every ``checkpoint_every_s``. Returns final checkpoints, totals, failures."""
+    gh, run_id = ctx.cfg.github, ctx.run.run_id
+    raw_dir = ctx.cfg.resolve_path(gh.raw_dir)
+    events: queue.Queue[tuple[str, PageEvent]] = queue.Queue()
+    latest: dict[str, Checkpoint] = {r: cp for r, cp in start.items() if cp is not None}
+    pending: dict[str, Checkpoint] = {}
+    totals = Counter(objects=0, pull_requests=0, new=0, updated=0, pages=0)
+    failures: dict[str, str] = {}
+    finished: set[str] = set()
+    secrets = tokens_from_env(os.environ)
+    bars = [progress(len(start), "repositories", "repo", ctx.progress), progress(None, "pages", "page", ctx.progress),
+            progress(None, "issues", "issue", ctx.progress)]
+    last_commit = time.monotonic()
+    with ThreadPoolExecutor(max_workers=gh.concurrency, thread_name_prefix="crawl") as pool:
+        futures: dict[Future[Checkpoint], str] = {
+            pool.submit(crawl_repository, client, cp, repo, raw_dir, run_id, gh.per_page, lambda e, r=repo: events.put((r, e))): repo
+            for repo, cp in start.items()
+        }
+        while futures or not events.empty():
+            try:
+                repo, event = events.get(timeout=0.1)
+            except queue.Empty:
+                pass
+            else:
+                if repo not in finished:
+                    pending[repo] = latest[repo] = event.checkpoint
+                totals.update(objects=event.objects, pull_requests=event.pull_requests, new=event.new, updated=event.updated, pages=1)
+                if event.last_page:
+                    bars[1].total = (bars[1].total or 0) + event.last_page
+                bars[1].update(1)
+                bars[2].update(event.objects)
+                continue
+            for future in [f for f in futures if f.done()]:
+                repo = futures.pop(future)
+                finished.add(repo)
+                bars[0].update(1)
+                error = future.exception()
+                if error is None:
+                    pending[repo] = latest[repo] = future.result()
+                elif isinstance(error, GitHubError):
+                    failures[repo] = redact(str(error), secrets)
+                    previous = latest.get(repo) or Checkpoint(repo, IN_PROGRESS)
+                    pending[repo] = latest[repo] = previous.but(error=failures[repo])
+                else:
+                    raise error
+            if pending and (not futures or time.monotonic() - last_commit >= gh.checkpoint_every_s):
+                store.save(list(pending.values()), run_id)
+                pending.clear()
+                last_commit = time.monotonic()
+    store.save(list(pending.values()), run_id)
+    for bar in bars:
+        bar.close()
+    return latest, dict(totals), failures
+
+
+def _ingest(ctx: Context, store: CheckpointStore, fetched: dict[str, Checkpoint], targets: dict[str, str | None]) -> dict[str, Any]:
+    """MERGE fetched raw files into bronze_issues (one ingest per framework tag), then mark those repositories done."""
+    from jobs import ingest
+
+    groups: dict[str | None, list[str]] = {}
+    for repo, cp in sorted(fetched.items()):
+        if cp.raw_file and os.path.exists(cp.raw_file):
+            groups.setdefault(targets.get(repo), []).append(cp.raw_file)
+    result: Counter[str] = Counter()
+    for tag, paths in groups.items():
+        counts = ingest.run(ctx, paths=paths, framework=tag)
+        result.update({k: v for k, v in counts.items() if isinstance(v, int)})
+    store.save([cp.but(status=DONE) for cp in fetched.values()], ctx.run.run_id)
+    return dict(result)
