@@ -184,6 +184,13 @@ class GitHubConfig(_Section):
     backoff_max_s: float = Field(120.0, ge=0)
     timeout_s: float = Field(30.0, gt=0)
     raw_dir: str = Field("raw/github", description="JSON Lines of raw issue objects, relative to the warehouse unless absolute.")
+    framework_queries: dict[str, list[str]] = Field(
+        default_factory=lambda: {fw: [f"{fw} in:name,description,readme", f"topic:{fw}"] for fw in ("pytorch", "tensorflow", "keras")},
+        description="Search queries per framework (keyword and topic); language, stars and created qualifiers are added.",
+    )
+    secondary_wait_s: float = Field(60.0, ge=0, description="Wait after a secondary rate limit that gives no Retry-After (GitHub: at least one minute).")
+    checkpoint_every_s: float = Field(5.0, ge=0, description="Seconds between checkpoint commits while crawling; 0 commits after every page.")
+    etag_cache_size: int = Field(256, ge=0, description="Response bodies kept for If-None-Match revalidation (304s cost no quota).")
 
 
 class Config(_Section):
