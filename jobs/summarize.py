@@ -1,0 +1,215 @@
+"""Stage ``summarize``: silver issues -> ``silver_summaries``, through a cache that survives crashes.
+
+Every issue gets a cache key, the SHA-256 of the summarizer's identity (kind,
+model, prompt version), the issue key, title and body, computed in Spark; only
+issues whose key is not in ``silver_summaries`` are summarized, so a rerun asks
+the model only for new or edited issues. Answers are MERGEd in batches of
+``summarize.batch_size`` while the next requests are in flight, so a crash loses
+at most one batch. Failures (with reasons) go to ``silver_summary_failures`` and
+are tried again by the next run; they are never stored as summaries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from conf.settings import SummarizeConfig
+from jobs.sampling import sample_keys
+from jobs.summarizers import Outcome, Summarizer, SummaryIdentity, identity_of, make_summarizer
+from jobs.tables import merge, read
+from schemas.summaries import SILVER_SUMMARIES, SILVER_SUMMARY_FAILURES
+
+KEY_SEPARATOR = "\x1f"
+
+
+def summary_identity(cfg_summarize: SummarizeConfig) -> tuple[str, str, str]:
+    """(summarizer, model, prompt_version) as the configured summarizer writes them into ``silver_summaries``.
+
+    The current summary of an issue is the row with this identity and the newest
+    ``created_at`` for its (repository, number).
+    """
+    return tuple(identity_of(cfg_summarize))
+
+
+def cache_key_column(identity: SummaryIdentity) -> Column:
+    """Spark column: SHA-256 hex of identity, repository, number, title and body joined by U+001F."""
+    return F.sha2(
+        F.concat_ws(
+            KEY_SEPARATOR,
+            *(F.lit(part) for part in identity),
+            F.col("repository"),
+            F.col("number").cast("string"),
+            F.coalesce(F.col("title"), F.lit("")),
+            F.coalesce(F.col("body"), F.lit("")),
+        ),
+        256,
+    )
+
+
+@dataclass
+class Tally:
+    """What summarizing cost and produced."""
+
+    summarized: int = 0
+    failed: Counter = field(default_factory=Counter)
+    calls: int = 0
+    retries: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.summary is not None:
+            self.summarized += 1
+        else:
+            self.failed[outcome.reason or "unknown"] += 1
+        self.calls += outcome.calls
+        self.retries += outcome.retries
+        self.input_tokens += outcome.input_tokens
+        self.output_tokens += outcome.output_tokens
+
+
+async def summarize_all(
+    summarizer: Summarizer,
+    issues: Iterable[Any],
+    flush: Callable[[list[tuple[Any, Outcome]]], None],
+    batch_size: int,
+    on_done: Callable[[], Any] = lambda: None,
+) -> Tally:
+    """Summarize ``issues`` (objects with ``title`` and ``body``) with ``summarizer.concurrency`` in flight,
+    handing every ``batch_size`` results to ``flush`` (run in a thread, so requests continue meanwhile).
+
+    What was answered is flushed even when a :class:`~jobs.summarizers.SummarizerError` ends the run.
+    """
+    source = iter(issues)
+    buffer: list[tuple[Any, Outcome]] = []
+    lock = asyncio.Lock()
+    tally = Tally()
+
+    async def drain() -> None:
+        async with lock:
+            if buffer:
+                batch = buffer[:]
+                buffer.clear()
+                await asyncio.to_thread(flush, batch)
+
+    async def worker() -> None:
+        for issue in source:
+            outcome = await summarizer.summarize(issue.title, issue.body or "")
+            tally.add(outcome)
+            buffer.append((issue, outcome))
+            on_done()
+            if len(buffer) >= batch_size:
+                await drain()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(summarizer.concurrency):
+                group.create_task(worker())
+    except BaseExceptionGroup as group_error:
+        await drain()
+        raise group_error.exceptions[0] from None
+    finally:
+        await summarizer.aclose()
+    await drain()
+    return tally
+
+
+def _rows(batch: list[tuple[Any, Outcome]], identity: SummaryIdentity, run_id: str) -> tuple[list[dict], list[dict]]:
+    now = datetime.now(timezone.utc)
+    done, failed = [], []
+    for issue, outcome in batch:
+        common = {"cache_key": issue.cache_key, "repository": issue.repository, "number": issue.number, **identity._asdict(), "run_id": run_id}
+        if outcome.summary is not None:
+            done.append({**common, "summary": outcome.summary, "input_tokens": outcome.input_tokens, "output_tokens": outcome.output_tokens, "created_at": now})
+        else:
+            failed.append({**common, "reason": outcome.reason, "detail": outcome.detail, "calls": outcome.calls, "failed_at": now})
+    return done, failed
+
+
+def run(ctx, summarizer: str | None = None, limit: int | None = None) -> dict[str, Any]:
+    """Summarize the silver issues that have no summary for the configured summarizer yet.
+
+    Args:
+        ctx: the command's context.
+        summarizer: ``extractive`` or ``llm`` for this run (overrides ``summarize.summarizer``).
+        limit: summarize at most this many uncached issues (in repository, number order).
+
+    Returns:
+        Counts for the run row: issues, cached, summarized, failed (by reason), calls,
+        retries and tokens.
+
+    Raises:
+        ValueError: ``limit`` below 1.
+        SummarizerError: the LLM endpoint rejects the key, model or URL (what was
+            answered before is kept).
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}; leave it out to summarize every issue")
+    if summarizer is not None and summarizer != ctx.cfg.summarize.summarizer:
+        ctx.with_config(ctx.cfg.updated("summarize", summarizer=summarizer))
+    cfg = ctx.cfg
+    engine = make_summarizer(cfg.summarize)
+    identity = engine.identity
+    spark = ctx.spark
+    ctx.run.read("silver_issues", "silver_summaries")
+
+    issues = read(spark, cfg, "silver_issues").select("repository", "number", "title", "body")
+    if cfg.project.sample_size is not None:
+        keys = [(r.repository, r.number) for r in issues.select("repository", "number").collect()]
+        chosen = sample_keys(keys, cfg.project.sample_size, cfg.project.seed)
+        if len(chosen) < len(keys):
+            issues = issues.join(F.broadcast(spark.createDataFrame(sorted(chosen), "repository string, number long")), ["repository", "number"])
+    issues = issues.withColumn("cache_key", cache_key_column(identity)).cache()
+    misses = issues.join(read(spark, cfg, "silver_summaries").select("cache_key"), "cache_key", "left_anti")
+    total = issues.count()
+    missing = misses.count()
+    todo = misses.orderBy("repository", "number")
+    todo = todo.limit(limit).collect() if limit is not None else todo.collect()
+    issues.unpersist()
+
+    def flush(batch: list[tuple[Any, Outcome]]) -> None:
+        done, failed = _rows(batch, identity, ctx.run.run_id)
+        if done:
+            merge(spark, cfg, SILVER_SUMMARIES, spark.createDataFrame(done, SILVER_SUMMARIES.spark))
+        if failed:
+            merge(spark, cfg, SILVER_SUMMARY_FAILURES, spark.createDataFrame(failed, SILVER_SUMMARY_FAILURES.spark))
+
+    from issuerisk.display import progress, table
+
+    tally = Tally()
+    with progress(len(todo), f"summarize ({identity.summarizer})", "issue", ctx.progress) as bar:
+        try:
+            tally = asyncio.run(summarize_all(engine, todo, flush, cfg.summarize.batch_size, on_done=lambda: bar.update(1)))
+        finally:
+            ctx.run.wrote("silver_summaries", "silver_summary_failures")
+    counts = {
+        "summarizer": identity.summarizer,
+        "model": identity.model,
+        "prompt_version": identity.prompt_version,
+        "issues": total,
+        "cached": total - missing,
+        "summarized": tally.summarized,
+        "failed": sum(tally.failed.values()),
+        "failed_by_reason": dict(sorted(tally.failed.items())),
+        "not_attempted": missing - len(todo),
+        "calls": tally.calls,
+        "retries": tally.retries,
+        "input_tokens": tally.input_tokens,
+        "output_tokens": tally.output_tokens,
+    }
+    ctx.run.stage("summarize", **counts)
+    rows = [("summarized", tally.summarized), ("cached", counts["cached"])]
+    rows += [(f"failed: {reason}", n) for reason, n in counts["failed_by_reason"].items()]
+    if counts["not_attempted"]:
+        rows.append(("left for later (--limit)", counts["not_attempted"]))
+    rows += [("requests", tally.calls), ("retries", tally.retries), ("input tokens", tally.input_tokens), ("output tokens", tally.output_tokens)]
+    table(f"summarize: {identity.summarizer} / {identity.model} / {identity.prompt_version}", ("", "issues"), rows)
+    return counts

@@ -1,0 +1,114 @@
+"""Issue summarizers behind one small protocol, chosen by ``summarize.summarizer``.
+
+``extractive`` is deterministic and offline (the embedded default); ``llm`` asks
+any OpenAI-compatible chat endpoint. Both answer one issue at a time with an
+:class:`Outcome` (a summary, or a failure reason) and name themselves with a
+:class:`SummaryIdentity` that goes into every cache key, so changing the model,
+the prompt or the rules makes the cache miss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from conf.settings import SummarizeConfig
+from jobs.summarizers import extractive
+
+
+class SummarizerError(RuntimeError):
+    """The summarizer cannot work at all (bad endpoint, model or credentials); retrying per issue would not help."""
+
+
+class SummaryIdentity(NamedTuple):
+    """What produced a summary, as written into ``silver_summaries``."""
+
+    summarizer: str
+    model: str
+    prompt_version: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One issue's result: a summary, or a failure ``reason`` with ``detail``; plus what it cost."""
+
+    summary: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0
+    retries: int = 0
+
+
+class Summarizer(Protocol):
+    """Summarizes one issue at a time; ``concurrency`` issues may be in flight at once."""
+
+    identity: SummaryIdentity
+    concurrency: int
+
+    async def summarize(self, title: str, body: str) -> Outcome:
+        """Summarize one issue; failures come back as an Outcome with a reason, never as an exception
+        (except :class:`SummarizerError`, which ends the run)."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+
+def with_title(title: str, text: str) -> str:
+    """The summary as stored: the title first (the embedding embeds the summary alone), then the text."""
+    title = " ".join(title.split())
+    text = " ".join(text.split())
+    if not title or text.lower().startswith(title.lower()):
+        return text
+    return f"{title}{'' if title.endswith(('.', '!', '?', ':')) else '.'} {text}"
+
+
+class ExtractiveSummarizer:
+    """:func:`jobs.summarizers.extractive.summarize` behind the protocol."""
+
+    concurrency = 1
+
+    def __init__(self, token_budget: int) -> None:
+        self.token_budget = token_budget
+        self.identity = SummaryIdentity("extractive", f"extractive-{extractive.RULES_VERSION}", f"budget{token_budget}")
+
+    async def summarize(self, title: str, body: str) -> Outcome:
+        return Outcome(summary=extractive.summarize(title, body, self.token_budget))
+
+    async def aclose(self) -> None:
+        return None
+
+
+def identity_of(cfg: SummarizeConfig) -> SummaryIdentity:
+    """The identity the configured summarizer writes, without building a client."""
+    if cfg.summarizer == "extractive":
+        return ExtractiveSummarizer(cfg.token_budget).identity
+    from jobs.summarizers.llm import llm_identity
+
+    return llm_identity(cfg.llm)
+
+
+def make_summarizer(
+    cfg: SummarizeConfig,
+    client: Any = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Summarizer:
+    """Build the configured summarizer.
+
+    Args:
+        cfg: the ``summarize`` config section.
+        client: an ``openai.AsyncOpenAI`` to use for ``llm`` (tests inject one);
+            None builds one from ``summarize.llm`` and the environment.
+        sleep: the backoff sleep of ``llm`` (tests inject one that records delays).
+
+    Raises:
+        SummarizerError: ``llm`` without credentials for api.openai.com.
+    """
+    if cfg.summarizer == "extractive":
+        return ExtractiveSummarizer(cfg.token_budget)
+    from jobs.summarizers.llm import LLMSummarizer, build_client
+
+    return LLMSummarizer(cfg.llm, client if client is not None else build_client(cfg.llm), sleep=sleep, owns_client=client is None)

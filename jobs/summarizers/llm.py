@@ -1,0 +1,215 @@
+"""Summaries from any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, ...).
+
+The client's own retries are off (``max_retries=0``): this module retries 429,
+408/409, 5xx, timeouts and connection errors itself with exponential backoff and
+jitter, honouring ``Retry-After``/``retry-after-ms``, so the policy is the same
+for every server and testable with an injected sleep and clock. Long bodies are
+cut to a token budget before sending, keeping the start, the error lines and
+the end. An empty, refused or malformed answer is a failure for that issue,
+never a summary. The API key is read by the client from ``OPENAI_API_KEY`` and
+never appears in a table, log, exception or run row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from conf.settings import LLMConfig
+from jobs.summarizers import Outcome, SummarizerError, SummaryIdentity, with_title
+from jobs.summarizers.extractive import error_lines
+
+SYSTEM_PROMPT = (
+    "You summarize GitHub issues of machine-learning software. Write a concise summary of the issue's title and "
+    "description, focusing on the key points, the problem, and the technical details essential to understand it: "
+    "the error type and message, the library API or component involved, and what the user was doing. "
+    "Answer with the summary only, in plain English prose of at most four sentences, without preamble or Markdown."
+)
+USER_TEMPLATE = "Title: {title}\n\nDescription:\n{body}"
+CHARS_PER_TOKEN = 4
+RETRY_STATUS = {408: "timeout", 409: "server_error", 429: "rate_limited"}
+FATAL_STATUS = (401, 403, 404)
+_REFUSAL = re.compile(r"^\s*(?:i'?m sorry|i am sorry|sorry, (?:but )?i|i can(?:no|')t (?:help|assist|comply|provide)|as an ai\b)", re.I)
+
+
+def llm_identity(cfg: LLMConfig) -> SummaryIdentity:
+    """(``llm``, model, prompt version): the configured version plus a hash of the prompt text,
+    so editing the prompt invalidates the cache even when the version is not bumped."""
+    digest = hashlib.sha256((SYSTEM_PROMPT + "\0" + USER_TEMPLATE).encode()).hexdigest()[:8]
+    return SummaryIdentity("llm", cfg.model, f"{cfg.prompt_version}-{digest}")
+
+
+def build_client(cfg: LLMConfig) -> Any:
+    """An ``openai.AsyncOpenAI`` for the configured endpoint with the library's retries off.
+
+    ``base_url`` None lets the client honour ``OPENAI_BASE_URL`` (then api.openai.com);
+    the key comes from ``OPENAI_API_KEY``. Local servers that ignore keys get a placeholder.
+
+    Raises:
+        SummarizerError: no ``OPENAI_API_KEY`` while the endpoint is api.openai.com.
+    """
+    from openai import AsyncOpenAI
+
+    base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    api_key = os.environ.get("OPENAI_API_KEY") or None
+    if api_key is None:
+        if base_url is None or "api.openai.com" in base_url:
+            raise SummarizerError(
+                "summarizer 'llm' needs OPENAI_API_KEY for api.openai.com; export it, or point "
+                "summarize.llm.base_url (or OPENAI_BASE_URL) at a local OpenAI-compatible server such as vLLM or Ollama"
+            )
+        api_key = "unused"
+    return AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=cfg.timeout_s)
+
+
+def fit_to_budget(body: str, token_budget: int) -> str:
+    """Cut a long body to about ``token_budget`` tokens (4 characters each): keep the start,
+    every error line from the dropped middle, and the end; logs lose their middle."""
+    limit = token_budget * CHARS_PER_TOKEN
+    if len(body) <= limit:
+        return body
+    head = body[: int(limit * 0.6)].rsplit("\n", 1)[0]
+    tail = body[-int(limit * 0.2):].split("\n", 1)[-1]
+    middle = body[len(head): len(body) - len(tail)]
+    kept: list[str] = []
+    room = limit - len(head) - len(tail) - 64
+    for line in error_lines(middle):
+        if len(line) + 1 > room:
+            break
+        kept.append(line)
+        room -= len(line) + 1
+    marker = f"\n[... {len(middle):,} characters omitted ...]\n"
+    return head + marker + ("\n".join(kept) + "\n" if kept else "") + tail
+
+
+def retry_after_s(headers: Any, now: float) -> float | None:
+    """Seconds a server asked us to wait (``retry-after-ms``, ``retry-after`` seconds or HTTP date), or None."""
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+def _scrub(text: str) -> str:
+    key = os.environ.get("OPENAI_API_KEY") or ""
+    text = " ".join(str(text).split())[:300]
+    return text.replace(key, "***") if len(key) >= 8 else text
+
+
+class LLMSummarizer:
+    """Summarizes one issue per chat completion, retrying transient failures itself."""
+
+    def __init__(
+        self,
+        cfg: LLMConfig,
+        client: Any,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+        owns_client: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.client = client
+        self.identity = llm_identity(cfg)
+        self.concurrency = cfg.concurrency
+        self._sleep = sleep
+        self._clock = clock
+        self._owns_client = owns_client
+        self._rng = random.Random(0)
+
+    def _backoff(self, attempt: int, headers: Any = None) -> float:
+        asked = retry_after_s(headers, self._clock())
+        if asked is not None:
+            return min(asked, self.cfg.backoff_max_s)
+        delay = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2**attempt)
+        return delay * (0.5 + self._rng.random() / 2)
+
+    async def summarize(self, title: str, body: str) -> Outcome:
+        """Ask the endpoint for one summary.
+
+        Raises:
+            SummarizerError: the endpoint answered 401, 403 or 404 (wrong key, model or URL):
+                every other issue would fail the same way.
+        """
+        import openai
+
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": USER_TEMPLATE.format(title=title, body=fit_to_budget(body or "", self.cfg.input_token_budget))},
+        ]
+        calls = retries = 0
+        while True:
+            calls += 1
+            headers = None
+            try:
+                response = await self.client.chat.completions.create(
+                    model=self.cfg.model, messages=messages, temperature=self.cfg.temperature, max_tokens=self.cfg.max_tokens
+                )
+                return self._parse(title, response, calls, retries)
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                if status in FATAL_STATUS:
+                    raise SummarizerError(
+                        f"the endpoint answered HTTP {status} for model {self.cfg.model!r}; check summarize.llm.base_url "
+                        "(or OPENAI_BASE_URL), summarize.llm.model and OPENAI_API_KEY"
+                    ) from None
+                if status not in RETRY_STATUS and status < 500:
+                    return Outcome(reason="bad_request", detail=f"HTTP {status}: {_scrub(exc.message)}", calls=calls, retries=retries)
+                reason = RETRY_STATUS.get(status, "server_error")
+                detail = f"HTTP {status}: {_scrub(exc.message)}"
+                headers = exc.response.headers
+            except openai.APITimeoutError:
+                reason, detail = "timeout", f"no answer within {self.cfg.timeout_s} s"
+            except openai.APIConnectionError as exc:
+                reason, detail = "connection", _scrub(f"{type(exc.__cause__ or exc).__name__}: {exc.__cause__ or exc}")
+            except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+                return Outcome(reason="malformed", detail=_scrub(f"{type(exc).__name__}: {exc}"), calls=calls, retries=retries)
+            if retries >= self.cfg.max_retries:
+                return Outcome(reason=reason, detail=f"{detail} (after {calls} calls)", calls=calls, retries=retries)
+            await self._sleep(self._backoff(retries, headers))
+            retries += 1
+
+    def _parse(self, title: str, response: Any, calls: int, retries: int) -> Outcome:
+        usage = getattr(response, "usage", None)
+        cost = {
+            "input_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+            "output_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+            "calls": calls,
+            "retries": retries,
+        }
+        choices = getattr(response, "choices", None)
+        if not choices or getattr(choices[0], "message", None) is None:
+            return Outcome(reason="malformed", detail="the answer has no choices[0].message", **cost)
+        choice = choices[0]
+        text = (choice.message.content or "").strip()
+        refusal = getattr(choice.message, "refusal", None)
+        if refusal or choice.finish_reason == "content_filter" or _REFUSAL.match(text):
+            return Outcome(reason="refused", detail=_scrub(refusal or text or choice.finish_reason), **cost)
+        if not text:
+            return Outcome(reason="empty", detail=f"empty content (finish_reason={choice.finish_reason})", **cost)
+        return Outcome(summary=with_title(title, text), **cost)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.client.close()
