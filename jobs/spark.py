@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -48,6 +49,8 @@ def builder_for(cfg: Config) -> SparkSession.Builder:
         .config("spark.sql.catalogImplementation", "hive")
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
     )
+    if s.master.startswith("local"):
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # local workers use this venv's interpreter
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)
     if s.metastore_uri:

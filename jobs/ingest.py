@@ -1,0 +1,273 @@
+"""Ingest GitHub issue objects into ``bronze_issues``; malformed records go to ``bronze_rejects``.
+
+Input is what ``GET /repos/{owner}/{repo}/issues`` (or ``/issues/{number}``)
+returns: JSON Lines or JSON array files, optionally gzip-compressed. Files are
+parsed in Spark tasks (``mapInArrow`` over the file list), so the driver never
+holds the records; each record becomes either a typed bronze row or a reject
+with file, line and reason. Bronze is MERGEd on (repository, number), keeping
+the newest ``updated_at``, so rerunning the same files changes nothing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from issuerisk.context import Context
+from issuerisk.display import table
+from jobs import tables
+from schemas.lakehouse import BRONZE_ISSUES, BRONZE_REJECTS
+
+SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
+RAW_LIMIT = 65536
+FRAMEWORKS = ("pytorch", "tensorflow", "keras")
+
+
+class IngestError(ValueError):
+    """The ingest job was given nothing it can read."""
+
+
+class RecordError(ValueError):
+    """One record cannot be accepted; ``reason`` is the reject category."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+# What a parse task emits: bronze columns (all nullable), plus reject columns when rejected.
+PARSED = pa.schema(
+    [pa.field(f.name, f.type, True) for f in BRONZE_ISSUES.arrow if f.name not in ("run_id", "ingested_at", "framework")]
+    + [pa.field("reason", pa.string()), pa.field("detail", pa.string()), pa.field("raw", pa.string())]
+)
+NEWER = (
+    "s.updated_at > t.updated_at OR (t.updated_at IS NULL AND s.updated_at IS NOT NULL)"
+    " OR (s.updated_at <=> t.updated_at AND s.framework IS NOT NULL AND NOT (s.framework <=> t.framework))"
+)
+
+
+def find_files(paths: list[str]) -> list[str]:
+    """Expand files and folders into the sorted list of issue files.
+
+    Raises:
+        IngestError: a path does not exist, or nothing readable was found.
+    """
+    files: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(str(p) for p in sorted(path.rglob("*")) if p.is_file() and p.name.endswith(SUFFIXES))
+        elif path.is_file():
+            files.append(str(path))
+        else:
+            raise IngestError(f"input path {raw!r} does not exist; pass files or folders of GitHub issue JSON (.json, .jsonl, .gz)")
+    if not files:
+        raise IngestError(f"no issue files (*{', *'.join(SUFFIXES)}) under {paths}")
+    return sorted(set(os.path.abspath(f) for f in files))
+
+
+def _timestamp(obj: dict[str, Any], field: str, required: bool) -> datetime | None:
+    value = obj.get(field)
+    if value is None:
+        if required:
+            raise RecordError("missing_field", f"{field} is missing")
+        return None
+    if not isinstance(value, str):
+        raise RecordError("wrong_type", f"{field} must be an ISO-8601 string, got {type(value).__name__} {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise RecordError("bad_date", f"{field}={value!r} is not an ISO-8601 date") from None
+    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _typed(obj: dict[str, Any], field: str, kind: type | tuple[type, ...], required: bool) -> Any:
+    value = obj.get(field)
+    if value is None:
+        if required:
+            raise RecordError("missing_field", f"{field} is missing")
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise RecordError("wrong_type", f"{field} must be {name}, got {type(value).__name__} {str(value)[:80]!r}")
+    return value
+
+
+def repository_of(obj: dict[str, Any]) -> str:
+    """owner/name from ``repository_url`` (api.github.com or GitHub Enterprise) or ``html_url``."""
+    for field, marker in (("repository_url", "/repos/"), ("html_url", "://")):
+        url = obj.get(field)
+        if isinstance(url, str) and marker in url:
+            tail = url.split(marker, 1)[1]
+            parts = tail.split("/")
+            if field == "html_url":
+                parts = parts[1:]
+            if len(parts) >= 2 and parts[0] and parts[1]:
+                return f"{parts[0]}/{parts[1]}"
+    raise RecordError("missing_field", "repository_url (or html_url) naming owner/name is missing")
+
+
+def parse_record(obj: Any) -> dict[str, Any]:
+    """Typed bronze fields of one GitHub issue object.
+
+    Raises:
+        RecordError: the object lacks id/number/title/created_at, has a wrong type or an unparseable date.
+    """
+    if not isinstance(obj, dict):
+        raise RecordError("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
+    user = obj.get("user") if isinstance(obj.get("user"), dict) else {}
+    labels = _typed(obj, "labels", list, False) or []
+    return {
+        "repository": repository_of(obj),
+        "number": _typed(obj, "number", int, True),
+        "id": _typed(obj, "id", int, True),
+        "title": _typed(obj, "title", str, True),
+        "body": _typed(obj, "body", str, False),
+        "state": _typed(obj, "state", str, False),
+        "state_reason": _typed(obj, "state_reason", str, False),
+        "labels": [lab.get("name") if isinstance(lab, dict) else str(lab) for lab in labels],
+        "user_login": user.get("login"),
+        "user_type": user.get("type"),
+        "author_association": _typed(obj, "author_association", str, False),
+        "comments": _typed(obj, "comments", int, False),
+        "is_pull_request": obj.get("pull_request") is not None,
+        "html_url": _typed(obj, "html_url", str, False),
+        "created_at": _timestamp(obj, "created_at", True),
+        "updated_at": _timestamp(obj, "updated_at", False),
+        "closed_at": _timestamp(obj, "closed_at", False),
+    }
+
+
+def _records(path: str) -> Iterator[tuple[int, str | None, Any, str | None]]:
+    """(line, text, parsed object, json error) for each record of a JSON Lines or JSON array file."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    text = data.decode("utf-8", errors="replace")
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield 1, text[:RAW_LIMIT], None, f"file is not a valid JSON array: {exc}"
+            return
+        for index, item in enumerate(items, start=1):
+            yield index, None, item, None
+        return
+    for number, line in enumerate(io.StringIO(text), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, line, json.loads(line), None
+        except json.JSONDecodeError as exc:
+            yield number, line, None, str(exc)
+
+
+def parse_file(path: str) -> list[dict[str, Any]]:
+    """Parse one file into rows of :data:`PARSED`: a bronze row, or a reject with reason and raw text."""
+    rows = []
+    for line, text, obj, json_error in _records(path):
+        base = {"source_file": path, "source_line": line}
+        if json_error is not None:
+            rows.append({**base, "reason": "broken_json", "detail": json_error, "raw": (text or "")[:RAW_LIMIT]})
+            continue
+        raw = text.rstrip("\n") if text is not None else json.dumps(obj)
+        try:
+            rows.append({**base, **parse_record(obj), "raw_json": raw})
+        except RecordError as err:
+            partial = {}
+            if isinstance(obj, dict):
+                partial["number"] = obj.get("number") if isinstance(obj.get("number"), int) else None
+                try:
+                    partial["repository"] = repository_of(obj)
+                except RecordError:
+                    pass
+            rows.append({**base, **partial, "reason": err.reason, "detail": err.detail, "raw": raw[:RAW_LIMIT]})
+    return rows
+
+
+def _parse_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        for path in batch.column("path").to_pylist():
+            rows = parse_file(path)
+            for start in range(0, len(rows), 2000):
+                yield pa.RecordBatch.from_pylist(rows[start:start + 2000], schema=PARSED)
+
+
+def parse(spark: SparkSession, files: list[str], files_per_task: int) -> DataFrame:
+    """Parse files in Spark tasks into one DataFrame of :data:`PARSED` rows."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    slices = max(1, min(len(files), -(-len(files) // files_per_task), spark.sparkContext.defaultParallelism * 4))
+    paths = spark.createDataFrame([(f,) for f in files], "path string").repartition(slices)
+    return paths.mapInArrow(_parse_batches, from_arrow_schema(PARSED))
+
+
+def to_bronze(parsed: DataFrame, framework: str | None, run_id: str) -> DataFrame:
+    """Accepted records as bronze rows, one per issue: the newest ``updated_at`` (then the latest file) wins."""
+    newest = Window.partitionBy("repository", "number").orderBy(
+        F.col("updated_at").desc_nulls_last(), F.col("source_file").desc(), F.col("source_line").desc()
+    )
+    return (
+        parsed.where(F.col("reason").isNull())
+        .withColumn("_rank", F.row_number().over(newest))
+        .where("_rank = 1")
+        .drop("_rank", "reason", "detail", "raw")
+        .withColumn("framework", F.lit(framework).cast("string"))
+        .withColumn("run_id", F.lit(run_id))
+        .withColumn("ingested_at", F.current_timestamp())
+    )
+
+
+def to_rejects(parsed: DataFrame, run_id: str) -> DataFrame:
+    return (
+        parsed.where(F.col("reason").isNotNull())
+        .withColumn("run_id", F.lit(run_id))
+        .withColumn("rejected_at", F.current_timestamp())
+    )
+
+
+def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[str, Any]:
+    """MERGE the issue files under ``paths`` into bronze; record rejects. Returns counts.
+
+    Raises:
+        IngestError: a path is missing, no issue file was found, or ``framework`` is unknown.
+    """
+    if framework is not None and framework not in FRAMEWORKS:
+        raise IngestError(f"framework {framework!r} is not one of {FRAMEWORKS}; omit --framework to infer it per repository")
+    spark, cfg = ctx.spark, ctx.cfg
+    files = find_files(paths)
+    ctx.run.read(BRONZE_ISSUES.name)
+    before = tables.read(spark, cfg, BRONZE_ISSUES.name).count()
+    parsed = parse(spark, files, cfg.ingest.batch_files).persist()
+    try:
+        bronze = to_bronze(parsed, framework, ctx.run.run_id)
+        rejects = to_rejects(parsed, ctx.run.run_id)
+        records = parsed.count()
+        rejected = rejects.count()
+        tables.merge(spark, cfg, BRONZE_ISSUES, bronze, update_condition=NEWER)
+        if rejected:
+            tables.merge(spark, cfg, BRONZE_REJECTS, rejects)
+        by_reason = {r["reason"]: r["count"] for r in rejects.groupBy("reason").count().collect()}
+    finally:
+        parsed.unpersist()
+    after = tables.read(spark, cfg, BRONZE_ISSUES.name).count()
+    ctx.run.wrote(BRONZE_ISSUES.name, BRONZE_REJECTS.name)
+    result = {"files": len(files), "records": records, "accepted": records - rejected, "rejected": rejected,
+              "new_issues": after - before, "bronze_issues": after, "rejects_by_reason": by_reason}
+    table("ingest", ["files", "records", "accepted", "rejected", "new issues", "bronze total"],
+          [[len(files), records, records - rejected, rejected, after - before, after]])
+    if by_reason:
+        table("rejected records", ["reason", "records"], sorted(by_reason.items()))
+        print(f"  see: SELECT source_file, source_line, reason, detail FROM {cfg.project.database}.bronze_rejects")
+    return result
