@@ -128,7 +128,7 @@ def synthetic_repos(n: int, keyword: str, seed: int = 0, start: str = "2016-01-0
 
 @dataclass
 class Fault:
-    """A scripted failure for the next ``times`` requests whose path contains ``path``.
+    """A scripted failure for the next ``times`` requests whose path and query contain ``path``.
 
     ``drop`` closes the connection without an answer; otherwise the server answers
     ``status`` with ``headers`` and ``message`` (e.g. 403 + Retry-After for a secondary limit).
@@ -157,7 +157,10 @@ class FakeGitHub:
         search_repos: items that ``/search/repositories`` searches.
         clock: epoch seconds for rate-limit windows, ``Date`` and edits (a :class:`FakeClock` in tests).
         core_limit / search_limit: requests per window per token; unauthenticated gets 60 / 10.
-        latency_s: real seconds each request takes (to make a crawl slow enough to kill mid-way).
+        latency_s: real seconds each request takes.
+
+    Set ``stall_after`` to N to make every issues request after the N-th hang until ``release`` is set
+    (``stalled`` is set when the first one hangs): a crawl stuck mid-way, ready to be killed.
     """
 
     def __init__(self, repos: dict[str, list[dict[str, Any]]] | None = None, search_repos: list[dict[str, Any]] | None = None,
@@ -170,6 +173,9 @@ class FakeGitHub:
         self.latency_s = latency_s
         self.repo_status: dict[str, tuple[int, str]] = {}
         self.faults: list[Fault] = []
+        self.stall_after: int | None = None
+        self.stalled = threading.Event()
+        self.release = threading.Event()
         self.requests: list[tuple[str, str, int]] = []
         self.auth_seen: set[str] = set()
         self._quotas: dict[tuple[str, str], _Quota] = {}
@@ -344,7 +350,12 @@ def _handler(api: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 time.sleep(api.latency_s)
             split = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(split.query).items()}
-            fault = api._fault(split.path)
+            if api.stall_after is not None and split.path.endswith("/issues") and api.served("/issues") >= api.stall_after:
+                api.stalled.set()
+                api.release.wait(60)
+                self.close_connection = True
+                return
+            fault = api._fault(self.path)
             if fault is not None and fault.drop:
                 self._record(split.path, 0)
                 self.close_connection = True

@@ -1,0 +1,214 @@
+"""The crawl and discover stages against the local fake GitHub (SYNTHETIC data, 127.0.0.1 only, fake clock).
+
+Crawls with ``no_ingest`` need no Spark; the ingest and discover tests are ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from issuerisk.context import Context
+from jobs import crawl
+from jobs.github.checkpoints import CheckpointStore
+from jobs.github.client import GitHubClient
+from jobs.runs import Run
+from schemas.crawl import CRAWL_CHECKPOINTS
+from tests.fakes.github_server import FakeClock, FakeGitHub, Fault, synthetic_issues, synthetic_repos
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD = {"synthetic-org/alpha": 230, "synthetic-org/beta": 120, "synthetic-org/gamma": 75}
+SECRET = "ghp_synthetic_crawl_secret_42"
+
+
+def light_ctx(cfg, **github):
+    """A context without Spark (enough for no_ingest crawls)."""
+    cfg = cfg.updated("github", **{"per_page": 50, "concurrency": 2, "checkpoint_every_s": 0.0, "raw_dir": f"raw/{cfg.project.database}", **github})
+    return Context(cfg=cfg, run=Run(cfg, "crawl"), progress=False)
+
+
+def raw_objects(ctx) -> list[tuple[str, int, str]]:
+    """(repository, number, updated_at) of every line of every raw file, duplicates kept."""
+    out = []
+    for path in sorted(Path(ctx.cfg.resolve_path(ctx.cfg.github.raw_dir)).rglob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            obj = json.loads(line)
+            out.append((obj["repository_url"].split("/repos/")[1], obj["number"], obj["updated_at"]))
+    return sorted(out)
+
+
+def expected(server, repos) -> list[tuple[str, int, str]]:
+    return sorted((r, i["number"], i["updated_at"]) for r in repos for i in server.repos[r])
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def server(clock):
+    repos = {name: synthetic_issues(name, n) for name, n in GOOD.items()}
+    repos["synthetic-org/gone"] = []
+    with FakeGitHub(repos, clock=clock) as gh:
+        gh.set_status("synthetic-org/gone", 404, "Not Found")
+        gh.set_status("synthetic-org/closed-tracker", 410, "Issues are disabled for this repo")
+        gh.set_status("synthetic-org/dmca", 451, "Repository access blocked")
+        yield gh
+
+
+def client_for(server, clock):
+    return GitHubClient(server.url, [SECRET], max_retries=4, backoff_base_s=1.0, clock=clock, sleep=clock.sleep)
+
+
+ALL = [*GOOD, "synthetic-org/gone", "synthetic-org/closed-tracker", "synthetic-org/dmca"]
+
+
+def test_crawl_fetches_every_object_and_records_dead_repositories(cfg, server, clock):
+    ctx = light_ctx(cfg)
+    server.faults += [Fault("/issues", 502, times=3), Fault("alpha/issues", 403, headers={"Retry-After": "5"}, message="secondary rate limit")]
+    with client_for(server, clock) as client:
+        result = crawl.run(ctx, repos=ALL, no_ingest=True, client=client)
+    assert raw_objects(ctx) == expected(server, GOOD)
+    assert result["objects"] == sum(GOOD.values())
+    assert result["pull_requests"] == sum(n // 5 for n in GOOD.values())
+    assert result["retries"] == 3 and result["secondary_waits"] == 1
+    assert (result["status_fetched"], result["status_gone"], result["status_issues_disabled"], result["status_blocked"]) == (3, 1, 1, 1)
+    checkpoints = CheckpointStore(ctx.cfg.table_path(CRAWL_CHECKPOINTS.name)).load()
+    assert checkpoints["synthetic-org/closed-tracker"].error == "410: Issues are disabled for this repo"
+    assert all(cp.next_url is None for cp in checkpoints.values())
+    assert SECRET not in json.dumps(result) and SECRET not in str(checkpoints)
+
+
+def test_crawl_rejects_bad_names_and_empty_selection(cfg):
+    ctx = light_ctx(cfg)
+    with pytest.raises(crawl.CrawlError, match="OWNER/NAME"):
+        crawl.run(ctx, repos=["not-a-repo"], no_ingest=True)
+    with pytest.raises(crawl.CrawlError, match="run `issuerisk discover` first"):
+        crawl.run(ctx, no_ingest=True)
+
+
+def test_failed_repository_resumes_from_its_last_page(cfg, server, clock):
+    ctx = light_ctx(cfg)
+    server.faults.append(Fault("alpha/issues?state=all&sort=created&direction=asc&per_page=50&page=3", 500, times=100))
+    with client_for(server, clock) as client:
+        result = crawl.run(ctx, repos=["synthetic-org/alpha"], no_ingest=True, client=client)
+        assert result["failed"] == 1
+        cp = CheckpointStore(ctx.cfg.table_path(CRAWL_CHECKPOINTS.name)).load()["synthetic-org/alpha"]
+        assert cp.status == "in_progress" and cp.next_url.endswith("page=3") and cp.issues_fetched == 100 and "after 4 retries" in cp.error
+        server.faults.clear()
+        crawl.run(ctx, repos=["synthetic-org/alpha"], no_ingest=True, client=client)
+    assert raw_objects(ctx) == expected(server, ["synthetic-org/alpha"])
+    assert server.served("alpha/issues") == 5
+
+
+_CHILD = """
+import json, sys
+from conf.settings import validate
+from issuerisk.context import Context
+from jobs import crawl
+from jobs.runs import Run
+cfg = validate(json.loads(sys.argv[1]))
+crawl.run(Context(cfg=cfg, run=Run(cfg, "crawl"), progress=False), repos=json.loads(sys.argv[2]), no_ingest=True)
+"""
+
+
+def test_killed_crawl_resumes_to_exactly_the_uninterrupted_issue_set(cfg, tmp_path):
+    """SIGKILL a crawl process while its requests hang mid-way, then resume: same objects, none twice."""
+    repos = {name: synthetic_issues(name, n) for name, n in GOOD.items()}
+    with FakeGitHub(repos) as gh:
+        gh.stall_after = 5
+        ctx = light_ctx(cfg, api_url=gh.url, raw_dir=str(tmp_path / "raw"))
+        env = {**os.environ, "GITHUB_TOKEN": SECRET, "PYTHONPATH": str(REPO)}
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, ctx.cfg.to_json(), json.dumps(list(GOOD))], cwd=REPO, env=env)
+        store = CheckpointStore(ctx.cfg.table_path(CRAWL_CHECKPOINTS.name))
+        try:
+            assert gh.stalled.wait(60), "the crawl never reached the stall point"
+            deadline = time.monotonic() + 30
+            while sum(cp.issues_fetched for cp in store.load().values()) < 5 * 50 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+            gh.stall_after = None
+            gh.release.set()
+        before = store.load()
+        assert any(cp.status == "in_progress" and cp.next_url for cp in before.values())
+        partial = next(cp for cp in before.values() if cp.raw_file)
+        with open(partial.raw_file, "ab") as f:
+            f.write(b'{"url": "half a line the kill left beh')
+        with GitHubClient(gh.url, [SECRET]) as client:
+            crawl.run(ctx, repos=list(GOOD), no_ingest=True, client=client)
+        resumed = raw_objects(ctx)
+        fresh = light_ctx(cfg.updated("project", database=cfg.project.database + "_fresh"), api_url=gh.url, raw_dir=str(tmp_path / "fresh"))
+        with GitHubClient(gh.url, [SECRET]) as client:
+            crawl.run(fresh, repos=list(GOOD), no_ingest=True, client=client)
+        assert resumed == raw_objects(fresh) == expected(gh, GOOD)
+        assert client.stats.requests > 0
+
+
+@pytest.mark.slow
+def test_crawl_ingests_then_reruns_incrementally_with_since_and_etag(ctx, server, clock):
+    ctx.with_config(ctx.cfg.updated("github", per_page=50, concurrency=2, raw_dir=f"raw/{ctx.cfg.project.database}"))
+    repos = list(GOOD)
+    with client_for(server, clock) as client:
+        first = crawl.run(ctx, repos=repos, framework="keras", client=client)
+    assert first["ingested_new_issues"] == sum(GOOD.values())
+    bronze = ctx.spark.table(f"{ctx.cfg.project.database}.bronze_issues")
+    assert bronze.count() == sum(GOOD.values())
+    assert {r[0] for r in bronze.select("framework").distinct().collect()} == {"keras"}
+
+    clock.now += 3600
+    server.edit("synthetic-org/alpha", 7, title="Synthetic issue 7, edited")
+    new_issue = dict(synthetic_issues("synthetic-org/beta", 121)[-1], created_at="2024-01-01T02:00:00Z")
+    server.add("synthetic-org/beta", dict(new_issue, updated_at="2024-01-01T02:00:00Z"))
+    clock.now += 60
+    with client_for(server, clock) as client:
+        second = crawl.run(ctx, repos=repos, framework="keras", client=client)
+    assert (second["objects"], second["new"], second["updated"]) == (2, 1, 1)
+    assert bronze.count() == sum(GOOD.values()) + 1
+    assert bronze.filter("repository = 'synthetic-org/alpha' AND number = 7").first()["title"] == "Synthetic issue 7, edited"
+
+    clock.now += 60
+    with client_for(server, clock) as client:
+        third = crawl.run(ctx, repos=repos, client=client)
+        fourth = crawl.run(ctx, repos=repos, client=client)
+    assert third["objects"] == 0 and third["not_modified"] == 0
+    assert fourth["objects"] == 0 and fourth["not_modified"] == len(repos)
+
+
+@pytest.mark.slow
+def test_discover_merges_frameworks_and_records_exclusions(ctx, clock):
+    keras = synthetic_repos(30, "keras")
+    shared = dict(keras[0], description="SYNTHETIC library built on keras and pytorch", topics=["keras", "pytorch"])
+    pytorch = synthetic_repos(12, "pytorch") + [shared]
+    with FakeGitHub(search_repos=[shared, *keras[1:], *pytorch[:-1]], clock=clock) as gh, client_for(gh, clock) as client:
+        from jobs import discover
+
+        result = discover.run(ctx, framework="all", min_stars=0, created_from="2015-01-01", client=client)
+    rows = {r["repository"]: r for r in ctx.spark.table(f"{ctx.cfg.project.database}.bronze_repos").collect()}
+    assert result["found"] == len(rows) == 42
+    assert rows[shared["full_name"]]["frameworks"] == ["keras", "pytorch"]
+    reasons = {r["excluded_reason"] for r in rows.values()}
+    assert {"tutorial in description", "ui in description", "awesome in description", "issues disabled"} <= reasons
+    assert result["selected"] == sum(r["excluded_reason"] is None for r in rows.values()) > 0
+    assert crawl.selected_repos(ctx.cfg, 3).keys() <= {n for n, r in rows.items() if r["excluded_reason"] is None}
+
+
+def test_discover_rejects_bad_options(cfg):
+    from jobs import discover
+    from jobs.github.exceptions import DiscoveryError
+
+    with pytest.raises(DiscoveryError, match="created_from must be a date YYYY-MM-DD"):
+        discover.search_window("2020-13-01", None, 10, discover.date(2024, 1, 1))
+    with pytest.raises(DiscoveryError, match="is before created_from"):
+        discover.search_window("2020-01-01", "2019-01-01", 10, discover.date(2024, 1, 1))
+    with pytest.raises(DiscoveryError, match="has no queries"):
+        discover.run(light_ctx(cfg), framework="jax")
