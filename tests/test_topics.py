@@ -1,0 +1,144 @@
+"""Topics on synthetic clusters: BERTopic's keywords land on our cluster ids, and the stage writes gold_topics.
+
+Every issue, summary, embedding and cluster label here is synthetic, built by
+:func:`seed_run` (also used by the risk, comparison and report tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+
+from jobs.topics import TopicsInputError, fit_topics, representatives, short_label
+
+RUN_ID = "20260101T000000Z-synthetic"
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+THEMES = {
+    0: ("cuda out of memory gpu allocation", "pytorch"),
+    1: ("keras layer input shape mismatch", "keras"),
+    2: ("pip install wheel version conflict", "tensorflow"),
+}
+# cluster -> (count per framework, resolution hours of closed issues, issues left open); cluster 0 is the smallest.
+PLAN = {
+    0: ({"pytorch": 6, "tensorflow": 1, "keras": 1}, 5.0, 1),
+    1: ({"pytorch": 2, "tensorflow": 2, "keras": 10}, 50.0, 2),
+    2: ({"pytorch": 3, "tensorflow": 14, "keras": 1}, 500.0, 6),
+    -1: ({"pytorch": 2, "tensorflow": 2, "keras": 0}, 1.0, 0),
+}
+
+
+def synthetic_issues(seed: int = 0) -> list[dict]:
+    """Synthetic clustered issues following :data:`PLAN` with theme words, vectors near a theme centre and 2-D coordinates."""
+    rng = np.random.default_rng(seed)
+    centres = {c: rng.normal(size=16) * 4 for c in PLAN}
+    rows, number = [], 0
+    start = datetime(2024, 1, 1)
+    for cluster, (per_framework, hours, left_open) in PLAN.items():
+        total = sum(per_framework.values())
+        words = THEMES.get(cluster, ("random question about something", ""))[0].split()
+        k = 0
+        for framework, count in per_framework.items():
+            for _ in range(count):
+                number += 1
+                closed = k >= left_open
+                text = " ".join(rng.choice(words, size=6)) + f" report {number}"
+                vec = centres[cluster] + rng.normal(size=16)
+                rows.append({
+                    "repository": f"synthetic/{framework}-repo", "number": number, "cluster": cluster, "framework": framework,
+                    "title": text[:40], "summary": text, "vector": (vec / np.linalg.norm(vec)).astype(np.float32).tolist(),
+                    "is_closed": closed, "resolution_hours": hours + k if closed else None,
+                    "created_at": start, "closed_at": start + timedelta(hours=hours + k) if closed else None,
+                    "x": float(cluster * 5 + rng.normal()), "y": float(rng.normal()),
+                    "html_url": f"https://github.com/synthetic/{framework}-repo/issues/{number}",
+                })
+                k += 1
+        assert k == total
+    return rows
+
+
+def seed_run(spark, cfg, run_id: str = RUN_ID, rows: list[dict] | None = None) -> list[dict]:
+    """Write synthetic silver_issues, silver_summaries, gold_embeddings and gold_clusters rows for one run."""
+    from jobs.tables import merge
+    from schemas.lakehouse import SILVER_ISSUES
+    from schemas.ml import GOLD_CLUSTERS, GOLD_EMBEDDINGS
+    from schemas.summaries import SILVER_SUMMARIES
+
+    rows = synthetic_issues() if rows is None else rows
+    silver, summaries, embeddings, clusters = [], [], [], []
+    for r in rows:
+        key = hashlib.sha256(f"{r['repository']}#{r['number']}".encode()).hexdigest()
+        silver.append({
+            "repository": r["repository"], "number": r["number"], "title": r["title"], "body": r["summary"], "state": "closed" if r["is_closed"] else "open",
+            "labels": [], "user_login": "someone", "html_url": r["html_url"], "created_at": r["created_at"], "updated_at": r["created_at"],
+            "closed_at": r["closed_at"], "is_closed": r["is_closed"], "resolution_hours": r["resolution_hours"], "framework": r["framework"],
+            "frameworks": [r["framework"]], "framework_source": "given", "language": "en", "language_confidence": 1.0, "run_id": run_id,
+        })
+        summaries.append({
+            "cache_key": key, "repository": r["repository"], "number": r["number"], "summarizer": "extractive", "model": "synthetic",
+            "prompt_version": "v0", "summary": r["summary"], "input_tokens": 0, "output_tokens": 0, "run_id": run_id, "created_at": r["created_at"],
+        })
+        embeddings.append({"repository": r["repository"], "number": r["number"], "model": MODEL, "summary_key": key, "dim": len(r["vector"]),
+                           "vector": r["vector"], "run_id": run_id})
+        clusters.append({"repository": r["repository"], "number": r["number"], "cluster": r["cluster"], "probability": 1.0, "outlier_score": 0.0,
+                         "x": r["x"], "y": r["y"], "model": MODEL, "run_id": run_id})
+    for spec, data in ((SILVER_ISSUES, silver), (SILVER_SUMMARIES, summaries), (GOLD_EMBEDDINGS, embeddings), (GOLD_CLUSTERS, clusters)):
+        frame = spark.createDataFrame([tuple(d[n] for n in spec.names) for d in data], spec.spark)
+        merge(spark, cfg, spec, frame)
+    return rows
+
+
+def test_short_label_skips_keywords_already_covered():
+    assert short_label(["cuda", "memory", "cuda memory", "gpu", "oom"]) == "cuda / memory / gpu"
+    assert short_label([]) == ""
+
+
+def test_representatives_are_closest_to_the_centroid():
+    emb = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.6, 0.4], [5.0, 5.0]])
+    labels = np.array([0, 0, 1, 0, -1])
+    assert representatives(emb, labels, 2) == {0: [1, 0], 1: [2]}
+
+
+def test_fit_topics_rejects_misaligned_inputs():
+    with pytest.raises(TopicsInputError, match="as many documents, embeddings and labels"):
+        fit_topics(["a", "b"], np.zeros((3, 4)), [0, 0], top_n_words=5, n_representative=1, min_df=1, ngram_max=1)
+
+
+def test_fit_topics_only_noise_gives_no_topic():
+    assert fit_topics(["a b", "c d"], np.ones((2, 4)), [-1, -1], top_n_words=5, n_representative=1, min_df=1, ngram_max=1) == []
+
+
+def test_fit_topics_maps_bertopic_ids_back_to_our_clusters():
+    rows = synthetic_issues()
+    emb = np.array([r["vector"] for r in rows], dtype=np.float32)
+    topics = fit_topics([r["summary"] for r in rows], emb, [r["cluster"] for r in rows],
+                        top_n_words=5, n_representative=5, min_df=1, ngram_max=1)
+    by_cluster = {t.cluster: t for t in topics}
+    assert set(by_cluster) == {0, 1, 2}
+    for cluster, (theme, _) in THEMES.items():
+        topic = by_cluster[cluster]
+        assert set(topic.keywords[:3]) <= set(theme.split()), (cluster, topic.keywords)
+        assert topic.weights == sorted(topic.weights, reverse=True)
+        assert topic.n == sum(PLAN[cluster][0].values())
+        assert len(topic.representative) == 5
+        assert all(rows[i]["cluster"] == cluster for i in topic.representative)
+
+
+@pytest.mark.slow
+def test_topics_stage_writes_gold_topics_and_replaces_on_rerun(ctx, spark):
+    from jobs import topics
+    from jobs.tables import read
+
+    seed_run(spark, ctx.cfg)
+    first = topics.run(ctx)
+    assert first["topics"] == 3 and first["documents"] == len(synthetic_issues())
+    assert first["missing_embedding"] == 0 and first["title_fallback"] == 0
+    again = topics.run(ctx, RUN_ID)
+    assert again["topics"] == 3
+    got = {r["cluster"]: r for r in read(spark, ctx.cfg, "gold_topics").where(f"run_id = '{RUN_ID}'").collect()}
+    assert set(got) == {0, 1, 2}
+    assert got[2]["n"] == 18 and len(got[2]["representative"]) == 5
+    assert all(url.startswith("https://github.com/synthetic/") for url in got[1]["representative"])
+    assert got[0]["keywords"][0] in THEMES[0][0].split()
