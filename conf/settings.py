@@ -92,7 +92,7 @@ class FilterConfig(_Section):
     language_min_confidence: float = Field(0.5, ge=0, le=1)
     language_min_chars: int = Field(20, ge=0, description="Texts shorter than this are kept without a language verdict.")
     bot_login_patterns: list[str] = Field(default_factory=lambda: [r"\[bot\]$", r"-bot$", r"^dependabot", r"^renovate", r"^github-actions", r"^stale", r"^codecov", r"^allcontributors"])
-    excluded_repo_keywords: list[str] = Field(default_factory=lambda: ["tutorial", "handbook", "course", "book", "awesome", "ui", "gui", "webui", "examples"])
+    excluded_repo_keywords: list[str] = Field(default_factory=lambda: ["tutorial", "handbook", "course", "book", "awesome", "ui", "gui", "webui"])
     near_duplicate_threshold: float = Field(0.9, gt=0, le=1, description="Jaccard similarity of word shingles above which two issues of one repository are duplicates.")
 
 
@@ -131,7 +131,9 @@ class EmbedConfig(_Section):
     max_seq_length: int = Field(128, ge=8)
     batch_size: int = Field(64, ge=1)
     rows_per_task: int = Field(2048, ge=1, description="Rows read from Delta and merged per round trip.")
-    actors: int | None = Field(None, ge=1, description="None: one per GPU, else one per two CPUs.")
+    actors: int | None = Field(None, ge=1, description="None: one per GPU, else one per cpus_per_actor CPUs (one per CPU for the static backend).")
+    cpus_per_actor: int = Field(2, ge=1, description="CPUs (torch threads) per transformer actor on a CPU cluster.")
+    max_in_flight: int = Field(2, ge=1, description="Batches queued per actor, so actors compute while the driver merges.")
     fp16_on_gpu: bool = True
     static_dims: int = Field(256, ge=8, description="PCA dimensions of the distilled static model.")
     static_cache_dir: str = "models/static"
@@ -158,7 +160,7 @@ class TopicsConfig(_Section):
 
     top_n_words: int = Field(10, ge=1)
     n_representative: int = Field(5, ge=1)
-    min_df: int = Field(2, ge=1)
+    min_df: int = Field(1, ge=1, description="Topics (not issues) a keyword must occur in: c-TF-IDF vectorizes one joined document per topic, so 2 would drop every word unique to one cluster.")
     ngram_max: int = Field(2, ge=1, le=3)
 
 

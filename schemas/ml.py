@@ -35,3 +35,17 @@ GOLD_CLUSTERS = register(TableSpec(
         RUN_ID,
     ),
 ))
+
+EMBED_FAILURES = register(TableSpec(
+    name="embed_failures",
+    doc="Summaries the embed stage could not embed, with why; they are retried on the next run.",
+    key=("repository", "number", "model", "summary_key"),
+    columns=(
+        REPOSITORY,
+        NUMBER,
+        Column("model", "string", "Embedding model that was asked.", nullable=False),
+        Column("summary_key", "string", "cache_key of the summary that failed.", nullable=False),
+        Column("reason", "string", "Why it failed, and what to do.", nullable=False),
+        RUN_ID,
+    ),
+))

@@ -1,0 +1,248 @@
+"""Embedding stage: pool sizing, batching and row building (pure), then the real stage on Ray + Delta + MiniLM."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from conf.settings import EmbedConfig
+from ray_tasks.embed import (
+    EmbedError,
+    gold_rows,
+    model_id,
+    pending_sql,
+    plan_pool,
+    rechunk,
+    restrict,
+    split_embeddable,
+)
+from ray_tasks.encoders import EncoderError, EncoderSpec, StaticEncoder, build_encoder, static_model_dir
+from schemas.ml import GOLD_EMBEDDINGS
+
+
+def test_plan_pool_one_fp16_actor_per_gpu():
+    plan = plan_pool(EmbedConfig(), cluster_cpus=32, cluster_gpus=4)
+    assert (plan.actors, plan.num_gpus, plan.device) == (4, 1, "cuda")
+
+
+def test_plan_pool_cpu_actors_take_cpus_per_actor_threads():
+    plan = plan_pool(EmbedConfig(cpus_per_actor=2), cluster_cpus=8, cluster_gpus=0)
+    assert (plan.actors, plan.num_cpus, plan.threads, plan.device) == (4, 2, 2, "cpu")
+
+
+def test_plan_pool_static_backend_uses_one_actor_per_cpu_even_with_gpus():
+    plan = plan_pool(EmbedConfig(backend="static"), cluster_cpus=6, cluster_gpus=2)
+    assert (plan.actors, plan.num_cpus, plan.num_gpus, plan.device) == (6, 1, 0, "cpu")
+
+
+def test_plan_pool_honours_configured_actor_count():
+    assert plan_pool(EmbedConfig(actors=3), cluster_cpus=2, cluster_gpus=0).actors == 3
+
+
+def test_plan_pool_rejects_an_empty_cluster():
+    with pytest.raises(EmbedError, match="no CPU or GPU"):
+        plan_pool(EmbedConfig(), cluster_cpus=0, cluster_gpus=0)
+
+
+def test_model_id_separates_static_dimensions():
+    assert model_id(EmbedConfig(model="m")) == "m"
+    assert model_id(EmbedConfig(model="m", backend="static", static_dims=64)) == "static-d64:m"
+
+
+def test_pending_sql_filters_on_summary_identity_and_quotes():
+    sql = pending_sql(("extractive", "o'brien", "v1"), "m")
+    assert "summarizer = 'extractive'" in sql and "model = 'o''brien'" in sql and "d.summary_key IS NULL" in sql
+    assert "summarizer =" not in pending_sql(None, "m")
+
+
+def test_rechunk_regroups_batches_without_losing_rows():
+    batches = [pa.record_batch({"a": list(range(i, i + n))}) for i, n in ((0, 3), (3, 5), (8, 1))]
+    chunks = list(rechunk(batches, 4))
+    assert [c.num_rows for c in chunks] == [4, 4, 1]
+    assert sum((c.column("a").to_pylist() for c in chunks), []) == list(range(9))
+
+
+def test_restrict_keeps_sampled_keys_only():
+    batch = pa.record_batch({"repository": ["a/b", "a/b", "c/d"], "number": [1, 2, 1]})
+    kept = list(restrict([batch], {("a/b", 2), ("c/d", 1)}))[0]
+    assert list(zip(kept.column("repository").to_pylist(), kept.column("number").to_pylist())) == [("a/b", 2), ("c/d", 1)]
+
+
+def test_split_embeddable_reports_empty_summaries():
+    batch = pa.table({"repository": ["r", "r", "r"], "number": [1, 2, 3], "summary_key": ["k1", "k2", "k3"], "text": ["crash", "  ", "oom"]})
+    good, bad = split_embeddable(batch)
+    assert good.column("number").to_pylist() == [1, 3]
+    assert [i for i, _ in bad] == [1] and "empty summary" in bad[0][1]
+
+
+def test_gold_rows_have_the_table_schema_and_reject_a_count_mismatch():
+    batch = pa.table({"repository": ["r", "r"], "number": pa.array([1, 2], pa.int64()), "summary_key": ["k1", "k2"], "text": ["a", "b"]})
+    rows = gold_rows(batch, np.eye(2, 3, dtype=np.float32), "m", "run1")
+    assert rows.schema == GOLD_EMBEDDINGS.arrow
+    assert rows.column("vector").to_pylist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    assert rows.column("dim").to_pylist() == [3, 3]
+    with pytest.raises(ValueError, match="3 vectors for 2 rows"):
+        gold_rows(batch, np.zeros((3, 3), np.float32), "m", "run1")
+
+
+def _tiny_static_model(folder, minilm_path):
+    """Synthetic static model: MiniLM's real tokenizer with vectors where token id t has a 1 in dimension t % 4."""
+    import shutil
+    from pathlib import Path
+
+    from tokenizers import Tokenizer
+
+    folder.mkdir(parents=True)
+    vocab = Tokenizer.from_file(str(Path(minilm_path) / "tokenizer.json")).get_vocab_size()
+    vectors = np.zeros((vocab, 4), dtype=np.float32)
+    vectors[np.arange(vocab), np.arange(vocab) % 4] = 1.0
+    np.save(folder / "vectors.npy", vectors)
+    shutil.copy(Path(minilm_path) / "tokenizer.json", folder / "tokenizer.json")
+    return Tokenizer.from_file(str(folder / "tokenizer.json"))
+
+
+def test_static_encoder_is_the_normalized_mean_of_token_vectors(tmp_path, minilm_path):
+    tokenizer = _tiny_static_model(tmp_path / "s", minilm_path)
+    encoder = StaticEncoder(EncoderSpec(backend="static", model="m", path=str(tmp_path / "s"), max_seq_length=3))
+    text = "cuda out of memory error"
+    ids = tokenizer.encode(text, add_special_tokens=False).ids[:3]
+    expected = np.bincount(np.array(ids) % 4, minlength=4).astype(np.float32)
+    got = encoder.encode([text, ""])
+    np.testing.assert_allclose(got[0], expected / np.linalg.norm(expected), rtol=1e-6)
+    np.testing.assert_array_equal(got[1], np.zeros(4, np.float32))
+
+
+def test_static_encoder_names_an_incomplete_folder(tmp_path):
+    (tmp_path / "s").mkdir()
+    with pytest.raises(EncoderError, match="incomplete"):
+        build_encoder(EncoderSpec(backend="static", model="m", path=str(tmp_path / "s")))
+
+
+def test_unknown_backend_is_named():
+    with pytest.raises(EncoderError, match="'onnx' is unknown"):
+        build_encoder(EncoderSpec(backend="onnx", model="m", path="."))
+
+
+def test_static_model_dir_is_a_safe_name():
+    assert static_model_dir("/c", "intfloat/e5 large", 256).name == "intfloat_e5_large-d256-f1"
+
+
+# ---------------------------------------------------------------- real Spark + Delta + Ray + MiniLM
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+TEXTS = [
+    "CUDA out of memory when training a ResNet with batch size 256",
+    "Model export to ONNX fails with an unsupported operator",
+    "Loss becomes NaN after a few epochs with mixed precision",
+    "Documentation link for the installation guide is broken",
+    "DataLoader hangs with num_workers greater than zero on Windows",
+    "Keras model.save raises a TypeError for a custom layer",
+    "tf.function retracing warning floods the logs",
+    "Segmentation fault importing torch after installing opencv",
+]
+
+
+def _issue(repo, number):
+    return {"repository": repo, "number": number, "title": f"issue {number}", "body": "", "state": "open", "labels": [], "user_login": "u",
+            "html_url": f"https://github.com/{repo}/issues/{number}", "created_at": T0, "updated_at": T0, "closed_at": None, "is_closed": False,
+            "resolution_hours": None, "framework": "pytorch", "frameworks": ["pytorch"], "framework_source": "given", "language": "en",
+            "language_confidence": 1.0, "run_id": "seed"}
+
+
+def _summary(cfg, repo, number, text, key, when=T0):
+    from ray_tasks.embed import summary_identity
+
+    summarizer, model, prompt = summary_identity(cfg) or ("extractive", "synthetic", "v1")
+    return {"cache_key": key, "repository": repo, "number": number, "summarizer": summarizer, "model": model, "prompt_version": prompt,
+            "summary": text, "input_tokens": 0, "output_tokens": 0, "run_id": "seed", "created_at": when}
+
+
+def _write(spark, cfg, spec, rows):
+    from jobs.tables import merge
+
+    merge(spark, cfg, spec, spark.createDataFrame(rows, spec.spark))
+
+
+def _vectors(cfg):
+    from deltalake import DeltaTable
+
+    rows = DeltaTable(cfg.table_path("gold_embeddings")).to_pyarrow_table().to_pylist()
+    return {(r["repository"], r["number"]): r for r in rows}
+
+
+@pytest.mark.slow
+def test_embed_stage_matches_sentence_transformers_and_is_incremental(ctx, spark, ray_session, minilm_path):
+    """Synthetic issues and summaries (hand-written texts); vectors must equal MiniLM called directly."""
+    from sentence_transformers import SentenceTransformer
+
+    from ray_tasks import embed
+    from schemas.lakehouse import SILVER_ISSUES
+    from schemas.summaries import SILVER_SUMMARIES
+
+    ctx.with_config(ctx.cfg.updated("embed", rows_per_task=3, batch_size=4))
+    repo = "synthetic/repo"
+    _write(spark, ctx.cfg, SILVER_ISSUES, [_issue(repo, n) for n in range(1, 11)])
+    summaries = [_summary(ctx.cfg, repo, n + 1, t, f"k{n + 1}") for n, t in enumerate(TEXTS)]
+    summaries.append(_summary(ctx.cfg, repo, 9, "   ", "k9"))
+    summaries.append(_summary(ctx.cfg, "other/repo", 1, "not a silver issue", "kx"))
+    _write(spark, ctx.cfg, SILVER_SUMMARIES, summaries)
+
+    first = embed.run(ctx)
+    assert (first["pending"], first["embedded"], first["failed"]) == (9, 8, 1)
+    stored = _vectors(ctx.cfg)
+    assert sorted(stored) == [(repo, n) for n in range(1, 9)]
+    direct = SentenceTransformer(minilm_path, device="cpu").encode(TEXTS, normalize_embeddings=True)
+    got = np.array([stored[(repo, n)]["vector"] for n in range(1, 9)], dtype=np.float32)
+    np.testing.assert_allclose(got, direct, atol=2e-5)
+    assert {r["summary_key"] for r in stored.values()} == {f"k{n}" for n in range(1, 9)}
+    assert spark.table(f"{ctx.cfg.project.database}.gold_embeddings").count() == 8
+    failures = spark.table(f"{ctx.cfg.project.database}.embed_failures").collect()
+    assert [(f.number, f.summary_key) for f in failures] == [(9, "k9")] and "empty summary" in failures[0].reason
+
+    again = embed.run(ctx)
+    assert (again["pending"], again["embedded"]) == (1, 0)
+
+    _write(spark, ctx.cfg, SILVER_SUMMARIES, [_summary(ctx.cfg, repo, 2, TEXTS[0], "k2b", T0 + timedelta(days=1))])
+    changed = embed.run(ctx)
+    assert (changed["pending"], changed["embedded"]) == (2, 1)
+    after = _vectors(ctx.cfg)
+    assert after[(repo, 2)]["summary_key"] == "k2b" and after[(repo, 2)]["run_id"] == ctx.run.run_id
+    np.testing.assert_allclose(after[(repo, 2)]["vector"], direct[0], atol=2e-5)
+    assert after[(repo, 3)]["vector"] == stored[(repo, 3)]["vector"]
+
+
+@pytest.mark.slow
+def test_embed_stage_respects_the_sample(ctx, spark, ray_session):
+    """Synthetic rows: with project.sample_size=3 only the 3 sampled issues are embedded."""
+    from jobs.sampling import sample_keys
+    from ray_tasks import embed
+    from schemas.lakehouse import SILVER_ISSUES
+    from schemas.summaries import SILVER_SUMMARIES
+
+    ctx.with_config(ctx.cfg.updated("project", sample_size=3))
+    repo = "synthetic/sample"
+    _write(spark, ctx.cfg, SILVER_ISSUES, [_issue(repo, n) for n in range(1, 9)])
+    _write(spark, ctx.cfg, SILVER_SUMMARIES, [_summary(ctx.cfg, repo, n + 1, t, f"s{n}") for n, t in enumerate(TEXTS)])
+    result = embed.run(ctx, backend="transformer")
+    assert result["embedded"] == 3
+    assert set(_vectors(ctx.cfg)) == sample_keys([(repo, n) for n in range(1, 9)], 3, ctx.cfg.project.seed)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_gpu_pool_embeds_in_fp16_close_to_cpu(minilm_path, ray_session):
+    """On a GPU machine: one fp16 actor per GPU gives vectors within 1e-2 of fp32 CPU ones."""
+    import ray
+
+    from ray_tasks.embed import EmbedPool, PoolPlan
+
+    spec = EncoderSpec(backend="transformer", model="m", path=minilm_path, device="cuda", fp16=True)
+    pool = EmbedPool(spec, PoolPlan(int(ray.cluster_resources().get("GPU", 1)), 1, 1, "cuda", 1))
+    batch = pa.table({"text": TEXTS})
+    (_, vectors), = list(pool.map([batch]))
+    pool.close()
+    cpu = build_encoder(EncoderSpec(backend="transformer", model="m", path=minilm_path)).encode(TEXTS)
+    np.testing.assert_allclose(vectors, cpu, atol=1e-2)
