@@ -1,0 +1,188 @@
+"""``issuerisk report [RUN_ID]``: one self-contained HTML file per run.
+
+The page holds the risk matrix of every scope as a heat map (cluster counts and
+ids per cell), the cluster table, a 2-D map of the issues coloured by cluster,
+the framework comparison and the run's manifest. Figures are inline SVG built
+here and the only script is inline, so the file opens offline and loads nothing.
+The page is built from the gold tables the other stages wrote; run ``topics``,
+``risk`` and ``compare`` first (``issuerisk run`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping, Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from issuerisk.context import Context
+from issuerisk.display import table
+from jobs.risk import resolve_run_id
+from jobs.risk_matrix import GRADES, IMPACTS, severity
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "issuerisk" / "templates"
+GRADE_COLOURS = {"L1": "#2e7d32", "L2": "#66bb6a", "M1": "#fbc02d", "M2": "#f57c00", "H1": "#e53935", "H2": "#b71c1c", "H3": "#4a0000"}
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79",
+           "#ad494a", "#637939", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#843c39", "#8ca252")
+MAX_POINTS = 6000
+TOP_RISKS = 5
+
+
+class ReportInputError(RuntimeError):
+    """The run has nothing to report yet."""
+
+
+def heatmap_svg(rows: Sequence[Mapping[str, Any]], max_ids: int = 10) -> str:
+    """The 4 x 3 risk matrix of one scope: each cell coloured by grade, with its cluster count and ids."""
+    cell_w, cell_h, left, top = 150, 64, 46, 26
+    cells: dict[tuple[str, str], list[int]] = {}
+    for r in rows:
+        if r["impact"] is not None:
+            cells.setdefault((r["likelihood"], r["impact"]), []).append(int(r["cluster"]))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" width="{left + 3 * cell_w + 4}" height="{top + 4 * cell_h + 4}" role="img">']
+    for j, impact in enumerate(IMPACTS):
+        parts.append(f'<text x="{left + j * cell_w + cell_w / 2}" y="18" text-anchor="middle" class="axis">{impact}</text>')
+    for i, likelihood in enumerate(reversed(list(GRADES))):
+        y = top + i * cell_h
+        parts.append(f'<text x="20" y="{y + cell_h / 2 + 5}" text-anchor="middle" class="axis">{likelihood}</text>')
+        for j, impact in enumerate(IMPACTS):
+            cell_grade = GRADES[likelihood][j]
+            ids = sorted(cells.get((likelihood, impact), []))
+            shown = ", ".join(str(c) for c in ids[:max_ids]) + (f" +{len(ids) - max_ids}" if len(ids) > max_ids else "")
+            x = left + j * cell_w
+            parts.append(
+                f'<g class="cell" data-grade="{cell_grade}" data-count="{len(ids)}">'
+                f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{GRADE_COLOURS[cell_grade]}" opacity="{1.0 if ids else 0.35}"/>'
+                f'<text x="{x + 8}" y="{y + 20}" class="grade">{cell_grade}: {len(ids)}</text>'
+                f'<text x="{x + 8}" y="{y + 42}" class="ids">{escape(shown)}</text></g>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def scatter_svg(points: Sequence[tuple[float, float, int]], seed: int, width: int = 720, height: int = 480) -> str:
+    """Issues on their 2-D map coordinates, coloured by cluster (noise grey); at most :data:`MAX_POINTS`, a seeded sample."""
+    if len(points) > MAX_POINTS:
+        points = random.Random(seed).sample(list(points), MAX_POINTS)
+    if not points:
+        return '<p class="empty">No issue has map coordinates.</p>'
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    sx = (width - 20) / ((x1 - x0) or 1.0)
+    sy = (height - 20) / ((y1 - y0) or 1.0)
+    circles = []
+    for x, y, cluster in sorted(points, key=lambda p: p[2] != -1):
+        colour = "#c8c8c8" if cluster == -1 else PALETTE[cluster % len(PALETTE)]
+        circles.append(f'<circle cx="{10 + (x - x0) * sx:.1f}" cy="{height - 10 - (y - y0) * sy:.1f}" r="2.2" fill="{colour}" data-c="{cluster}"/>')
+    return f'<svg xmlns="http://www.w3.org/2000/svg" class="scatter" width="{width}" height="{height}" role="img">{"".join(circles)}</svg>'
+
+
+def top_risks(risk_rows: Sequence[Mapping[str, Any]], k: int = TOP_RISKS) -> list[dict[str, Any]]:
+    """The ``k`` most severe rated clusters of scope ``all`` (then the largest)."""
+    rated = [r for r in risk_rows if r["scope"] == "all" and r["grade"] is not None]
+    rated.sort(key=lambda r: (-severity(r["grade"]), -r["n"], r["cluster"]))
+    return [{key: r[key] for key in ("cluster", "label", "n", "p_k", "mttr_hours", "grade", "action")} for r in rated[:k]]
+
+
+def comparison_view(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The comparison as one row per cluster with a cell per framework, plus the test's figures."""
+    frameworks = sorted({r["framework"] for r in rows}, key=lambda f: ("pytorch", "tensorflow", "keras").index(f) if f in ("pytorch", "tensorflow", "keras") else 9)
+    by_cluster: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        by_cluster.setdefault(int(r["cluster"]), {})[r["framework"]] = r
+    first = rows[0] if rows else {}
+    return {
+        "frameworks": frameworks,
+        "clusters": [{"cluster": c, "cells": [cells.get(f) for f in frameworks]} for c, cells in sorted(by_cluster.items())],
+        "chi2": first.get("chi2"), "p_value": first.get("p_value"),
+    }
+
+
+def manifest_view(row: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """The run's manifest as (key, value) pairs for display; empty when the run has no row in ``runs``."""
+    if row is None:
+        return []
+    pairs = []
+    for key in ("run_id", "command", "status", "git_commit", "config_hash", "started_at", "ended_at", "args_json",
+                "packages", "runtime", "seeds", "tables_read", "tables_written", "metrics_json", "config_json"):
+        value = row.get(key)
+        if isinstance(value, dict):
+            value = json.dumps(dict(sorted(value.items())), default=str)
+        pairs.append((key, "" if value is None else str(value)))
+    return pairs
+
+
+def render(view: Mapping[str, Any]) -> str:
+    """The HTML page of a view (see :func:`build_view`)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined)
+    env.filters["hours"] = lambda h: "" if h is None else (f"{h:.1f} h" if h < 48 else f"{h / 24:.1f} d")
+    env.filters["pct"] = lambda v: "" if v is None else f"{100 * v:.1f} %"
+    return env.get_template("report.html.j2").render(**view)
+
+
+def build_view(run_id: str, risk_rows: list[dict], topics: list[dict], comparison: list[dict],
+               points: list[tuple[float, float, int]], manifest: dict | None, seed: int) -> dict[str, Any]:
+    """Everything the template shows, from plain rows of the gold tables.
+
+    Raises:
+        ReportInputError: the run has no ``gold_risk`` rows.
+    """
+    if not risk_rows:
+        raise ReportInputError(f"run {run_id!r} has no rows in gold_risk; run `issuerisk risk {run_id}` (and topics, compare) first")
+    topic_by_cluster = {t["cluster"]: t for t in topics}
+    scopes = ["all", *sorted({r["scope"] for r in risk_rows} - {"all"})]
+    per_scope = {s: sorted((r for r in risk_rows if r["scope"] == s), key=lambda r: (-severity(r["grade"]), -r["n"], r["cluster"])) for s in scopes}
+    return {
+        "run_id": run_id,
+        "scopes": [{"name": s, "heatmap": heatmap_svg(per_scope[s]), "n": sum(r["n"] for r in per_scope[s]),
+                    "unrated": [r["cluster"] for r in per_scope[s] if r["grade"] is None]} for s in scopes],
+        "clusters": [{**r, "keywords": (topic_by_cluster.get(r["cluster"]) or {}).get("keywords") or [],
+                      "representative": (topic_by_cluster.get(r["cluster"]) or {}).get("representative") or [],
+                      "colour": PALETTE[r["cluster"] % len(PALETTE)]} for r in per_scope["all"]],
+        "top_risks": top_risks(risk_rows),
+        "scatter": scatter_svg(points, seed),
+        "n_points": len(points),
+        "noise_points": sum(1 for p in points if p[2] == -1),
+        "comparison": comparison_view(comparison),
+        "manifest": manifest_view(manifest),
+        "colours": GRADE_COLOURS,
+    }
+
+
+def _rows(ctx: Context, name: str, run_id: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    from jobs.tables import read
+
+    frame = read(ctx.spark, ctx.cfg, name).where(f"run_id = '{run_id}'")
+    if columns:
+        frame = frame.select(*columns)
+    return [r.asDict(recursive=True) for r in frame.collect()]
+
+
+def run(ctx: Context, run_id: str | None = None, out: str | None = None) -> dict[str, Any]:
+    """Write the HTML report of one clustering run (default: the latest).
+
+    Returns:
+        ``{"report": path, "top_risks": [...], ...}``; the top risks are the most severe clusters over all frameworks.
+
+    Raises:
+        jobs.risk.NoClusteringError: no clustering run.
+        ReportInputError: the run has no risk rows yet.
+    """
+    run_id = resolve_run_id(ctx.cfg, run_id)
+    ctx.run.read("gold_risk", "gold_topics", "gold_framework_comparison", "gold_clusters", "runs")
+    risk_rows = _rows(ctx, "gold_risk", run_id)
+    manifests = _rows(ctx, "runs", run_id)
+    points = [(r["x"], r["y"], r["cluster"]) for r in _rows(ctx, "gold_clusters", run_id, ["x", "y", "cluster"]) if r["x"] is not None and r["y"] is not None]
+    view = build_view(run_id, risk_rows, _rows(ctx, "gold_topics", run_id), _rows(ctx, "gold_framework_comparison", run_id),
+                      points, manifests[0] if manifests else None, ctx.cfg.project.seed)
+    path = Path(out or Path(ctx.cfg.resolve_path(ctx.cfg.project.reports_dir)) / f"{run_id}.html").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(view), encoding="utf-8")
+    table(f"Report of run {run_id}: {path}", ["cluster", "label", "n", "P_k", "MTTR h", "grade", "action"],
+          [(t["cluster"], t["label"] or "", t["n"], t["p_k"], t["mttr_hours"], t["grade"], t["action"]) for t in view["top_risks"]])
+    return {"run_id": run_id, "report": str(path), "top_risks": view["top_risks"], "clusters": len(view["clusters"]), "bytes": path.stat().st_size}

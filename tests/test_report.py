@@ -1,0 +1,138 @@
+"""The HTML report: built from synthetic gold rows, opened in headless Chromium, checked for its numbers and script errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from jobs.report import ReportInputError, build_view, heatmap_svg, render, scatter_svg, top_risks
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=2000")
+
+
+def _chromium() -> str:
+    """Path of a Chromium binary; installs the Debian package when missing and possible, else skips."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, timeout=900, check=False)
+        if shutil.which("chromium"):
+            return shutil.which("chromium")
+    pytest.skip("headless Chromium is absent and could not be installed (apt-get install -y chromium needs root and the Debian mirror)")
+
+
+def open_in_chromium(page: Path, tmp_path: Path) -> tuple[str, list[str]]:
+    """The DOM after scripts ran and the console messages Chromium logged while loading ``page``."""
+    proc = subprocess.run(
+        [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line]
+    return proc.stdout, console
+
+
+def synthetic_view(**overrides):
+    """A view of synthetic gold rows: three clusters in scope all, two in pytorch, one unrated."""
+    risk = [
+        {"scope": "all", "cluster": 3, "label": "cuda / memory", "n": 40, "p_k": 0.4, "likelihood": "P4", "mttr_hours": 900.0,
+         "median_ttr_hours": 100.0, "open_share": 0.25, "impact": "I3", "grade": "H3", "action": "full review"},
+        {"scope": "all", "cluster": 7, "label": "install / pip", "n": 55, "p_k": 0.55, "likelihood": "P4", "mttr_hours": 12.5,
+         "median_ttr_hours": 3.0, "open_share": 0.1, "impact": "I1", "grade": "H1", "action": "act"},
+        {"scope": "all", "cluster": 9, "label": "shape <mismatch>", "n": 5, "p_k": 0.05, "likelihood": "P3", "mttr_hours": None,
+         "median_ttr_hours": None, "open_share": 1.0, "impact": None, "grade": None, "action": None},
+        {"scope": "pytorch", "cluster": 3, "label": "cuda / memory", "n": 30, "p_k": 0.6, "likelihood": "P4", "mttr_hours": 800.0,
+         "median_ttr_hours": 90.0, "open_share": 0.2, "impact": "I3", "grade": "H3", "action": "full review"},
+    ]
+    topics = [{"cluster": 3, "keywords": ["cuda", "memory", "allocation"], "representative": ["https://github.com/o/r/issues/1"]}]
+    comparison = [
+        {"cluster": 3, "framework": "pytorch", "n": 30, "share": 0.6, "expected": 20.0, "std_residual": 4.25, "grade": "H3", "chi2": 31.5, "p_value": 1e-6},
+        {"cluster": 3, "framework": "keras", "n": 10, "share": 0.2, "expected": 20.0, "std_residual": -4.25, "grade": None, "chi2": 31.5, "p_value": 1e-6},
+    ]
+    points = [(float(i), float(i % 7), c) for i, c in enumerate([3] * 40 + [7] * 55 + [9] * 5 + [-1] * 10)]
+    manifest = {"run_id": "r1", "command": "run", "status": "succeeded", "git_commit": "abc123", "packages": {"bertopic": "0.17.4"}, "config_json": "{}"}
+    args = {"run_id": "r1", "risk_rows": risk, "topics": topics, "comparison": comparison, "points": points, "manifest": manifest, "seed": 1}
+    args.update(overrides)
+    return build_view(**args)
+
+
+def test_heatmap_puts_clusters_in_their_cells():
+    svg = heatmap_svg([{"cluster": 4, "likelihood": "P2", "impact": "I3"}, {"cluster": 5, "likelihood": "P2", "impact": "I3"},
+                       {"cluster": 6, "likelihood": "P1", "impact": None}])
+    assert '<g class="cell" data-grade="H1" data-count="2">' in svg
+    assert ">4, 5<" in svg
+    assert svg.count('data-count="0"') == 11
+
+
+def test_scatter_samples_large_maps_and_greys_noise():
+    svg = scatter_svg([(float(i), float(i), -1 if i % 2 else 1) for i in range(7000)], seed=3)
+    assert svg.count("<circle") == 6000
+    assert 'fill="#c8c8c8"' in svg
+    assert "No issue" in scatter_svg([], seed=3)
+
+
+def test_top_risks_order_and_unrated_left_out():
+    view = synthetic_view()
+    assert [(t["cluster"], t["grade"]) for t in view["top_risks"]] == [(3, "H3"), (7, "H1")]
+    assert top_risks([]) == []
+
+
+def test_build_view_needs_risk_rows():
+    with pytest.raises(ReportInputError, match="no rows in gold_risk; run `issuerisk risk r1`"):
+        synthetic_view(risk_rows=[])
+
+
+def test_render_escapes_labels_and_loads_nothing():
+    html = render(synthetic_view())
+    assert "shape &lt;mismatch&gt;" in html
+    assert not re.search(r"""<(script|link|img|iframe)[^>]+(src|href)=["']?https?:""", html)
+    assert "r = 4.25" in html and "χ² = 31.50" in html
+
+
+def test_chromium_renders_the_report(tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text(render(synthetic_view()), encoding="utf-8")
+    dom, console = open_in_chromium(page, tmp_path)
+    assert console == []
+    assert 'data-ready="3"' in dom
+    assert 'id="run-id">r1<' in dom
+    for number in ("0.4000", "0.5500", "37.5 d", "12.5 h", "25.0 %", "full review", "H3: 1", "unrated (no closed issue): 9", "abc123"):
+        assert number in dom, number
+
+
+def test_chromium_check_catches_script_errors(tmp_path):
+    page = tmp_path / "broken.html"
+    page.write_text("<html><body><script>undefinedFunction();</script></body></html>", encoding="utf-8")
+    _, console = open_in_chromium(page, tmp_path)
+    assert any("undefinedFunction" in line for line in console)
+
+
+@pytest.mark.slow
+def test_report_stage_end_to_end_on_a_synthetic_run(ctx, spark, tmp_path):
+    from jobs import compare, report, risk, topics
+    from tests.test_topics import RUN_ID, seed_run
+
+    seed_run(spark, ctx.cfg)
+    ctx.run.run_id = RUN_ID
+    ctx.run.save("running")
+    topics.run(ctx)
+    risk.run(ctx)
+    compare.run(ctx)
+    result = report.run(ctx, out=str(tmp_path / "out" / "r.html"))
+    assert result["report"] == str(tmp_path / "out" / "r.html")
+    assert [(t["cluster"], t["grade"]) for t in result["top_risks"]] == [(2, "H3"), (1, "H2"), (0, "H1")]
+    dom, console = open_in_chromium(Path(result["report"]), tmp_path)
+    assert console == []
+    assert 'data-ready="3"' in dom
+    for text in ("0.4500", "21.3 d", "full review", RUN_ID, "pytorch", "unknown are left out"):
+        assert text in dom, text
+    assert dom.count("<circle") == 44
+    default = report.run(ctx)
+    assert default["report"].endswith(f"reports/{RUN_ID}.html") and Path(default["report"]).is_file()
