@@ -191,7 +191,7 @@ class GitHubConfig(_Section):
         description="Search queries per framework (keyword and topic); language, stars and created qualifiers are added.",
     )
     secondary_wait_s: float = Field(60.0, ge=0, description="Wait after a secondary rate limit that gives no Retry-After (GitHub: at least one minute).")
-    checkpoint_every_s: float = Field(5.0, ge=0, description="Seconds between checkpoint commits while crawling; 0 commits after every page.")
+    checkpoint_every_s: float = Field(30.0, ge=0, description="Seconds between checkpoint commits while crawling (each costs ~30 ms CPU; a kill refetches at most this much); 0 commits after every page.")
     etag_cache_size: int = Field(256, ge=0, description="Response bodies kept for If-None-Match revalidation (304s cost no quota).")
 
 
@@ -217,6 +217,9 @@ class Config(_Section):
             leaf = key.rsplit(".", 1)[-1].lower()
             if leaf in SECRET_NAMES or any(leaf.endswith("_" + word) for word in SECRET_NAMES if word != "tokens"):
                 raise ValueError(f"'{key}' looks like a secret; secrets come only from the environment (GITHUB_TOKENS, OPENAI_API_KEY)")
+        for key in self.spark.extra:
+            if any(word in key.lower() for word in ("secret", "password", "token", "access.key")):
+                raise ValueError(f"spark.extra['{key}'] looks like a secret; give credentials through the environment (e.g. a credentials provider), not config")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def merge(spark: SparkSession, cfg: Config, spec: TableSpec, df: DataFrame, upda
 def overwrite(spark: SparkSession, cfg: Config, spec: TableSpec, df: DataFrame) -> None:
     """Replace the table's content (for tables that are rebuilt whole from their inputs, e.g. silver)."""
     ensure_table(spark, cfg, spec)
-    conform(df, spec).write.format("delta").mode("overwrite").option("overwriteSchema", "false").saveAsTable(qualified(cfg, spec.name))
+    conform(df, spec).write.format("delta").mode("overwrite").save(cfg.table_path(spec.name))
 
 
 def read(spark: SparkSession, cfg: Config, name: str) -> DataFrame:

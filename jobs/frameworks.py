@@ -1,0 +1,81 @@
+"""Framework tags per repository: given at ingest, or inferred from the evidence in its issues.
+
+Evidence is code, not talk: imports (``import torch``, ``from tensorflow import``),
+traceback paths (``site-packages/keras/``), qualified API names (``torch.nn``,
+``tf.keras``, ``keras.layers``). An issue counts once per framework it shows; a
+repository is tagged with every framework that has at least ``min_evidence``
+issues and ``min_share`` of its strongest framework's count. No evidence means
+``unknown``, never a guess.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from conf.settings import FrameworkInferenceConfig
+from schemas.lakehouse import SILVER_REPOSITORIES
+
+UNKNOWN = "unknown"
+
+# Java regexes (Spark rlike), case-sensitive where the API is (tf., torch.).
+EVIDENCE: dict[str, str] = {
+    "pytorch": (
+        r"(import torch\b|from torch[\. ]|\btorch\.(nn|cuda|tensor|Tensor|utils|optim|load|save|autograd|jit|onnx|distributed|float|from_numpy|no_grad|device|cat|stack|zeros|ones|randn)\b"
+        r"|site-packages/torch/|\bpytorch_lightning\b|\bimport lightning\b|\btorchvision\b|\bRuntimeError: CUDA out of memory)"
+    ),
+    "tensorflow": (
+        r"(import tensorflow\b|from tensorflow[\. ]|\btf\.(compat|Session|Tensor|data|function|GradientTape|config|constant|Variable|placeholder|train|estimator|saved_model|io|image|nn|lite|math|reduce_\w+|keras)\b"
+        r"|site-packages/tensorflow(_core)?/|\btensorflow-gpu\b|\btensorflow\.python\b)"
+    ),
+    "keras": (
+        r"(import keras\b|from keras[\. ]|\bkeras\.(layers|models|Model|Sequential|callbacks|optimizers|backend|utils|losses|applications|preprocessing)\b"
+        r"|\btf\.keras\b|from tensorflow import keras|site-packages/keras/)"
+    ),
+}
+
+
+def evidence_columns(text: Column) -> dict[str, Column]:
+    """One 0/1 column per framework: does this issue's text show it?"""
+    return {fw: F.when(text.rlike(pattern), 1).otherwise(0) for fw, pattern in EVIDENCE.items()}
+
+
+def repository_evidence(issues: DataFrame) -> DataFrame:
+    """Per repository: issues, given framework (if any) and issues with evidence per framework."""
+    text = F.concat_ws("\n", F.col("title"), F.coalesce(F.col("body"), F.lit("")))
+    flags = evidence_columns(text)
+    return (
+        issues.select("repository", "framework", *[flag.alias(fw) for fw, flag in flags.items()])
+        .groupBy("repository")
+        .agg(
+            F.count(F.lit(1)).alias("issues"),
+            F.max("framework").alias("given"),
+            *[F.sum(fw).cast("long").alias(fw) for fw in EVIDENCE],
+        )
+    )
+
+
+def tag(evidence: dict[str, int], given: str | None, cfg: FrameworkInferenceConfig) -> tuple[list[str], str, str]:
+    """(frameworks, primary framework, source) for one repository.
+
+    A given tag wins; otherwise frameworks with enough evidence, strongest first
+    (ties broken by name so the result is deterministic).
+    """
+    if given:
+        return [given], given, "given"
+    ranked = sorted(((n, fw) for fw, n in evidence.items() if n), key=lambda t: (-t[0], t[1]))
+    if not ranked or ranked[0][0] < cfg.min_evidence:
+        return [UNKNOWN], UNKNOWN, "inferred"
+    top = ranked[0][0]
+    tags = [fw for n, fw in ranked if n >= cfg.min_evidence and n >= cfg.min_share * top]
+    return tags, tags[0], "inferred"
+
+
+def tag_repositories(evidence: DataFrame, cfg: FrameworkInferenceConfig, run_id: str) -> DataFrame:
+    """Rows of ``silver_repositories`` from :func:`repository_evidence` (small: one row per repository)."""
+    rows = []
+    for r in evidence.collect():
+        counts = {fw: int(r[fw] or 0) for fw in EVIDENCE}
+        frameworks, primary, source = tag(counts, r["given"], cfg)
+        rows.append((r["repository"], frameworks, primary, source, counts, int(r["issues"]), run_id))
+    return evidence.sparkSession.createDataFrame(rows, SILVER_REPOSITORIES.spark)

@@ -1,0 +1,64 @@
+"""Typed configuration: validation names the bad key, environment overrides, no secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from conf import ConfigError, load_config
+from conf.settings import CONF_DIR
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_default_config_loads_and_resolves_the_warehouse(tmp_path):
+    cfg = load_config(environ={"ISSUERISK_WAREHOUSE": str(tmp_path / "wh")})
+    assert cfg.project.warehouse == str(tmp_path / "wh")
+    assert cfg.table_path("silver_issues") == f"{tmp_path}/wh/issuerisk.db/silver_issues"
+    assert cfg.spark.master == "local[*]" and cfg.summarize.summarizer == "extractive"
+    assert len(cfg.digest()) == 64
+
+
+def test_cluster_example_is_valid():
+    cfg = load_config(CONF_DIR / "cluster.example.yaml", environ={})
+    assert cfg.project.warehouse.startswith("s3a://") and cfg.ray.address.startswith("ray://")
+
+
+def test_every_problem_is_named_at_once(tmp_path):
+    path = write(tmp_path, "project:\n  warehouse: /tmp/x\n  sead: 3\ncluster:\n  n_neighbors: 1\n  metric_typo: cosine\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    text = str(err.value)
+    assert "project.sead: unknown key" in text
+    assert "cluster.metric_typo: unknown key" in text
+    assert "cluster.n_neighbors" in text and "got 1" in text
+
+
+def test_missing_file_says_what_to_do(tmp_path):
+    with pytest.raises(ConfigError, match="--config PATH or set ISSUERISK_CONFIG"):
+        load_config(tmp_path / "absent.yaml", environ={})
+
+
+def test_environment_overrides(tmp_path):
+    env = {"ISSUERISK_WAREHOUSE": "/data/wh", "ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE": "40",
+           "ISSUERISK__SUMMARIZE__LLM__MODEL": "llama3", "ISSUERISK_GITHUB_API_URL": "http://127.0.0.1:9/api/v3"}
+    cfg = load_config(environ=env)
+    assert cfg.project.warehouse == "/data/wh"
+    assert cfg.cluster.min_cluster_size == 40
+    assert cfg.summarize.llm.model == "llama3"
+    assert cfg.github.api_url == "http://127.0.0.1:9/api/v3"
+
+
+def test_secrets_are_refused_in_config(tmp_path):
+    path = write(tmp_path, "project:\n  warehouse: /tmp/x\nspark:\n  extra:\n    spark.hadoop.fs.s3a.secret.key: abc123\n")
+    with pytest.raises(ConfigError, match="fs.s3a.secret.key.*environment") as err:
+        load_config(path, environ={})
+    assert "abc123" not in str(err.value)
+    path = write(tmp_path, "project:\n  warehouse: /tmp/x\ngithub:\n  token: ghp_secret\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert "github.token" in str(err.value)
+    assert "ghp_secret" not in str(err.value)

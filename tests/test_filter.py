@@ -1,0 +1,103 @@
+"""Filter rules and framework inference on real Spark + Delta, and their pure helpers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conf.settings import FilterConfig, FrameworkInferenceConfig
+from jobs import filter as silver_filter
+from jobs import ingest, tables
+from jobs.filter import near_duplicates, repo_keyword
+from jobs.frameworks import tag
+from tests.github_objects import issue
+
+KW = FilterConfig().excluded_repo_keywords
+
+
+@pytest.mark.parametrize("repo, description, hit", [
+    ("someone/pytorch-tutorial", None, "tutorial in name"),
+    ("someone/DeepLearningTutorials", None, "tutorial in name"),
+    ("someone/ml-handbook", None, "handbook in name"),
+    ("someone/stable-diffusion-webui", None, "webui in name"),
+    ("someone/awesome-keras", None, "awesome in name"),
+    ("someone/detector", "Code for the book Deep Learning with PyTorch", "book in description"),
+    ("someone/notebooks", None, None),
+    ("someone/build-tools", None, None),
+    ("someone/yolov5", "Object detection in PyTorch", None),
+])
+def test_repo_keyword(repo, description, hit):
+    assert repo_keyword(repo, description, KW) == hit
+
+
+def test_near_duplicates_keeps_the_earliest():
+    base = "model fit raises value error when the input shape does not match the first dense layer of the network"
+    texts = [base, "completely different text about cuda memory on multiple gpus during distributed training", base + " thanks"]
+    assert near_duplicates([12, 5, 30], texts, threshold=0.8) == {30: 12}
+    assert near_duplicates([1, 2], ["a b c d e f", "x y z w v u"], threshold=0.9) == {}
+
+
+@pytest.mark.parametrize("evidence, given, expected", [
+    ({"pytorch": 10, "tensorflow": 0, "keras": 0}, None, (["pytorch"], "pytorch", "inferred")),
+    ({"pytorch": 0, "tensorflow": 6, "keras": 5}, None, (["tensorflow", "keras"], "tensorflow", "inferred")),
+    ({"pytorch": 10, "tensorflow": 1, "keras": 0}, None, (["pytorch"], "pytorch", "inferred")),
+    ({"pytorch": 1, "tensorflow": 0, "keras": 0}, None, (["unknown"], "unknown", "inferred")),
+    ({"pytorch": 0, "tensorflow": 0, "keras": 0}, None, (["unknown"], "unknown", "inferred")),
+    ({"pytorch": 9, "tensorflow": 0, "keras": 0}, "keras", (["keras"], "keras", "given")),
+])
+def test_framework_tag(evidence, given, expected):
+    assert tag(evidence, given, FrameworkInferenceConfig(min_evidence=2, min_share=0.2)) == expected
+
+
+TORCH_TRACE = "```\nTraceback (most recent call last):\n  File \"/usr/lib/python3/site-packages/torch/nn/modules/module.py\", line 1\nRuntimeError: CUDA out of memory\n```"
+
+
+def synthetic_corpus() -> list[dict]:
+    """SYNTHETIC issues exercising every filter rule once."""
+    repo, tut = "acme/detector", "acme/pytorch-tutorial"
+    dup_text = "Training crashes with a shape mismatch in the loss function when the batch size is odd and the model uses mixed precision"
+    return [
+        issue(repo, 1, "CUDA out of memory when training", f"When I train with `import torch` the GPU runs out of memory.\n{TORCH_TRACE}",
+              state="closed", created="2021-03-01T10:00:00Z", closed="2021-03-03T10:00:00Z"),
+        issue(repo, 2, "Loss is NaN after a few epochs", "Using torch.optim.Adam with lr 1e-3 the loss becomes NaN after three epochs of training."),
+        issue(repo, 3, "Add a feature", "Pull request body with a new feature for the data loader and tests.", pull_request=True),
+        issue(repo, 4, "Bump numpy from 1.19 to 1.22", "Bumps numpy from 1.19 to 1.22 with release notes.", login="dependabot[bot]", user_type="Bot"),
+        issue(repo, 5, "训练时出现错误", "我在训练模型的时候遇到了一个错误，请问应该怎么解决这个问题？谢谢大家的帮助。模型无法收敛，损失一直很高。"),
+        issue(repo, 6, "Shape mismatch in loss", dup_text),
+        issue(repo, 7, "shape mismatch in loss!", dup_text.upper()),
+        issue(repo, 8, "Shape mismatch in loss", dup_text + " please help"),
+        issue(tut, 1, "Lesson 3 does not run", "The tutorial notebook for lesson three fails with torch.cuda errors on colab."),
+    ]
+
+
+@pytest.mark.slow
+def test_filter_applies_every_rule(ctx, tmp_path):
+    src = tmp_path / "synthetic.jsonl"
+    src.write_text("".join(json.dumps(o) + "\n" for o in synthetic_corpus()))
+    ingest.run(ctx, [str(src)])
+    result = silver_filter.run(ctx)
+
+    spark, cfg = ctx.spark, ctx.cfg
+    excluded = {(r["repository"], r["number"]): (r["reason"], r["detail"]) for r in tables.read(spark, cfg, "silver_excluded").collect()}
+    assert excluded[("acme/detector", 3)][0] == "pull_request"
+    assert excluded[("acme/detector", 4)] == ("bot_author", "dependabot[bot]")
+    assert excluded[("acme/detector", 5)][0] == "non_english"
+    assert excluded[("acme/detector", 7)] == ("duplicate", "same text as #6")
+    assert excluded[("acme/detector", 8)] == ("duplicate", "near-identical to #6")
+    assert excluded[("acme/pytorch-tutorial", 1)] == ("excluded_repository", "tutorial in name")
+    assert len(excluded) == 6
+
+    silver = {r["number"]: r for r in tables.read(spark, cfg, "silver_issues").where("repository = 'acme/detector'").collect()}
+    assert sorted(silver) == [1, 2, 6]
+    assert silver[1]["resolution_hours"] == pytest.approx(48.0)
+    assert silver[2]["resolution_hours"] is None and silver[2]["is_closed"] is False
+    assert {r["framework"] for r in silver.values()} == {"pytorch"}
+    assert silver[1]["framework_source"] == "inferred"
+    repos = {r["repository"]: r for r in tables.read(spark, cfg, "silver_repositories").collect()}
+    assert repos["acme/detector"]["evidence"]["pytorch"] >= 2
+    assert repos["acme/pytorch-tutorial"]["frameworks"] == ["unknown"]
+    assert result["silver"] == 3 and result["excluded"]["duplicate"] == 2
+
+    again = silver_filter.run(ctx)
+    assert again["silver"] == 3 and tables.read(spark, cfg, "silver_excluded").count() == 6

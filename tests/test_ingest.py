@@ -1,0 +1,115 @@
+"""Ingest on real Spark + Delta: typed bronze rows, every reject reason, idempotent MERGE, newest wins."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from jobs import ingest, tables
+from jobs.ingest import IngestError, RecordError, parse_file, parse_record
+from tests.github_objects import issue
+
+REPO = "acme/vision"
+
+
+def write_jsonl(path, records):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+# ---- pure parsing, no Spark -------------------------------------------------------------------
+
+def test_parse_record_reads_the_fields_we_use():
+    row = parse_record(issue(REPO, 7, "CUDA OOM", "trace", state="closed", closed="2021-03-02T10:00:00Z", labels=("bug",)))
+    assert row["repository"] == REPO and row["number"] == 7 and row["labels"] == ["bug"]
+    assert row["closed_at"].isoformat() == "2021-03-02T10:00:00+00:00"
+    assert row["is_pull_request"] is False
+
+
+def test_parse_record_repository_from_enterprise_url():
+    obj = issue(REPO, 1, "t", repository_url="https://ghe.example.com/api/v3/repos/team/model")
+    assert parse_record(obj)["repository"] == "team/model"
+
+
+@pytest.mark.parametrize("mutate, reason, field", [
+    (lambda o: o.pop("title"), "missing_field", "title"),
+    (lambda o: o.pop("id"), "missing_field", "id"),
+    (lambda o: o.pop("number"), "missing_field", "number"),
+    (lambda o: o.pop("created_at"), "missing_field", "created_at"),
+    (lambda o: o.update(number="7"), "wrong_type", "number"),
+    (lambda o: o.update(title=["x"]), "wrong_type", "title"),
+    (lambda o: o.update(created_at="yesterday"), "bad_date", "created_at"),
+    (lambda o: o.update(closed_at="2021-13-45T00:00:00Z"), "bad_date", "closed_at"),
+    (lambda o: (o.pop("repository_url"), o.pop("html_url")), "missing_field", "repository_url"),
+])
+def test_parse_record_rejects_with_reason(mutate, reason, field):
+    obj = issue(REPO, 7, "t")
+    mutate(obj)
+    with pytest.raises(RecordError) as err:
+        parse_record(obj)
+    assert err.value.reason == reason and field in err.value.detail
+
+
+def test_parse_file_reads_arrays_gzip_and_keeps_bad_lines(tmp_path):
+    array = tmp_path / "a.json.gz"
+    with gzip.open(array, "wt") as fh:
+        json.dump([issue(REPO, 1, "one"), issue(REPO, 2, "two")], fh)
+    rows = parse_file(str(array))
+    assert [(r["number"], r["source_line"], r.get("reason")) for r in rows] == [(1, 1, None), (2, 2, None)]
+    lines = write_jsonl(tmp_path / "b.jsonl", [issue(REPO, 3, "ok"), "{broken", "[1, 2]"])
+    rows = parse_file(str(lines))
+    assert [(r["source_line"], r.get("reason")) for r in rows] == [(1, None), (2, "broken_json"), (3, "not_an_object")]
+
+
+def test_find_files_names_the_missing_path(tmp_path):
+    with pytest.raises(IngestError, match="nope.*does not exist"):
+        ingest.find_files([str(tmp_path / "nope")])
+    with pytest.raises(IngestError, match="no issue files"):
+        ingest.find_files([str(tmp_path)])
+
+
+# ---- the job on Spark + Delta ---------------------------------------------------------------
+
+@pytest.mark.slow
+def test_ingest_merges_rejects_and_is_idempotent(ctx, tmp_path):
+    good = [issue(REPO, n, f"issue {n}", "body") for n in range(1, 6)]
+    bad = ["{not json", json.dumps({**issue(REPO, 9, "x"), "created_at": "31/02/2021"}), json.dumps({k: v for k, v in issue(REPO, 10, "x").items() if k != "title"})]
+    src = write_jsonl(tmp_path / "issues.jsonl", good + bad)
+
+    first = ingest.run(ctx, [str(src)], framework="pytorch")
+    assert (first["accepted"], first["rejected"], first["new_issues"]) == (5, 3, 5)
+    assert first["rejects_by_reason"] == {"broken_json": 1, "bad_date": 1, "missing_field": 1}
+
+    spark, cfg = ctx.spark, ctx.cfg
+    rejects = {(r["source_line"], r["reason"]) for r in tables.read(spark, cfg, "bronze_rejects").collect()}
+    assert rejects == {(6, "broken_json"), (7, "bad_date"), (8, "missing_field")}
+    before = tables.read(spark, cfg, "bronze_issues").orderBy("number").collect()
+    assert [r["framework"] for r in before] == ["pytorch"] * 5
+    assert json.loads(before[0]["raw_json"])["number"] == 1
+
+    again = ingest.run(ctx, [str(src)], framework="pytorch")
+    assert again["new_issues"] == 0
+    after = tables.read(spark, cfg, "bronze_issues").orderBy("number").collect()
+    assert [(r["number"], r["updated_at"], r["run_id"]) for r in after] == [(r["number"], r["updated_at"], r["run_id"]) for r in before]
+    assert tables.read(spark, cfg, "bronze_rejects").count() == 3
+
+
+@pytest.mark.slow
+def test_newest_updated_at_wins(ctx, tmp_path):
+    old = write_jsonl(tmp_path / "old.jsonl", [issue(REPO, 1, "old title", updated="2021-01-01T00:00:00Z")])
+    new = write_jsonl(tmp_path / "new.jsonl", [issue(REPO, 1, "new title", updated="2022-01-01T00:00:00Z")])
+    ingest.run(ctx, [str(new)])
+    ingest.run(ctx, [str(old)])
+    rows = tables.read(ctx.spark, ctx.cfg, "bronze_issues").collect()
+    assert [(r["number"], r["title"]) for r in rows] == [(1, "new title")]
+    both = ingest.run(ctx, [str(old), str(new)])
+    assert both["new_issues"] == 0
+    assert tables.read(ctx.spark, ctx.cfg, "bronze_issues").first()["title"] == "new title"
+
+
+def test_unknown_framework_is_refused(ctx, tmp_path):
+    src = write_jsonl(tmp_path / "i.jsonl", [issue(REPO, 1, "t")])
+    with pytest.raises(IngestError, match="'mxnet' is not one of"):
+        ingest.run(ctx, [str(src)], framework="mxnet")
