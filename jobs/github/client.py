@@ -65,6 +65,7 @@ class Response:
     etag: str | None
     links: dict[str, str]
     date: float | None
+    raw: list[str] | None = None
 
     @property
     def not_modified(self) -> bool:
@@ -197,12 +198,14 @@ class GitHubClient:
             full += ("&" if "?" in full else "?") + urlencode({k: v for k, v in params.items() if v is not None})
         return full
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None, etag: str | None = None) -> Response:
+    def get(self, path: str, params: Mapping[str, Any] | None = None, etag: str | None = None, keep_raw: bool = False) -> Response:
         """GET one API resource, waiting out rate limits and retrying faults.
 
         Args:
             etag: an ETag from an earlier run for ``If-None-Match``; by default the
                 client's own cache supplies one (and the body on 304).
+            keep_raw: for a JSON array, also return each element's exact text (``Response.raw``),
+                so callers can store raw objects without serializing them again.
 
         Raises:
             GitHubStatusError: GitHub answered 4xx other than a rate limit (404, 410, 451, 422, ...).
@@ -245,12 +248,12 @@ class GitHubClient:
                                 parse_links(reply.headers.get("link")), _http_date(reply.headers.get("date")))
             if status >= 400:
                 raise GitHubStatusError(status, url, redact(_message(reply), self._secrets))
-            data = reply.json()
+            data, raw = split_array(reply.text) if keep_raw else (reply.json(), None)
             new_etag = reply.headers.get("etag")
             if new_etag and self._cache_size:
                 self._remember(url, new_etag, data)
             return Response(str(reply.url), status, data, new_etag, parse_links(reply.headers.get("link")),
-                            _http_date(reply.headers.get("date")))
+                            _http_date(reply.headers.get("date")), raw)
 
     def _remember(self, url: str, etag: str, data: Any) -> None:
         with self._lock:
@@ -339,6 +342,37 @@ class GitHubClient:
         log.info("retrying %s after %s in %.1f s (attempt %d of %d)", url, reason, delay, attempt + 1, self.max_retries)
         self._wait(delay)
         return attempt + 1
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def split_array(text: str) -> tuple[Any, list[str] | None]:
+    """Parse a JSON document; for an array also return each element's exact text (re-serialized if it spans lines).
+
+    One pass of the C decoder: elements are decoded in place with ``raw_decode``
+    and their spans kept, so raw objects are stored as GitHub sent them.
+    """
+    start = _SPACE.match(text).end()
+    if not text.startswith("[", start):
+        return json.loads(text), None
+    items: list[Any] = []
+    raws: list[str] = []
+    pos = _SPACE.match(text, start + 1).end()
+    if text.startswith("]", pos):
+        return items, raws
+    while True:
+        obj, end = _DECODER.raw_decode(text, pos)
+        piece = text[pos:end]
+        items.append(obj)
+        raws.append(piece if "\n" not in piece and "\r" not in piece else json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+        pos = _SPACE.match(text, end).end()
+        if text.startswith("]", pos):
+            return items, raws
+        if not text.startswith(",", pos):
+            raise json.JSONDecodeError("expected ',' or ']' in array", text, pos)
+        pos = _SPACE.match(text, pos + 1).end()
 
 
 def _is_rate_limited(reply: httpx.Response) -> bool:

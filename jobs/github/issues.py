@@ -35,17 +35,16 @@ class PageEvent:
     last_page: int | None
 
 
-def page_lines(items: list[dict[str, Any]], since: str | None) -> tuple[bytes, int, int, int]:
-    """JSON Lines of a page's objects and counts (pull requests, new, updated).
+def page_lines(items: list[dict[str, Any]], raw: list[str] | None, since: str | None) -> tuple[bytes, int, int, int]:
+    """JSON Lines of a page's objects (their exact text when ``raw`` has it) and counts (pull requests, new, updated).
 
     An object created before the pass's ``since`` existed at the last pass, so it is an update.
     """
     prs = new = 0
-    lines = []
     for item in items:
-        lines.append(json.dumps(item, ensure_ascii=False, separators=(",", ":")))
         prs += "pull_request" in item
         new += since is None or str(item.get("created_at") or "") >= since
+    lines = raw if raw is not None else [json.dumps(i, ensure_ascii=False, separators=(",", ":")) for i in items]
     return ("\n".join(lines) + "\n").encode() if lines else b"", prs, new, len(items) - new
 
 
@@ -95,7 +94,7 @@ def crawl_repository(
     """Fetch every page of a pass (or the rest of an interrupted one), emitting a checkpoint per page.
 
     Returns the final checkpoint: ``fetched`` (objects await ingest), ``done``
-    (304 or nothing new), or ``gone``/``issues_disabled``/``blocked``.
+    (304 on the stored ETag of an empty first page, or nothing new), or ``gone``/``issues_disabled``/``blocked``.
 
     Raises:
         RetriesExhausted: GitHub kept failing; the last emitted checkpoint resumes the pass.
@@ -108,16 +107,16 @@ def crawl_repository(
         cp, url, first = start(client, cp.but(next_url=None), repository, per_page)
     while True:
         try:
-            response = client.get(url, etag=cp.etag if first else None)
+            response = client.get(url, etag=cp.etag if first else None, keep_raw=True)
         except GitHubStatusError as exc:
             if exc.status not in GONE_STATUSES:
                 raise
             return Checkpoint(repository, GONE_STATUSES[exc.status], since=cp.since, error=f"{exc.status}: {exc.message}")
-        if response.not_modified:
+        if response.not_modified and response.data is None:
             return cp.but(status=DONE, next_url=None, error=None)
         if first:
             cp = cp.but(pass_started=_iso(response.date or client.clock()), etag=response.etag)
-        data, prs, new, updated = page_lines(response.data, cp.since)
+        data, prs, new, updated = page_lines(response.data, response.raw, cp.since)
         if data:
             path = cp.raw_file or raw_path(raw_dir, repository, run_id)
             os.makedirs(os.path.dirname(path), exist_ok=True)

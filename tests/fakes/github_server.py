@@ -345,6 +345,9 @@ def _handler(api: FakeGitHub) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:
             return
 
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            return email.utils.formatdate(api.clock() if timestamp is None else timestamp, usegmt=True)
+
         def do_GET(self) -> None:
             if api.latency_s:
                 time.sleep(api.latency_s)
@@ -394,7 +397,6 @@ def _handler(api: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             data = body.encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Date", email.utils.formatdate(api.clock(), usegmt=True))
             for name, value in headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
