@@ -20,7 +20,8 @@ from issuerisk.display import progress, table
 from jobs import tables
 from jobs.github.client import GitHubClient
 from jobs.github.exceptions import DiscoveryError
-from jobs.github.search import Slice, excluded_reason, search_repositories
+from jobs.filter import repo_keyword
+from jobs.github.search import Slice, search_repositories
 from schemas.crawl import BRONZE_REPOS
 
 
@@ -60,7 +61,7 @@ def repo_rows(found: dict[str, tuple[dict[str, Any], set[str]]], known: dict[str
     """bronze_repos rows from search items, frameworks unioned with what the table already lists."""
     rows = []
     for name, (item, frameworks) in sorted(found.items()):
-        reason = excluded_reason(item.get("name") or name.split("/")[1], item.get("description"), keywords)
+        reason = repo_keyword(name, item.get("description"), keywords)
         if reason is None and item.get("has_issues") is False:
             reason = "issues disabled"
         rows.append({

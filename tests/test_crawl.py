@@ -197,7 +197,7 @@ def test_discover_merges_frameworks_and_records_exclusions(ctx, clock):
     assert result["found"] == len(rows) == 42
     assert rows[shared["full_name"]]["frameworks"] == ["keras", "pytorch"]
     reasons = {r["excluded_reason"] for r in rows.values()}
-    assert {"tutorial in description", "ui in description", "awesome in description", "issues disabled"} <= reasons
+    assert {"tutorial in name", "ui in description", "awesome in name", "issues disabled"} <= reasons
     assert result["selected"] == sum(r["excluded_reason"] is None for r in rows.values()) > 0
     assert crawl.selected_repos(ctx.cfg, 3).keys() <= {n for n, r in rows.items() if r["excluded_reason"] is None}
 

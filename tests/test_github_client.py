@@ -8,7 +8,7 @@ import pytest
 
 from jobs.github.client import GitHubClient, parse_links, redact, tokens_from_env
 from jobs.github.exceptions import GitHubStatusError, RetriesExhausted
-from jobs.github.search import Slice, excluded_reason, search_repositories, split
+from jobs.github.search import Slice, search_repositories, split
 from tests.fakes.github_server import FakeClock, FakeGitHub, Fault, synthetic_issues, synthetic_repos
 
 REPO = "synthetic-org/alpha"
@@ -198,17 +198,3 @@ def test_search_reports_a_slice_it_cannot_cut(clock):
         result = search_repositories(client, "torch", Slice(date(2020, 5, 5), date(2020, 5, 5), 100), language=None)
     assert len(result.items) == 1000
     assert result.truncated == [("torch stars:500..500 created:2020-05-05..2020-05-05", 1200)]
-
-
-@pytest.mark.parametrize(("name", "description", "reason"), [
-    ("pytorch-tutorials", "Learn PyTorch", "tutorial in name"),
-    ("awesome-keras", None, "awesome in name"),
-    ("stable-diffusion-webui", "Stable Diffusion web UI", "webui in name"),
-    ("KerasBook", "code", "book in name"),
-    ("detector", "A graphical UI for tensorflow", "ui in description"),
-    ("builder", "build and guide models", None),
-    ("notebook-tools", "Jupyter helpers", None),
-])
-def test_excluded_reason_matches_whole_words(name, description, reason):
-    keywords = ["tutorial", "handbook", "course", "book", "awesome", "ui", "gui", "webui", "examples"]
-    assert excluded_reason(name, description, keywords) == reason

@@ -11,7 +11,6 @@ with its count, never dropped silently.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -22,8 +21,6 @@ from jobs.github.client import GitHubClient
 log = logging.getLogger(__name__)
 
 SEARCH_CAP = 1000
-_SPLIT_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -118,21 +115,3 @@ def search_repositories(
             if on_page is not None:
                 on_page(len(data["items"]))
     return result
-
-
-def words(text: str | None) -> list[str]:
-    """Lower-case words of a name or description, splitting camelCase, dashes and underscores."""
-    return [w for w in _NON_WORD.split(_SPLIT_CAMEL.sub(" ", text or "").lower()) if w]
-
-
-def excluded_reason(name: str, description: str | None, keywords: list[str]) -> str | None:
-    """Why a repository is not crawled: the first keyword (or its plural) that is a word of its name or description.
-
-    Whole words only, so ``ui`` excludes "web-ui" and "Stable Diffusion web UI" but not "build" or "guide".
-    """
-    wanted = {k.lower(): k.lower() for k in keywords} | {k.lower() + "s": k.lower() for k in keywords}
-    for where, text in (("name", name), ("description", description)):
-        for word in words(text):
-            if word in wanted:
-                return f"{wanted[word]} in {where}"
-    return None
