@@ -24,6 +24,7 @@ from schemas import TableSpec
 from schemas.risk import GOLD_RISK
 
 FRAMEWORKS = ("pytorch", "tensorflow", "keras")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
 ISSUE_COLUMNS = ("repository", "number", "framework", "is_closed", "resolution_hours", "html_url", "title")
 
 
@@ -36,7 +37,10 @@ def resolve_run_id(cfg: Config, run_id: str | None) -> str:
 
     Raises:
         NoClusteringError: ``gold_clusters`` is empty.
+        ValueError: ``run_id`` is not shaped like a run id (letters, digits, '-', '_', '.').
     """
+    if run_id is not None and not RUN_ID_PATTERN.fullmatch(run_id):
+        raise ValueError(f"run id {run_id!r} is not valid; run ids look like 20260101T120000Z-1a2b3c4d")
     chosen = run_id or latest_run_id(cfg, "gold_clusters")
     if chosen is None:
         raise NoClusteringError("gold_clusters holds no run; run `issuerisk cluster` (or `issuerisk run`) first")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from jobs.compare import chi_square, contingency
-from jobs.risk import excluded_clusters, scopes
+from jobs.risk import excluded_clusters, resolve_run_id, scopes
 from tests.test_topics import RUN_ID, seed_run
 
 # The README's ad hoc queries; {db} is the project's database (issuerisk by default).
@@ -60,6 +60,12 @@ def test_contingency_drops_noise_excluded_and_unknown():
 def test_excluded_clusters_by_id_and_label_word():
     labels = {0: "docs / typo / readme", 1: "cuda / memory", 2: "documentation"}
     assert excluded_clusters([5], ["docs", "question"], labels) == {0, 5}
+
+
+def test_resolve_run_id_rejects_sql_in_a_run_id(base_cfg):
+    with pytest.raises(ValueError, match="run id \"x' OR '1'='1\" is not valid"):
+        resolve_run_id(base_cfg, "x' OR '1'='1")
+    assert resolve_run_id(base_cfg, "20260101T000000Z-ab12") == "20260101T000000Z-ab12"
 
 
 def test_scopes_are_all_then_present_frameworks():

@@ -110,7 +110,13 @@ def test_fit_topics_only_noise_gives_no_topic():
     assert fit_topics(["a b", "c d"], np.ones((2, 4)), [-1, -1], top_n_words=5, n_representative=1, min_df=1, ngram_max=1) == []
 
 
-def test_fit_topics_maps_bertopic_ids_back_to_our_clusters():
+def test_fit_topics_maps_bertopic_ids_back_to_our_clusters(monkeypatch):
+    import socket
+
+    def no_network(self, address):
+        raise AssertionError(f"fit_topics tried to reach {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     rows = synthetic_issues()
     emb = np.array([r["vector"] for r in rows], dtype=np.float32)
     topics = fit_topics([r["summary"] for r in rows], emb, [r["cluster"] for r in rows],
