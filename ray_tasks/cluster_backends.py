@@ -103,6 +103,8 @@ class CpuBackend:
         import hdbscan
         import umap
         from sklearn.preprocessing import StandardScaler
+        from sklearn.utils import check_random_state
+        from umap.umap_ import nearest_neighbors
 
         params.check(len(vectors))
         x = StandardScaler().fit_transform(vectors) if params.scale else vectors
@@ -110,11 +112,12 @@ class CpuBackend:
                   "random_state": params.seed, "n_jobs": 1 if params.seed is not None else -1}
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*overridden to 1 by setting random_state.*")
-            reducer = umap.UMAP(n_components=params.n_components, **common)
-            reduced = reducer.fit_transform(x)
+            warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
+            knn = nearest_neighbors(x, params.n_neighbors, params.metric, {}, False, check_random_state(params.seed),
+                                    n_jobs=common["n_jobs"])
+            reduced = umap.UMAP(n_components=params.n_components, precomputed_knn=knn, **common).fit_transform(x)
             coords = np.zeros((len(x), 2))
             if with_coords:
-                knn = (reducer._knn_indices, reducer._knn_dists, reducer._knn_search_index)
                 coords = umap.UMAP(n_components=2, precomputed_knn=knn, **common).fit_transform(x)
         clusterer = hdbscan.HDBSCAN(min_cluster_size=params.min_cluster_size, min_samples=params.min_samples,
                                     cluster_selection_method=params.cluster_selection_method).fit(reduced)

@@ -11,16 +11,17 @@ def init_ray(cfg: RayConfig) -> dict[str, str]:
     """Start or join Ray as configured and return facts for the run manifest.
 
     No other code calls ``ray.init``; stages ask :class:`issuerisk.context.Context`.
+    The offline and cache variables of this process reach every worker, local or remote.
     """
     import ray
 
     if not ray.is_initialized():
-        kwargs = {"namespace": cfg.namespace, "include_dashboard": cfg.include_dashboard, "log_to_driver": False, "configure_logging": False}
+        env = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "NUMBA_CACHE_DIR") if k in os.environ}
+        kwargs = {"namespace": cfg.namespace, "log_to_driver": False, "configure_logging": False, "runtime_env": {"env_vars": env}}
         if cfg.address:
             ray.init(address=cfg.address, **kwargs)
         else:
-            env = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "NUMBA_CACHE_DIR") if k in os.environ}
-            ray.init(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, runtime_env={"env_vars": env}, **kwargs)
+            ray.init(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus, include_dashboard=cfg.include_dashboard, **kwargs)
     resources = ray.cluster_resources()
     return {
         "ray": ray.__version__,

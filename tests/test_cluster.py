@@ -1,0 +1,141 @@
+"""Clustering: parameter checks and backend choice (pure), planted-cluster recovery and seeded repeatability, the stage on Delta."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from bench.embed_cluster import planted_vectors
+from conf.settings import ClusterConfig
+from ray_tasks.cluster import cluster_rows, params_from
+from ray_tasks.cluster_backends import ClusterBackendError, ClusterParams, ClusterResult, get_backend, gpu_available
+from schemas.ml import GOLD_CLUSTERS
+
+SMALL = ClusterParams(n_neighbors=10, n_components=5, min_cluster_size=15, seed=7)
+
+
+def planted() -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic embeddings: 6 planted Gaussian clusters of unequal size, 300 points, 48-d (see bench.embed_cluster)."""
+    return planted_vectors(300, 6, 48, noise_norm=0.5, seed=2)
+
+
+def test_params_from_config_carry_every_setting():
+    params = params_from(ClusterConfig(n_neighbors=7, min_samples=3, cluster_selection_method="leaf", scale=False), seed=None)
+    assert (params.n_neighbors, params.min_samples, params.cluster_selection_method, params.scale, params.seed) == (7, 3, "leaf", False, None)
+
+
+def test_too_few_points_for_the_neighbourhood_is_named():
+    with pytest.raises(ValueError, match="n_neighbors=15"):
+        ClusterParams().check(10)
+
+
+def test_too_few_points_for_the_smallest_cluster_is_named():
+    with pytest.raises(ValueError, match="min_cluster_size=50"):
+        ClusterParams(min_cluster_size=50).check(20)
+
+
+def test_unknown_backend_is_named():
+    with pytest.raises(ClusterBackendError, match="'sklearn' is unknown"):
+        get_backend("sklearn")
+
+
+def test_auto_falls_back_to_cpu_without_a_gpu():
+    if gpu_available():
+        pytest.skip("a GPU is present; auto picks cuML here")
+    assert get_backend("auto").name == "cpu"
+
+
+def test_cuml_without_cuml_or_gpu_says_what_to_do():
+    if gpu_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ClusterBackendError, match="use backend cpu"):
+        get_backend("cuml")
+
+
+def test_cluster_rows_follow_the_table_schema():
+    keys = pa.table({"repository": ["r", "r"], "number": pa.array([1, 2], pa.int64())})
+    result = ClusterResult(np.array([0, -1]), np.array([0.9, 0.0]), np.array([0.1, 0.8]), np.array([[1.0, 2.0], [3.0, 4.0]]))
+    rows = cluster_rows(keys, result, "m", "run1")
+    assert rows.schema == GOLD_CLUSTERS.arrow
+    assert rows.to_pylist()[1] == {"repository": "r", "number": 2, "cluster": -1, "probability": 0.0, "outlier_score": 0.8,
+                                   "x": 3.0, "y": 4.0, "model": "m", "run_id": "run1"}
+
+
+@pytest.fixture(scope="module")
+def planted_fit():
+    """One seeded CPU fit on planted clusters, shared by the assertions below (UMAP's JIT is paid once)."""
+    vectors, labels = planted()
+    backend = get_backend("cpu")
+    return vectors, labels, backend.fit(vectors, SMALL), backend
+
+
+@pytest.mark.slow
+def test_cpu_backend_recovers_planted_clusters(planted_fit):
+    _, labels, result, _ = planted_fit
+    assert adjusted_rand_score(labels, result.labels) >= 0.9
+    assert result.n_clusters == 6
+    assert result.coords.shape == (300, 2) and np.isfinite(result.coords).all()
+    assert ((result.probabilities >= 0) & (result.probabilities <= 1)).all()
+
+
+@pytest.mark.slow
+def test_seeded_fit_is_repeatable(planted_fit):
+    vectors, _, result, backend = planted_fit
+    again = backend.fit(vectors, SMALL, with_coords=False)
+    np.testing.assert_array_equal(again.labels, result.labels)
+    np.testing.assert_array_equal(again.probabilities, result.probabilities)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_cuml_backend_recovers_planted_clusters_and_is_repeatable():
+    vectors, labels = planted()
+    backend = get_backend("cuml")
+    first, second = backend.fit(vectors, SMALL), backend.fit(vectors, SMALL)
+    assert adjusted_rand_score(labels, first.labels) >= 0.9
+    np.testing.assert_array_equal(first.labels, second.labels)
+
+
+@pytest.mark.slow
+def test_cluster_stage_writes_every_run_and_repeats_with_a_seed(ctx, spark, planted_fit):
+    """Synthetic issues, summaries and planted embeddings written to Delta; two runs give identical labels."""
+    from ray_tasks import cluster
+    from ray_tasks.embed import gold_rows, merge_rows, model_id
+    from schemas.ml import GOLD_EMBEDDINGS
+    from tests.test_embed import _issue, _summary, _write
+    from schemas.lakehouse import SILVER_ISSUES
+    from schemas.summaries import SILVER_SUMMARIES
+    from jobs.runs import Run
+
+    vectors, labels, _, _ = planted_fit
+    ctx.with_config(ctx.cfg.updated("cluster", backend="cpu", n_neighbors=10, min_cluster_size=15, jit_cache_dir=str(ctx.cfg.project.warehouse) + "/numba"))
+    repo, n = "synthetic/planted", len(vectors)
+    _write(spark, ctx.cfg, SILVER_ISSUES, [_issue(repo, i) for i in range(n)])
+    _write(spark, ctx.cfg, SILVER_SUMMARIES, [_summary(ctx.cfg, repo, i, f"text {i}", f"k{i}") for i in range(n)])
+    batch = pa.table({"repository": [repo] * n, "number": pa.array(range(n), pa.int64()), "summary_key": [f"k{i}" for i in range(n)]})
+    merge_rows(ctx.cfg.table_path("gold_embeddings"), gold_rows(batch, vectors, model_id(ctx.cfg.embed), "seed"), GOLD_EMBEDDINGS.key)
+
+    first = cluster.run(ctx)
+    first_id = ctx.run.run_id
+    assert ctx.run.seeds["cluster"] == ctx.cfg.project.seed
+    ctx.run = Run(ctx.cfg, "test")
+    second = cluster.run(ctx)
+    assert (first["issues"], first["clusters"]) == (n, 6) and second["clusters"] == 6
+    rows = spark.table(f"{ctx.cfg.project.database}.gold_clusters").collect()
+    by_run = {}
+    for r in rows:
+        by_run.setdefault(r.run_id, {})[r.number] = r.cluster
+    assert set(by_run) == {first_id, ctx.run.run_id}
+    assert by_run[first_id] == by_run[ctx.run.run_id]
+    got = np.array([by_run[first_id][i] for i in range(n)])
+    assert adjusted_rand_score(labels, got) >= 0.9
+
+
+def test_cluster_stage_without_embeddings_says_to_embed(ctx):
+    from ray_tasks import cluster
+    from ray_tasks.cluster import NothingToClusterError
+
+    with pytest.raises(NothingToClusterError, match="run `issuerisk embed` first"):
+        cluster.run(ctx, backend="cpu")
