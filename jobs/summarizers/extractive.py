@@ -211,7 +211,7 @@ class _Scan:
 
 
 def _scan(body: str) -> _Scan:
-    body = _HTML_TAG.sub(" ", _HTML_COMMENT.sub("", clip_body(body).replace("\r", "")))
+    body = _HTML_TAG.sub(" ", _HTML_COMMENT.sub("", body.replace("\r", "")))
     scan = _Scan()
     in_fence = False
     skipping = False
@@ -264,7 +264,7 @@ def summarize(title: str, body: str | None, token_budget: int) -> str:
     used = len(parts[0].split())
     if not body or used >= token_budget:
         return parts[0]
-    scan = _scan(body)
+    scan = _scan(clip_body(body))
     for error in [e for e in scan.errors if e.split(" (in ")[0].lower() not in title.lower()][:MAX_ERRORS]:
         text, used = _take(token_budget, used, "Error: " + error.rstrip(".") + ".")
         if text:
@@ -294,5 +294,5 @@ def summarize(title: str, body: str | None, token_budget: int) -> str:
 
 
 def error_lines(body: str) -> list[str]:
-    """The exception and error-log lines of a body (used to keep errors when cutting LLM input)."""
+    """Every exception and error-log line of a body, however long (kept when LLM input is cut)."""
     return _scan(body).errors

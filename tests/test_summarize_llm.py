@@ -1,0 +1,157 @@
+"""The LLM summarizer against a real HTTP server on 127.0.0.1 speaking the chat completions API (synthetic answers)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from openai import AsyncOpenAI
+
+from conf.settings import LLMConfig, SummarizeConfig
+from jobs.summarizers import SummarizerError, make_summarizer
+from jobs.summarizers.llm import build_client, fit_to_budget, llm_identity, retry_after_s
+from tests.fakes.openai_server import FakeOpenAIServer, Fault, rate_limited, server_error
+
+BODY = "Loading the model fails.\n```\nTraceback (most recent call last):\n  File \"x.py\", line 3, in load\nKeyError: 'tied_weights'\n```"
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAIServer() as fake:
+        yield fake
+
+
+def _summarize_many(server, texts, timeout_s=5.0, **llm):
+    """Run the summarizer over (title, body) pairs; return outcomes and the backoff delays it slept."""
+    delays: list[float] = []
+
+    async def record_sleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    async def go():
+        client = AsyncOpenAI(base_url=server.base_url, api_key="sk-test-not-a-real-key", max_retries=0, timeout=timeout_s)
+        cfg = SummarizeConfig(summarizer="llm", llm=LLMConfig(model="fake-model", timeout_s=timeout_s, **llm))
+        summarizer = make_summarizer(cfg, client=client, sleep=record_sleep)
+        try:
+            return [await summarizer.summarize(t, b) for t, b in texts]
+        finally:
+            await client.close()
+
+    return asyncio.run(go()), delays
+
+
+def test_success_stores_title_and_counts_tokens(server):
+    [outcome], delays = _summarize_many(server, [("Load fails", BODY)])
+    assert outcome.summary == "Load fails. Summary: Loading the model fails. ``` Traceback (most recent call last): File \"x.py\","
+    assert (outcome.calls, outcome.retries, outcome.reason) == (1, 0, None)
+    assert outcome.input_tokens > 0 and outcome.output_tokens == 13
+    assert delays == []
+    sent = server.requests[0]
+    assert sent["model"] == "fake-model" and sent["temperature"] == 0 and sent["max_tokens"] == 256
+    assert sent["messages"][0]["role"] == "system" and "key points" in sent["messages"][0]["content"]
+
+
+def test_429_honours_retry_after_then_succeeds(server):
+    server.script(rate_limited("3"), rate_limited("0.5"))
+    [outcome], delays = _summarize_many(server, [("t", "b")])
+    assert outcome.summary is not None
+    assert (outcome.calls, outcome.retries) == (3, 2)
+    assert delays == [3.0, 0.5]
+    assert server.count == 3
+
+
+def test_retry_after_is_capped_by_backoff_max(server):
+    server.script(rate_limited("600"))
+    [outcome], delays = _summarize_many(server, [("t", "b")], backoff_max_s=7.0)
+    assert outcome.summary is not None and delays == [7.0]
+
+
+def test_5xx_backs_off_exponentially_and_gives_up_as_a_recorded_failure(server):
+    server.script(*[server_error(500)] * 3, server_error(503))
+    [outcome], delays = _summarize_many(server, [("t", "b")], max_retries=3, backoff_base_s=1.0)
+    assert outcome.summary is None
+    assert outcome.reason == "server_error"
+    assert outcome.detail.startswith("HTTP 503") and "after 4 calls" in outcome.detail
+    assert server.count == 4
+    assert len(delays) == 3
+    for attempt, delay in enumerate(delays):
+        assert 0.5 * 2**attempt <= delay <= 2**attempt
+
+
+def test_timeout_is_retried(server):
+    server.script(Fault("slow", delay_s=1.5))
+    [outcome], delays = _summarize_many(server, [("t", "b")], timeout_s=0.4)
+    assert outcome.summary is not None
+    assert (outcome.calls, outcome.retries) == (2, 1)
+
+
+def test_timeouts_exhausted_are_recorded(server):
+    server.script(Fault("slow", delay_s=1.0), Fault("slow", delay_s=1.0))
+    [outcome], _ = _summarize_many(server, [("t", "b")], timeout_s=0.3, max_retries=1)
+    assert outcome.reason == "timeout" and outcome.summary is None and outcome.calls == 2
+
+
+@pytest.mark.parametrize(("fault", "reason"), [("malformed", "malformed"), ("empty", "empty"), ("refuse", "refused"), ("no_choices", "malformed")])
+def test_bad_answers_are_failures_not_summaries(server, fault, reason):
+    server.script(Fault(fault))
+    outcomes, delays = _summarize_many(server, [("t", "b"), ("t2", "b2")])
+    assert outcomes[0].summary is None and outcomes[0].reason == reason and outcomes[0].calls == 1
+    assert outcomes[1].summary is not None
+    assert delays == []
+
+
+def test_400_is_recorded_without_retry(server):
+    server.script(server_error(400))
+    [outcome], delays = _summarize_many(server, [("t", "b")])
+    assert outcome.reason == "bad_request" and server.count == 1 and delays == []
+
+
+@pytest.mark.parametrize("status", [401, 404])
+def test_wrong_key_or_model_stops_the_run_without_leaking_the_key(server, status):
+    server.script(server_error(status))
+    with pytest.raises(SummarizerError, match=f"HTTP {status} for model 'fake-model'") as info:
+        _summarize_many(server, [("t", "b")])
+    assert "sk-test" not in str(info.value)
+
+
+def test_long_body_is_cut_keeping_start_error_and_end(server):
+    log = "\n".join(f"step {i} loss 0.{i:04d}" for i in range(3000))
+    body = "Training diverges after a while.\n" + log[: len(log) // 2] + "\nRuntimeError: Function 'LogSoftmaxBackward' returned nan values\n" + log[len(log) // 2:] + "\nFinal line of the log."
+    [outcome], _ = _summarize_many(server, [("NaN loss", body)], input_token_budget=500)
+    sent = server.requests[0]["messages"][1]["content"]
+    assert len(sent) <= 500 * 4 + 100
+    assert sent.startswith("Title: NaN loss\n\nDescription:\nTraining diverges after a while.")
+    assert "RuntimeError: Function 'LogSoftmaxBackward' returned nan values" in sent
+    assert sent.endswith("Final line of the log.")
+    assert "characters omitted" in sent
+    assert outcome.summary is not None
+
+
+def test_fit_to_budget_leaves_short_bodies_alone():
+    assert fit_to_budget("short", 100) == "short"
+
+
+def test_retry_after_formats():
+    assert retry_after_s({"retry-after": "2"}, 0) == 2.0
+    assert retry_after_s({"retry-after-ms": "250"}, 0) == 0.25
+    assert retry_after_s({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, 1445412480.0) == 10.0
+    assert retry_after_s({"retry-after": "soon"}, 0) is None
+    assert retry_after_s({}, 0) is None
+
+
+def test_identity_changes_with_model_and_prompt_version():
+    a = llm_identity(LLMConfig(model="m1"))
+    assert a.summarizer == "llm" and a.model == "m1" and a.prompt_version.startswith("v1-")
+    assert llm_identity(LLMConfig(model="m2")) != a
+    assert llm_identity(LLMConfig(model="m1", prompt_version="v2")).prompt_version.startswith("v2-")
+
+
+def test_client_needs_a_key_only_for_openai(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(SummarizerError, match="needs OPENAI_API_KEY"):
+        build_client(LLMConfig())
+    local = build_client(LLMConfig(base_url="http://127.0.0.1:9/v1"))
+    assert str(local.base_url).startswith("http://127.0.0.1:9/v1") and local.max_retries == 0
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8/v1")
+    assert str(build_client(LLMConfig()).base_url).startswith("http://127.0.0.1:8/v1")
