@@ -1,0 +1,121 @@
+"""Benchmark: ingest + filter of N SYNTHETIC GitHub issue objects (default 100,000).
+
+    .venv/bin/python -m bench.ingest [--issues 100000] [--files 200]
+
+Bodies are synthetic but shaped like the real corpus (lognormal lengths with the
+real data's median of about 700 characters; prose, code blocks and tracebacks;
+5% pull requests, 1% bots, 2% duplicates, a few non-English texts). Prints
+issues per second for each step and the peak memory of the driver and the JVM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from tests.github_objects import issue
+
+WORDS = ("model training loss gradient tensor layer batch epoch optimizer dataset loader checkpoint cuda device memory "
+         "shape mismatch error version install import export inference accuracy weights config backend kernel").split()
+TRACE = ('Traceback (most recent call last):\n  File "train.py", line {n}, in <module>\n    model.fit(x, y)\n'
+         '  File "/usr/lib/python3.9/site-packages/torch/nn/modules/module.py", line 1102, in _call_impl\n'
+         "RuntimeError: CUDA out of memory. Tried to allocate {n} MiB")
+OTHER = ("模型训练时出现错误，请问应该怎么解决这个问题", "Der Fehler tritt beim Training des Modells auf und ich weiß nicht warum")
+
+
+def synthetic_body(rng: random.Random, n: int) -> str:
+    target = int(min(20000, rng.lognormvariate(6.55, 1.1)))
+    parts, size = [], 0
+    while size < target:
+        kind = rng.random()
+        if kind < 0.7:
+            part = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))).capitalize() + "."
+        elif kind < 0.85:
+            part = "```python\n" + "\n".join(f"x{i} = layer_{i}(x{i - 1})" for i in range(rng.randint(2, 8))) + "\n```"
+        else:
+            part = "```\n" + TRACE.format(n=n % 997) + "\n```"
+        parts.append(part)
+        size += len(part)
+    return "\n\n".join(parts)
+
+
+def generate(folder: Path, issues: int, files: int, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    per_file = -(-issues // files)
+    n = 0
+    for f in range(files):
+        repo = f"synthetic-org/project-{f:04d}"
+        with gzip.open(folder / f"{f:04d}.jsonl.gz", "wt", compresslevel=1) as fh:
+            for k in range(1, per_file + 1):
+                if n >= issues:
+                    break
+                n += 1
+                r = rng.random()
+                title = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10)))
+                body = rng.choice(OTHER) * 3 if r < 0.01 else synthetic_body(rng, n)
+                closed = r > 0.3
+                obj = issue(repo, k, title, body, state="closed" if closed else "open", created="2021-03-01T10:00:00Z",
+                            closed="2021-03-0%dT10:00:00Z" % rng.randint(2, 9) if closed else None,
+                            pull_request=0.01 <= r < 0.06, login="ci-bot[bot]" if 0.06 <= r < 0.07 else f"user{k}")
+                fh.write(json.dumps(obj) + "\n")
+                if 0.07 <= r < 0.09:
+                    n += 1
+                    fh.write(json.dumps({**obj, "number": k + 100000, "id": obj["id"] + 1}) + "\n")
+
+
+def peak_mb() -> tuple[float, float]:
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--issues", type=int, default=100_000)
+    parser.add_argument("--files", type=int, default=200)
+    args = parser.parse_args()
+
+    from conf import load_config
+    from issuerisk.context import Context
+    from issuerisk.display import table
+    from jobs import filter as silver_filter
+    from jobs import ingest
+    from jobs.runs import Run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data, wh = Path(tmp) / "data", Path(tmp) / "wh"
+        data.mkdir()
+        t0 = time.perf_counter()
+        generate(data, args.issues, args.files)
+        gen = time.perf_counter() - t0
+        env = {**os.environ, "ISSUERISK_WAREHOUSE": str(wh)}
+        cfg = load_config(environ=env)
+        ctx = Context(cfg=cfg, run=Run(cfg, "bench"), progress=False)
+        t0 = time.perf_counter()
+        ctx.spark  # noqa: B018  (start Spark and create the tables outside the timed steps)
+        start = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        got = ingest.run(ctx, [str(data)])
+        t_ingest = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        kept = silver_filter.run(ctx)
+        t_filter = time.perf_counter() - t0
+        py_mb, jvm_mb = peak_mb()
+        n = got["records"]
+        table(f"bench.ingest: {n:,} synthetic issues, {args.files} files, {os.cpu_count()} cores", ["step", "seconds", "issues/s", "note"], [
+            ["generate", round(gen, 1), round(n / gen), "not timed in the target"],
+            ["spark start + tables", round(start, 1), "", "excluded from the target"],
+            ["ingest (bronze MERGE)", round(t_ingest, 1), round(n / t_ingest), f"{got['accepted']:,} accepted"],
+            ["filter (silver)", round(t_filter, 1), round(n / t_filter), f"{kept['silver']:,} kept"],
+            ["ingest + filter", round(t_ingest + t_filter, 1), round(n / (t_ingest + t_filter)), "target < 60 s for 100,000"],
+            ["peak RSS driver / JVM (MB)", round(py_mb), round(jvm_mb), ""],
+        ])
+
+
+if __name__ == "__main__":
+    main()
