@@ -162,46 +162,40 @@ class _Scan:
         if text not in self.errors:
             self.errors.append(text)
 
-    def code_line(self, line: str) -> None:
-        """A line inside a code fence: traceback frames and errors matter, API calls may."""
+    def _traceback_or_error(self, line: str) -> bool:
+        """Consume a traceback header, frame, exception or error-log line; False for anything else."""
         if _TRACEBACK_START in line:
             self.in_traceback = True
-            return
+            return True
         frame = _FRAME.match(line) if 'File "' in line else None
         if frame:
             self.frame = frame.group("func")
-            return
+            return True
+        if self.in_traceback and line.startswith((" ", "\t")):
+            return True
         if self._exception(line):
-            return
+            return True
+        self.in_traceback = False
         if _LOG_LINE.match(line):
             if "error" in line.lower():
                 self._error(_error_text(line))
+            return True
+        return False
+
+    def code_line(self, line: str) -> None:
+        """A line inside a code fence: traceback frames and errors matter, API calls may."""
+        if self._traceback_or_error(line) or len(self.code) >= 8:
             return
-        if not self.in_traceback and len(self.code) < 8:
-            stripped = line.strip()
-            if 8 <= len(stripped) <= 160 and _API.search(stripped) and not stripped.startswith(("#", "import ", "from ")):
-                self.code.append(stripped)
+        stripped = line.strip()
+        if 8 <= len(stripped) <= 160 and _API.search(stripped) and not stripped.startswith(("#", "import ", "from ")):
+            self.code.append(stripped)
 
     def text_line(self, line: str) -> None:
         """A line outside code fences: raw tracebacks and logs are common there too."""
-        if _TRACEBACK_START in line:
-            self.in_traceback = True
+        if self._traceback_or_error(line):
             return
-        frame = _FRAME.match(line) if 'File "' in line else None
-        if frame:
-            self.frame = frame.group("func")
-            return
-        if self.in_traceback and line.startswith((" ", "\t")):
-            return
-        if self._exception(line):
-            return
-        self.in_traceback = False
         if _CODE_LIKE.search(line):
             self.code_line(line)
-            return
-        if _LOG_LINE.match(line):
-            if "error" in line.lower():
-                self._error(_error_text(line))
             return
         if _CHECKLIST.match(line) or (len(line) < 200 and _BOILERPLATE.search(line.strip().lower())):
             return
