@@ -11,6 +11,7 @@ only new issues and changed summaries; rows that cannot be embedded land in
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -358,11 +359,7 @@ def run(ctx, backend: str | None = None) -> dict:
     counts = {"backend": embed.backend, "model": model, "actors": plan.actors, "device": plan.device, "pending": pending, "embedded": 0, "failed": 0}
     t0 = time.perf_counter()
     if pending:
-        spec = encoder_spec(cfg, embed, plan)
-        pool = EmbedPool(spec, plan, embed.max_in_flight)
-        counts["dim"] = pool.dim
         bar = progress(pending, f"embed {embed.backend}", "text", ctx.progress)
-        chunks = rechunk(restrict(query(cfg, pending_sql(identity, model)), sample), embed.rows_per_task)
         failures_path = cfg.table_path(EMBED_FAILURES.name)
 
         def reject(batch: pa.Table, failures: list[tuple[int, str]]) -> None:
@@ -370,16 +367,21 @@ def run(ctx, backend: str | None = None) -> dict:
             counts["failed"] += len(failures)
             bar.update(len(failures))
 
+        good = _embeddable(rechunk(restrict(query(cfg, pending_sql(identity, model)), sample), embed.rows_per_task), reject)
+        first = next(good, None)
+        pool = None if first is None else EmbedPool(encoder_spec(cfg, embed, plan), plan, embed.max_in_flight)
         try:
-            for batch, result in pool.map(_embeddable(chunks, reject)):
+            for batch, result in pool.map(itertools.chain([first], good)) if pool else ():
                 if isinstance(result, Exception):
                     reject(batch, [(i, f"encoder failed: {str(result).splitlines()[-1][:500]}") for i in range(batch.num_rows)])
                     continue
                 merge_rows(cfg.table_path(GOLD_EMBEDDINGS.name), gold_rows(batch, result, model, ctx.run.run_id), GOLD_EMBEDDINGS.key)
                 counts["embedded"] += batch.num_rows
+                counts["dim"] = int(result.shape[1])
                 bar.update(batch.num_rows)
         finally:
-            pool.close()
+            if pool:
+                pool.close()
             bar.close()
     counts["seconds"] = round(time.perf_counter() - t0, 2)
     ctx.run.wrote("gold_embeddings", "embed_failures")
