@@ -40,12 +40,13 @@ def real_texts() -> list[tuple[str, str]]:
     return texts
 
 
-def bench_extractive(texts: list[tuple[str, str]], n: int, budget: int) -> tuple[float, float]:
-    start = time.perf_counter()
+def bench_extractive(texts: list[tuple[str, str]], n: int, budget: int) -> tuple[float, float, float]:
+    """Wall seconds, issues per wall second and issues per CPU second (the fair figure on a shared machine)."""
+    start, cpu = time.perf_counter(), time.process_time()
     for title, body in itertools.islice(itertools.cycle(texts), n):
         summarize(title, body, budget)
-    seconds = time.perf_counter() - start
-    return seconds, n / seconds
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    return seconds, n / seconds, n / cpu_seconds
 
 
 def _serve(delay: float, urls: "multiprocessing.Queue", stop: "multiprocessing.synchronize.Event") -> None:
@@ -88,13 +89,13 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=SummarizeConfig().token_budget)
     args = parser.parse_args()
     texts = real_texts()
-    ex_s, ex_rate = bench_extractive(texts, args.issues, args.budget)
+    ex_s, ex_rate, ex_cpu_rate = bench_extractive(texts, args.issues, args.budget)
     llm_s, llm_rate, failed = bench_llm(texts, args.requests, args.delay, args.concurrency)
     table(
         "summarize benchmark",
         ("path", "items", "seconds", "per second", "target", "notes"),
         [
-            ("extractive", args.issues, ex_s, ex_rate, ">= 2,000/s", f"{len(texts):,} real issues cycled, budget {args.budget}"),
+            ("extractive", args.issues, ex_s, ex_rate, ">= 2,000/s", f"{len(texts):,} real issues cycled, budget {args.budget}; {ex_cpu_rate:,.0f} per CPU second"),
             ("llm (local server process)", args.requests, llm_s, llm_rate, ">= 100/s", f"{args.delay * 1000:.0f} ms answers, concurrency {args.concurrency}, {failed} failed"),
         ],
     )
