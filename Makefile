@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/issuerisk run $(DATA)
 
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installable: the report's browser test will skip"
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

@@ -117,7 +117,7 @@ class SummarizeConfig(_Section):
 
     summarizer: Literal["extractive", "llm"] = "extractive"
     token_budget: int = Field(96, ge=8, description="Extractive summary length in whitespace tokens.")
-    batch_size: int = Field(500, ge=1, description="Summaries written to silver_summaries per batch.")
+    batch_size: int = Field(1000, ge=1, description="Summaries MERGEd into silver_summaries per batch (a crash loses at most one batch).")
     llm: LLMConfig = Field(default_factory=LLMConfig)
 
 

@@ -86,5 +86,6 @@ def _closing(ctx: Context, report: dict[str, Any]) -> None:
         table("top risk clusters", list(report["top_risks"][0].keys()), [list(r.values()) for r in report["top_risks"]])
     console.print(
         "Try:  .venv/bin/issuerisk sql \"SELECT scope, cluster, label, n, likelihood, impact, grade "
-        f"FROM {db}.gold_risk WHERE run_id = '{ctx.run.run_id}' ORDER BY grade DESC, n DESC LIMIT 10\""
+        f"FROM {db}.gold_risk WHERE run_id = '{ctx.run.run_id}' "
+        "ORDER BY array_position(array('L1','L2','M1','M2','H1','H2','H3'), grade) DESC, n DESC LIMIT 10\""
     )
