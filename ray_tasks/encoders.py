@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-STATIC_FORMAT = 2
+STATIC_FORMAT = 3
 SIF_COEFFICIENT = 1e-4
 
 
@@ -150,8 +150,8 @@ def distill_static(transformer_path: str, target: Path, dims: int, batch_size: i
     """Distill a static model from a local transformer (model2vec's recipe, offline); reuse it when cached.
 
     Every vocabulary token is run through the transformer as ``[CLS] token [SEP]``
-    and its own output position is kept (a mean with the special tokens made all
-    vectors alike: pairwise-similarity correlation 0.42 with the transformer); the token vectors are reduced by PCA to ``dims`` and weighted
+    and mean-pooled (keeping only the token's own position measured worse: pairwise
+    similarity correlation with the transformer 0.35 against 0.42); the token vectors are reduced by PCA to ``dims`` and weighted
     by SIF with a Zipf prior on the vocabulary rank (frequent tokens weigh less).
 
     Args:
@@ -190,7 +190,7 @@ def distill_static(transformer_path: str, target: Path, dims: int, batch_size: i
                 parts.append(torch.full_like(ids, sep_id))
             batch = torch.cat(parts, dim=1)
             hidden = hf_model(input_ids=batch, attention_mask=torch.ones_like(batch)).last_hidden_state
-            token_vectors[start:start + len(ids)] = hidden[:, 0 if cls_id is None else 1].numpy()
+            token_vectors[start:start + len(ids)] = hidden.mean(dim=1).numpy()
             bar.update(len(ids))
     bar.close()
     dims = min(dims, token_vectors.shape[1])

@@ -127,7 +127,7 @@ def test_unknown_backend_is_named():
 
 
 def test_static_model_dir_is_a_safe_name():
-    assert static_model_dir("/c", "intfloat/e5 large", 256).name == "intfloat_e5_large-d256-f2"
+    assert static_model_dir("/c", "intfloat/e5 large", 256).name == "intfloat_e5_large-d256-f3"
 
 
 # ---------------------------------------------------------------- real Spark + Delta + Ray + MiniLM
