@@ -21,7 +21,7 @@ from jobs.github.checkpoints import CheckpointStore
 from jobs.github.client import GitHubClient
 from jobs.runs import Run
 from schemas.crawl import CRAWL_CHECKPOINTS
-from tests.fakes.github_server import FakeClock, FakeGitHub, Fault, synthetic_issues, synthetic_repos
+from tests.fakes.github_server import FakeClock, FakeGitHub, Fault, iso, synthetic_issues, synthetic_repos
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = {"synthetic-org/alpha": 230, "synthetic-org/beta": 120, "synthetic-org/gamma": 75}
@@ -167,8 +167,8 @@ def test_crawl_ingests_then_reruns_incrementally_with_since_and_etag(ctx, server
 
     clock.now += 3600
     server.edit("synthetic-org/alpha", 7, title="Synthetic issue 7, edited")
-    new_issue = dict(synthetic_issues("synthetic-org/beta", 121)[-1], created_at="2024-01-01T02:00:00Z")
-    server.add("synthetic-org/beta", dict(new_issue, updated_at="2024-01-01T02:00:00Z"))
+    now = iso(clock())
+    server.add("synthetic-org/beta", dict(synthetic_issues("synthetic-org/beta", 121)[-1], created_at=now, updated_at=now))
     clock.now += 60
     with client_for(server, clock) as client:
         second = crawl.run(ctx, repos=repos, framework="keras", client=client)
@@ -179,22 +179,23 @@ def test_crawl_ingests_then_reruns_incrementally_with_since_and_etag(ctx, server
     clock.now += 60
     with client_for(server, clock) as client:
         third = crawl.run(ctx, repos=repos, client=client)
+    with client_for(server, clock) as client:
         fourth = crawl.run(ctx, repos=repos, client=client)
-    assert third["objects"] == 0 and third["not_modified"] == 0
+    assert third["objects"] == 0 and third["not_modified"] == 1, "gamma was quiet in the second pass, so its empty first page revalidates"
     assert fourth["objects"] == 0 and fourth["not_modified"] == len(repos)
 
 
 @pytest.mark.slow
 def test_discover_merges_frameworks_and_records_exclusions(ctx, clock):
     keras = synthetic_repos(30, "keras")
-    shared = dict(keras[0], description="SYNTHETIC library built on keras and pytorch", topics=["keras", "pytorch"])
-    pytorch = synthetic_repos(12, "pytorch") + [shared]
-    with FakeGitHub(search_repos=[shared, *keras[1:], *pytorch[:-1]], clock=clock) as gh, client_for(gh, clock) as client:
+    shared = dict(keras[0], description="SYNTHETIC library built on keras and pytorch", topics=["keras", "pytorch"], language="Python", has_issues=False)
+    searchable = [shared, *keras[1:], *synthetic_repos(12, "pytorch")]
+    with FakeGitHub(search_repos=searchable, clock=clock) as gh, client_for(gh, clock) as client:
         from jobs import discover
 
         result = discover.run(ctx, framework="all", min_stars=0, created_from="2015-01-01", client=client)
     rows = {r["repository"]: r for r in ctx.spark.table(f"{ctx.cfg.project.database}.bronze_repos").collect()}
-    assert result["found"] == len(rows) == 42
+    assert result["found"] == len(rows) == sum(r["language"] == "Python" for r in searchable) == 37
     assert rows[shared["full_name"]]["frameworks"] == ["keras", "pytorch"]
     reasons = {r["excluded_reason"] for r in rows.values()}
     assert {"tutorial in name", "ui in description", "awesome in name", "issues disabled"} <= reasons
