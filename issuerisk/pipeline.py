@@ -59,7 +59,8 @@ def run(ctx: Context, paths: list[str], framework: str | None = None, sample: in
         t0 = time.perf_counter()
         result = stage.run(ctx, **options) or {}
         seconds = time.perf_counter() - t0
-        ctx.run.stage(name, seconds=round(seconds, 2), **{k: v for k, v in result.items() if isinstance(v, (int, float, str, dict, list))})
+        counts = {k: v for k, v in result.items() if isinstance(v, (int, float, str, dict, list))}
+        ctx.run.stage(name, **{**counts, "stage_seconds": round(seconds, 2)})
         ctx.run.save("running")
         results[name] = result
         timings.append([name, f"{seconds:,.1f}"])
