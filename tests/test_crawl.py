@@ -124,7 +124,7 @@ def test_killed_crawl_resumes_to_exactly_the_uninterrupted_issue_set(cfg, tmp_pa
     """SIGKILL a crawl process while its requests hang mid-way, then resume: same objects, none twice."""
     repos = {name: synthetic_issues(name, n) for name, n in GOOD.items()}
     with FakeGitHub(repos) as gh:
-        gh.stall_after = 5
+        gh.stall_after = 4
         ctx = light_ctx(cfg, api_url=gh.url, raw_dir=str(tmp_path / "raw"))
         env = {**os.environ, "GITHUB_TOKEN": SECRET, "PYTHONPATH": str(REPO)}
         child = subprocess.Popen([sys.executable, "-c", _CHILD, ctx.cfg.to_json(), json.dumps(list(GOOD))], cwd=REPO, env=env)
@@ -132,7 +132,7 @@ def test_killed_crawl_resumes_to_exactly_the_uninterrupted_issue_set(cfg, tmp_pa
         try:
             assert gh.stalled.wait(60), "the crawl never reached the stall point"
             deadline = time.monotonic() + 30
-            while sum(cp.issues_fetched for cp in store.load().values()) < 5 * 50 and time.monotonic() < deadline:
+            while not any(cp.status == "in_progress" and cp.raw_file for cp in store.load().values()) and time.monotonic() < deadline:
                 time.sleep(0.1)
         finally:
             child.send_signal(signal.SIGKILL)
@@ -141,7 +141,7 @@ def test_killed_crawl_resumes_to_exactly_the_uninterrupted_issue_set(cfg, tmp_pa
             gh.release.set()
         before = store.load()
         assert any(cp.status == "in_progress" and cp.next_url for cp in before.values())
-        partial = next(cp for cp in before.values() if cp.raw_file)
+        partial = next(cp for cp in before.values() if cp.status == "in_progress" and cp.raw_file)
         with open(partial.raw_file, "ab") as f:
             f.write(b'{"url": "half a line the kill left beh')
         with GitHubClient(gh.url, [SECRET]) as client:

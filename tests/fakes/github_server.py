@@ -395,6 +395,7 @@ def _handler(api: FakeGitHub) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, status: int, headers: dict[str, str], body: str, path: str) -> None:
             data = body.encode()
+            self._record(path, status)
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             for name, value in headers.items():
@@ -403,7 +404,6 @@ def _handler(api: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if status != 304:
                 self.wfile.write(data)
-            self._record(path, status)
 
     return Handler
 
