@@ -109,15 +109,10 @@ def current_vectors_sql(identity: tuple[str, str, str] | None, model: str) -> st
     return _current_sql(identity, model, "d.repository, d.number, d.dim, d.vector", "JOIN", "") + " ORDER BY d.repository, d.number"
 
 
-def summary_identity(cfg: Config) -> tuple[str, str, str] | None:
-    """The (summarizer, model, prompt_version) the summarize stage writes with this config.
+def summary_identity(cfg: Config) -> tuple[str, str, str]:
+    """The (summarizer, model, prompt_version) the summarize stage writes with this config."""
+    from jobs.summarize import summary_identity as identity
 
-    Returns None while ``jobs.summarize`` is not installed; then the newest summary of each issue is used.
-    """
-    try:
-        from jobs.summarize import summary_identity as identity
-    except ImportError:
-        return None
     return tuple(identity(cfg.summarize))
 
 

@@ -155,7 +155,7 @@ def _issue(repo, number):
 def _summary(cfg, repo, number, text, key, when=T0):
     from ray_tasks.embed import summary_identity
 
-    summarizer, model, prompt = summary_identity(cfg) or ("extractive", "synthetic", "v1")
+    summarizer, model, prompt = summary_identity(cfg)
     return {"cache_key": key, "repository": repo, "number": number, "summarizer": summarizer, "model": model, "prompt_version": prompt,
             "summary": text, "input_tokens": 0, "output_tokens": 0, "run_id": "seed", "created_at": when}
 
