@@ -17,7 +17,7 @@ import os
 import queue
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from issuerisk.context import Context
@@ -115,58 +115,75 @@ def run(ctx: Context, repos: list[str] | None = None, framework: str | None = No
     return result
 
 
+def commit(store: CheckpointStore, checkpoints: list[Checkpoint], run_id: str) -> None:
+    """fsync the raw files the checkpoints point into, then MERGE the checkpoints.
+
+    Syncing per commit rather than per page keeps a power loss from leaving a
+    checkpoint that points past the end of its file, at one fsync per file per commit.
+    """
+    for path in {cp.raw_file for cp in checkpoints if cp.raw_file}:
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    store.save(checkpoints, run_id)
+
+
 def _crawl(ctx: Context, client: GitHubClient, store: CheckpointStore,
            start: dict[str, Checkpoint | None]) -> tuple[dict[str, Checkpoint], dict[str, int], dict[str, str]]:
     """Run the workers; MERGE their checkpoints every ``checkpoint_every_s``. Returns final checkpoints, totals, failures."""
     gh, run_id = ctx.cfg.github, ctx.run.run_id
     raw_dir = ctx.cfg.resolve_path(gh.raw_dir)
-    events: queue.Queue[tuple[str, PageEvent]] = queue.Queue()
+    events: queue.Queue[tuple[str, PageEvent | Checkpoint | BaseException]] = queue.Queue()
     latest: dict[str, Checkpoint] = {r: cp for r, cp in start.items() if cp is not None}
     pending: dict[str, Checkpoint] = {}
     totals = Counter(objects=0, pull_requests=0, new=0, updated=0, pages=0)
     failures: dict[str, str] = {}
-    finished: set[str] = set()
     secrets = tokens_from_env(os.environ)
     bars = [progress(len(start), "repositories", "repo", ctx.progress), progress(None, "pages", "page", ctx.progress),
             progress(None, "issues", "issue", ctx.progress)]
-    last_commit = time.monotonic()
+
+    def work(repo: str, checkpoint: Checkpoint | None) -> None:
+        """Crawl one repository, queueing a PageEvent per page and then its final checkpoint or error."""
+        try:
+            events.put((repo, crawl_repository(client, checkpoint, repo, raw_dir, run_id, gh.per_page, lambda e: events.put((repo, e)))))
+        except BaseException as exc:  # handed to the coordinating thread, which decides
+            events.put((repo, exc))
+
+    # The coordinating thread sleeps until a worker reports or a commit is due: no polling, so an
+    # hours-long crawl of thousands of repositories costs nothing between pages.
+    last_commit, running = time.monotonic(), len(start)
     with ThreadPoolExecutor(max_workers=gh.concurrency, thread_name_prefix="crawl") as pool:
-        futures: dict[Future[Checkpoint], str] = {
-            pool.submit(crawl_repository, client, cp, repo, raw_dir, run_id, gh.per_page, lambda e, r=repo: events.put((r, e))): repo
-            for repo, cp in start.items()
-        }
-        while futures or not events.empty():
+        for repo, cp in start.items():
+            pool.submit(work, repo, cp)
+        while running:
+            wait = max(0.0, last_commit + gh.checkpoint_every_s - time.monotonic()) if pending else None
             try:
-                repo, event = events.get(timeout=0.1)
+                repo, item = events.get(timeout=wait)
             except queue.Empty:
-                pass
-            else:
-                if repo not in finished:
-                    pending[repo] = latest[repo] = event.checkpoint
-                totals.update(objects=event.objects, pull_requests=event.pull_requests, new=event.new, updated=event.updated, pages=1)
-                if event.last_page:
-                    bars[1].total = (bars[1].total or 0) + event.last_page
+                item = None
+            if isinstance(item, PageEvent):
+                pending[repo] = latest[repo] = item.checkpoint
+                totals.update(objects=item.objects, pull_requests=item.pull_requests, new=item.new, updated=item.updated, pages=1)
+                if item.last_page:
+                    bars[1].total = (bars[1].total or 0) + item.last_page
                 bars[1].update(1)
-                bars[2].update(event.objects)
-                continue
-            for future in [f for f in futures if f.done()]:
-                repo = futures.pop(future)
-                finished.add(repo)
+                bars[2].update(item.objects)
+            elif item is not None:
+                running -= 1
                 bars[0].update(1)
-                error = future.exception()
-                if error is None:
-                    pending[repo] = latest[repo] = future.result()
-                elif isinstance(error, GitHubError):
-                    failures[repo] = redact(str(error), secrets)
+                if isinstance(item, Checkpoint):
+                    pending[repo] = latest[repo] = item
+                elif isinstance(item, GitHubError):
+                    failures[repo] = redact(str(item), secrets)
                     previous = latest.get(repo) or Checkpoint(repo, IN_PROGRESS)
                     pending[repo] = latest[repo] = previous.but(error=failures[repo])
                 else:
-                    raise error
-            if pending and (not futures or time.monotonic() - last_commit >= gh.checkpoint_every_s):
-                store.save(list(pending.values()), run_id)
+                    raise item
+            if pending and (not running or time.monotonic() - last_commit >= gh.checkpoint_every_s):
+                commit(store, list(pending.values()), run_id)
                 pending.clear()
                 last_commit = time.monotonic()
-    store.save(list(pending.values()), run_id)
+    commit(store, list(pending.values()), run_id)
     for bar in bars:
         bar.close()
     return latest, dict(totals), failures

@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
-import httpx
+import orjson
+import urllib3
+from urllib3.exceptions import HTTPError as TransportError
 
 from jobs.github.exceptions import GitHubStatusError, RetriesExhausted
 
@@ -65,7 +67,7 @@ class Response:
     etag: str | None
     links: dict[str, str]
     date: float | None
-    raw: list[str] | None = None
+    raw: list[bytes] | None = None
 
     @property
     def not_modified(self) -> bool:
@@ -122,7 +124,6 @@ class GitHubClient:
         concurrency: requests in flight at most, across all threads.
         clock: epoch seconds (``X-RateLimit-Reset`` is epoch); tests inject a fake one.
         sleep: waits; tests inject one that advances their fake clock.
-        transport: an httpx transport (tests may inject one); None uses the network.
     """
 
     def __init__(
@@ -140,7 +141,6 @@ class GitHubClient:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not api_url.startswith(("http://", "https://")):
             raise ValueError(f"github.api_url must be an http(s) URL such as https://api.github.com, got {api_url!r}")
@@ -162,10 +162,12 @@ class GitHubClient:
         self._paused_until = 0.0
         self._cache: OrderedDict[str, tuple[str, Any]] = OrderedDict()
         self._cache_size = etag_cache_size
-        self._http = httpx.Client(
-            timeout=timeout_s, follow_redirects=True, transport=transport,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28", "User-Agent": USER_AGENT},
+        self._headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28", "User-Agent": USER_AGENT}
+        # urllib3 rather than httpx: a 380 kB page costs 1.4 ms of CPU against 2.4 ms (bench/crawl.py).
+        # Its own retries are off (this class retries with GitHub's rules); redirects are followed.
+        self._http = urllib3.PoolManager(
+            maxsize=concurrency, block=True, timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
+            retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5, raise_on_redirect=True),
         )
 
     @classmethod
@@ -189,7 +191,7 @@ class GitHubClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        self._http.clear()
 
     def url(self, path: str, params: Mapping[str, Any] | None = None) -> str:
         """Absolute URL of an API path (or an absolute URL, e.g. from a Link header) with query parameters."""
@@ -204,8 +206,9 @@ class GitHubClient:
         Args:
             etag: an ETag from an earlier run for ``If-None-Match``; by default the
                 client's own cache supplies one (and the body on 304).
-            keep_raw: for a JSON array, also return each element's exact text (``Response.raw``),
-                so callers can store raw objects without serializing them again.
+            keep_raw: for a JSON array, also return each element as one line of JSON (``Response.raw``),
+                so callers can store raw objects without serializing them again. Such pages
+                are not kept in the ETag cache: their caller keeps the ETag it needs.
 
         Raises:
             GitHubStatusError: GitHub answered 4xx other than a rate limit (404, 410, 451, 422, ...).
@@ -221,18 +224,18 @@ class GitHubClient:
         while True:
             self._wait_for_pause()
             token = self._pick_token(resource)
-            headers = {"If-None-Match": etag} if etag else {}
+            headers = {**self._headers, "If-None-Match": etag} if etag else dict(self._headers)
             if token.secret:
                 headers["Authorization"] = f"Bearer {token.secret}"
             try:
                 with self._slots:
-                    reply = self._http.get(url, headers=headers)
-            except httpx.TransportError as exc:
+                    reply = self._http.request("GET", url, headers=headers)
+            except TransportError as exc:
                 faults = self._backoff(faults, url, f"{type(exc).__name__}: {redact(str(exc), self._secrets)}")
                 continue
-            self._count(reply.status_code)
+            self._count(reply.status)
             self._update_quota(token, resource, reply.headers)
-            status = reply.status_code
+            status = reply.status
             if status in (403, 429) and _is_rate_limited(reply):
                 if _primary_reset(reply.headers) > self.clock():
                     continue
@@ -244,15 +247,15 @@ class GitHubClient:
             if status == 304:
                 with self._lock:
                     self.stats.not_modified += 1
-                return Response(str(reply.url), 304, cached[1] if cached and cached[0] == etag else None, etag,
+                return Response(reply.url or url, 304, cached[1] if cached and cached[0] == etag else None, etag,
                                 parse_links(reply.headers.get("link")), _http_date(reply.headers.get("date")))
             if status >= 400:
                 raise GitHubStatusError(status, url, redact(_message(reply), self._secrets))
-            data, raw = split_array(reply.text) if keep_raw else (reply.json(), None)
+            data, raw = split_array(reply.data) if keep_raw else (orjson.loads(reply.data), None)
             new_etag = reply.headers.get("etag")
-            if new_etag and self._cache_size:
+            if new_etag and self._cache_size and not keep_raw:
                 self._remember(url, new_etag, data)
-            return Response(str(reply.url), status, data, new_etag, parse_links(reply.headers.get("link")),
+            return Response(reply.url or url, status, data, new_etag, parse_links(reply.headers.get("link")),
                             _http_date(reply.headers.get("date")), raw)
 
     def _remember(self, url: str, etag: str, data: Any) -> None:
@@ -303,7 +306,7 @@ class GitHubClient:
             log.warning("GitHub %s rate limit spent on all %d token(s); waiting %.0f s for the reset", resource, len(self._tokens), earliest - now + 1)
             self._wait(earliest - now + 1)
 
-    def _update_quota(self, token: _Token, resource: str, headers: httpx.Headers) -> None:
+    def _update_quota(self, token: _Token, resource: str, headers: Mapping[str, str]) -> None:
         remaining, reset = headers.get("x-ratelimit-remaining"), headers.get("x-ratelimit-reset")
         if remaining is None or reset is None:
             return
@@ -314,7 +317,7 @@ class GitHubClient:
             except ValueError:
                 log.warning("ignoring unparseable rate-limit headers remaining=%r reset=%r", remaining, reset)
 
-    def _secondary_pause(self, attempt: int, url: str, headers: httpx.Headers) -> int:
+    def _secondary_pause(self, attempt: int, url: str, headers: Mapping[str, str]) -> int:
         """Pause every thread as GitHub asks after a secondary limit; returns the attempt count."""
         if attempt >= self.max_retries:
             raise RetriesExhausted(url, attempt, "secondary rate limit persisted")
@@ -344,44 +347,25 @@ class GitHubClient:
         return attempt + 1
 
 
-_DECODER = json.JSONDecoder()
-_SPACE = re.compile(r"[ \t\n\r]*")
+def split_array(body: bytes) -> tuple[Any, list[bytes] | None]:
+    """Parse a JSON document; for an array also return each element as compact one-line JSON.
 
-
-def split_array(text: str) -> tuple[Any, list[str] | None]:
-    """Parse a JSON document; for an array also return each element's exact text (re-serialized if it spans lines).
-
-    One pass of the C decoder: elements are decoded in place with ``raw_decode``
-    and their spans kept, so raw objects are stored as GitHub sent them.
+    orjson parses the page and writes each element back in one pass of native
+    code (about 1.4 ms for a 100-issue page of 380 kB against 2.4 ms for the
+    standard library), so raw objects are stored one per line with the same
+    content GitHub sent, at a fraction of the crawler's CPU budget.
     """
-    start = _SPACE.match(text).end()
-    if not text.startswith("[", start):
-        return json.loads(text), None
-    items: list[Any] = []
-    raws: list[str] = []
-    pos = _SPACE.match(text, start + 1).end()
-    if text.startswith("]", pos):
-        return items, raws
-    while True:
-        obj, end = _DECODER.raw_decode(text, pos)
-        piece = text[pos:end]
-        items.append(obj)
-        raws.append(piece if "\n" not in piece and "\r" not in piece else json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
-        pos = _SPACE.match(text, end).end()
-        if text.startswith("]", pos):
-            return items, raws
-        if not text.startswith(",", pos):
-            raise json.JSONDecodeError("expected ',' or ']' in array", text, pos)
-        pos = _SPACE.match(text, pos + 1).end()
+    data = orjson.loads(body)
+    return (data, [orjson.dumps(item) for item in data]) if isinstance(data, list) else (data, None)
 
 
-def _is_rate_limited(reply: httpx.Response) -> bool:
+def _is_rate_limited(reply: urllib3.BaseHTTPResponse) -> bool:
     if reply.headers.get("x-ratelimit-remaining") == "0" or "retry-after" in reply.headers:
         return True
     return "rate limit" in _message(reply).lower()
 
 
-def _primary_reset(headers: httpx.Headers) -> float:
+def _primary_reset(headers: Mapping[str, str]) -> float:
     """The reset time of a spent primary limit (no Retry-After), else 0: such answers wait for the reset."""
     if headers.get("x-ratelimit-remaining") != "0" or "retry-after" in headers:
         return 0.0
@@ -391,11 +375,11 @@ def _primary_reset(headers: httpx.Headers) -> float:
         return 0.0
 
 
-def _message(reply: httpx.Response) -> str:
+def _message(reply: urllib3.BaseHTTPResponse) -> str:
     try:
-        body = reply.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return reply.text[:200]
+        body = orjson.loads(reply.data)
+    except orjson.JSONDecodeError:
+        return reply.data[:200].decode("utf-8", "replace")
     return str(body.get("message", "")) if isinstance(body, dict) else ""
 
 

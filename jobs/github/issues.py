@@ -2,21 +2,22 @@
 
 A pass lists ``/repos/{owner}/{repo}/issues?state=all&sort=created&direction=asc``
 (ascending creation order keeps pages stable while new issues arrive), with
-``since`` on incremental passes. After each page the objects are appended and
-synced to the pass's raw file and a checkpoint with the next page's URL and the
-file's length is emitted; a resume truncates the file to that length and
+``since`` on incremental passes. After each page the objects are appended to
+the pass's raw file and a checkpoint with the next page's URL and the file's
+length is emitted (the crawl fsyncs the file before it commits the checkpoint); a resume truncates the file to that length and
 continues from that URL, so every object is written exactly once.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from jobs.github.checkpoints import DONE, FETCHED, GONE_STATUSES, IN_PROGRESS, Checkpoint
 from jobs.github.client import GitHubClient
@@ -35,8 +36,8 @@ class PageEvent:
     last_page: int | None
 
 
-def page_lines(items: list[dict[str, Any]], raw: list[str] | None, since: str | None) -> tuple[bytes, int, int, int]:
-    """JSON Lines of a page's objects (their exact text when ``raw`` has it) and counts (pull requests, new, updated).
+def page_lines(items: list[dict[str, Any]], raw: list[bytes] | None, since: str | None) -> tuple[bytes, int, int, int]:
+    """JSON Lines of a page's objects (``raw`` when the client already wrote them) and counts (pull requests, new, updated).
 
     An object created before the pass's ``since`` existed at the last pass, so it is an update.
     """
@@ -44,8 +45,8 @@ def page_lines(items: list[dict[str, Any]], raw: list[str] | None, since: str | 
     for item in items:
         prs += "pull_request" in item
         new += since is None or str(item.get("created_at") or "") >= since
-    lines = raw if raw is not None else [json.dumps(i, ensure_ascii=False, separators=(",", ":")) for i in items]
-    return ("\n".join(lines) + "\n").encode() if lines else b"", prs, new, len(items) - new
+    lines = raw if raw is not None else [orjson.dumps(i) for i in items]
+    return b"\n".join(lines) + b"\n" if lines else b"", prs, new, len(items) - new
 
 
 def raw_path(raw_dir: str, repository: str, run_id: str) -> str:
@@ -120,10 +121,8 @@ def crawl_repository(
         if data:
             path = cp.raw_file or raw_path(raw_dir, repository, run_id)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "ab") as f:
+            with open(path, "ab") as f:  # synced before its checkpoint is committed (jobs.crawl.commit)
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
                 offset = f.tell()
             cp = cp.but(raw_file=path, raw_offset=offset)
         next_url = response.links.get("next")
