@@ -4,8 +4,9 @@ A pass lists ``/repos/{owner}/{repo}/issues?state=all&sort=created&direction=asc
 (ascending creation order keeps pages stable while new issues arrive), with
 ``since`` on incremental passes. After each page the objects are appended to
 the pass's raw file and a checkpoint with the next page's URL and the file's
-length is emitted (the crawl fsyncs the file before it commits the checkpoint); a resume truncates the file to that length and
-continues from that URL, so every object is written exactly once.
+length is emitted (the crawl fsyncs the file before it commits the
+checkpoint); a resume truncates the file to that length and continues from
+that URL, so every object is written exactly once.
 """
 
 from __future__ import annotations
