@@ -35,9 +35,24 @@ EVIDENCE: dict[str, str] = {
 }
 
 
+# Literals of which every alternative of the framework's pattern contains one: a cheap
+# substring test skips the regex (a scan with many alternatives) on most texts.
+ANCHORS: dict[str, tuple[str, ...]] = {
+    "pytorch": ("torch", "lightning", "CUDA out of memory"),
+    "tensorflow": ("tensorflow", "tf."),
+    "keras": ("keras",),
+}
+
+
 def evidence_columns(text: Column) -> dict[str, Column]:
     """One 0/1 column per framework: does this issue's text show it?"""
-    return {fw: F.when(text.rlike(pattern), 1).otherwise(0) for fw, pattern in EVIDENCE.items()}
+    flags = {}
+    for fw, pattern in EVIDENCE.items():
+        anchored = F.lit(False)
+        for anchor in ANCHORS[fw]:
+            anchored = anchored | text.contains(anchor)
+        flags[fw] = F.when(anchored & text.rlike(pattern), 1).otherwise(0)  # AND short-circuits
+    return flags
 
 
 def repository_evidence(issues: DataFrame) -> DataFrame:

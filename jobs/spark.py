@@ -23,6 +23,8 @@ DELTA_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
 
+LOCAL_SNAPSHOT_PARTITIONS = 2
+
 
 class SparkSetupError(RuntimeError):
     """Spark or Delta could not be started with the given configuration."""
@@ -51,6 +53,9 @@ def builder_for(cfg: Config) -> SparkSession.Builder:
     )
     if s.master.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # local workers use this venv's interpreter
+        # Delta rebuilds a table's snapshot in 50 partitions by default: seconds per table read on a
+        # laptop for logs of a few files (bench/ingest.py). spark.extra may set it back.
+        builder = builder.config("spark.databricks.delta.snapshotPartitions", str(LOCAL_SNAPSHOT_PARTITIONS))
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)
     if s.metastore_uri:

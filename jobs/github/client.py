@@ -14,7 +14,6 @@ Tokens never leave this module: they are not in reprs, stats or error messages.
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import re
