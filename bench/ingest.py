@@ -70,8 +70,27 @@ def generate(folder: Path, issues: int, files: int, seed: int = 0) -> None:
                     fh.write(json.dumps({**obj, "number": k + 100000, "id": obj["id"] + 1}) + "\n")
 
 
-def peak_mb() -> tuple[float, float]:
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+def peak_mb(spark) -> tuple[float, float]:
+    """Peak resident memory (MB) of this driver process and of Spark's JVM (its VmHWM while it still runs)."""
+    driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    proc = getattr(spark.sparkContext._gateway, "proc", None)
+    jvm = float("nan")
+    if proc is not None:
+        for pid in [proc.pid, *_children(proc.pid)]:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            if "java" in Path(f"/proc/{pid}/comm").read_text() and "VmHWM" in status:
+                jvm = int(status.split("VmHWM:")[1].split()[0]) / 1024
+    return driver, jvm
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def main() -> None:
@@ -105,7 +124,7 @@ def main() -> None:
         t0 = time.perf_counter()
         kept = silver_filter.run(ctx)
         t_filter = time.perf_counter() - t0
-        py_mb, jvm_mb = peak_mb()
+        py_mb, jvm_mb = peak_mb(ctx.spark)
         n = got["records"]
         table(f"bench.ingest: {n:,} synthetic issues, {args.files} files, {os.cpu_count()} cores", ["step", "seconds", "issues/s", "note"], [
             ["generate", round(gen, 1), round(n / gen), "not timed in the target"],

@@ -12,7 +12,6 @@ Silver is a pure function of bronze and config, so it is rebuilt whole.
 from __future__ import annotations
 
 import re
-import zlib
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ from issuerisk.context import Context
 from issuerisk.display import table
 from jobs import tables
 from jobs.frameworks import repository_evidence, tag_repositories
+from jobs.text_kernels import language_identifier, minhash_signatures, shingle_hashes
 from schemas.lakehouse import BRONZE_ISSUES, SILVER_EXCLUDED, SILVER_ISSUES, SILVER_REPOSITORIES
 
 REASONS = ("pull_request", "bot_author", "excluded_repository", "non_english_repository", "non_english", "duplicate")
@@ -57,9 +57,7 @@ def language_text(title: str, body: str | None) -> str:
 def detect_language(texts: pd.Series, min_chars: int) -> pd.DataFrame:
     """(language, confidence) per text with py3langid; texts shorter than ``min_chars`` get no verdict."""
     if "id" not in _LANG:
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-        _LANG["id"] = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        _LANG["id"] = language_identifier()
     ident = _LANG["id"]
     langs, confs = [], []
     for text in texts:
@@ -78,41 +76,7 @@ def normalized_text(title: str, body: str | None) -> str:
     return _NORMALIZE.sub(" ", f"{title} {body or ''}".lower()).strip()
 
 
-_MASK31 = (1 << 31) - 1
-_MIX = np.uint64(0x9E3779B97F4A7C15)
 ESTIMATE_MARGIN = 0.15  # four standard errors of a 64-hash Jaccard estimate near 0.9
-
-
-def shingle_hashes(text: str, k: int = 3) -> np.ndarray:
-    """Sorted distinct 31-bit hashes of a text's word ``k``-shingles (the whole text when it has fewer words).
-
-    Words are hashed with CRC-32 (stable across processes, unlike ``hash``) and
-    each window of ``k`` word hashes is folded into one value with numpy.
-    """
-    words = [w.encode() for w in text.split()]
-    if len(words) < k:
-        return np.array([zlib.crc32(b" ".join(words)) & _MASK31], dtype=np.uint64)
-    w = np.fromiter(map(zlib.crc32, words), dtype=np.uint64, count=len(words))
-    n = len(words) - k + 1
-    folded = w[:n].copy()
-    for j in range(1, k):
-        folded = folded * _MIX + w[j:j + n]  # wraps modulo 2**64
-    return np.unique(folded >> np.uint64(33))
-
-
-def minhash_signatures(shingles: list[np.ndarray], perms: int, seed: int = 7, chunk: int = 256) -> np.ndarray:
-    """(texts, perms) MinHash signatures of shingle-hash arrays, ``chunk`` texts per vectorized step."""
-    rng = np.random.default_rng(seed)
-    a = rng.integers(1, _MASK31, perms, dtype=np.uint64)
-    b = rng.integers(0, _MASK31, perms, dtype=np.uint64)
-    prime = np.uint64(_MASK31)
-    out = np.empty((len(shingles), perms), dtype=np.uint64)
-    for start in range(0, len(shingles), chunk):
-        part = shingles[start:start + chunk]
-        offsets = np.cumsum([0] + [len(p) for p in part[:-1]])
-        values = np.concatenate(part)
-        out[start:start + len(part)] = np.minimum.reduceat((np.outer(values, a) + b) % prime, offsets, axis=0)
-    return out
 
 
 def near_duplicates(numbers: list[int], texts: list[str], threshold: float, bands: int = 16, rows: int = 4) -> dict[int, int]:

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -149,6 +150,14 @@ def parse_record(obj: Any) -> dict[str, Any]:
     }
 
 
+def _loads(text: str) -> Any:
+    """orjson's parse; the standard library's for what orjson refuses but JSON allows (lone surrogate escapes)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _records(path: str) -> Iterator[tuple[int, str | None, Any, str | None]]:
     """(line, text, parsed object, json error) for each record of a JSON Lines or JSON array file."""
     opener = gzip.open if path.endswith(".gz") else open
@@ -157,7 +166,7 @@ def _records(path: str) -> Iterator[tuple[int, str | None, Any, str | None]]:
     text = data.decode("utf-8", errors="replace")
     if text.lstrip().startswith("["):
         try:
-            items = json.loads(text)
+            items = _loads(text)
         except json.JSONDecodeError as exc:
             yield 1, text[:RAW_LIMIT], None, f"file is not a valid JSON array: {exc}"
             return
@@ -168,7 +177,7 @@ def _records(path: str) -> Iterator[tuple[int, str | None, Any, str | None]]:
         if not line.strip():
             continue
         try:
-            yield number, line, json.loads(line), None
+            yield number, line, _loads(line), None
         except json.JSONDecodeError as exc:
             yield number, line, None, str(exc)
 
@@ -181,7 +190,7 @@ def parse_file(path: str) -> list[dict[str, Any]]:
         if json_error is not None:
             rows.append({**base, "reason": "broken_json", "detail": json_error, "raw": (text or "")[:RAW_LIMIT]})
             continue
-        raw = text.rstrip("\n") if text is not None else json.dumps(obj)
+        raw = text.rstrip("\n") if text is not None else orjson.dumps(obj).decode()
         try:
             rows.append({**base, **parse_record(obj), "raw_json": raw})
         except RecordError as err:
@@ -208,21 +217,28 @@ def parse(spark: SparkSession, files: list[str], files_per_task: int) -> DataFra
     """Parse files in Spark tasks into one DataFrame of :data:`PARSED` rows."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    slices = max(1, min(len(files), -(-len(files) // files_per_task), spark.sparkContext.defaultParallelism * 4))
+    # At least 4 tasks per core, so uneven files still keep every core busy to the end.
+    slices = max(1, min(len(files), max(-(-len(files) // files_per_task), spark.sparkContext.defaultParallelism * 4)))
     paths = spark.createDataFrame([(f,) for f in files], "path string").repartition(slices)
     return paths.mapInArrow(_parse_batches, from_arrow_schema(PARSED))
 
 
-def to_bronze(parsed: DataFrame, framework: str | None, run_id: str) -> DataFrame:
-    """Accepted records as bronze rows, one per issue: the newest ``updated_at`` (then the latest file) wins."""
-    newest = Window.partitionBy("repository", "number").orderBy(
-        F.col("updated_at").desc_nulls_last(), F.col("source_file").desc(), F.col("source_line").desc()
-    )
+def to_bronze(parsed: DataFrame, framework: str | None, run_id: str, repeated_keys: bool = True) -> DataFrame:
+    """Accepted records as bronze rows, one per issue: the newest ``updated_at`` (then the latest file) wins.
+
+    Args:
+        repeated_keys: some issue appears more than once in ``parsed``; when False the
+            ranking (a shuffle of every record) is skipped.
+    """
+    accepted = parsed.where(F.col("reason").isNull())
+    if repeated_keys:
+        newest = Window.partitionBy("repository", "number").orderBy(
+            F.col("updated_at").desc_nulls_last(), F.col("source_file").desc(), F.col("source_line").desc()
+        )
+        accepted = accepted.withColumn("_rank", F.row_number().over(newest)).where("_rank = 1").drop("_rank")
     return (
-        parsed.where(F.col("reason").isNull())
-        .withColumn("_rank", F.row_number().over(newest))
-        .where("_rank = 1")
-        .drop("_rank", "reason", "detail", "raw")
+        accepted
+        .drop("reason", "detail", "raw")
         .withColumn("framework", F.lit(framework).cast("string"))
         .withColumn("run_id", F.lit(run_id))
         .withColumn("ingested_at", F.current_timestamp())
@@ -251,10 +267,11 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
     before = tables.read(spark, cfg, BRONZE_ISSUES.name).count()
     parsed = parse(spark, files, cfg.ingest.batch_files).persist()
     try:
-        bronze = to_bronze(parsed, framework, ctx.run.run_id)
+        counts = parsed.select(F.count(F.lit(1)).alias("records"), F.count("reason").alias("rejected"),
+                               F.count_distinct(F.when(F.col("reason").isNull(), F.struct("repository", "number"))).alias("issues")).first()
+        records, rejected = counts["records"], counts["rejected"]
+        bronze = to_bronze(parsed, framework, ctx.run.run_id, repeated_keys=counts["issues"] < records - rejected)
         rejects = to_rejects(parsed, ctx.run.run_id)
-        records = parsed.count()
-        rejected = rejects.count()
         tables.merge(spark, cfg, BRONZE_ISSUES, bronze, update_condition=NEWER)
         if rejected:
             tables.merge(spark, cfg, BRONZE_REJECTS, rejects)
