@@ -236,12 +236,13 @@ def run(ctx: Context) -> dict[str, Any]:
         silver, excluded = build_silver(bronze, repos, _descriptions(ctx), cfg.filter, ctx.run.run_id)
         tables.overwrite(spark, cfg, SILVER_EXCLUDED, excluded)
         tables.overwrite(spark, cfg, SILVER_ISSUES, silver)
+        # Counted from the cached frames that were just written, not by reading the tables back.
+        counts = {r["reason"]: r["count"] for r in excluded.groupBy("reason").count().collect()}
+        frameworks = {r["framework"]: r["count"] for r in silver.groupBy("framework").count().collect()}
     finally:
         bronze.unpersist()
         spark.catalog.clearCache()
     ctx.run.wrote(SILVER_REPOSITORIES.name, SILVER_EXCLUDED.name, SILVER_ISSUES.name)
-    counts = {r["reason"]: r["count"] for r in tables.read(spark, cfg, SILVER_EXCLUDED.name).groupBy("reason").count().collect()}
-    frameworks = {r["framework"]: r["count"] for r in tables.read(spark, cfg, SILVER_ISSUES.name).groupBy("framework").count().collect()}
     kept = sum(frameworks.values())
     total = kept + sum(counts.values())
     table("filter: issues per reason", ["reason", "issues", "share"],

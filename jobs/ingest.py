@@ -273,9 +273,10 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
         bronze = to_bronze(parsed, framework, ctx.run.run_id, repeated_keys=counts["issues"] < records - rejected)
         rejects = to_rejects(parsed, ctx.run.run_id)
         tables.merge(spark, cfg, BRONZE_ISSUES, bronze, update_condition=NEWER)
+        by_reason = {}
         if rejected:
             tables.merge(spark, cfg, BRONZE_REJECTS, rejects)
-        by_reason = {r["reason"]: r["count"] for r in rejects.groupBy("reason").count().collect()}
+            by_reason = {r["reason"]: r["count"] for r in rejects.groupBy("reason").count().collect()}
     finally:
         parsed.unpersist()
     after = tables.read(spark, cfg, BRONZE_ISSUES.name).count()

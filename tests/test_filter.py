@@ -101,3 +101,29 @@ def test_filter_applies_every_rule(ctx, tmp_path):
 
     again = silver_filter.run(ctx)
     assert again["silver"] == 3 and tables.read(spark, cfg, "silver_excluded").count() == 6
+
+
+def test_compiled_language_identifier_matches_py3langid():
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from jobs.text_kernels import language_identifier
+
+    reference = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    compiled = language_identifier()
+    texts = ["Model fit raises a shape mismatch when the batch size changes between epochs.",  # SYNTHETIC texts
+             "Der Fehler tritt beim Training des Modells auf und ich weiß nicht warum.",
+             "模型训练时出现错误，请问应该怎么解决这个问题", "Le modèle ne converge pas après la mise à jour.", "!!!", ""]
+    for text in texts:
+        want, got = reference.classify(text), compiled.classify(text)
+        assert got[0] == want[0] and abs(got[1] - want[1]) < 1e-4, text
+
+
+def test_shingle_hashes_are_stable_and_distinct():
+    from jobs.text_kernels import minhash_signatures, shingle_hashes
+
+    a, b = shingle_hashes("a b c d"), shingle_hashes("a b c d")
+    assert list(a) == list(b) and len(a) == 2 and a.max() < 2**31
+    assert len(shingle_hashes("one two")) == 1 and len(shingle_hashes("")) == 1
+    signatures = minhash_signatures([a, shingle_hashes("a b c d e"), shingle_hashes("x y z w")], 64)
+    agree = (signatures[0] == signatures[1]).mean(), (signatures[0] == signatures[2]).mean()
+    assert agree[0] > 0.4 and agree[1] < 0.1  # Jaccard 2/3 against 0
