@@ -136,6 +136,7 @@ class EmbedConfig(_Section):
     max_in_flight: int = Field(2, ge=1, description="Batches queued per actor, so actors compute while the driver merges.")
     fp16_on_gpu: bool = True
     static_dims: int = Field(256, ge=8, description="PCA dimensions of the distilled static model.")
+    static_align_texts: int = Field(2000, ge=0, description="Current summaries (a seeded sample) embedded once with the transformer to align the static model to it; 0 keeps the plain distilled model.")
     static_cache_dir: str = "models/static"
 
 

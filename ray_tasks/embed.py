@@ -15,6 +15,7 @@ import itertools
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ import pyarrow as pa
 
 from conf import Config
 from conf.settings import EmbedConfig
-from ray_tasks.encoders import EncoderSpec, build_encoder, distill_static, static_model_dir
+from ray_tasks.encoders import EncoderSpec, align_static, aligned_static_dir, build_encoder, distill_static, static_model_dir
 from ray_tasks.models import resolve_model
 from schemas.ml import EMBED_FAILURES, GOLD_EMBEDDINGS
 
@@ -63,8 +64,11 @@ def plan_pool(cfg: EmbedConfig, cluster_cpus: float, cluster_gpus: float) -> Poo
 
 
 def model_id(cfg: EmbedConfig) -> str:
-    """The name vectors are stored under: static models carry their dimension, so a new one re-embeds."""
-    return cfg.model if cfg.backend == "transformer" else f"static-d{cfg.static_dims}:{cfg.model}"
+    """The name vectors are stored under: static models carry their dimension and alignment, so a new one re-embeds."""
+    if cfg.backend == "transformer":
+        return cfg.model
+    aligned = f"-a{cfg.static_align_texts}" if cfg.static_align_texts else ""
+    return f"static-d{cfg.static_dims}{aligned}:{cfg.model}"
 
 
 def _sql_text(value: str) -> str:
@@ -266,17 +270,55 @@ def encoder_spec(cfg: Config, embed: EmbedConfig, plan: PoolPlan) -> EncoderSpec
     source = resolve_model(embed.model, embed.model_path)
     path = source
     if embed.backend == "static":
-        from pathlib import Path
-
         if not Path(source).is_dir():
             raise EmbedError(f"embed.backend=static distills from a local folder, but {embed.model!r} resolved to {source!r}; set embed.model_path")
         target = static_model_dir(cfg.resolve_path(embed.static_cache_dir), embed.model, embed.static_dims)
-        path = str(ray.get(ray.remote(distill_static).options(num_cpus=plan.num_cpus).remote(source, target, embed.static_dims)))
+        distilled = ray.get(ray.remote(distill_static).options(num_cpus=plan.num_cpus).remote(source, target, embed.static_dims))
+        path = str(aligned_static(cfg, embed, plan, source, distilled) if embed.static_align_texts else distilled)
     return EncoderSpec(
         backend=embed.backend, model=model_id(embed), path=path, query_prefix=embed.query_prefix,
         max_seq_length=embed.max_seq_length, batch_size=embed.batch_size, device=plan.device,
         fp16=embed.fp16_on_gpu and plan.device == "cuda", threads=plan.threads,
     )
+
+
+def alignment_texts(cfg: Config, n: int) -> list[str]:
+    """A seeded sample of ``n`` current summary texts of silver issues (all of them when fewer).
+
+    Raises:
+        EmbedError: there is no summary to sample.
+    """
+    rows = [r for b in query(cfg, _current_sql(summary_identity(cfg), "", "c.repository, c.number, c.summary AS text", "LEFT JOIN", ""))
+            for r in b.to_pylist() if r["text"] and r["text"].strip()]
+    if not rows:
+        raise EmbedError("no summaries to align the static model on; run `issuerisk summarize` first, or set embed.static_align_texts: 0")
+    rows.sort(key=lambda r: (r["repository"], r["number"]))
+    picked = np.random.default_rng(cfg.project.seed).permutation(len(rows))[:n]
+    return [rows[i]["text"] for i in sorted(picked)]
+
+
+def _encode(spec: EncoderSpec, texts: list[str]) -> np.ndarray:
+    return build_encoder(spec).encode(texts)
+
+
+def aligned_static(cfg: Config, embed: EmbedConfig, plan: PoolPlan, source: str, distilled: Path) -> Path:
+    """The distilled model aligned to its transformer on a seeded sample of the corpus (once, cached on disk).
+
+    The transformer embeds ``embed.static_align_texts`` summaries in one Ray task
+    using every CPU of the pool (about a minute for 2,000 on two slow cores).
+    """
+    import ray
+
+    target = aligned_static_dir(distilled, embed.static_align_texts)
+    if (target / "vectors.npy").is_file():
+        return target
+    texts = alignment_texts(cfg, embed.static_align_texts)
+    cpus = plan.actors * plan.num_cpus
+    print(f"aligning the static model: embedding {len(texts):,} summaries with {embed.model} once ({cpus} CPUs)", flush=True)
+    spec = EncoderSpec(backend="transformer", model=embed.model, path=source, query_prefix=embed.query_prefix,
+                       max_seq_length=embed.max_seq_length, batch_size=embed.batch_size, threads=cpus)
+    vectors = ray.get(ray.remote(_encode).options(num_cpus=cpus).remote(spec, texts))
+    return align_static(distilled, target, texts, vectors, embed.query_prefix, embed.max_seq_length)
 
 
 def plain_types(batch: pa.RecordBatch) -> pa.RecordBatch:

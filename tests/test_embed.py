@@ -19,7 +19,7 @@ from ray_tasks.embed import (
     restrict,
     split_embeddable,
 )
-from ray_tasks.encoders import EncoderError, EncoderSpec, StaticEncoder, build_encoder, static_model_dir
+from ray_tasks.encoders import EncoderError, EncoderSpec, StaticEncoder, align_static, build_encoder, static_model_dir
 from schemas.ml import GOLD_EMBEDDINGS
 
 
@@ -49,7 +49,8 @@ def test_plan_pool_rejects_an_empty_cluster():
 
 def test_model_id_separates_static_dimensions():
     assert model_id(EmbedConfig(model="m")) == "m"
-    assert model_id(EmbedConfig(model="m", backend="static", static_dims=64)) == "static-d64:m"
+    assert model_id(EmbedConfig(model="m", backend="static", static_dims=64, static_align_texts=0)) == "static-d64:m"
+    assert model_id(EmbedConfig(model="m", backend="static", static_dims=64, static_align_texts=500)) == "static-d64-a500:m"
 
 
 def test_pending_sql_filters_on_summary_identity_and_quotes():
@@ -113,6 +114,20 @@ def test_static_encoder_is_the_normalized_mean_of_token_vectors(tmp_path, minilm
     got = encoder.encode([text, ""])
     np.testing.assert_allclose(got[0], expected / np.linalg.norm(expected), rtol=1e-6)
     np.testing.assert_array_equal(got[1], np.zeros(4, np.float32))
+
+
+def test_align_static_folds_a_linear_map_into_the_token_table(tmp_path, minilm_path):
+    _tiny_static_model(tmp_path / "s", minilm_path)
+    texts = [f"{a} error in {b} when {c}" for a in ("cuda", "shape", "import") for b in ("layer", "model", "loader") for c in ("training", "saving")]  # SYNTHETIC
+    base = StaticEncoder(EncoderSpec(backend="static", model="m", path=str(tmp_path / "s"))).encode(texts)
+    rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(4, 4)))
+    targets = base @ rotation  # what a "transformer" that is a rotation of the static space would give
+    with pytest.raises(EncoderError, match="one transformer vector each"):
+        align_static(tmp_path / "s", tmp_path / "bad", texts, targets[:3])
+    out = align_static(tmp_path / "s", tmp_path / "a", texts, targets, ridge=1e-9)
+    aligned = StaticEncoder(EncoderSpec(backend="static", model="m", path=str(out))).encode(texts)
+    np.testing.assert_allclose(aligned, targets, atol=1e-4)
+    assert align_static(tmp_path / "s", tmp_path / "a", ["other"], targets[:1]) == out  # cached: not refitted
 
 
 def test_static_encoder_names_an_incomplete_folder(tmp_path):
