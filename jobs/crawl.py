@@ -145,7 +145,7 @@ def _crawl(ctx: Context, client: GitHubClient, store: CheckpointStore,
     def work(repo: str, checkpoint: Checkpoint | None) -> None:
         """Crawl one repository, queueing a PageEvent per page and then its final checkpoint or error."""
         try:
-            events.put((repo, crawl_repository(client, checkpoint, repo, raw_dir, run_id, gh.per_page, lambda e: events.put((repo, e)))))
+            events.put((repo, crawl_repository(client, checkpoint, repo, raw_dir, gh.per_page, lambda e: events.put((repo, e)))))
         except BaseException as exc:  # handed to the coordinating thread, which decides
             events.put((repo, exc))
 
@@ -158,17 +158,20 @@ def _crawl(ctx: Context, client: GitHubClient, store: CheckpointStore,
         while running:
             wait = max(0.0, last_commit + gh.checkpoint_every_s - time.monotonic()) if pending else None
             try:
-                repo, item = events.get(timeout=wait)
+                arrived = [events.get(timeout=wait)]
             except queue.Empty:
-                item = None
-            if isinstance(item, PageEvent):
-                pending[repo] = latest[repo] = item.checkpoint
-                totals.update(objects=item.objects, pull_requests=item.pull_requests, new=item.new, updated=item.updated, pages=1)
-                if item.last_page:
-                    bars[1].total = (bars[1].total or 0) + item.last_page
-                bars[1].update(1)
-                bars[2].update(item.objects)
-            elif item is not None:
+                arrived = []
+            while arrived and not events.empty():  # a burst is committed together
+                arrived.append(events.get_nowait())
+            for repo, item in arrived:
+                if isinstance(item, PageEvent):
+                    pending[repo] = latest[repo] = item.checkpoint
+                    totals.update(objects=item.objects, pull_requests=item.pull_requests, new=item.new, updated=item.updated, pages=1)
+                    if item.last_page:
+                        bars[1].total = (bars[1].total or 0) + item.last_page
+                    bars[1].update(1)
+                    bars[2].update(item.objects)
+                    continue
                 running -= 1
                 bars[0].update(1)
                 if isinstance(item, Checkpoint):

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from conf import Config
 from conf.settings import EmbedConfig
@@ -135,6 +136,31 @@ def rechunk(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
                 buffer, held = [], 0
     if held:
         yield pa.Table.from_batches(buffer)
+
+
+def by_length(batches: Iterable[pa.RecordBatch], window: int) -> Iterator[pa.RecordBatch]:
+    """The same rows, sorted by text length within windows of about ``window`` rows.
+
+    sentence-transformers sorts the texts of each ``encode`` call; sorting across a
+    window of several tasks also makes each task's texts alike, so its batches pad
+    less and no task holds a mix of the shortest and the longest texts.
+    """
+    buffer: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        buffer.append(batch)
+        held += batch.num_rows
+        if held >= window:
+            yield from _length_sorted(buffer)
+            buffer, held = [], 0
+    if buffer:
+        yield from _length_sorted(buffer)
+
+
+def _length_sorted(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    table = pa.Table.from_batches(batches)
+    order = pc.sort_indices(pc.fill_null(pc.utf8_length(table.column("text")), 0))
+    return table.take(order).combine_chunks().to_batches()
 
 
 def split_embeddable(batch: pa.Table) -> tuple[pa.Table, list[tuple[int, str]]]:
@@ -404,7 +430,8 @@ def run(ctx, backend: str | None = None) -> dict:
             counts["failed"] += len(failures)
             bar.update(len(failures))
 
-        good = _embeddable(rechunk(restrict(query(cfg, pending_sql(identity, model)), sample), embed.rows_per_task), reject)
+        window = embed.rows_per_task * plan.actors * embed.max_in_flight
+        good = _embeddable(rechunk(by_length(restrict(query(cfg, pending_sql(identity, model)), sample), window), embed.rows_per_task), reject)
         first = next(good, None)
         pool = None if first is None else EmbedPool(encoder_spec(cfg, embed, plan), plan, embed.max_in_flight)
         try:

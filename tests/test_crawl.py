@@ -19,6 +19,7 @@ from issuerisk.context import Context
 from jobs import crawl
 from jobs.github.checkpoints import CheckpointStore
 from jobs.github.client import GitHubClient
+from jobs.github.issues import raw_path
 from jobs.runs import Run
 from schemas.crawl import CRAWL_CHECKPOINTS
 from tests.fakes.github_server import FakeClock, FakeGitHub, Fault, iso, synthetic_issues, synthetic_repos
@@ -152,6 +153,18 @@ def test_killed_crawl_resumes_to_exactly_the_uninterrupted_issue_set(cfg, tmp_pa
             crawl.run(fresh, repos=list(GOOD), no_ingest=True, client=client)
         assert resumed == raw_objects(fresh) == expected(gh, GOOD)
         assert client.stats.requests > 0
+
+
+def test_pages_written_but_never_checkpointed_are_not_kept_twice(cfg, tmp_path):
+    """A kill between a page's write and its checkpoint commit leaves an orphan file: the rerun overwrites it."""
+    with FakeGitHub({name: synthetic_issues(name, n) for name, n in GOOD.items()}) as gh:
+        ctx = light_ctx(cfg, api_url=gh.url, raw_dir=str(tmp_path / "raw"))
+        orphan = Path(raw_path(str(tmp_path / "raw"), "synthetic-org/alpha", None))
+        orphan.parent.mkdir(parents=True)
+        orphan.write_text('{"repository_url": "x/repos/synthetic-org/alpha", "number": 1, "updated_at": "uncommitted"}\n')
+        with GitHubClient(gh.url, [SECRET]) as client:
+            crawl.run(ctx, repos=list(GOOD), no_ingest=True, client=client)
+        assert raw_objects(ctx) == expected(gh, GOOD)
 
 
 @pytest.mark.slow

@@ -261,3 +261,14 @@ def test_gpu_pool_embeds_in_fp16_close_to_cpu(minilm_path, ray_session):
     pool.close()
     cpu = build_encoder(EncoderSpec(backend="transformer", model="m", path=minilm_path)).encode(TEXTS)
     np.testing.assert_allclose(vectors, cpu, atol=1e-2)
+
+
+def test_by_length_sorts_within_windows_and_keeps_every_row():
+    from ray_tasks.embed import by_length
+
+    texts = ["a" * n for n in (5, 1, 4, 2, 3, 9, 7)]  # SYNTHETIC
+    batches = pa.table({"key": list(range(7)), "text": texts}).to_batches(max_chunksize=2)
+    out = pa.Table.from_batches(list(by_length(batches, 4)))
+    assert sorted(out.column("key").to_pylist()) == list(range(7))
+    lengths = [len(t) for t in out.column("text").to_pylist()]
+    assert lengths == [1, 2, 4, 5, 3, 7, 9]  # windows of 4 rows (two batches of 2), then the rest

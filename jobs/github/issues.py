@@ -6,7 +6,9 @@ A pass lists ``/repos/{owner}/{repo}/issues?state=all&sort=created&direction=asc
 the pass's raw file and a checkpoint with the next page's URL and the file's
 length is emitted (the crawl fsyncs the file before it commits the
 checkpoint); a resume truncates the file to that length and continues from
-that URL, so every object is written exactly once.
+that URL, so every object is written exactly once. A pass's file is named
+after the pass (its ``since``) and its first write truncates it, so pages that
+a killed run wrote but never checkpointed are not kept twice.
 """
 
 from __future__ import annotations
@@ -50,9 +52,14 @@ def page_lines(items: list[dict[str, Any]], raw: list[bytes] | None, since: str 
     return b"\n".join(lines) + b"\n" if lines else b"", prs, new, len(items) - new
 
 
-def raw_path(raw_dir: str, repository: str, run_id: str) -> str:
-    """``<raw_dir>/<owner>__<name>/<run_id>.jsonl``: one file per repository and crawl."""
-    return str(Path(raw_dir) / repository.replace("/", "__") / f"{run_id}.jsonl")
+def raw_path(raw_dir: str, repository: str, since: str | None) -> str:
+    """``<raw_dir>/<owner>__<name>/since-<since>.jsonl`` (``all.jsonl`` for a full pass): one file per pass.
+
+    The name depends only on the pass, so a rerun after a kill writes the same file
+    (see :func:`crawl_repository`).
+    """
+    name = f"since-{since.replace(':', '')}.jsonl" if since else "all.jsonl"
+    return str(Path(raw_dir) / repository.replace("/", "__") / name)
 
 
 def _iso(ts: float) -> str:
@@ -89,7 +96,6 @@ def crawl_repository(
     checkpoint: Checkpoint | None,
     repository: str,
     raw_dir: str,
-    run_id: str,
     per_page: int,
     emit: Callable[[PageEvent], None],
 ) -> Checkpoint:
@@ -120,9 +126,11 @@ def crawl_repository(
             cp = cp.but(pass_started=_iso(response.date or client.clock()), etag=response.etag)
         data, prs, new, updated = page_lines(response.data, response.raw, cp.since)
         if data:
-            path = cp.raw_file or raw_path(raw_dir, repository, run_id)
+            path = cp.raw_file or raw_path(raw_dir, repository, cp.since)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "ab") as f:  # synced before its checkpoint is committed (jobs.crawl.commit)
+            # A pass's first write truncates: whatever a killed run wrote there was never checkpointed.
+            # The file is synced before its checkpoint is committed (jobs.crawl.commit).
+            with open(path, "ab" if cp.raw_file else "wb") as f:
                 f.write(data)
                 offset = f.tell()
             cp = cp.but(raw_file=path, raw_offset=offset)
