@@ -20,10 +20,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from conf.secrets import redact
 from issuerisk.context import Context
 from issuerisk.display import progress, table
 from jobs.github.checkpoints import DONE, FETCHED, IN_PROGRESS, Checkpoint, CheckpointStore
-from jobs.github.client import GitHubClient, redact, tokens_from_env
+from jobs.github.client import GitHubClient, tokens_from_env
 from jobs.github.exceptions import GitHubError
 from jobs.github.issues import PageEvent, crawl_repository
 from schemas.crawl import BRONZE_REPOS, CRAWL_CHECKPOINTS

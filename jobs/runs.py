@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from conf import Config
+from conf.secrets import env_secrets, redact
 from schemas.lakehouse import RUNS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +144,7 @@ class Run:
         ended = None if status == "running" else datetime.now(timezone.utc)
         if ended is not None:
             self.metrics.setdefault("wall_seconds", round(time.perf_counter() - self._t0, 3))
-        data = self._row(status, _redact(error), ended)
+        data = self._row(status, redact(error, env_secrets(os.environ)) if error else error, ended)
         path = self.cfg.table_path(RUNS.name)
         try:
             table = DeltaTable(path)
@@ -156,17 +157,6 @@ class Run:
             .when_not_matched_insert_all()
             .execute()
         )
-
-
-def _redact(text: str | None) -> str | None:
-    """Remove any secret from the environment that appears in an error message."""
-    if not text:
-        return text
-    for name in ("GITHUB_TOKEN", "GITHUB_TOKENS", "OPENAI_API_KEY"):
-        for secret in (os.environ.get(name) or "").split(","):
-            if len(secret.strip()) >= 8:
-                text = text.replace(secret.strip(), "***")
-    return text
 
 
 def latest_run_id(cfg: Config, table: str) -> str | None:

@@ -62,3 +62,12 @@ def test_secrets_are_refused_in_config(tmp_path):
         load_config(path, environ={})
     assert "github.token" in str(err.value)
     assert "ghp_secret" not in str(err.value)
+
+
+def test_env_secrets_are_found_and_redacted():
+    from conf.secrets import env_secrets, redact
+
+    env = {"GITHUB_TOKENS": "ghp_SYNTHETIC01, ghp_SYNTHETIC0002", "OPENAI_API_KEY": "sk-SYNTHETIC3", "GITHUB_TOKEN": "short", "HOME": "/root/ghp"}
+    secrets = env_secrets(env)
+    assert set(secrets) == {"ghp_SYNTHETIC01", "ghp_SYNTHETIC0002", "sk-SYNTHETIC3"}
+    assert redact("401 for ghp_SYNTHETIC0002 and sk-SYNTHETIC3 (short stays)", secrets) == "401 for *** and *** (short stays)"

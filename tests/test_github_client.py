@@ -6,7 +6,8 @@ from datetime import date
 
 import pytest
 
-from jobs.github.client import GitHubClient, parse_links, redact, tokens_from_env
+from conf.secrets import redact
+from jobs.github.client import GitHubClient, parse_links, tokens_from_env
 from jobs.github.exceptions import GitHubStatusError, RetriesExhausted
 from jobs.github.search import Slice, search_repositories, split
 from tests.fakes.github_server import FakeClock, FakeGitHub, Fault, synthetic_issues, synthetic_repos

@@ -29,6 +29,7 @@ import orjson
 import urllib3
 from urllib3.exceptions import HTTPError as TransportError
 
+from conf.secrets import redact
 from jobs.github.exceptions import GitHubStatusError, RetriesExhausted
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,6 @@ def tokens_from_env(environ: Mapping[str, str]) -> list[str]:
     """Tokens from ``GITHUB_TOKENS`` (comma-separated) or else ``GITHUB_TOKEN``; empty means unauthenticated."""
     raw = environ.get("GITHUB_TOKENS") or environ.get("GITHUB_TOKEN") or ""
     return list(dict.fromkeys(t.strip() for t in raw.split(",") if t.strip()))
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """``text`` with every secret replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def parse_links(header: str | None) -> dict[str, str]:
