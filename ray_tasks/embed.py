@@ -76,11 +76,9 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _current_sql(identity: tuple[str, str, str] | None, model: str, select: str, join: str, where: str) -> str:
-    filters = ""
-    if identity is not None:
-        summarizer, summary_model, prompt_version = identity
-        filters = f"WHERE summarizer = {_sql_text(summarizer)} AND model = {_sql_text(summary_model)} AND prompt_version = {_sql_text(prompt_version)}"
+def _current_sql(identity: tuple[str, str, str], model: str, select: str, join: str, where: str) -> str:
+    summarizer, summary_model, prompt_version = identity
+    filters = f"WHERE summarizer = {_sql_text(summarizer)} AND model = {_sql_text(summary_model)} AND prompt_version = {_sql_text(prompt_version)}"
     return f"""
         WITH ranked AS (
             SELECT repository, number, cache_key, summary,
@@ -97,11 +95,11 @@ def _current_sql(identity: tuple[str, str, str] | None, model: str, select: str,
     """
 
 
-def pending_sql(identity: tuple[str, str, str] | None, model: str, count_only: bool = False) -> str:
+def pending_sql(identity: tuple[str, str, str], model: str, count_only: bool = False) -> str:
     """DataFusion SQL for the rows to embed: current summaries of silver issues without a vector for them.
 
     Args:
-        identity: (summarizer, model, prompt_version) of the summaries to use; None takes any.
+        identity: (summarizer, model, prompt_version) of the summaries to use.
         model: the embedding model id; an issue whose vector has another summary key is pending again.
         count_only: return only the number of pending rows.
     """
@@ -109,7 +107,7 @@ def pending_sql(identity: tuple[str, str, str] | None, model: str, count_only: b
     return _current_sql(identity, model, select, "LEFT JOIN", "AND d.summary_key IS NULL")
 
 
-def current_vectors_sql(identity: tuple[str, str, str] | None, model: str) -> str:
+def current_vectors_sql(identity: tuple[str, str, str], model: str) -> str:
     """DataFusion SQL for the vectors of the current summaries of silver issues, ordered by issue key."""
     return _current_sql(identity, model, "d.repository, d.number, d.dim, d.vector", "JOIN", "") + " ORDER BY d.repository, d.number"
 
