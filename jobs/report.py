@@ -111,6 +111,8 @@ def manifest_view(row: Mapping[str, Any] | None) -> list[tuple[str, str]]:
         value = row.get(key)
         if isinstance(value, dict):
             value = json.dumps(dict(sorted(value.items())), default=str)
+        if key == "status" and value == "running":
+            value = "running (the report is written inside the run; the runs table has its final status)"
         pairs.append((key, "" if value is None else str(value)))
     return pairs
 

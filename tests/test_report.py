@@ -131,7 +131,7 @@ def test_report_stage_end_to_end_on_a_synthetic_run(ctx, spark, tmp_path):
     dom, console = open_in_chromium(Path(result["report"]), tmp_path)
     assert console == []
     assert 'data-ready="3"' in dom
-    for text in ("0.4500", "21.3 d", "full review", RUN_ID, "pytorch", "unknown are left out"):
+    for text in ("0.4500", "21.3 d", "full review", RUN_ID, "pytorch", "unknown are left out", "the runs table has its final status"):
         assert text in dom, text
     assert dom.count("<circle") == 44
     default = report.run(ctx)
