@@ -264,7 +264,7 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
     spark, cfg = ctx.spark, ctx.cfg
     files = find_files(paths)
     ctx.run.read(BRONZE_ISSUES.name)
-    before = tables.read(spark, cfg, BRONZE_ISSUES.name).count()
+    before = tables.row_count(spark, cfg, BRONZE_ISSUES.name)
     parsed = parse(spark, files, cfg.ingest.batch_files).persist()
     try:
         counts = parsed.select(F.count(F.lit(1)).alias("records"), F.count("reason").alias("rejected"),
@@ -279,7 +279,7 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
             by_reason = {r["reason"]: r["count"] for r in rejects.groupBy("reason").count().collect()}
     finally:
         parsed.unpersist()
-    after = tables.read(spark, cfg, BRONZE_ISSUES.name).count()
+    after = tables.row_count(spark, cfg, BRONZE_ISSUES.name)
     ctx.run.wrote(BRONZE_ISSUES.name, BRONZE_REJECTS.name)
     result = {"files": len(files), "records": records, "accepted": records - rejected, "rejected": rejected,
               "new_issues": after - before, "bronze_issues": after, "rejects_by_reason": by_reason}

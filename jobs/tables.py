@@ -93,6 +93,28 @@ def read(spark: SparkSession, cfg: Config, name: str) -> DataFrame:
     return spark.table(qualified(cfg, name))
 
 
+def row_count(spark: SparkSession, cfg: Config, name: str) -> int:
+    """Rows of a project table from the Delta log's per-file statistics, without a Spark job.
+
+    Falls back to a Spark count when the log cannot say: files without statistics,
+    deletion vectors (rows deleted in place still count in a file's statistics) or a
+    location delta-rs cannot open.
+    """
+    import pyarrow as pa
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        table = DeltaTable(cfg.table_path(name))
+        records = pa.table(table.get_add_actions(flatten=True)).column("num_records").to_pylist()
+        exact = None not in records and "deletionVectors" not in set(table.protocol().writer_features or [])
+    except TableNotFoundError:
+        return 0
+    except Exception:  # noqa: BLE001 (e.g. a storage scheme delta-rs lacks): Spark can still count
+        exact = False
+    return int(sum(records)) if exact else read(spark, cfg, name).count()
+
+
 def version(spark: SparkSession, cfg: Config, name: str) -> int | None:
     """Current Delta version of a table, None when it does not exist."""
     if not spark.catalog.tableExists(qualified(cfg, name)):
