@@ -145,17 +145,15 @@ def repository_verdicts(pdf: pd.DataFrame, cfg: FilterConfig) -> pd.DataFrame:
     else:
         for i in (i for i, o in enumerate(other) if o):
             reason[i], detail[i] = "non_english", f"{language[i]} ({confidence[i]:.2f})"
-        first_with: dict[str, int] = {}
-        unique: list[int] = []
+        first_with: dict[str, int] = {}  # normalized text -> its earliest issue; the rest are exact duplicates
         for i in sorted((i for i in range(len(numbers)) if reason[i] is None), key=numbers.__getitem__):
             key = normalized_text(titles[i], bodies[i])
             if key in first_with:
                 reason[i], detail[i] = "duplicate", f"same text as #{numbers[first_with[key]]}"
             else:
                 first_with[key] = i
-                unique.append(i)
-        at = {numbers[i]: i for i in unique}
-        near = near_duplicates([numbers[i] for i in unique], list(first_with), cfg.near_duplicate_threshold)
+        at = {numbers[i]: i for i in first_with.values()}
+        near = near_duplicates(list(at), list(first_with), cfg.near_duplicate_threshold)
         for number, kept in near.items():
             reason[at[number]], detail[at[number]] = "duplicate", f"near-identical to #{kept}"
     return pd.DataFrame({"repository": pdf["repository"].tolist(), "number": numbers, "language": language,

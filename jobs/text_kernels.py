@@ -117,16 +117,19 @@ def language_identifier() -> Any:
     from py3langid.langid import MODEL_FILE
     from py3langid.langid import LanguageIdentifier as Py3LangId
 
-    class Compiled(Py3LangId):
+    class Compiled(Py3LangId):  # py3langid's class has __slots__; this subclass may hold the numpy copies
+        _walk: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        _weights: np.ndarray | None = None
+
         def _raw_score(self, text: bytes) -> np.ndarray:
-            if "walk" not in self.__dict__:  # numpy copies, made once: the automaton and float32 weights
-                self.__dict__["walk"] = (np.asarray(self.tk_nextmove, dtype=np.uint32), np.asarray(self._rowbase, dtype=np.int64),
-                                         np.asarray(self.tk_output, dtype=np.int64))
-                self.__dict__["weights"] = self.nb_ptc.astype(np.float32)  # float16 on disk; exact in float32
-            found = _dfa_features(*self.__dict__["walk"], np.frombuffer(text, dtype=np.uint8))
+            if self._walk is None:  # made once: the automaton as arrays, the float16 weights as float32 (exact)
+                self._walk = (np.asarray(self.tk_nextmove, dtype=np.uint32), np.asarray(self._rowbase, dtype=np.int64),
+                              np.asarray(self.tk_output, dtype=np.int64))
+                self._weights = self.nb_ptc.astype(np.float32)
+            found = _dfa_features(*self._walk, np.frombuffer(text, dtype=np.uint8))
             if not len(found):
                 return np.zeros(len(self.nb_classes), dtype=np.float32)  # no features: abstain (norm_probs)
             index, counts = np.unique(found, return_counts=True)
-            return np.log1p(counts.astype(np.float32)) @ self.__dict__["weights"][index] + self.nb_pc
+            return np.log1p(counts.astype(np.float32)) @ self._weights[index] + self.nb_pc
 
     return Compiled.from_model_file(MODEL_FILE, norm_probs=True)

@@ -39,8 +39,8 @@ class PageEvent:
     last_page: int | None
 
 
-def page_lines(items: list[dict[str, Any]], raw: list[bytes] | None, since: str | None) -> tuple[bytes, int, int, int]:
-    """JSON Lines of a page's objects (``raw`` when the client already wrote them) and counts (pull requests, new, updated).
+def page_lines(items: list[dict[str, Any]], since: str | None) -> tuple[bytes, int, int, int]:
+    """JSON Lines of a page's objects (orjson, one compact object per line) and counts (pull requests, new, updated).
 
     An object created before the pass's ``since`` existed at the last pass, so it is an update.
     """
@@ -48,7 +48,7 @@ def page_lines(items: list[dict[str, Any]], raw: list[bytes] | None, since: str 
     for item in items:
         prs += "pull_request" in item
         new += since is None or str(item.get("created_at") or "") >= since
-    lines = raw if raw is not None else [orjson.dumps(i) for i in items]
+    lines = [orjson.dumps(i) for i in items]
     return b"\n".join(lines) + b"\n" if lines else b"", prs, new, len(items) - new
 
 
@@ -115,7 +115,7 @@ def crawl_repository(
         cp, url, first = start(client, cp.but(next_url=None), repository, per_page)
     while True:
         try:
-            response = client.get(url, etag=cp.etag if first else None, keep_raw=True)
+            response = client.get(url, etag=cp.etag if first else None, cache=False)
         except GitHubStatusError as exc:
             if exc.status not in GONE_STATUSES:
                 raise
@@ -124,7 +124,7 @@ def crawl_repository(
             return cp.but(status=DONE, next_url=None, error=None)
         if first:
             cp = cp.but(pass_started=_iso(response.date or client.clock()), etag=response.etag)
-        data, prs, new, updated = page_lines(response.data, response.raw, cp.since)
+        data, prs, new, updated = page_lines(response.data, cp.since)
         if data:
             path = cp.raw_file or raw_path(raw_dir, repository, cp.since)
             os.makedirs(os.path.dirname(path), exist_ok=True)
