@@ -30,7 +30,7 @@ from schemas.lakehouse import BRONZE_ISSUES, SILVER_EXCLUDED, SILVER_ISSUES, SIL
 REASONS = ("pull_request", "bot_author", "excluded_repository", "non_english_repository", "non_english", "duplicate")
 _CODE = re.compile(r"```.*?(```|$)|`[^`\n]*`|https?://\S+|<[^>]+>|^\s*(File \"|at |\w+Error|Traceback).*$", re.S | re.M)
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z])(?=[A-Z])")
-_NORMALIZE = re.compile(r"[^a-z0-9]+")
+_ALNUM_ONLY = bytes(c if 48 <= c <= 57 or 97 <= c <= 122 else 32 for c in range(256))
 _LANG = {}
 
 
@@ -50,30 +50,29 @@ def repo_keyword(repository: str, description: str | None, keywords: list[str]) 
 
 
 def language_text(title: str, body: str | None) -> str:
-    """Prose for language detection: code, tracebacks, URLs and markup removed, first 600 chars."""
-    return re.sub(r"\s+", " ", _CODE.sub(" ", f"{title}\n{body or ''}")).strip()[:600]
+    """Prose for language detection: code, tracebacks, URLs and markup removed, whitespace folded, first 600 chars."""
+    return " ".join(_CODE.sub(" ", f"{title}\n{body or ''}").split())[:600]
 
 
 def detect_language(texts: pd.Series, min_chars: int) -> pd.DataFrame:
     """(language, confidence) per text with py3langid; texts shorter than ``min_chars`` get no verdict."""
     if "id" not in _LANG:
         _LANG["id"] = language_identifier()
-    ident = _LANG["id"]
-    langs, confs = [], []
-    for text in texts:
-        if text is None or len(text) < min_chars:
-            langs.append(None)
-            confs.append(None)
-        else:
-            lang, conf = ident.classify(text)
-            langs.append(lang)
-            confs.append(float(conf))
+    judged = [i for i, text in enumerate(texts) if text is not None and len(text) >= min_chars]
+    langs: list[str | None] = [None] * len(texts)
+    confs: list[float | None] = [None] * len(texts)
+    for i, (lang, conf) in zip(judged, _LANG["id"].classify_many([texts.iat[i] for i in judged])):
+        langs[i], confs[i] = lang, conf
     return pd.DataFrame({"language": langs, "language_confidence": confs})
 
 
 def normalized_text(title: str, body: str | None) -> str:
-    """Lower-case title + body with punctuation and whitespace folded: the exact-duplicate key."""
-    return _NORMALIZE.sub(" ", f"{title} {body or ''}".lower()).strip()
+    """Lower-case title + body as words of ``[a-z0-9]`` joined by single spaces: the exact-duplicate key.
+
+    Every other character (punctuation, whitespace, non-ASCII) separates words.
+    """
+    folded = f"{title} {body or ''}".lower().encode("ascii", "replace").translate(_ALNUM_ONLY)
+    return " ".join(folded.decode("ascii").split())
 
 
 ESTIMATE_MARGIN = 0.15  # four standard errors of a 64-hash Jaccard estimate near 0.9

@@ -205,12 +205,18 @@ def parse_file(path: str) -> list[dict[str, Any]]:
     return rows
 
 
+def to_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
+    """Rows of :func:`parse_file` as one Arrow batch of :data:`PARSED`, built column by column
+    (several times faster than ``RecordBatch.from_pylist`` on these rows)."""
+    return pa.RecordBatch.from_arrays([pa.array([r.get(f.name) for r in rows], type=f.type) for f in PARSED], schema=PARSED)
+
+
 def _parse_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         for path in batch.column("path").to_pylist():
             rows = parse_file(path)
             for start in range(0, len(rows), 2000):
-                yield pa.RecordBatch.from_pylist(rows[start:start + 2000], schema=PARSED)
+                yield to_batch(rows[start:start + 2000])
 
 
 def parse(spark: SparkSession, files: list[str], files_per_task: int) -> DataFrame:

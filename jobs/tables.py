@@ -63,6 +63,10 @@ def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
 def merge(spark: SparkSession, cfg: Config, spec: TableSpec, df: DataFrame, update_condition: str | None = None) -> None:
     """MERGE ``df`` into the table on the spec's key: update matches (when ``update_condition`` holds), insert the rest.
 
+    Into an empty table the MERGE has inserts only, and says so: Delta then runs it in
+    one pass without first copying the source to local disk. A writer that adds rows
+    meanwhile still makes the commit fail with a conflict, as for any MERGE.
+
     Args:
         update_condition: SQL on aliases ``t`` (target) and ``s`` (source), e.g.
             ``"s.updated_at > t.updated_at"``; None updates every match.
@@ -72,13 +76,10 @@ def merge(spark: SparkSession, cfg: Config, spec: TableSpec, df: DataFrame, upda
     ensure_table(spark, cfg, spec)
     target = DeltaTable.forName(spark, qualified(cfg, spec.name))
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.key)
-    (
-        target.alias("t")
-        .merge(conform(df, spec).alias("s"), on)
-        .whenMatchedUpdateAll(condition=update_condition)
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    builder = target.alias("t").merge(conform(df, spec).alias("s"), on)
+    if row_count(spark, cfg, spec.name):
+        builder = builder.whenMatchedUpdateAll(condition=update_condition)
+    builder.whenNotMatchedInsertAll().execute()
 
 
 def overwrite(spark: SparkSession, cfg: Config, spec: TableSpec, df: DataFrame) -> None:
