@@ -15,15 +15,17 @@ import re
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 
+from conf import Config
 from conf.settings import FilterConfig
 from issuerisk.context import Context
 from issuerisk.display import table
 from jobs import tables
-from jobs.frameworks import repository_evidence, tag_repositories
+from jobs.frameworks import EVIDENCE, issue_evidence, repository_evidence, tag_repositories
 from jobs.text_kernels import language_identifier, minhash_signatures, shingle_hashes
 from schemas.lakehouse import BRONZE_ISSUES, SILVER_EXCLUDED, SILVER_ISSUES, SILVER_REPOSITORIES
 
@@ -54,16 +56,16 @@ def language_text(title: str, body: str | None) -> str:
     return " ".join(_CODE.sub(" ", f"{title}\n{body or ''}").split())[:600]
 
 
-def detect_language(texts: pd.Series, min_chars: int) -> pd.DataFrame:
-    """(language, confidence) per text with py3langid; texts shorter than ``min_chars`` get no verdict."""
+def detect_language(texts: list[str], min_chars: int) -> tuple[list[str | None], list[float | None]]:
+    """(languages, confidences) by py3langid; texts shorter than ``min_chars`` get no verdict (None)."""
     if "id" not in _LANG:
         _LANG["id"] = language_identifier()
     judged = [i for i, text in enumerate(texts) if text is not None and len(text) >= min_chars]
     langs: list[str | None] = [None] * len(texts)
     confs: list[float | None] = [None] * len(texts)
-    for i, (lang, conf) in zip(judged, _LANG["id"].classify_many([texts.iat[i] for i in judged])):
+    for i, (lang, conf) in zip(judged, _LANG["id"].classify_many([texts[i] for i in judged])):
         langs[i], confs[i] = lang, conf
-    return pd.DataFrame({"language": langs, "language_confidence": confs})
+    return langs, confs
 
 
 def normalized_text(title: str, body: str | None) -> str:
@@ -114,26 +116,20 @@ def near_duplicates(numbers: list[int], texts: list[str], threshold: float, band
     return duplicate_of
 
 
-VERDICTS = "repository string, number long, language string, language_confidence double, reason string, detail string"
+VERDICTS = pa.schema([("repository", pa.string()), ("number", pa.int64()), ("framework", pa.string()), ("language", pa.string()),
+                      ("language_confidence", pa.float64()), ("reason", pa.string()), ("detail", pa.string()),
+                      *[(fw, pa.int32()) for fw in EVIDENCE]])
 
 
-def repository_verdicts(pdf: pd.DataFrame, cfg: FilterConfig) -> pd.DataFrame:
-    """Language and duplicate verdicts on one repository's issues (those the earlier rules kept).
+def judge_texts(numbers: list[int], titles: list[str], bodies: list[str | None], cfg: FilterConfig) -> tuple[list, list, list, list]:
+    """(language, confidence, reason, detail) per issue by the language and duplicate rules.
 
     In the rules' order: ``non_english_repository`` when more than half of the issues
     with a language verdict are confidently in another language, else ``non_english``
     per issue; then, among the rest, exact duplicates (same normalized text) and near
     duplicates (MinHash), the earliest issue kept. ``reason`` None keeps the issue.
-
-    Args:
-        pdf: columns repository, number, title, body.
-    Returns:
-        Columns of :data:`VERDICTS`, one row per input issue.
     """
-    titles, bodies = pdf["title"].tolist(), pdf["body"].tolist()
-    numbers = [int(n) for n in pdf["number"]]
-    detected = detect_language(pd.Series([language_text(t, b) for t, b in zip(titles, bodies)]), cfg.language_min_chars)
-    language, confidence = detected["language"].tolist(), detected["language_confidence"].tolist()
+    language, confidence = detect_language([language_text(t, b) for t, b in zip(titles, bodies)], cfg.language_min_chars)
     other = [lang is not None and lang != cfg.language and conf >= cfg.language_min_confidence for lang, conf in zip(language, confidence)]
     share = sum(other) / max(sum(lang is not None for lang in language), 1)
     reason: list[str | None] = [None] * len(numbers)
@@ -141,63 +137,89 @@ def repository_verdicts(pdf: pd.DataFrame, cfg: FilterConfig) -> pd.DataFrame:
     if share > 0.5:
         reason = ["non_english_repository"] * len(numbers)
         detail = [f"{share * 100:.0f}% of issues not {cfg.language}"] * len(numbers)
-    else:
-        for i in (i for i, o in enumerate(other) if o):
-            reason[i], detail[i] = "non_english", f"{language[i]} ({confidence[i]:.2f})"
-        first_with: dict[str, int] = {}  # normalized text -> its earliest issue; the rest are exact duplicates
-        for i in sorted((i for i in range(len(numbers)) if reason[i] is None), key=numbers.__getitem__):
-            key = normalized_text(titles[i], bodies[i])
-            if key in first_with:
-                reason[i], detail[i] = "duplicate", f"same text as #{numbers[first_with[key]]}"
-            else:
-                first_with[key] = i
-        at = {numbers[i]: i for i in first_with.values()}
-        near = near_duplicates(list(at), list(first_with), cfg.near_duplicate_threshold)
-        for number, kept in near.items():
-            reason[at[number]], detail[at[number]] = "duplicate", f"near-identical to #{kept}"
-    return pd.DataFrame({"repository": pdf["repository"].tolist(), "number": numbers, "language": language,
-                         "language_confidence": confidence, "reason": reason, "detail": detail})
+        return language, confidence, reason, detail
+    for i in (i for i, o in enumerate(other) if o):
+        reason[i], detail[i] = "non_english", f"{language[i]} ({confidence[i]:.2f})"
+    first_with: dict[str, int] = {}  # normalized text -> its earliest issue; the rest are exact duplicates
+    for i in sorted((i for i in range(len(numbers)) if reason[i] is None), key=numbers.__getitem__):
+        key = normalized_text(titles[i], bodies[i])
+        if key in first_with:
+            reason[i], detail[i] = "duplicate", f"same text as #{numbers[first_with[key]]}"
+        else:
+            first_with[key] = i
+    at = {numbers[i]: i for i in first_with.values()}
+    near = near_duplicates(list(at), list(first_with), cfg.near_duplicate_threshold)
+    for number, kept in near.items():
+        reason[at[number]], detail[at[number]] = "duplicate", f"near-identical to #{kept}"
+    return language, confidence, reason, detail
 
 
-def _why(reason: str, detail: Any) -> Any:
-    """The exclusion struct (reason, detail) used by every rule."""
-    return F.struct(F.lit(reason).alias("reason"), detail.cast("string").alias("detail"))
+def repository_verdicts(issues: pa.Table, cfg: FilterConfig, descriptions: dict[str, str]) -> pa.Table:
+    """Framework evidence and every rule after ``pull_request`` on one repository's issues.
+
+    ``bot_author`` per issue, then ``excluded_repository`` (the repository's name or
+    description), then :func:`judge_texts` on the issues still kept. Evidence
+    (:func:`jobs.frameworks.issue_evidence`) is taken from every issue, bots included.
+
+    Args:
+        issues: one repository's non pull request issues: repository, number, title,
+            body, framework, is_bot, user_login.
+        descriptions: repository -> description (from ``bronze_repos``; may lack it).
+    Returns:
+        Columns of :data:`VERDICTS`, one row per issue.
+    """
+    col = {name: issues.column(name).to_pylist() for name in issues.column_names}
+    numbers, titles, bodies = col["number"], col["title"], col["body"]
+    n = len(numbers)
+    repository = col["repository"][0] if n else ""
+    reason: list[str | None] = [None] * n
+    detail: list[str | None] = [None] * n
+    for i, (bot, login) in enumerate(zip(col["is_bot"], col["user_login"])):
+        if bot:
+            reason[i], detail[i] = "bot_author", login
+    hit = repo_keyword(repository, descriptions.get(repository), cfg.excluded_repo_keywords)
+    judged = [i for i in range(n) if reason[i] is None]
+    language: list[str | None] = [None] * n
+    confidence: list[float | None] = [None] * n
+    if hit:
+        for i in judged:
+            reason[i], detail[i] = "excluded_repository", hit
+    elif judged:
+        verdicts = judge_texts([numbers[i] for i in judged], [titles[i] for i in judged], [bodies[i] for i in judged], cfg)
+        for k, i in enumerate(judged):
+            language[i], confidence[i], reason[i], detail[i] = (v[k] for v in verdicts)
+    evidence = list(zip(*(issue_evidence(t, b) for t, b in zip(titles, bodies)))) or [[]] * len(EVIDENCE)
+    return pa.table({"repository": col["repository"], "number": numbers, "framework": col["framework"], "language": language,
+                     "language_confidence": confidence, "reason": reason, "detail": detail,
+                     **{fw: list(flags) for fw, flags in zip(EVIDENCE, evidence)}}, schema=VERDICTS)
 
 
-def build_silver(bronze: DataFrame, repos: DataFrame, descriptions: DataFrame, cfg: FilterConfig, run_id: str) -> tuple[DataFrame, DataFrame]:
-    """(silver_issues, silver_excluded) from bronze issues and repository tags; pure DataFrame logic."""
-    spark = bronze.sparkSession
-    bots = "|".join(f"(?i:{p})" for p in cfg.bot_login_patterns)
-    names = bronze.select("repository").distinct().join(descriptions, "repository", "left")
-    excluded_repos = [(r["repository"], hit) for r in names.collect()
-                      if (hit := repo_keyword(r["repository"], r["description"], cfg.excluded_repo_keywords))]
-    repo_hits = spark.createDataFrame(excluded_repos or [], "repository string, repo_hit string")
+def build_silver(bronze: DataFrame, descriptions: dict[str, str], cfg: Config, run_id: str) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(silver_issues, silver_excluded, silver_repositories) from bronze issues; pure DataFrame logic.
 
-    issues = (
-        bronze.select("repository", "number", "title", "body", "state", "labels", "user_login", "user_type", "html_url",
-                      "created_at", "updated_at", "closed_at", "is_pull_request")
-        .join(repos.select("repository", "framework", "frameworks", "framework_source"), "repository", "left")
-        .join(repo_hits, "repository", "left")
-    )
-    first = (
-        F.when(F.col("is_pull_request"), _why("pull_request", F.col("html_url")))
-        .when((F.col("user_type") == "Bot") | F.coalesce(F.col("user_login").rlike(bots), F.lit(False)),
-              _why("bot_author", F.col("user_login")))
-        .when(F.col("repo_hit").isNotNull(), _why("excluded_repository", F.col("repo_hit")))
-    )
-    staged = issues.withColumn("_x", first).persist()
-    remaining = staged.where(F.col("_x").isNull())
+    Pull requests are dropped in Spark; every other rule and the framework evidence
+    run in one Python pass per repository, so the texts cross to Python once.
+    """
+    rules = cfg.filter
+    bots = "|".join(f"(?i:{p})" for p in rules.bot_login_patterns)
+    issues = bronze.select("repository", "number", "title", "body", "state", "labels", "user_login", "user_type", "html_url",
+                           "created_at", "updated_at", "closed_at", "is_pull_request", "framework")
+    rest = issues.where(~F.col("is_pull_request")).withColumn(
+        "is_bot", (F.col("user_type") == "Bot") | F.coalesce(F.col("user_login").rlike(bots), F.lit(False)))
 
-    # One Python pass per repository (language, then duplicates): its verdicts are small and cached,
-    # so the texts cross to Python once.
+    def verdicts_of(table: pa.Table) -> pa.Table:
+        return repository_verdicts(table, rules, descriptions)
+
     verdicts = (
-        remaining.select("repository", "number", "title", "body").groupBy("repository")
-        .applyInPandas(lambda pdf: repository_verdicts(pdf, cfg), VERDICTS).persist()
+        rest.select("repository", "number", "title", "body", "framework", "is_bot", "user_login")
+        .groupBy("repository").applyInArrow(verdicts_of, from_arrow_schema(VERDICTS)).persist()
     )
-    judged = remaining.drop("_x").join(verdicts, ["repository", "number"])
-
+    repos = tag_repositories(repository_evidence(verdicts), cfg.frameworks, run_id)
     silver = (
-        judged.where(F.col("reason").isNull())
+        rest.drop("framework")
+        .join(verdicts.where(F.col("reason").isNull()).select("repository", "number", "language", "language_confidence"),
+              ["repository", "number"])
+        .join(F.broadcast(repos.select("repository", "framework", "frameworks", "framework_source")), "repository", "left")
         .withColumn("body", F.coalesce(F.col("body"), F.lit("")))
         .withColumn("is_closed", (F.col("state") == "closed") & F.col("closed_at").isNotNull())
         .withColumn("resolution_hours", F.when(F.col("is_closed"), (F.unix_micros("closed_at") - F.unix_micros("created_at")) / 3.6e9))
@@ -208,16 +230,18 @@ def build_silver(bronze: DataFrame, repos: DataFrame, descriptions: DataFrame, c
         .withColumn("run_id", F.lit(run_id))
     )
     excluded = (
-        staged.where(F.col("_x").isNotNull()).select("repository", "number", "_x.*")
+        issues.where(F.col("is_pull_request"))
+        .select("repository", "number", F.lit("pull_request").alias("reason"), F.col("html_url").alias("detail"))
         .unionByName(verdicts.where(F.col("reason").isNotNull()).select("repository", "number", "reason", "detail"))
         .withColumn("run_id", F.lit(run_id))
     )
-    return silver, excluded
+    return silver, excluded, repos
 
 
-def _descriptions(ctx: Context) -> DataFrame:
+def _descriptions(ctx: Context) -> dict[str, str]:
     """Repository descriptions from the crawler's ``bronze_repos`` (empty when nothing was discovered)."""
-    return tables.read(ctx.spark, ctx.cfg, "bronze_repos").select("repository", "description")
+    rows = tables.read(ctx.spark, ctx.cfg, "bronze_repos").where("description IS NOT NULL").select("repository", "description").collect()
+    return {r["repository"]: r["description"] for r in rows}
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -226,11 +250,8 @@ def run(ctx: Context) -> dict[str, Any]:
     ctx.run.read(BRONZE_ISSUES.name, "bronze_repos")
     bronze = tables.read(spark, cfg, BRONZE_ISSUES.name).drop("raw_json").persist()
     try:
-        evidence = repository_evidence(bronze.where(~F.col("is_pull_request")))
-        repos = tag_repositories(evidence, cfg.frameworks, ctx.run.run_id)
+        silver, excluded, repos = build_silver(bronze, _descriptions(ctx), cfg, ctx.run.run_id)
         tables.overwrite(spark, cfg, SILVER_REPOSITORIES, repos)
-        repos = tables.read(spark, cfg, SILVER_REPOSITORIES.name)
-        silver, excluded = build_silver(bronze, repos, _descriptions(ctx), cfg.filter, ctx.run.run_id)
         tables.overwrite(spark, cfg, SILVER_EXCLUDED, excluded)
         tables.overwrite(spark, cfg, SILVER_ISSUES, silver)
         # Counted from the cached frames that were just written, not by reading the tables back.

@@ -6,11 +6,16 @@ traceback paths (``site-packages/keras/``), qualified API names (``torch.nn``,
 repository is tagged with every framework that has at least ``min_evidence``
 issues and ``min_share`` of its strongest framework's count. No evidence means
 ``unknown``, never a guess.
+
+The patterns run in the filter's one Python pass per repository
+(:func:`issue_evidence`); Spark then sums them per repository.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+import re
+
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from conf.settings import FrameworkInferenceConfig
@@ -18,7 +23,7 @@ from schemas.lakehouse import SILVER_REPOSITORIES
 
 UNKNOWN = "unknown"
 
-# Java regexes (Spark rlike), case-sensitive where the API is (tf., torch.).
+# Case-sensitive where the API is (tf., torch.).
 EVIDENCE: dict[str, str] = {
     "pytorch": (
         r"(import torch\b|from torch[\. ]|\btorch\.(nn|cuda|tensor|Tensor|utils|optim|load|save|autograd|jit|onnx|distributed|float|from_numpy|no_grad|device|cat|stack|zeros|ones|randn)\b"
@@ -35,38 +40,44 @@ EVIDENCE: dict[str, str] = {
 }
 
 
-# Literals of which every alternative of the framework's pattern contains one: a cheap
-# substring test skips the regex (a scan with many alternatives) on most texts.
+# Literals of which every alternative of the framework's pattern contains one, at most
+# ANCHOR_OFFSET characters after the alternative's start (the most is 23, "keras" in
+# "from tensorflow import keras"). A substring test skips the regex (a scan with many
+# alternatives) on most texts, and the scan starts just before the first anchor.
 ANCHORS: dict[str, tuple[str, ...]] = {
     "pytorch": ("torch", "lightning", "CUDA out of memory"),
     "tensorflow": ("tensorflow", "tf."),
     "keras": ("keras",),
 }
+ANCHOR_OFFSET = 32
 
 
-def evidence_columns(text: Column) -> dict[str, Column]:
-    """One 0/1 column per framework: does this issue's text show it?"""
-    flags = {}
-    for fw, pattern in EVIDENCE.items():
-        anchored = F.lit(False)
-        for anchor in ANCHORS[fw]:
-            anchored = anchored | text.contains(anchor)
-        flags[fw] = F.when(anchored & text.rlike(pattern), 1).otherwise(0)  # AND short-circuits
-    return flags
+_COMPILED = {fw: re.compile(pattern) for fw, pattern in EVIDENCE.items()}
 
 
-def repository_evidence(issues: DataFrame) -> DataFrame:
-    """Per repository: issues, given framework (if any) and issues with evidence per framework."""
-    text = F.concat_ws("\n", F.col("title"), F.coalesce(F.col("body"), F.lit("")))
-    flags = evidence_columns(text)
-    return (
-        issues.select("repository", "framework", *[flag.alias(fw) for fw, flag in flags.items()])
-        .groupBy("repository")
-        .agg(
-            F.count(F.lit(1)).alias("issues"),
-            F.max("framework").alias("given"),
-            *[F.sum(fw).cast("long").alias(fw) for fw in EVIDENCE],
-        )
+def issue_evidence(title: str, body: str | None) -> tuple[int, ...]:
+    """One 0/1 flag per framework of :data:`EVIDENCE` (in its order): does this issue's text show it?"""
+    text = f"{title}\n{body or ''}"
+    flags = []
+    for fw in EVIDENCE:
+        first = min((at for at in (text.find(a) for a in ANCHORS[fw]) if at >= 0), default=-1)
+        # A match holds an anchor at most ANCHOR_OFFSET characters after its start, so none starts
+        # earlier; ``search`` from a position still sees the characters before it for ``\b``.
+        flags.append(int(first >= 0 and _COMPILED[fw].search(text, max(0, first - ANCHOR_OFFSET)) is not None))
+    return tuple(flags)
+
+
+def repository_evidence(flags: DataFrame) -> DataFrame:
+    """Per repository: issues, given framework (if any) and issues with evidence per framework.
+
+    Args:
+        flags: one row per (non pull request) issue: repository, framework (given at
+            ingest or null) and the :func:`issue_evidence` flags as columns named after the frameworks.
+    """
+    return flags.groupBy("repository").agg(
+        F.count(F.lit(1)).alias("issues"),
+        F.max("framework").alias("given"),
+        *[F.sum(fw).cast("long").alias(fw) for fw in EVIDENCE],
     )
 
 

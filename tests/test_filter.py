@@ -127,3 +127,17 @@ def test_shingle_hashes_are_stable_and_distinct():
     signatures = minhash_signatures([a, shingle_hashes("a b c d e"), shingle_hashes("x y z w")], 64)
     agree = (signatures[0] == signatures[1]).mean(), (signatures[0] == signatures[2]).mean()
     assert agree[0] > 0.4 and agree[1] < 0.1  # Jaccard 2/3 against 0
+
+
+def test_issue_evidence_equals_a_full_regex_scan():
+    import re
+
+    from jobs.frameworks import EVIDENCE, issue_evidence
+
+    filler = "The loss does not go down after the first epoch. " * 20  # SYNTHETIC texts
+    bodies = [filler + "from tensorflow import keras", "x = 1\n" + filler + "import torchvision.models",
+              filler + "pytorch_lightning trainer", "import torchx and tf.reducex", "my_tf.keras and import tensorflowx",
+              filler + "RuntimeError: CUDA out of memory", "torch torch " + filler + " site-packages/keras/", None]
+    for body in bodies:
+        text = f"title\n{body or ''}"
+        assert issue_evidence("title", body) == tuple(int(re.search(p, text) is not None) for p in EVIDENCE.values()), body
