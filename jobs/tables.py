@@ -63,9 +63,10 @@ def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
 def merge(spark: SparkSession, cfg: Config, spec: TableSpec, df: DataFrame, update_condition: str | None = None) -> None:
     """MERGE ``df`` into the table on the spec's key: update matches (when ``update_condition`` holds), insert the rest.
 
-    Into an empty table the MERGE has inserts only, and says so: Delta then runs it in
-    one pass without first copying the source to local disk. A writer that adds rows
-    meanwhile still makes the commit fail with a conflict, as for any MERGE.
+    Into a table without data files the MERGE has inserts only, and says so: Delta then
+    runs it in one pass without first copying the source to local disk. A writer that
+    adds rows meanwhile still makes the commit fail with a conflict, as for any MERGE.
+    The file count comes from the snapshot the MERGE loads anyway, so no data is read.
 
     Args:
         update_condition: SQL on aliases ``t`` (target) and ``s`` (source), e.g.
@@ -77,7 +78,7 @@ def merge(spark: SparkSession, cfg: Config, spec: TableSpec, df: DataFrame, upda
     target = DeltaTable.forName(spark, qualified(cfg, spec.name))
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.key)
     builder = target.alias("t").merge(conform(df, spec).alias("s"), on)
-    if row_count(spark, cfg, spec.name):
+    if target.detail().first()["numFiles"]:
         builder = builder.whenMatchedUpdateAll(condition=update_condition)
     builder.whenNotMatchedInsertAll().execute()
 
