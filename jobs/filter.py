@@ -12,6 +12,7 @@ Silver is a pure function of bronze and config, so it is rebuilt whole.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from conf.settings import FilterConfig
 from issuerisk.context import Context
 from issuerisk.display import table
 from jobs import tables
-from jobs.frameworks import EVIDENCE, issue_evidence, repository_evidence, tag_repositories
+from jobs.frameworks import EVIDENCE, evidence_aggregates, issue_evidence, tag_repositories
 from jobs.text_kernels import language_identifier, minhash_signatures, shingle_hashes
 from schemas.lakehouse import BRONZE_ISSUES, SILVER_EXCLUDED, SILVER_ISSUES, SILVER_REPOSITORIES
 
@@ -155,27 +156,31 @@ def judge_texts(numbers: list[int], titles: list[str], bodies: list[str | None],
 
 
 def repository_verdicts(issues: pa.Table, cfg: FilterConfig, descriptions: dict[str, str]) -> pa.Table:
-    """Framework evidence and every rule after ``pull_request`` on one repository's issues.
+    """Every rule and the framework evidence on one repository's issues, in the rules' order.
 
-    ``bot_author`` per issue, then ``excluded_repository`` (the repository's name or
-    description), then :func:`judge_texts` on the issues still kept. Evidence
-    (:func:`jobs.frameworks.issue_evidence`) is taken from every issue, bots included.
+    ``pull_request`` and ``bot_author`` per issue, then ``excluded_repository`` (the
+    repository's name or description), then :func:`judge_texts` on the issues still
+    kept. Evidence (:func:`jobs.frameworks.issue_evidence`) is taken from every issue
+    that is not a pull request, bots included.
 
     Args:
-        issues: one repository's non pull request issues: repository, number, title,
-            body, framework, is_bot, user_login.
+        issues: one repository's bronze rows: repository, number, title, body (null for
+            pull requests: they need none), framework, is_pull_request, pr_url (a pull
+            request's html_url), is_bot, user_login.
         descriptions: repository -> description (from ``bronze_repos``; may lack it).
     Returns:
         Columns of :data:`VERDICTS`, one row per issue.
     """
     col = {name: issues.column(name).to_pylist() for name in issues.column_names}
-    numbers, titles, bodies = col["number"], col["title"], col["body"]
+    numbers, titles, bodies, pulls = col["number"], col["title"], col["body"], col["is_pull_request"]
     n = len(numbers)
     repository = col["repository"][0] if n else ""
     reason: list[str | None] = [None] * n
     detail: list[str | None] = [None] * n
-    for i, (bot, login) in enumerate(zip(col["is_bot"], col["user_login"])):
-        if bot:
+    for i, (pull, url, bot, login) in enumerate(zip(pulls, col["pr_url"], col["is_bot"], col["user_login"])):
+        if pull:
+            reason[i], detail[i] = "pull_request", url
+        elif bot:
             reason[i], detail[i] = "bot_author", login
     hit = repo_keyword(repository, descriptions.get(repository), cfg.excluded_repo_keywords)
     judged = [i for i in range(n) if reason[i] is None]
@@ -188,58 +193,79 @@ def repository_verdicts(issues: pa.Table, cfg: FilterConfig, descriptions: dict[
         verdicts = judge_texts([numbers[i] for i in judged], [titles[i] for i in judged], [bodies[i] for i in judged], cfg)
         for k, i in enumerate(judged):
             language[i], confidence[i], reason[i], detail[i] = (v[k] for v in verdicts)
-    evidence = list(zip(*(issue_evidence(t, b) for t, b in zip(titles, bodies)))) or [[]] * len(EVIDENCE)
+    none = (0,) * len(EVIDENCE)
+    evidence = list(zip(*(none if pull else issue_evidence(t, b) for t, b, pull in zip(titles, bodies, pulls)))) or [[]] * len(EVIDENCE)
     return pa.table({"repository": col["repository"], "number": numbers, "framework": col["framework"], "language": language,
                      "language_confidence": confidence, "reason": reason, "detail": detail,
                      **{fw: list(flags) for fw, flags in zip(EVIDENCE, evidence)}}, schema=VERDICTS)
 
 
-def build_silver(bronze: DataFrame, descriptions: dict[str, str], cfg: Config, run_id: str) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """(silver_issues, silver_excluded, silver_repositories) from bronze issues; pure DataFrame logic.
+@dataclass(frozen=True)
+class Silver:
+    """What the filter writes, and its counts (taken in the same pass as the framework tags)."""
 
-    Pull requests are dropped in Spark; every other rule and the framework evidence
-    run in one Python pass per repository, so the texts cross to Python once.
+    issues: DataFrame
+    excluded: DataFrame
+    repositories: DataFrame
+    excluded_by_reason: dict[str, int]
+    kept_by_framework: dict[str, int]
+
+
+def build_silver(bronze: DataFrame, descriptions: dict[str, str], cfg: Config, run_id: str) -> Silver:
+    """silver_issues, silver_excluded and silver_repositories from bronze issues.
+
+    Every rule and the framework evidence run in one Python pass per repository, so
+    the texts cross to Python once; one aggregation of its verdicts then gives the
+    framework tags and every count (collected: one row per repository).
     """
     rules = cfg.filter
     bots = "|".join(f"(?i:{p})" for p in rules.bot_login_patterns)
     issues = bronze.select("repository", "number", "title", "body", "state", "labels", "user_login", "user_type", "html_url",
                            "created_at", "updated_at", "closed_at", "is_pull_request", "framework")
-    rest = issues.where(~F.col("is_pull_request")).withColumn(
-        "is_bot", (F.col("user_type") == "Bot") | F.coalesce(F.col("user_login").rlike(bots), F.lit(False)))
+    pull = F.col("is_pull_request")
 
     def verdicts_of(table: pa.Table) -> pa.Table:
         return repository_verdicts(table, rules, descriptions)
 
     verdicts = (
-        rest.select("repository", "number", "title", "body", "framework", "is_bot", "user_login")
+        issues.select("repository", "number", "title", F.when(~pull, F.col("body")).alias("body"), "framework", "is_pull_request",
+                      F.when(pull, F.col("html_url")).alias("pr_url"),
+                      ((F.col("user_type") == "Bot") | F.coalesce(F.col("user_login").rlike(bots), F.lit(False))).alias("is_bot"),
+                      "user_login")
         .groupBy("repository").applyInArrow(verdicts_of, from_arrow_schema(VERDICTS)).persist()
     )
-    repos = tag_repositories(repository_evidence(verdicts), cfg.frameworks, run_id)
+    reason = F.col("reason")
+    per_repository = verdicts.groupBy("repository").agg(
+        *evidence_aggregates(F.coalesce(reason != "pull_request", F.lit(True))),
+        F.count(F.when(reason.isNull(), 1)).alias("kept"),
+        *[F.count(F.when(reason == r, 1)).alias(f"n_{r}") for r in REASONS],
+    ).collect()
+    tagged = tag_repositories(per_repository, cfg.frameworks, run_id)
+    primary = {repository: framework for repository, _, framework, *_ in tagged}
+    kept_by_framework: dict[str, int] = {}
+    for row in per_repository:
+        if row["kept"]:
+            kept_by_framework[primary[row["repository"]]] = kept_by_framework.get(primary[row["repository"]], 0) + row["kept"]
+    repos = bronze.sparkSession.createDataFrame(tagged, SILVER_REPOSITORIES.spark)
     silver = (
-        rest.drop("framework")
-        .join(verdicts.where(F.col("reason").isNull()).select("repository", "number", "language", "language_confidence"),
+        issues.where(~pull).drop("framework", "is_pull_request")
+        .join(verdicts.where(reason.isNull()).select("repository", "number", "language", "language_confidence"),
               ["repository", "number"])
-        .join(F.broadcast(repos.select("repository", "framework", "frameworks", "framework_source")), "repository", "left")
+        .join(F.broadcast(repos.select("repository", "framework", "frameworks", "framework_source")), "repository")
         .withColumn("body", F.coalesce(F.col("body"), F.lit("")))
         .withColumn("is_closed", (F.col("state") == "closed") & F.col("closed_at").isNotNull())
         .withColumn("resolution_hours", F.when(F.col("is_closed"), (F.unix_micros("closed_at") - F.unix_micros("created_at")) / 3.6e9))
         .withColumn("resolution_hours", F.when(F.col("resolution_hours") >= 0, F.col("resolution_hours")))
-        .withColumn("framework", F.coalesce(F.col("framework"), F.lit("unknown")))
-        .withColumn("frameworks", F.coalesce(F.col("frameworks"), F.array(F.lit("unknown"))))
-        .withColumn("framework_source", F.coalesce(F.col("framework_source"), F.lit("inferred")))
         .withColumn("run_id", F.lit(run_id))
     )
-    excluded = (
-        issues.where(F.col("is_pull_request"))
-        .select("repository", "number", F.lit("pull_request").alias("reason"), F.col("html_url").alias("detail"))
-        .unionByName(verdicts.where(F.col("reason").isNotNull()).select("repository", "number", "reason", "detail"))
-        .withColumn("run_id", F.lit(run_id))
-    )
-    return silver, excluded, repos
+    excluded = verdicts.where(reason.isNotNull()).select("repository", "number", "reason", "detail").withColumn("run_id", F.lit(run_id))
+    return Silver(silver, excluded, repos, {r: sum(row[f"n_{r}"] for row in per_repository) for r in REASONS}, kept_by_framework)
 
 
 def _descriptions(ctx: Context) -> dict[str, str]:
     """Repository descriptions from the crawler's ``bronze_repos`` (empty when nothing was discovered)."""
+    if tables.data_files(ctx.spark, ctx.cfg, "bronze_repos") == 0:
+        return {}
     rows = tables.read(ctx.spark, ctx.cfg, "bronze_repos").where("description IS NOT NULL").select("repository", "description").collect()
     return {r["repository"]: r["description"] for r in rows}
 
@@ -250,20 +276,17 @@ def run(ctx: Context) -> dict[str, Any]:
     ctx.run.read(BRONZE_ISSUES.name, "bronze_repos")
     bronze = tables.read(spark, cfg, BRONZE_ISSUES.name).drop("raw_json").persist()
     try:
-        silver, excluded, repos = build_silver(bronze, _descriptions(ctx), cfg, ctx.run.run_id)
-        tables.overwrite(spark, cfg, SILVER_REPOSITORIES, repos)
-        tables.overwrite(spark, cfg, SILVER_EXCLUDED, excluded)
-        tables.overwrite(spark, cfg, SILVER_ISSUES, silver)
-        # Counted from the cached frames that were just written, not by reading the tables back.
-        counts = {r["reason"]: r["count"] for r in excluded.groupBy("reason").count().collect()}
-        frameworks = {r["framework"]: r["count"] for r in silver.groupBy("framework").count().collect()}
+        silver = build_silver(bronze, _descriptions(ctx), cfg, ctx.run.run_id)
+        tables.overwrite_all(spark, cfg, [(SILVER_REPOSITORIES, silver.repositories), (SILVER_EXCLUDED, silver.excluded),
+                                          (SILVER_ISSUES, silver.issues)])
     finally:
         bronze.unpersist()
         spark.catalog.clearCache()
     ctx.run.wrote(SILVER_REPOSITORIES.name, SILVER_EXCLUDED.name, SILVER_ISSUES.name)
+    counts, frameworks = silver.excluded_by_reason, silver.kept_by_framework
     kept = sum(frameworks.values())
     total = kept + sum(counts.values())
     table("filter: issues per reason", ["reason", "issues", "share"],
           [[reason, counts.get(reason, 0), f"{counts.get(reason, 0) / max(total, 1):.1%}"] for reason in REASONS]
           + [["kept in silver_issues", kept, f"{kept / max(total, 1):.1%}"]])
-    return {"bronze": total, "silver": kept, "excluded": counts, "silver_by_framework": frameworks}
+    return {"bronze": total, "silver": kept, "excluded": {r: n for r, n in counts.items() if n}, "silver_by_framework": frameworks}

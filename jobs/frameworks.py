@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 
-from pyspark.sql import DataFrame
+from collections.abc import Iterable
+
+from pyspark.sql import Column, Row
 from pyspark.sql import functions as F
 
 from conf.settings import FrameworkInferenceConfig
-from schemas.lakehouse import SILVER_REPOSITORIES
 
 UNKNOWN = "unknown"
 
@@ -67,18 +68,21 @@ def issue_evidence(title: str, body: str | None) -> tuple[int, ...]:
     return tuple(flags)
 
 
-def repository_evidence(flags: DataFrame) -> DataFrame:
-    """Per repository: issues, given framework (if any) and issues with evidence per framework.
+def evidence_aggregates(is_issue: Column) -> list[Column]:
+    """Aggregates for a ``groupBy("repository")`` over rows carrying :func:`issue_evidence` flags.
+
+    They give: issues, the framework given at ingest (if any) and issues with evidence per framework,
+    the input of :func:`tag_repositories`.
 
     Args:
-        flags: one row per (non pull request) issue: repository, framework (given at
-            ingest or null) and the :func:`issue_evidence` flags as columns named after the frameworks.
+        is_issue: true for the rows that count as the repository's issues (false for pull
+            requests); rows where it is false must carry 0 flags.
     """
-    return flags.groupBy("repository").agg(
-        F.count(F.lit(1)).alias("issues"),
-        F.max("framework").alias("given"),
+    return [
+        F.count(F.when(is_issue, 1)).alias("issues"),
+        F.max(F.when(is_issue, F.col("framework"))).alias("given"),
         *[F.sum(fw).cast("long").alias(fw) for fw in EVIDENCE],
-    )
+    ]
 
 
 def tag(evidence: dict[str, int], given: str | None, cfg: FrameworkInferenceConfig) -> tuple[list[str], str, str]:
@@ -97,11 +101,16 @@ def tag(evidence: dict[str, int], given: str | None, cfg: FrameworkInferenceConf
     return tags, tags[0], "inferred"
 
 
-def tag_repositories(evidence: DataFrame, cfg: FrameworkInferenceConfig, run_id: str) -> DataFrame:
-    """Rows of ``silver_repositories`` from :func:`repository_evidence` (small: one row per repository)."""
+def tag_repositories(evidence: Iterable[Row], cfg: FrameworkInferenceConfig, run_id: str) -> list[tuple]:
+    """Rows of ``silver_repositories`` (in its column order) from rows of :func:`evidence_aggregates`.
+
+    A repository without issues (only pull requests) gets no row.
+    """
     rows = []
-    for r in evidence.collect():
+    for r in evidence:
+        if not r["issues"]:
+            continue
         counts = {fw: int(r[fw] or 0) for fw in EVIDENCE}
         frameworks, primary, source = tag(counts, r["given"], cfg)
         rows.append((r["repository"], frameworks, primary, source, counts, int(r["issues"]), run_id))
-    return evidence.sparkSession.createDataFrame(rows, SILVER_REPOSITORIES.spark)
+    return rows

@@ -7,7 +7,11 @@ MERGEs on the spec's key, so a rerun is idempotent.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from conf import Config
 from schemas import TABLES, TableSpec
@@ -64,9 +68,10 @@ def merge(spark: SparkSession, cfg: Config, spec: TableSpec, df: DataFrame, upda
     """MERGE ``df`` into the table on the spec's key: update matches (when ``update_condition`` holds), insert the rest.
 
     Into a table without data files the MERGE has inserts only, and says so: Delta then
-    runs it in one pass without first copying the source to local disk. A writer that
-    adds rows meanwhile still makes the commit fail with a conflict, as for any MERGE.
-    The file count comes from the snapshot the MERGE loads anyway, so no data is read.
+    runs it in one pass without first copying the source to local disk. It still joins
+    the source to the target's snapshot, so rows a writer added meanwhile are not inserted
+    twice, and a concurrent commit fails it with a conflict, as for any MERGE. The file
+    count comes from the Delta log (:func:`data_files`), so no data is read.
 
     Args:
         update_condition: SQL on aliases ``t`` (target) and ``s`` (source), e.g.
@@ -77,8 +82,14 @@ def merge(spark: SparkSession, cfg: Config, spec: TableSpec, df: DataFrame, upda
     ensure_table(spark, cfg, spec)
     target = DeltaTable.forName(spark, qualified(cfg, spec.name))
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.key)
-    builder = target.alias("t").merge(conform(df, spec).alias("s"), on)
-    if target.detail().first()["numFiles"]:
+    source = conform(df, spec)
+    existing = data_files(spark, cfg, spec.name, target)
+    if existing and update_condition is not None:
+        # Delta rewrites every target file that holds a key match, also where the update condition
+        # is false (delta-io/delta#1812): only source rows that insert or update go in.
+        source = source.alias("s").join(target.toDF().alias("t"), F.expr(f"{on} AND NOT coalesce({update_condition}, false)"), "left_anti")
+    builder = target.alias("t").merge(source.alias("s"), on)
+    if existing:
         builder = builder.whenMatchedUpdateAll(condition=update_condition)
     builder.whenNotMatchedInsertAll().execute()
 
@@ -89,10 +100,40 @@ def overwrite(spark: SparkSession, cfg: Config, spec: TableSpec, df: DataFrame) 
     conform(df, spec).write.format("delta").mode("overwrite").save(cfg.table_path(spec.name))
 
 
+def overwrite_all(spark: SparkSession, cfg: Config, frames: list[tuple[TableSpec, DataFrame]]) -> None:
+    """:func:`overwrite` several tables at once, one thread each.
+
+    Each write's driver-side work (planning, Delta's log replay and commit) is serial,
+    so the writes overlap it with each other's tasks. Every table is its own Delta
+    transaction: when one write fails the others still land, and the first error is raised.
+    """
+    with ThreadPoolExecutor(max_workers=len(frames), thread_name_prefix="overwrite") as pool:
+        for future in [pool.submit(overwrite, spark, cfg, spec, df) for spec, df in frames]:
+            future.result()
+
+
 def read(spark: SparkSession, cfg: Config, name: str) -> DataFrame:
     """Read a project table by name (created empty when missing)."""
     ensure_table(spark, cfg, TABLES[name])
     return spark.table(qualified(cfg, name))
+
+
+def _file_records(cfg: Config, name: str) -> tuple[list[int | None], bool] | None:
+    """(records per data file from the Delta log's statistics, deletion vectors possible) through
+    delta-rs, without Spark; [] for a table not created yet, None where delta-rs cannot read the log
+    (e.g. a storage scheme it lacks)."""
+    import pyarrow as pa
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        table = DeltaTable(cfg.table_path(name))
+        records = pa.table(table.get_add_actions(flatten=True)).column("num_records").to_pylist()
+        return records, "deletionVectors" in set(table.protocol().writer_features or [])
+    except TableNotFoundError:
+        return [], False
+    except Exception:  # noqa: BLE001 (any failure of delta-rs leaves the answer to Spark)
+        return None
 
 
 def row_count(spark: SparkSession, cfg: Config, name: str) -> int:
@@ -102,19 +143,23 @@ def row_count(spark: SparkSession, cfg: Config, name: str) -> int:
     deletion vectors (rows deleted in place still count in a file's statistics) or a
     location delta-rs cannot open.
     """
-    import pyarrow as pa
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
+    log = _file_records(cfg, name)
+    if log is not None and None not in log[0] and not log[1]:
+        return int(sum(log[0]))
+    return read(spark, cfg, name).count()
 
-    try:
-        table = DeltaTable(cfg.table_path(name))
-        records = pa.table(table.get_add_actions(flatten=True)).column("num_records").to_pylist()
-        exact = None not in records and "deletionVectors" not in set(table.protocol().writer_features or [])
-    except TableNotFoundError:
-        return 0
-    except Exception:  # noqa: BLE001 (e.g. a storage scheme delta-rs lacks): Spark can still count
-        exact = False
-    return int(sum(records)) if exact else read(spark, cfg, name).count()
+
+def data_files(spark: SparkSession, cfg: Config, name: str, target: Any = None) -> int:
+    """Data files in a project table's current version: from the Delta log through delta-rs, without
+    Spark; else from Spark's ``DESCRIBE DETAIL`` (of ``target``, a loaded ``DeltaTable``, when given)."""
+    log = _file_records(cfg, name)
+    if log is not None:
+        return len(log[0])
+    if target is None:
+        from delta.tables import DeltaTable
+
+        target = DeltaTable.forName(spark, qualified(cfg, name))
+    return int(target.detail().first()["numFiles"])
 
 
 def version(spark: SparkSession, cfg: Config, name: str) -> int | None:

@@ -89,8 +89,10 @@ def test_ingest_merges_rejects_and_is_idempotent(ctx, tmp_path):
     assert [r["framework"] for r in before] == ["pytorch"] * 5
     assert json.loads(before[0]["raw_json"])["number"] == 1
 
+    version = tables.version(spark, cfg, "bronze_issues")
     again = ingest.run(ctx, [str(src)], framework="pytorch")
     assert again["new_issues"] == 0
+    assert tables.version(spark, cfg, "bronze_issues") == version  # nothing changed, so nothing was rewritten or committed
     after = tables.read(spark, cfg, "bronze_issues").orderBy("number").collect()
     assert [(r["number"], r["updated_at"], r["run_id"]) for r in after] == [(r["number"], r["updated_at"], r["run_id"]) for r in before]
     assert tables.read(spark, cfg, "bronze_rejects").count() == 3
