@@ -58,8 +58,17 @@ class SparkConfig(_Section):
     shuffle_partitions: int = Field(8, ge=1)
     jars_dir: str | None = Field(None, description="Folder of Delta jars for air-gapped clusters; None resolves them from Maven.")
     metastore_uri: str | None = Field(None, description="thrift:// URI of a shared Hive metastore; None keeps an embedded one in the warehouse.")
+    driver_java_options: str | None = Field(None, description="JVM options of the driver (in local mode the JVM that runs every task), e.g. -XX:TieredStopAtLevel=1; None keeps the JVM's defaults.")
     extra: dict[str, str] = Field(default_factory=dict, description="Any further spark.* settings.")
     log_level: str = "ERROR"
+
+    @field_validator("extra")
+    @classmethod
+    def _driver_options_have_their_key(cls, value: dict[str, str]) -> dict[str, str]:
+        if "spark.driver.extraJavaOptions" in value:
+            raise ValueError("set the driver's JVM options in spark.driver_java_options, not spark.extra['spark.driver.extraJavaOptions'] "
+                             "(the factory adds the embedded metastore's options to them)")
+        return value
 
 
 class RayConfig(_Section):

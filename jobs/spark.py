@@ -58,14 +58,15 @@ def builder_for(cfg: Config) -> SparkSession.Builder:
         builder = builder.config("spark.databricks.delta.snapshotPartitions", str(LOCAL_SNAPSHOT_PARTITIONS))
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)
+    java_options = [s.driver_java_options] if s.driver_java_options else []
     if s.metastore_uri:
         builder = builder.config("spark.hadoop.hive.metastore.uris", s.metastore_uri)
     else:
         metastore = _local_metastore(cfg)
-        builder = (
-            builder.config("spark.hadoop.javax.jdo.option.ConnectionURL", f"jdbc:derby:;databaseName={metastore};create=true")
-            .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={metastore.parent} -Dderby.stream.error.file={metastore.parent / 'derby.log'}")
-        )
+        builder = builder.config("spark.hadoop.javax.jdo.option.ConnectionURL", f"jdbc:derby:;databaseName={metastore};create=true")
+        java_options += [f"-Dderby.system.home={metastore.parent}", f"-Dderby.stream.error.file={metastore.parent / 'derby.log'}"]
+    if java_options:
+        builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options))
     for key, value in s.extra.items():
         builder = builder.config(key, value)
     if s.jars_dir:

@@ -71,3 +71,14 @@ def test_env_secrets_are_found_and_redacted():
     secrets = env_secrets(env)
     assert set(secrets) == {"ghp_SYNTHETIC01", "ghp_SYNTHETIC0002", "sk-SYNTHETIC3"}
     assert redact("401 for ghp_SYNTHETIC0002 and sk-SYNTHETIC3 (short stays)", secrets) == "401 for *** and *** (short stays)"
+
+
+def test_driver_java_options_join_the_metastore_options(tmp_path):
+    from jobs.spark import builder_for
+
+    cfg = load_config(environ={"ISSUERISK_WAREHOUSE": str(tmp_path / "wh"), "ISSUERISK__SPARK__DRIVER_JAVA_OPTIONS": "-XX:+UseSerialGC"})
+    options = builder_for(cfg)._options["spark.driver.extraJavaOptions"]
+    assert options.startswith("-XX:+UseSerialGC ") and f"-Dderby.system.home={tmp_path / 'wh'}" in options
+    path = write(tmp_path, "project:\n  warehouse: /tmp/x\nspark:\n  extra:\n    spark.driver.extraJavaOptions: -Xss4m\n")
+    with pytest.raises(ConfigError, match=r"spark.driver_java_options, not spark.extra\['spark.driver.extraJavaOptions'\]"):
+        load_config(path, environ={})
