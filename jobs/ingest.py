@@ -14,6 +14,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +32,7 @@ from schemas.lakehouse import BRONZE_ISSUES, BRONZE_REJECTS
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 RAW_LIMIT = 65536
+GZIP_CHUNK = 1 << 18
 FRAMEWORKS = ("pytorch", "tensorflow", "keras")
 
 
@@ -158,37 +160,73 @@ def _loads(text: str) -> Any:
         return json.loads(text)
 
 
-def _records(path: str) -> Iterator[tuple[int, str | None, Any, str | None]]:
-    """(line, text, parsed object, json error) for each record of a JSON Lines or JSON array file."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+def _read(path: str) -> tuple[bytes, str | None]:
+    """The file's bytes, gunzipped for ``.gz`` (every member), and why it could not be read to its end
+    (None when it could). A gzip file cut short or corrupt keeps what came before the fault."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        return b"", f"{type(exc).__name__}: {exc}"
+    if not path.endswith(".gz"):
+        return raw, None
+    out: list[bytes] = []
+    at = 0
+    while at < len(raw):
+        member = zlib.decompressobj(wbits=31)
+        try:
+            while not member.eof and at < len(raw):  # in chunks: a corrupt block loses one chunk's output at most
+                chunk = raw[at:at + GZIP_CHUNK]
+                out.append(member.decompress(chunk))
+                at += len(chunk) - len(member.unused_data)
+        except zlib.error as exc:
+            return b"".join(out), f"corrupt gzip data: {exc}"
+        if not member.eof:
+            return b"".join(out), "the gzip data ends before its end marker (file cut short)"
+        while at < len(raw) and raw[at] == 0:  # gzip allows zero padding between members
+            at += 1
+    return b"".join(out), None
+
+
+def _records(path: str) -> Iterator[tuple[int, str | None, Any, str | None, str | None]]:
+    """(line, text, parsed object, reject reason, detail) for each record of a JSON Lines or JSON array file.
+
+    A file that cannot be read to its end yields what it holds up to the fault, then an
+    ``unreadable_file`` reject on the line after (a JSON array: one reject, on line 1).
+    """
+    data, fault = _read(path)
     text = data.decode("utf-8", errors="replace")
     if text.lstrip().startswith("["):
+        if fault is not None:
+            yield 1, text[:RAW_LIMIT], None, "unreadable_file", fault
+            return
         try:
             items = _loads(text)
         except json.JSONDecodeError as exc:
-            yield 1, text[:RAW_LIMIT], None, f"file is not a valid JSON array: {exc}"
+            yield 1, text[:RAW_LIMIT], None, "broken_json", f"file is not a valid JSON array: {exc}"
             return
         for index, item in enumerate(items, start=1):
-            yield index, None, item, None
+            yield index, None, item, None, None
         return
+    number = 0
     for number, line in enumerate(io.StringIO(text), start=1):
         if not line.strip():
             continue
         try:
-            yield number, line, _loads(line), None
+            yield number, line, _loads(line), None, None
         except json.JSONDecodeError as exc:
-            yield number, line, None, str(exc)
+            yield number, line, None, "broken_json", str(exc)
+    if fault is not None:
+        yield number + 1, None, None, "unreadable_file", f"{fault} (after {number} lines)"
 
 
 def parse_file(path: str) -> list[dict[str, Any]]:
     """Parse one file into rows of :data:`PARSED`: a bronze row, or a reject with reason and raw text."""
     rows = []
-    for line, text, obj, json_error in _records(path):
+    for line, text, obj, reason, detail in _records(path):
         base = {"source_file": path, "source_line": line}
-        if json_error is not None:
-            rows.append({**base, "reason": "broken_json", "detail": json_error, "raw": (text or "")[:RAW_LIMIT]})
+        if reason is not None:
+            rows.append({**base, "reason": reason, "detail": detail, "raw": (text or "")[:RAW_LIMIT]})
             continue
         raw = text.rstrip("\n") if text is not None else orjson.dumps(obj).decode()
         try:

@@ -44,7 +44,7 @@ BRONZE_REJECTS = register(TableSpec(
         Column("number", "long", "Issue number when it could be read, else null."),
         Column("source_file", "string", "File the record came from.", nullable=False),
         Column("source_line", "long", "1-based line or array index + 1.", nullable=False),
-        Column("reason", "string", "Why it was rejected: broken_json, missing_field, wrong_type, bad_date, not_an_object.", nullable=False),
+        Column("reason", "string", "Why it was rejected: unreadable_file, broken_json, missing_field, wrong_type, bad_date, not_an_object.", nullable=False),
         Column("detail", "string", "The field and value at fault."),
         Column("raw", "string", "The record's text (cut to 64 KiB)."),
         RUN_ID,

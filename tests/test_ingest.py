@@ -63,6 +63,25 @@ def test_parse_file_reads_arrays_gzip_and_keeps_bad_lines(tmp_path):
     assert [(r["source_line"], r.get("reason")) for r in rows] == [(1, None), (2, "broken_json"), (3, "not_an_object")]
 
 
+def test_a_cut_gzip_file_keeps_its_readable_lines_and_is_rejected_after_them(tmp_path, monkeypatch):
+    whole = gzip.compress("".join(json.dumps(issue(REPO, n, f"issue {n}", "body " * 50)) + "\n" for n in range(1, 201)).encode())
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    rows = parse_file(str(cut))
+    accepted = [r for r in rows if r.get("reason") is None]
+    assert accepted and [r["number"] for r in accepted] == list(range(1, len(accepted) + 1))
+    last = rows[-1]
+    assert last["reason"] == "unreadable_file" and "cut short" in last["detail"]
+    assert last["source_line"] == rows[-2]["source_line"] + 1
+    members = tmp_path / "members.jsonl.gz"  # two gzip members read in chunks smaller than each
+    members.write_bytes(gzip.compress(b'{"a": 1}\n' * 50) + gzip.compress(b"{broken\n"))
+    monkeypatch.setattr(ingest, "GZIP_CHUNK", 16)
+    assert [(r["source_line"], r["reason"]) for r in parse_file(str(members))][-2:] == [(50, "missing_field"), (51, "broken_json")]
+    not_gzip = tmp_path / "plain.json.gz"
+    not_gzip.write_text(json.dumps([issue(REPO, 1, "one")]))
+    assert [(r["source_line"], r["reason"]) for r in parse_file(str(not_gzip))] == [(1, "unreadable_file")]
+
+
 def test_find_files_names_the_missing_path(tmp_path):
     with pytest.raises(IngestError, match="nope.*does not exist"):
         ingest.find_files([str(tmp_path / "nope")])
