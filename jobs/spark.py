@@ -9,11 +9,13 @@ process), or a shared metastore at ``spark.metastore_uri``.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import sys
 from pathlib import Path
 
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from conf import Config
@@ -79,12 +81,40 @@ def builder_for(cfg: Config) -> SparkSession.Builder:
     return configure_spark_with_delta_pip(builder)
 
 
+def ensure_metastore_free(cfg: Config) -> None:
+    """Refuse an embedded metastore that another process has open (Derby admits one process at a time).
+
+    Derby holds a POSIX lock on ``dbex.lck`` while it runs; the lock file a killed process
+    leaves behind holds none, so it does not count.
+
+    Raises:
+        SparkSetupError: another process holds the lock.
+    """
+    if cfg.spark.metastore_uri:
+        return
+    metastore = _local_metastore(cfg)
+    try:
+        with open(metastore / "dbex.lck", "rb+") as handle:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(handle, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        return
+    except OSError:
+        raise SparkSetupError(
+            f"the warehouse's embedded metastore ({metastore}) is open in another process, and Derby admits one at a time: "
+            "wait for that issuerisk command to finish, use another --warehouse, or share a Hive metastore (spark.metastore_uri)"
+        ) from None
+
+
 def get_spark(cfg: Config) -> SparkSession:
     """Start (or return the running) SparkSession and make sure the project's database exists.
 
     Raises:
-        SparkSetupError: Java is missing or the Delta jars cannot be resolved.
+        SparkSetupError: Java is missing, the Delta jars cannot be resolved, or another process
+            has the warehouse's embedded metastore open (:func:`ensure_metastore_free`).
     """
+    if SparkContext._active_spark_context is None:  # a running session of this process holds the lock itself
+        ensure_metastore_free(cfg)
     try:
         spark = builder_for(cfg).getOrCreate()
     except Exception as exc:  # py4j/JVM start-up errors carry no useful type

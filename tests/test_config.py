@@ -82,3 +82,25 @@ def test_driver_java_options_join_the_metastore_options(tmp_path):
     path = write(tmp_path, "project:\n  warehouse: /tmp/x\nspark:\n  extra:\n    spark.driver.extraJavaOptions: -Xss4m\n")
     with pytest.raises(ConfigError, match=r"spark.driver_java_options, not spark.extra\['spark.driver.extraJavaOptions'\]"):
         load_config(path, environ={})
+
+
+def test_a_warehouse_whose_metastore_another_process_holds_is_refused_before_spark_starts(tmp_path):
+    import subprocess
+    import sys
+
+    from jobs.spark import SparkSetupError, ensure_metastore_free
+
+    cfg = load_config(environ={"ISSUERISK_WAREHOUSE": str(tmp_path / "wh")})
+    ensure_metastore_free(cfg)  # no metastore yet
+    lock = tmp_path / "wh" / "metastore_db" / "dbex.lck"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("left")  # by a killed process: a file, no lock
+    ensure_metastore_free(cfg)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\nf = open(sys.argv[1], 'rb+')\nfcntl.lockf(f, fcntl.LOCK_EX)\nprint(flush=True)\ntime.sleep(60)", str(lock)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        holder.stdout.readline()  # now held, as Derby holds it while a process has the metastore open
+        with pytest.raises(SparkSetupError, match=r"metastore_db\) is open in another process.*spark.metastore_uri"):
+            ensure_metastore_free(cfg)
+    finally:
+        holder.kill()
