@@ -67,6 +67,10 @@ def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
 def merge(spark: SparkSession, cfg: Config, spec: TableSpec, df: DataFrame, update_condition: str | None = None) -> None:
     """MERGE ``df`` into the table on the spec's key: update matches (when ``update_condition`` holds), insert the rest.
 
+    With an ``update_condition``, source rows whose match it rejects are dropped first (an
+    anti-join on the key and the condition), so a rerun of unchanged input rewrites no file
+    and commits no version.
+
     Into a table without data files the MERGE has inserts only, and says so: Delta then
     runs it in one pass without first copying the source to local disk. It still joins
     the source to the target's snapshot, so rows a writer added meanwhile are not inserted
