@@ -10,7 +10,6 @@ the newest ``updated_at``, so rerunning the same files changes nothing.
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import os
@@ -33,6 +32,7 @@ from schemas.lakehouse import BRONZE_ISSUES, BRONZE_REJECTS
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 RAW_LIMIT = 65536
 GZIP_CHUNK = 1 << 18
+GZIP_MAGIC = b"\x1f\x8b"
 FRAMEWORKS = ("pytorch", "tensorflow", "keras")
 
 
@@ -58,6 +58,8 @@ NEWER = (
     "s.updated_at > t.updated_at OR (t.updated_at IS NULL AND s.updated_at IS NOT NULL)"
     " OR (s.updated_at <=> t.updated_at AND s.framework IS NOT NULL AND NOT (s.framework <=> t.framework))"
 )
+# A reject is rewritten only when the record at its file and line is rejected differently now.
+CHANGED_REJECT = "NOT (" + " AND ".join(f"s.{c} <=> t.{c}" for c in ("reason", "detail", "raw", "repository", "number")) + ")"
 
 
 def find_files(paths: list[str]) -> list[str]:
@@ -160,7 +162,7 @@ def _loads(text: str) -> Any:
         return json.loads(text)
 
 
-def _read(path: str) -> tuple[bytes, str | None]:
+def _read(path: str) -> tuple[bytes | bytearray, str | None]:
     """The file's bytes, gunzipped for ``.gz`` (every member), and why it could not be read to its end
     (None when it could). A gzip file cut short or corrupt keeps what came before the fault."""
     try:
@@ -170,29 +172,33 @@ def _read(path: str) -> tuple[bytes, str | None]:
         return b"", f"{type(exc).__name__}: {exc}"
     if not path.endswith(".gz"):
         return raw, None
-    out: list[bytes] = []
-    at = 0
+    out = bytearray()  # grown in place: no list of chunks beside a joined copy
+    at = members = 0
     while at < len(raw):
-        member = zlib.decompressobj(wbits=31)
+        member, start = zlib.decompressobj(wbits=31), at
         try:
             while not member.eof and at < len(raw):  # in chunks: a corrupt block loses one chunk's output at most
                 chunk = raw[at:at + GZIP_CHUNK]
-                out.append(member.decompress(chunk))
+                out += member.decompress(chunk)
                 at += len(chunk) - len(member.unused_data)
         except zlib.error as exc:
-            return b"".join(out), f"corrupt gzip data: {exc}"
+            if members and raw[start:start + 2] != GZIP_MAGIC:  # what GNU gzip calls trailing garbage
+                return out, f"{len(raw) - at} bytes after gzip member {members} are not gzip data ({exc}); the members before them were read whole"
+            return out, f"corrupt gzip data: {exc}"
         if not member.eof:
-            return b"".join(out), "the gzip data ends before its end marker (file cut short)"
+            return out, "the gzip data ends before its end marker (file cut short)"
+        members += 1
         while at < len(raw) and raw[at] == 0:  # gzip allows zero padding between members
             at += 1
-    return b"".join(out), None
+    return out, None
 
 
 def _records(path: str) -> Iterator[tuple[int, str | None, Any, str | None, str | None]]:
     """(line, text, parsed object, reject reason, detail) for each record of a JSON Lines or JSON array file.
 
-    A file that cannot be read to its end yields what it holds up to the fault, then an
-    ``unreadable_file`` reject on the line after (a JSON array: one reject, on line 1).
+    A file that cannot be read to its end yields its whole lines before the fault, then an
+    ``unreadable_file`` reject on the next line, with the text of the line the fault cut
+    as its raw (a JSON array: one reject, on line 1).
     """
     data, fault = _read(path)
     text = data.decode("utf-8", errors="replace")
@@ -208,6 +214,10 @@ def _records(path: str) -> Iterator[tuple[int, str | None, Any, str | None, str 
         for index, item in enumerate(items, start=1):
             yield index, None, item, None, None
         return
+    partial = None
+    if fault is not None:  # the line the fault cut is part of the reject, not a broken_json of its own
+        whole = text.rfind("\n") + 1
+        text, partial = text[:whole], text[whole:] or None
     number = 0
     for number, line in enumerate(io.StringIO(text), start=1):
         if not line.strip():
@@ -217,7 +227,7 @@ def _records(path: str) -> Iterator[tuple[int, str | None, Any, str | None, str 
         except json.JSONDecodeError as exc:
             yield number, line, None, "broken_json", str(exc)
     if fault is not None:
-        yield number + 1, None, None, "unreadable_file", f"{fault} (after {number} lines)"
+        yield number + 1, partial, None, "unreadable_file", f"{fault} (after {number} whole lines)"
 
 
 def parse_file(path: str) -> list[dict[str, Any]]:
@@ -319,7 +329,7 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
         tables.merge(spark, cfg, BRONZE_ISSUES, bronze, update_condition=NEWER)
         by_reason = {}
         if rejected:
-            tables.merge(spark, cfg, BRONZE_REJECTS, rejects)
+            tables.merge(spark, cfg, BRONZE_REJECTS, rejects, update_condition=CHANGED_REJECT)
             by_reason = {r["reason"]: r["count"] for r in rejects.groupBy("reason").count().collect()}
     finally:
         parsed.unpersist()

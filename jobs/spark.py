@@ -9,6 +9,7 @@ process), or a shared metastore at ``spark.metastore_uri``.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import glob
 import os
@@ -85,25 +86,34 @@ def ensure_metastore_free(cfg: Config) -> None:
     """Refuse an embedded metastore that another process has open (Derby admits one process at a time).
 
     Derby holds a POSIX lock on ``dbex.lck`` while it runs; the lock file a killed process
-    leaves behind holds none, so it does not count.
+    leaves behind holds none, so it does not count. The check comes before Spark starts, so two
+    commands started in the same instant can both pass it; the second then fails in Derby.
 
     Raises:
-        SparkSetupError: another process holds the lock.
+        SparkSetupError: another process holds the lock, or the lock file cannot be opened.
     """
     if cfg.spark.metastore_uri:
         return
     metastore = _local_metastore(cfg)
     try:
-        with open(metastore / "dbex.lck", "rb+") as handle:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.lockf(handle, fcntl.LOCK_UN)
+        handle = open(metastore / "dbex.lck", "rb+")
     except FileNotFoundError:
         return
-    except OSError:
-        raise SparkSetupError(
-            f"the warehouse's embedded metastore ({metastore}) is open in another process, and Derby admits one at a time: "
-            "wait for that issuerisk command to finish, use another --warehouse, or share a Hive metastore (spark.metastore_uri)"
-        ) from None
+    except OSError as exc:
+        raise SparkSetupError(f"cannot open the embedded metastore's lock file ({exc}): the warehouse {cfg.project.warehouse!r} must be writable by this user") from None
+    with handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                return  # locks unsupported here (e.g. some network file systems): let Derby decide
+            advice = ("wait for that issuerisk command to finish or share a Hive metastore (spark.metastore_uri); every object-store warehouse of this user uses this one"
+                      if "://" in cfg.project.warehouse else
+                      "wait for that issuerisk command to finish, use another --warehouse, or share a Hive metastore (spark.metastore_uri)")
+            raise SparkSetupError(
+                f"the warehouse's embedded metastore ({metastore}) is open in another process, and Derby admits one at a time: {advice}"
+            ) from None
+        fcntl.lockf(handle, fcntl.LOCK_UN)
 
 
 def get_spark(cfg: Config) -> SparkSession:
@@ -113,7 +123,7 @@ def get_spark(cfg: Config) -> SparkSession:
         SparkSetupError: Java is missing, the Delta jars cannot be resolved, or another process
             has the warehouse's embedded metastore open (:func:`ensure_metastore_free`).
     """
-    if SparkContext._active_spark_context is None:  # a running session of this process holds the lock itself
+    if SparkContext._gateway is None:  # this process's JVM (also after spark.stop()) holds the lock itself
         ensure_metastore_free(cfg)
     try:
         spark = builder_for(cfg).getOrCreate()

@@ -69,7 +69,8 @@ def merge(spark: SparkSession, cfg: Config, spec: TableSpec, df: DataFrame, upda
 
     With an ``update_condition``, source rows whose match it rejects are dropped first (an
     anti-join on the key and the condition), so a rerun of unchanged input rewrites no file
-    and commits no version.
+    and commits no version. This takes the key to be unique in the target, as every write
+    to these tables is this MERGE of a source with one row per key.
 
     Into a table without data files the MERGE has inserts only, and says so: Delta then
     runs it in one pass without first copying the source to local disk. It still joins

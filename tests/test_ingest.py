@@ -72,11 +72,17 @@ def test_a_cut_gzip_file_keeps_its_readable_lines_and_is_rejected_after_them(tmp
     assert accepted and [r["number"] for r in accepted] == list(range(1, len(accepted) + 1))
     last = rows[-1]
     assert last["reason"] == "unreadable_file" and "cut short" in last["detail"]
-    assert last["source_line"] == rows[-2]["source_line"] + 1
+    assert last["source_line"] == rows[-2]["source_line"] + 1 and f"after {len(accepted)} whole lines" in last["detail"]
+    assert [r for r in rows if r.get("reason") == "broken_json"] == []  # the line the cut ends in is the reject's raw
+    assert last["raw"].startswith('{"')
     members = tmp_path / "members.jsonl.gz"  # two gzip members read in chunks smaller than each
     members.write_bytes(gzip.compress(b'{"a": 1}\n' * 50) + gzip.compress(b"{broken\n"))
     monkeypatch.setattr(ingest, "GZIP_CHUNK", 16)
     assert [(r["source_line"], r["reason"]) for r in parse_file(str(members))][-2:] == [(50, "missing_field"), (51, "broken_json")]
+    garbage = tmp_path / "garbage.jsonl.gz"  # bytes after the last member that are not gzip: every line kept, then the reject
+    garbage.write_bytes(gzip.compress(b'{"a": 1}\n' * 3) + b"junk")
+    assert [(r["source_line"], r["reason"]) for r in parse_file(str(garbage))] == [(1, "missing_field"), (2, "missing_field"), (3, "missing_field"), (4, "unreadable_file")]
+    assert "4 bytes after gzip member 1 are not gzip data" in parse_file(str(garbage))[-1]["detail"]
     not_gzip = tmp_path / "plain.json.gz"
     not_gzip.write_text(json.dumps([issue(REPO, 1, "one")]))
     assert [(r["source_line"], r["reason"]) for r in parse_file(str(not_gzip))] == [(1, "unreadable_file")]
@@ -108,10 +114,11 @@ def test_ingest_merges_rejects_and_is_idempotent(ctx, tmp_path):
     assert [r["framework"] for r in before] == ["pytorch"] * 5
     assert json.loads(before[0]["raw_json"])["number"] == 1
 
-    version = tables.version(spark, cfg, "bronze_issues")
+    versions = [tables.version(spark, cfg, name) for name in ("bronze_issues", "bronze_rejects")]
     again = ingest.run(ctx, [str(src)], framework="pytorch")
-    assert again["new_issues"] == 0
-    assert tables.version(spark, cfg, "bronze_issues") == version  # nothing changed, so nothing was rewritten or committed
+    assert again["new_issues"] == 0 and again["rejected"] == 3
+    # nothing changed, so nothing was rewritten or committed
+    assert [tables.version(spark, cfg, name) for name in ("bronze_issues", "bronze_rejects")] == versions
     after = tables.read(spark, cfg, "bronze_issues").orderBy("number").collect()
     assert [(r["number"], r["updated_at"], r["run_id"]) for r in after] == [(r["number"], r["updated_at"], r["run_id"]) for r in before]
     assert tables.read(spark, cfg, "bronze_rejects").count() == 3
