@@ -12,6 +12,7 @@ Silver is a pure function of bronze and config, so it is rebuilt whole.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,10 +243,10 @@ def build_silver(bronze: DataFrame, descriptions: dict[str, str], cfg: Config, r
     ).collect()
     tagged = tag_repositories(per_repository, cfg.frameworks, run_id)
     primary = {repository: framework for repository, _, framework, *_ in tagged}
-    kept_by_framework: dict[str, int] = {}
+    kept_by_framework: Counter[str] = Counter()
     for row in per_repository:
         if row["kept"]:
-            kept_by_framework[primary[row["repository"]]] = kept_by_framework.get(primary[row["repository"]], 0) + row["kept"]
+            kept_by_framework[primary[row["repository"]]] += row["kept"]
     repos = bronze.sparkSession.createDataFrame(tagged, SILVER_REPOSITORIES.spark)
     silver = (
         issues.where(~pull).drop("framework", "is_pull_request")
@@ -259,7 +260,7 @@ def build_silver(bronze: DataFrame, descriptions: dict[str, str], cfg: Config, r
         .withColumn("run_id", F.lit(run_id))
     )
     excluded = verdicts.where(reason.isNotNull()).select("repository", "number", "reason", "detail").withColumn("run_id", F.lit(run_id))
-    return Silver(silver, excluded, repos, {r: sum(row[f"n_{r}"] for row in per_repository) for r in REASONS}, kept_by_framework)
+    return Silver(silver, excluded, repos, {r: sum(row[f"n_{r}"] for row in per_repository) for r in REASONS}, dict(kept_by_framework))
 
 
 def _descriptions(ctx: Context) -> dict[str, str]:
