@@ -31,18 +31,19 @@ COMMITS = 5
 
 def measure(url: str, warehouse: str, repos: list[str], concurrency: int) -> list:
     """One crawl of ``repos`` at ``concurrency`` into a fresh warehouse: a row of the table."""
-    from conf import load_config
+    from issuerisk.conf import load_config
     from issuerisk.context import Context
-    from jobs import crawl
-    from jobs.runs import Run
+    from issuerisk.github import crawl
+    from issuerisk.lakehouse import ArrowTables
+    from issuerisk.ledger import Run
 
     cfg = load_config(environ={"ISSUERISK_WAREHOUSE": warehouse, "ISSUERISK_GITHUB_API_URL": url}).updated("github", concurrency=concurrency)
     warm = cfg.updated("project", database="warmup").updated("github", raw_dir="warmup")
-    crawl.run(Context(cfg=warm, run=Run(warm, "bench"), progress=False), repos=repos[:1], no_ingest=True)
+    crawl.run(Context.open(warm, Run(warm, "bench"), progress=False), repos=repos[:1], no_ingest=True)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    result = crawl.run(Context(cfg=cfg, run=Run(cfg, "bench"), progress=False), repos=repos, no_ingest=True)
+    result = crawl.run(Context.open(cfg, Run(cfg, "bench"), progress=False), repos=repos, no_ingest=True)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    store = crawl.CheckpointStore(cfg.table_path(crawl.CRAWL_CHECKPOINTS.name))
+    store = crawl.CheckpointStore(ArrowTables(cfg))
     checkpoints = list(store.load().values())
     commit0 = time.process_time()
     for _ in range(COMMITS):

@@ -1,13 +1,12 @@
-"""Benchmark embeddings (Ray pool vs one process, transformer vs static) and UMAP + HDBSCAN at scale.
+"""Benchmark embeddings (Ray pool vs one process) and UMAP + HDBSCAN at scale.
 
 Run ``.venv/bin/python -m bench.embed_cluster`` (flags keep it short: ``--texts``,
 ``--sizes``, ``--skip-embed``, ``--skip-cluster``). Part (a) embeds real issue
 texts (title + body cut to ``--words`` words, as an extractive summary would be)
-with the transformer, the distilled static model and the static model aligned
-on other real texts, and reports texts/s, the share of this CPU's fp32 matmul
-rate, cosine to the plain model and the clustering ARI against the full
-transformer's clustering, beside the transformer's own ARI between two UMAP seeds
-(the ceiling any backend can reach).
+with the transformer in one process and through the stage's Ray pool, and
+reports texts/s, the share of this CPU's fp32 matmul rate and the cosine of the
+pool's vectors to the plain ones. Seed-to-seed agreement of the clustering is
+``python -m bench.stability``.
 Part (b) fits UMAP + HDBSCAN on synthetic planted clusters in fresh processes
 (so peak memory and the numba JIT are measured apart): seeded, unseeded and
 BERTopic's default settings, with the ARI against the planted labels.
@@ -86,97 +85,66 @@ def _timed(fn, *args):
     return out, time.perf_counter() - t0
 
 
-def _cluster_labels(vectors: np.ndarray, seed: int) -> np.ndarray:
-    from ray_tasks.cluster_backends import ClusterParams, get_backend
-
-    return get_backend("cpu").fit(vectors, ClusterParams(min_cluster_size=10, seed=seed), with_coords=False).labels
-
-
 def bench_embed(args) -> list[list]:
-    """Part (a): plain vs Ray pool for each backend on real texts, and each backend's agreement with the transformer."""
+    """Part (a): the transformer in one process and through the Ray pool, on real texts."""
     import pyarrow as pa
     import ray
     import torch
-    from sklearn.metrics import adjusted_rand_score
 
-    from conf.settings import EmbedConfig, RayConfig
-    from ray_tasks.embed import EmbedPool, by_length, plan_pool
-    from ray_tasks.encoders import EncoderSpec, align_static, build_encoder, distill_static, static_model_dir
-    from ray_tasks.models import packaged_minilm_path
-    from ray_tasks.runtime import init_ray
+    from issuerisk.conf.settings import EmbedConfig, RayConfig
+    from issuerisk.ray_tasks.embed import EmbedPool, by_length, plan_pool
+    from issuerisk.ray_tasks.encoders import EncoderSpec, build_encoder
+    from issuerisk.ray_tasks.models import packaged_minilm_path
+    from issuerisk.ray_tasks.runtime import init_ray
 
     torch.set_num_threads(os.cpu_count() or 1)
-    path = packaged_minilm_path()
-    pool_texts = real_texts(args.texts + args.align_texts, args.words)
-    texts, align_texts = pool_texts[:args.texts], pool_texts[args.texts:]  # disjoint: the alignment never sees the texts it is judged on
+    texts = real_texts(args.texts, args.words)
     gflops = matmul_gflops()
     init_ray(RayConfig(num_cpus=os.cpu_count()))
-    static_dir = distill_static(path, static_model_dir(args.static_cache, "all-MiniLM-L6-v2", args.static_dims), args.static_dims)
-    rows, reference, ref_labels, transformer = [], None, None, None
-    for name in ("transformer", "static (distilled)", "static (aligned)"):
-        backend = name.split()[0]
-        cfg = EmbedConfig(backend=backend, max_seq_length=args.max_seq_length, batch_size=args.batch_size)
-        plan = plan_pool(cfg, ray.cluster_resources().get("CPU", 1), 0)
-        model_path = path
-        if name == "static (distilled)":
-            model_path = str(static_dir)
-        elif name == "static (aligned)":
-            model_path = str(align_static(static_dir, Path(tempfile.mkdtemp(prefix="aligned-")) / "m", align_texts, transformer.encode(align_texts)))
-        spec = EncoderSpec(backend=backend, model="all-MiniLM-L6-v2", path=model_path, max_seq_length=args.max_seq_length,
-                           batch_size=args.batch_size, threads=plan.threads)
-        encoder = build_encoder(spec)
-        encoder.encode(texts[:8])
-        plain, plain_s = _timed(encoder.encode, texts)
-        per_text, ceiling = "", ""
-        if backend == "transformer":
-            transformer = encoder
-            tokens = np.mean([min(len(ids), args.max_seq_length) for ids in encoder.model.tokenizer(texts)["input_ids"]])
-            per_text = transformer_flops_per_token(encoder.model[0].auto_model.config) * tokens
-            reference, ref_labels = plain, _cluster_labels(plain, 42)
-            ceiling = float(adjusted_rand_score(ref_labels, _cluster_labels(plain, 43)))
-
-        pool = EmbedPool(spec, plan, max_in_flight=2)
-        # The stage's path: length-sorted windows cut into tasks (ray_tasks.embed.by_length).
-        ordered = pa.Table.from_batches(list(by_length(pa.table({"key": np.arange(len(texts)), "text": texts}).to_batches(), len(texts))))
-        batches = [pa.Table.from_batches([b]) for b in ordered.to_batches(max_chunksize=args.rows_per_task)]
-        results, pool_s = _timed(lambda: list(pool.map(batches)))
-        pool.close()
-        pooled = np.empty_like(plain)
-        for batch, vectors in results:
-            pooled[batch.column("key").to_numpy()] = vectors
-        labels = ref_labels if backend == "transformer" else _cluster_labels(plain, 42)
-        cos_pool = float(np.mean(np.sum(pooled * plain, axis=1)))
-        cos_ref = float(np.mean(np.sum(plain * reference, axis=1))) if plain.shape[1] == reference.shape[1] else float("nan")
-        sim_corr = float(np.corrcoef((plain @ plain.T).ravel(), (reference @ reference.T).ravel())[0, 1])
-        ari = float(adjusted_rand_score(ref_labels, labels))
-        for where, seconds in (("one process", plain_s), (f"Ray pool x{plan.actors}", pool_s)):
-            rate = len(texts) / seconds
-            share = f"{rate * per_text / 1e9 / gflops:.2f}" if per_text else "-"
-            agreement = f"{ari:.3f}" + (f" (seed 43: {ceiling:.3f})" if ceiling != "" else "")
-            rows.append([name, where, len(texts), round(rate, 1), round(plain_s / seconds, 3), share,
-                         round(cos_pool if "Ray" in where else cos_ref, 4), round(sim_corr, 3), agreement])
+    plan = plan_pool(EmbedConfig(max_seq_length=args.max_seq_length, batch_size=args.batch_size), ray.cluster_resources().get("CPU", 1), 0)
+    spec = EncoderSpec(model="all-MiniLM-L6-v2", path=packaged_minilm_path(), max_seq_length=args.max_seq_length,
+                       batch_size=args.batch_size, threads=plan.threads)
+    encoder = build_encoder(spec)
+    encoder.encode(texts[:8])
+    plain, plain_s = _timed(encoder.encode, texts)
+    tokens = np.mean([min(len(ids), args.max_seq_length) for ids in encoder.model.tokenizer(texts)["input_ids"]])
+    per_text = transformer_flops_per_token(encoder.model[0].auto_model.config) * tokens
+    pool = EmbedPool(spec, plan, max_in_flight=2)
+    # The stage's path: length-sorted windows cut into tasks (ray_tasks.embed.by_length).
+    ordered = pa.Table.from_batches(list(by_length(pa.table({"key": np.arange(len(texts)), "text": texts}).to_batches(), len(texts))))
+    batches = [pa.Table.from_batches([b]) for b in ordered.to_batches(max_chunksize=args.rows_per_task)]
+    results, pool_s = _timed(lambda: list(pool.map(batches)))
+    pool.close()
     ray.shutdown()
-    print(f"fp32 matmul rate: {gflops:.1f} GFLOP/s; mean tokens per text capped at {args.max_seq_length}; "
-          f"static alignment fitted on {len(align_texts):,} other real texts")
-    return rows
+    pooled = np.empty_like(plain)
+    for batch, vectors in results:
+        pooled[batch.column("key").to_numpy()] = vectors
+    cosine = float(np.mean(np.sum(pooled * plain, axis=1)))
+    print(f"fp32 matmul rate: {gflops:.1f} GFLOP/s; mean tokens per text {tokens:.1f} (capped at {args.max_seq_length})")
+    return [[where, len(texts), round(len(texts) / seconds, 1), round(plain_s / seconds, 3), f"{len(texts) / seconds * per_text / 1e9 / gflops:.2f}",
+             round(cosine, 5) if "Ray" in where else 1.0]
+            for where, seconds in (("one process", plain_s), (f"Ray pool x{plan.actors}", pool_s))]
 
 
 def cluster_worker(spec: dict) -> dict:
     """Run one timed UMAP + HDBSCAN fit in this (fresh) process; JIT warm-up on 300 points is timed apart."""
     from sklearn.metrics import adjusted_rand_score
 
-    from ray_tasks.cluster_backends import ClusterParams, enable_jit_cache, get_backend
+    from issuerisk.conf.settings import ClusterConfig
+    from issuerisk.ray_tasks.cluster_backends import enable_jit_cache, get_backend
 
     t0 = time.perf_counter()
     if spec["jit_cache"]:
         enable_jit_cache(spec["jit_cache"])
-    params = ClusterParams(**spec["params"])
+    settings = dict(spec["params"])
+    seed = settings.pop("seed")
+    params = ClusterConfig(**settings)
     backend = get_backend("cpu")
     warm, _ = planted_vectors(300, 5, spec["dim"], seed=1)
-    backend.fit(warm, params, with_coords=False)
+    backend.fit(warm, params, seed, with_coords=False)
     jit_s = time.perf_counter() - t0
     vectors, labels = planted_vectors(spec["n"], spec["clusters"], spec["dim"], seed=spec["seed"])
-    result, fit_s = _timed(backend.fit, vectors, params, False)
+    result, fit_s = _timed(backend.fit, vectors, params, seed, False)
     return {"jit_s": jit_s, "fit_s": fit_s, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "ari": float(adjusted_rand_score(labels, result.labels)), "clusters": result.n_clusters}
 
@@ -209,13 +177,10 @@ def main(argv: list[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--texts", type=int, default=2000, help="real issue texts for part (a)")
-    p.add_argument("--align-texts", type=int, default=2000, help="other real texts the aligned static model is fitted on")
     p.add_argument("--words", type=int, default=96, help="body words kept per text (summary length)")
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--rows-per-task", type=int, default=512)
-    p.add_argument("--static-dims", type=int, default=256)
-    p.add_argument("--static-cache", default=str(REPO / "warehouse" / "models" / "static"))
     p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10000, 40000])
     p.add_argument("--clusters", type=int, default=30)
     p.add_argument("--jit-cache", default=None, help="numba cache folder shared by the fits (default: a new temp folder)")
@@ -228,8 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.skip_embed:
         table("(a) embedding on real issue texts (MiniLM-L6)",
-              ["backend", "where", "texts", "texts/s", "x plain", "share of matmul", "cosine (pool vs plain | vs transformer)", "sim. corr. vs transformer", "HDBSCAN ARI vs transformer (its own, other seed)"],
-              bench_embed(args))
+              ["where", "texts", "texts/s", "x plain", "share of matmul", "cosine to plain"], bench_embed(args))
     if not args.skip_cluster:
         table("(b) UMAP + HDBSCAN on planted clusters, 384-d, each in a fresh process",
               ["settings", "points", "JIT", "JIT + warm-up s", "fit s", "peak MiB", "clusters", "ARI vs planted"],

@@ -101,12 +101,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=200)
     args = parser.parse_args()
 
-    from conf import load_config
+    from issuerisk.conf import load_config
     from issuerisk.context import Context
     from issuerisk.display import table
-    from jobs import filter as silver_filter
-    from jobs import ingest, tables
-    from jobs.runs import Run
+    from issuerisk.jobs import filter as silver_filter
+    from issuerisk.jobs import ingest
+    from issuerisk.ledger import Run
 
     with tempfile.TemporaryDirectory() as tmp:
         data, wh = Path(tmp) / "data", Path(tmp) / "wh"
@@ -116,7 +116,7 @@ def main() -> None:
         gen = time.perf_counter() - t0
         env = {**os.environ, "ISSUERISK_WAREHOUSE": str(wh)}
         cfg = load_config(environ=env)
-        ctx = Context(cfg=cfg, run=Run(cfg, "bench"), progress=False)
+        ctx = Context.open(cfg, Run(cfg, "bench"), progress=False)
         t0 = time.perf_counter()
         ctx.spark  # noqa: B018  (start Spark and create the tables outside the timed steps)
         start = time.perf_counter() - t0
@@ -128,11 +128,11 @@ def main() -> None:
         t_filter = time.perf_counter() - t0
         # The same files again in the same JVM: every issue matches one in bronze and none is newer, and
         # neither step pays the JVM's first-use compilation (the target is measured cold, above).
-        version = tables.version(ctx.spark, cfg, "bronze_issues")
+        version = ctx.lake.spark.version("bronze_issues")
         t0 = time.perf_counter()
         again = ingest.run(ctx, [str(data)])
         t_ingest2 = time.perf_counter() - t0
-        version_after = tables.version(ctx.spark, cfg, "bronze_issues")
+        version_after = ctx.lake.spark.version("bronze_issues")
         t0 = time.perf_counter()
         silver_filter.run(ctx)
         t_filter2 = time.perf_counter() - t0

@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from conf.settings import LLMConfig, SummarizeConfig
+from issuerisk.conf.settings import LLMConfig, SummarizeConfig
 from issuerisk.display import table
-from jobs.summarize import summarize_all
-from jobs.summarizers import make_summarizer
-from jobs.summarizers.extractive import summarize
+from issuerisk.jobs.summarize import summarize_all
+from issuerisk.summarizers import make_summarizer
+from issuerisk.summarizers.extractive import summarize
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lai2024-ml-issues" / "issues"
 

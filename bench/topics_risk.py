@@ -44,10 +44,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from jobs.compare import comparison_rows, contingency
-    from jobs.report import build_view, render
-    from jobs.risk import assess_scopes, risk_rows
-    from jobs.topics import fit_topics
+    from issuerisk.analysis.compare import comparison_rows, contingency
+    from issuerisk.analysis.risk import assess_scopes, risk_rows
+    from issuerisk.analysis.topics import fit_topics
+    from issuerisk.report.report import build_view, render
 
     frame, vectors = synthetic(args.issues, args.clusters, args.dim)
     timings = []
@@ -67,7 +67,8 @@ def main() -> None:
     timings.append(("risk matrices (all + 3 frameworks)", time.perf_counter() - t0, len(rows)))
 
     t0 = time.perf_counter()
-    comparison, _ = comparison_rows("bench", contingency(frame), matrices)
+    grades = {(scope, r.cluster): r.grade for scope, rows_ in matrices.items() for r in rows_}
+    comparison, _ = comparison_rows("bench", contingency(frame, [r.cluster for r in matrices["all"]]), grades)
     timings.append(("chi-square comparison", time.perf_counter() - t0, len(comparison)))
 
     t0 = time.perf_counter()

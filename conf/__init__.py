@@ -1,5 +1,5 @@
 """Typed configuration: ``load_config()`` returns a validated, frozen :class:`Config`."""
 
-from conf.settings import Config, ConfigError, load_config, validate
+from issuerisk.conf.settings import Config, ConfigError, load_config, validate
 
 __all__ = ["Config", "ConfigError", "load_config", "validate"]

@@ -50,7 +50,7 @@ class ProjectConfig(_Section):
 
 
 class SparkConfig(_Section):
-    """How the one SparkSession is built (see ``jobs.spark``)."""
+    """How the one SparkSession is built (see ``issuerisk.lakehouse.spark_session``)."""
 
     master: str = "local[*]"
     app_name: str = "issuerisk"
@@ -133,20 +133,16 @@ class SummarizeConfig(_Section):
 class EmbedConfig(_Section):
     """Sentence embeddings in Ray actors."""
 
-    backend: Literal["transformer", "static"] = "transformer"
     model: str = "sentence-transformers/all-MiniLM-L6-v2"
     model_path: str | None = Field(None, description="Local folder of the model; None finds the packaged MiniLM or the HF cache (offline).")
     query_prefix: str = Field("", description="Prepended to every text, e.g. 'Instruct: ...\\nQuery: ' for e5-instruct models.")
     max_seq_length: int = Field(128, ge=8)
     batch_size: int = Field(64, ge=1)
     rows_per_task: int = Field(2048, ge=1, description="Rows read from Delta and merged per round trip.")
-    actors: int | None = Field(None, ge=1, description="None: one per GPU, else one per cpus_per_actor CPUs (one per CPU for the static backend).")
-    cpus_per_actor: int = Field(2, ge=1, description="CPUs (torch threads) per transformer actor on a CPU cluster.")
+    actors: int | None = Field(None, ge=1, description="None: one per GPU, else one per cpus_per_actor CPUs.")
+    cpus_per_actor: int = Field(2, ge=1, description="CPUs (torch threads) per actor on a CPU cluster.")
     max_in_flight: int = Field(2, ge=1, description="Batches queued per actor, so actors compute while the driver merges.")
     fp16_on_gpu: bool = True
-    static_dims: int = Field(256, ge=8, description="PCA dimensions of the distilled static model.")
-    static_align_texts: int = Field(2000, ge=0, description="Current summaries (a seeded sample) embedded once with the transformer to align the static model to it; 0 keeps the plain distilled model.")
-    static_cache_dir: str = "models/static"
 
 
 class ClusterConfig(_Section):
@@ -282,6 +278,17 @@ def _set_dotted(data: dict[str, Any], dotted: str, raw: str) -> None:
         node[parts[-1]] = raw
 
 
+def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``embed.model``) to values already parsed (command-line flags)."""
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return data
+
+
 def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
     """Apply ``ISSUERISK_WAREHOUSE``, ``ISSUERISK_GITHUB_API_URL`` and ``ISSUERISK__SECTION__KEY=value``."""
     if environ.get("ISSUERISK_WAREHOUSE"):
@@ -313,12 +320,14 @@ def validate(data: dict[str, Any]) -> Config:
         raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from None
 
 
-def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Config:
-    """Load a YAML config, apply environment overrides and validate.
+def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None,
+                overrides: dict[str, Any] | None = None) -> Config:
+    """Load a YAML config, apply environment overrides, then command-line overrides, and validate once.
 
     Args:
         path: YAML file; None reads ``ISSUERISK_CONFIG`` or ``conf/default.yaml``.
         environ: environment to read overrides from (``os.environ`` by default).
+        overrides: dotted keys set last (``{"project.warehouse": "/tmp/wh", "embed.model": "..."}``).
 
     Raises:
         ConfigError: the file is missing or unreadable, or a key is unknown or invalid.
@@ -333,7 +342,7 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, s
         raise ConfigError(f"config file {file} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {file} must hold a mapping of sections, got {type(data).__name__}")
-    data = _env_overrides(data, env)
+    data = _apply_overrides(_env_overrides(data, env), overrides or {})
     warehouse = data.get("project", {}).get("warehouse")
     if isinstance(warehouse, str) and "://" not in warehouse and not os.path.isabs(warehouse):
         data["project"]["warehouse"] = str(Path(warehouse).resolve())

@@ -1,52 +1,59 @@
-"""What every stage receives: the config, the run's manifest, and Spark and Ray started on first use.
+"""What every stage receives: the final config, the run's ledger row, the lakehouse, and Ray on demand.
 
-Stages never build a SparkSession or call ``ray.init`` themselves; they ask the
-context, so one command starts each at most once and tests inject their own.
+Stages never build a SparkSession, open a Delta table or call ``ray.init``
+themselves; they ask the context, so one command starts each engine at most
+once and tests inject their own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from conf import Config
-from jobs.runs import Run
+from issuerisk.conf import Config
+from issuerisk.lakehouse import Lakehouse
+from issuerisk.ledger import Run
 
 
 @dataclass
 class Context:
-    """Config, run manifest and lazily started engines for one command."""
+    """Config, run manifest, tables and engines for one command.
+
+    Attributes:
+        invoke: runs another registered stage by name within this run (the crawler hands its
+            files to ``ingest`` this way); set by the runner.
+    """
 
     cfg: Config
     run: Run
-    spark_session: Any = None
-    ray_started: bool = False
+    lake: Lakehouse
     progress: bool = True
-    _extra: dict[str, Any] = field(default_factory=dict)
+    invoke: Callable[..., dict[str, Any]] | None = None
+    ray_started: bool = field(default=False, init=False)
+
+    @classmethod
+    def open(cls, cfg: Config, run: Run, progress: bool = True, spark: Any = None) -> "Context":
+        """A context whose Spark starts on first use (with Delta and the catalog), or uses ``spark`` when given."""
+
+        def start_spark() -> Any:
+            from issuerisk.lakehouse.spark_session import get_spark
+
+            session = spark if spark is not None else get_spark(cfg)
+            run.record_spark(session)
+            return session
+
+        return cls(cfg=cfg, run=run, lake=Lakehouse(cfg, start_spark), progress=progress)
 
     @property
-    def spark(self):
-        """The one SparkSession (started with Delta and the catalog on first use)."""
-        if self.spark_session is None:
-            from jobs.spark import get_spark
-            from jobs.tables import ensure_tables
-
-            self.spark_session = get_spark(self.cfg)
-            ensure_tables(self.spark_session, self.cfg)
-        if "spark" not in self.run.runtime:
-            self.run.record_spark(self.spark_session)
-        return self.spark_session
+    def spark(self) -> Any:
+        """The one SparkSession."""
+        return self.lake.spark.spark
 
     def ray(self) -> None:
         """Start or join Ray as configured (at most once per command)."""
         if not self.ray_started:
-            from ray_tasks.runtime import init_ray
+            from issuerisk.ray_tasks.runtime import init_ray
 
             self.run.runtime.update(init_ray(self.cfg.ray))
             self.ray_started = True
-
-    def with_config(self, cfg: Config) -> "Context":
-        """The same command's context with a changed config (the run records the new one)."""
-        self.cfg = cfg
-        self.run.cfg = cfg
-        return self

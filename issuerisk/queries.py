@@ -1,4 +1,4 @@
-"""Ad hoc Spark SQL over the project's Delta tables, and the table listing."""
+"""Commands ``sql`` and ``tables``: ad hoc Spark SQL over the project's Delta tables, and the table listing."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 from issuerisk.context import Context
 from issuerisk.display import table
-from jobs import tables as delta_tables
-from schemas import TABLES
+from issuerisk.schemas import TABLES
+from issuerisk.stage import Option, Stage
 
 
 def sql(ctx: Context, query: str, format: str = "table", limit: int = 1000) -> dict[str, Any]:
@@ -41,10 +41,16 @@ def sql(ctx: Context, query: str, format: str = "table", limit: int = 1000) -> d
 
 def tables(ctx: Context) -> dict[str, Any]:
     """List every table with its meaning, row count and Delta version."""
-    spark, cfg = ctx.spark, ctx.cfg
-    rows = []
-    for name, spec in sorted(TABLES.items()):
-        df = delta_tables.read(spark, cfg, name)
-        rows.append([f"{cfg.project.database}.{name}", df.count(), delta_tables.version(spark, cfg, name), spec.doc])
+    spark_tables, cfg = ctx.lake.spark, ctx.cfg
+    rows = [[spark_tables.name(spec), spark_tables.read(spec).count(), spark_tables.version(spec), spec.doc] for _, spec in sorted(TABLES.items())]
     table(f"tables in {cfg.project.warehouse}", ["table", "rows", "version", "meaning"], rows)
     return {"tables": len(rows)}
+
+
+SQL = Stage(
+    "sql", "Run Spark SQL on the Delta tables", sql,
+    options=(Option(("query",), 'e.g. "SELECT framework, count(*) FROM issuerisk.silver_issues GROUP BY 1"'),
+             Option(("--format",), "output format", argparse={"choices": ("table", "csv", "json"), "default": "table"}),
+             Option(("--limit",), "rows to print at most", argparse={"type": int, "default": 1000})),
+)
+TABLES_COMMAND = Stage("tables", "List the tables with row counts and Delta versions", tables)

@@ -1,0 +1,1 @@
+"""Spark jobs (installed as ``issuerisk.jobs``): ingest, filter, summarize."""

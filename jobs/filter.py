@@ -22,35 +22,21 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from conf import Config
-from conf.settings import FilterConfig
+from issuerisk.conf import Config
+from issuerisk.conf.settings import FilterConfig
 from issuerisk.context import Context
 from issuerisk.display import table
-from jobs import tables
-from jobs.frameworks import EVIDENCE, evidence_aggregates, issue_evidence, tag_repositories
-from jobs.text_kernels import language_identifier, minhash_signatures, shingle_hashes
-from schemas.lakehouse import BRONZE_ISSUES, SILVER_EXCLUDED, SILVER_ISSUES, SILVER_REPOSITORIES
+from issuerisk.schemas.crawl import BRONZE_REPOS
+from issuerisk.schemas.lakehouse import BRONZE_ISSUES, SILVER_EXCLUDED, SILVER_ISSUES, SILVER_REPOSITORIES
+from issuerisk.stage import Stage
+from issuerisk.text.frameworks import EVIDENCE, evidence_aggregates, issue_evidence, tag_repositories
+from issuerisk.text.kernels import language_identifier, minhash_signatures, shingle_hashes
+from issuerisk.text.repos import repo_keyword
 
 REASONS = ("pull_request", "bot_author", "excluded_repository", "non_english_repository", "non_english", "duplicate")
 _CODE = re.compile(r"```.*?(```|$)|`[^`\n]*`|https?://\S+|<[^>]+>|^\s*(File \"|at |\w+Error|Traceback).*$", re.S | re.M)
-_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z])(?=[A-Z])")
 _ALNUM_ONLY = bytes(c if 48 <= c <= 57 or 97 <= c <= 122 else 32 for c in range(256))
 _LANG = {}
-
-
-def repo_keyword(repository: str, description: str | None, keywords: list[str]) -> str | None:
-    """The first exclusion keyword that appears as a word of the repository's name or description.
-
-    Words are split on punctuation and camelCase, so ``DeepLearningTutorials`` matches
-    ``tutorial`` while ``notebooks`` does not match ``book``; plurals count.
-    """
-    name = repository.split("/", 1)[-1]
-    for source, text in (("name", name), ("description", description or "")):
-        words = {w.lower() for w in _WORD_SPLIT.split(text) if w}
-        for kw in keywords:
-            if kw.lower() in words or kw.lower() + "s" in words:
-                return f"{kw} in {source}"
-    return None
 
 
 def language_text(title: str, body: str | None) -> str:
@@ -161,7 +147,7 @@ def repository_verdicts(issues: pa.Table, cfg: FilterConfig, descriptions: dict[
 
     ``pull_request`` and ``bot_author`` per issue, then ``excluded_repository`` (the
     repository's name or description), then :func:`judge_texts` on the issues still
-    kept. Evidence (:func:`jobs.frameworks.issue_evidence`) is taken from every issue
+    kept. Evidence (:func:`issuerisk.text.frameworks.issue_evidence`) is taken from every issue
     that is not a pull request, bots included.
 
     Args:
@@ -265,21 +251,19 @@ def build_silver(bronze: DataFrame, descriptions: dict[str, str], cfg: Config, r
 
 def _descriptions(ctx: Context) -> dict[str, str]:
     """Repository descriptions from the crawler's ``bronze_repos`` (empty when nothing was discovered)."""
-    if tables.data_files(ctx.spark, ctx.cfg, "bronze_repos") == 0:
-        return {}
-    rows = tables.read(ctx.spark, ctx.cfg, "bronze_repos").where("description IS NOT NULL").select("repository", "description").collect()
-    return {r["repository"]: r["description"] for r in rows}
+    rows = ctx.lake.arrow.read(BRONZE_REPOS, columns=["repository", "description"]).to_pylist()
+    return {r["repository"]: r["description"] for r in rows if r["description"] is not None}
 
 
 def run(ctx: Context) -> dict[str, Any]:
     """Rebuild silver_issues, silver_excluded and silver_repositories from bronze; print counts per reason."""
-    spark, cfg = ctx.spark, ctx.cfg
-    ctx.run.read(BRONZE_ISSUES.name, "bronze_repos")
-    bronze = tables.read(spark, cfg, BRONZE_ISSUES.name).drop("raw_json").persist()
+    cfg, tables = ctx.cfg, ctx.lake.spark
+    spark = tables.spark
+    ctx.run.read(BRONZE_ISSUES.name, BRONZE_REPOS.name)
+    bronze = tables.read(BRONZE_ISSUES).drop("raw_json").persist()
     try:
         silver = build_silver(bronze, _descriptions(ctx), cfg, ctx.run.run_id)
-        tables.overwrite_all(spark, cfg, [(SILVER_REPOSITORIES, silver.repositories), (SILVER_EXCLUDED, silver.excluded),
-                                          (SILVER_ISSUES, silver.issues)])
+        tables.overwrite_all([(SILVER_REPOSITORIES, silver.repositories), (SILVER_EXCLUDED, silver.excluded), (SILVER_ISSUES, silver.issues)])
     finally:
         bronze.unpersist()
         spark.catalog.clearCache()
@@ -291,3 +275,9 @@ def run(ctx: Context) -> dict[str, Any]:
           [[reason, counts.get(reason, 0), f"{counts.get(reason, 0) / max(total, 1):.1%}"] for reason in REASONS]
           + [["kept in silver_issues", kept, f"{kept / max(total, 1):.1%}"]])
     return {"bronze": total, "silver": kept, "excluded": {r: n for r, n in counts.items() if n}, "silver_by_framework": frameworks}
+
+
+STAGE = Stage(
+    "filter", "Build silver_issues from bronze: drop PRs, bots, non-English, duplicates, tutorial/UI repos", run,
+    reads=(BRONZE_ISSUES.name, BRONZE_REPOS.name), writes=(SILVER_ISSUES.name, SILVER_EXCLUDED.name, SILVER_REPOSITORIES.name),
+)

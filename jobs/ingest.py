@@ -24,16 +24,16 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from issuerisk.constants import FRAMEWORKS
 from issuerisk.context import Context
 from issuerisk.display import table
-from jobs import tables
-from schemas.lakehouse import BRONZE_ISSUES, BRONZE_REJECTS
+from issuerisk.schemas.lakehouse import BRONZE_ISSUES, BRONZE_REJECTS
+from issuerisk.stage import FRAMEWORK, PATHS, Stage
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 RAW_LIMIT = 65536
 GZIP_CHUNK = 1 << 18
 GZIP_MAGIC = b"\x1f\x8b"
-FRAMEWORKS = ("pytorch", "tensorflow", "keras")
 
 
 class IngestError(ValueError):
@@ -315,10 +315,12 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
     """
     if framework is not None and framework not in FRAMEWORKS:
         raise IngestError(f"framework {framework!r} is not one of {FRAMEWORKS}; omit --framework to infer it per repository")
-    spark, cfg = ctx.spark, ctx.cfg
+    cfg = ctx.cfg
     files = find_files(paths)
+    tables = ctx.lake.spark
+    spark = tables.spark
     ctx.run.read(BRONZE_ISSUES.name)
-    before = tables.row_count(spark, cfg, BRONZE_ISSUES.name)
+    before = tables.row_count(BRONZE_ISSUES)
     parsed = parse(spark, files, cfg.ingest.batch_files).persist()
     try:
         counts = parsed.select(F.count(F.lit(1)).alias("records"), F.count("reason").alias("rejected"),
@@ -326,14 +328,14 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
         records, rejected = counts["records"], counts["rejected"]
         bronze = to_bronze(parsed, framework, ctx.run.run_id, repeated_keys=counts["issues"] < records - rejected)
         rejects = to_rejects(parsed, ctx.run.run_id)
-        tables.merge(spark, cfg, BRONZE_ISSUES, bronze, update_condition=NEWER)
+        tables.merge(BRONZE_ISSUES, bronze, update_condition=NEWER)
         by_reason = {}
         if rejected:
-            tables.merge(spark, cfg, BRONZE_REJECTS, rejects, update_condition=CHANGED_REJECT)
+            tables.merge(BRONZE_REJECTS, rejects, update_condition=CHANGED_REJECT)
             by_reason = {r["reason"]: r["count"] for r in rejects.groupBy("reason").count().collect()}
     finally:
         parsed.unpersist()
-    after = tables.row_count(spark, cfg, BRONZE_ISSUES.name)
+    after = tables.row_count(BRONZE_ISSUES)
     ctx.run.wrote(BRONZE_ISSUES.name, BRONZE_REJECTS.name)
     result = {"files": len(files), "records": records, "accepted": records - rejected, "rejected": rejected,
               "new_issues": after - before, "bronze_issues": after, "rejects_by_reason": by_reason}
@@ -343,3 +345,9 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
         table("rejected records", ["reason", "records"], sorted(by_reason.items()))
         print(f"  see: SELECT source_file, source_line, reason, detail FROM {cfg.project.database}.bronze_rejects")
     return result
+
+
+STAGE = Stage(
+    "ingest", "MERGE GitHub issue objects (JSON Lines / JSON arrays, gzip too) into bronze_issues", run,
+    writes=(BRONZE_ISSUES.name, BRONZE_REJECTS.name), options=(PATHS, FRAMEWORK),
+)

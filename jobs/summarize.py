@@ -18,26 +18,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from conf.settings import SummarizeConfig
-from jobs.sampling import sample_keys
-from jobs.summarizers import Outcome, Summarizer, SummaryIdentity, identity_of, make_summarizer
-from jobs.tables import merge, read
-from schemas.summaries import SILVER_SUMMARIES, SILVER_SUMMARY_FAILURES
+from issuerisk.context import Context
+from issuerisk.display import progress, table
+from issuerisk.lakehouse.spark_tables import SparkTables
+from issuerisk.sampling import sampled_keys
+from issuerisk.schemas.lakehouse import SILVER_ISSUES
+from issuerisk.schemas.summaries import SILVER_SUMMARIES, SILVER_SUMMARY_FAILURES
+from issuerisk.stage import Option, Stage
+from issuerisk.summarizers import Outcome, Summarizer, SummaryIdentity, make_summarizer
 
 KEY_SEPARATOR = "\x1f"
-
-
-def summary_identity(cfg_summarize: SummarizeConfig) -> tuple[str, str, str]:
-    """(summarizer, model, prompt_version) as the configured summarizer writes them into ``silver_summaries``.
-
-    The current summary of an issue is the row with this identity and the newest
-    ``created_at`` for its (repository, number).
-    """
-    return tuple(identity_of(cfg_summarize))
-
 
 def cache_key_column(identity: SummaryIdentity) -> Column:
     """Spark column: SHA-256 hex of identity, repository, number, title and body joined by U+001F."""
@@ -86,7 +79,7 @@ async def summarize_all(
     """Summarize ``issues`` (objects with ``title`` and ``body``) with ``summarizer.concurrency`` in flight,
     handing every ``batch_size`` results to ``flush`` (run in a thread, so requests continue meanwhile).
 
-    What was answered is flushed even when a :class:`~jobs.summarizers.SummarizerError` ends the run.
+    What was answered is flushed even when a :class:`~issuerisk.summarizers.SummarizerError` ends the run.
     """
     source = iter(issues)
     buffer: list[tuple[Any, Outcome]] = []
@@ -134,12 +127,33 @@ def _rows(batch: list[tuple[Any, Outcome]], identity: SummaryIdentity, run_id: s
     return done, failed
 
 
-def run(ctx, summarizer: str | None = None, limit: int | None = None) -> dict[str, Any]:
-    """Summarize the silver issues that have no summary for the configured summarizer yet.
+@dataclass(frozen=True)
+class Plan:
+    """What a summarize run has to do: the issues without a cached summary, in (repository, number) order."""
+
+    todo: list[Any]
+    issues: int
+    missing: int
+
+
+def plan(tables: SparkTables, issues: DataFrame, identity: SummaryIdentity, limit: int | None) -> Plan:
+    """Cache keys for ``issues`` (Spark), and the ones ``silver_summaries`` lacks (at most ``limit``)."""
+    keyed = issues.withColumn("cache_key", cache_key_column(identity)).cache()
+    try:
+        misses = keyed.join(tables.read(SILVER_SUMMARIES).select("cache_key"), "cache_key", "left_anti")
+        total, missing = keyed.count(), misses.count()
+        ordered = misses.orderBy("repository", "number")
+        todo = (ordered.limit(limit) if limit is not None else ordered).collect()
+    finally:
+        keyed.unpersist()
+    return Plan(todo, total, missing)
+
+
+def run(ctx: Context, limit: int | None = None) -> dict[str, Any]:
+    """Summarize the in-scope silver issues that have no summary for the configured summarizer yet.
 
     Args:
         ctx: the command's context.
-        summarizer: ``extractive`` or ``llm`` for this run (overrides ``summarize.summarizer``).
         limit: summarize at most this many uncached issues (in repository, number order).
 
     Returns:
@@ -153,59 +167,48 @@ def run(ctx, summarizer: str | None = None, limit: int | None = None) -> dict[st
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}; leave it out to summarize every issue")
-    if summarizer is not None and summarizer != ctx.cfg.summarize.summarizer:
-        ctx.with_config(ctx.cfg.updated("summarize", summarizer=summarizer))
-    cfg = ctx.cfg
+    cfg, tables = ctx.cfg, ctx.lake.spark
+    spark = tables.spark
     engine = make_summarizer(cfg.summarize)
     identity = engine.identity
-    spark = ctx.spark
-    ctx.run.read("silver_issues", "silver_summaries")
-
-    issues = read(spark, cfg, "silver_issues").select("repository", "number", "title", "body")
-    if cfg.project.sample_size is not None:
-        keys = [(r.repository, r.number) for r in issues.select("repository", "number").collect()]
-        chosen = sample_keys(keys, cfg.project.sample_size, cfg.project.seed)
-        if len(chosen) < len(keys):
-            issues = issues.join(F.broadcast(spark.createDataFrame(sorted(chosen), "repository string, number long")), ["repository", "number"])
-    issues = issues.withColumn("cache_key", cache_key_column(identity)).cache()
-    misses = issues.join(read(spark, cfg, "silver_summaries").select("cache_key"), "cache_key", "left_anti")
-    total = issues.count()
-    missing = misses.count()
-    todo = misses.orderBy("repository", "number")
-    todo = todo.limit(limit).collect() if limit is not None else todo.collect()
-    issues.unpersist()
+    ctx.run.read(SILVER_ISSUES.name, SILVER_SUMMARIES.name)
+    issues = tables.read(SILVER_ISSUES).select("repository", "number", "title", "body")
+    chosen = sampled_keys(ctx.lake.arrow, cfg)
+    if chosen is not None:
+        issues = issues.join(F.broadcast(spark.createDataFrame(sorted(chosen), "repository string, number long")), ["repository", "number"])
+    work = plan(tables, issues, identity, limit)
 
     def flush(batch: list[tuple[Any, Outcome]]) -> None:
         done, failed = _rows(batch, identity, ctx.run.run_id)
         if done:
-            merge(spark, cfg, SILVER_SUMMARIES, spark.createDataFrame(done, SILVER_SUMMARIES.spark))
+            tables.merge(SILVER_SUMMARIES, spark.createDataFrame(done, SILVER_SUMMARIES.spark))
         if failed:
-            merge(spark, cfg, SILVER_SUMMARY_FAILURES, spark.createDataFrame(failed, SILVER_SUMMARY_FAILURES.spark))
+            tables.merge(SILVER_SUMMARY_FAILURES, spark.createDataFrame(failed, SILVER_SUMMARY_FAILURES.spark))
 
-    from issuerisk.display import progress, table
-
-    tally = Tally()
-    with progress(len(todo), f"summarize ({identity.summarizer})", "issue", ctx.progress) as bar:
+    with progress(len(work.todo), f"summarize ({identity.summarizer})", "issue", ctx.progress) as bar:
         try:
-            tally = asyncio.run(summarize_all(engine, todo, flush, cfg.summarize.batch_size, on_done=lambda: bar.update(1)))
+            tally = asyncio.run(summarize_all(engine, work.todo, flush, cfg.summarize.batch_size, on_done=lambda: bar.update(1)))
         finally:
-            ctx.run.wrote("silver_summaries", "silver_summary_failures")
+            ctx.run.wrote(SILVER_SUMMARIES.name, SILVER_SUMMARY_FAILURES.name)
+    return _report(identity, work, tally)
+
+
+def _report(identity: SummaryIdentity, work: Plan, tally: Tally) -> dict[str, Any]:
     counts = {
         "summarizer": identity.summarizer,
         "model": identity.model,
         "prompt_version": identity.prompt_version,
-        "issues": total,
-        "cached": total - missing,
+        "issues": work.issues,
+        "cached": work.issues - work.missing,
         "summarized": tally.summarized,
         "failed": sum(tally.failed.values()),
         "failed_by_reason": dict(sorted(tally.failed.items())),
-        "not_attempted": missing - len(todo),
+        "not_attempted": work.missing - len(work.todo),
         "calls": tally.calls,
         "retries": tally.retries,
         "input_tokens": tally.input_tokens,
         "output_tokens": tally.output_tokens,
     }
-    ctx.run.stage("summarize", **counts)
     rows = [("summarized", tally.summarized), ("cached", counts["cached"])]
     rows += [(f"failed: {reason}", n) for reason, n in counts["failed_by_reason"].items()]
     if counts["not_attempted"]:
@@ -213,3 +216,11 @@ def run(ctx, summarizer: str | None = None, limit: int | None = None) -> dict[st
     rows += [("requests", tally.calls), ("retries", tally.retries), ("input tokens", tally.input_tokens), ("output tokens", tally.output_tokens)]
     table(f"summarize: {identity.summarizer} / {identity.model} / {identity.prompt_version}", ("", "issues"), rows)
     return counts
+
+
+STAGE = Stage(
+    "summarize", "Summarize silver issues into silver_summaries (cached)", run,
+    reads=(SILVER_ISSUES.name, SILVER_SUMMARIES.name), writes=(SILVER_SUMMARIES.name, SILVER_SUMMARY_FAILURES.name),
+    options=(Option(("--summarizer",), "override summarize.summarizer", "summarize.summarizer", {"choices": ("extractive", "llm")}),
+             Option(("--limit",), "summarize at most this many issues", argparse={"type": int})),
+)

@@ -1,37 +1,30 @@
-"""Cluster the current embeddings of the in-scope issues into ``gold_clusters`` (one set of rows per run).
+"""Stage ``cluster``: StandardScaler -> UMAP -> HDBSCAN on the current embeddings, as a Ray task, into ``gold_clusters``.
 
-Vectors are read with delta-rs in issue-key order (same input, same order), so
-a seeded run is repeatable; the fit runs in this process, so UMAP's numba code
-is compiled at most once per ``issuerisk run`` and, through numba's on-disk
-cache, mostly reused by later runs.
+The fit runs in a Ray task that asks for what its backend needs (one GPU for
+cuML, else one CPU for a seeded fit or every CPU for an unseeded one) and reads
+the vectors from Delta where it runs, so on a cluster the work lands on a worker
+node, not in the driver. Vectors are read in issue-key order (same input, same
+order), so a seeded run is repeatable. UMAP's numba code is cached on disk in
+``cluster.jit_cache_dir``, so only a machine's first fit pays the full compile.
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from conf import Config
-from conf.settings import ClusterConfig
-from ray_tasks.cluster_backends import ClusterParams, ClusterResult, enable_jit_cache, get_backend
-from ray_tasks.embed import current_vectors_sql, in_sample, merge_rows, model_id, query, restrict, summary_identity
-from schemas.ml import GOLD_CLUSTERS
-
-
-class NothingToClusterError(RuntimeError):
-    """No current embeddings exist for the configured model and summaries."""
-
-
-def params_from(cfg: ClusterConfig, seed: int | None) -> ClusterParams:
-    """The backend parameters of a cluster config with the run's seed (None: unseeded, multi-threaded)."""
-    return ClusterParams(
-        n_neighbors=cfg.n_neighbors, n_components=cfg.n_components, min_dist=cfg.min_dist, metric=cfg.metric,
-        min_cluster_size=cfg.min_cluster_size, min_samples=cfg.min_samples,
-        cluster_selection_method=cfg.cluster_selection_method, scale=cfg.scale, seed=seed,
-    )
+from issuerisk.conf import Config
+from issuerisk.lakehouse import ArrowTables
+from issuerisk.ray_tasks.cluster_backends import ClusterResult, enable_jit_cache, get_backend
+from issuerisk.schemas.ml import GOLD_CLUSTERS
+from issuerisk.stage import Option, Stage
+from issuerisk.vectors import load_current_vectors
 
 
 def jit_cache_dir(cfg: Config) -> str:
@@ -39,24 +32,6 @@ def jit_cache_dir(cfg: Config) -> str:
     if cfg.cluster.jit_cache_dir:
         return cfg.resolve_path(cfg.cluster.jit_cache_dir)
     return str(Path(cfg.project.warehouse.rstrip("/")).parent / ".numba_cache")
-
-
-def load_vectors(cfg: Config) -> tuple[pa.Table, np.ndarray]:
-    """Keys (repository, number) and the matrix of current vectors for the configured embedding model.
-
-    Raises:
-        NothingToClusterError: no vectors, or vectors of mixed dimensions.
-    """
-    model = model_id(cfg.embed)
-    batches = list(restrict(query(cfg, current_vectors_sql(summary_identity(cfg), model)), in_sample(cfg)))
-    rows = pa.Table.from_batches(batches) if batches else None
-    if rows is None or rows.num_rows == 0:
-        raise NothingToClusterError(f"no current embeddings for model {model!r}; run `issuerisk embed` first (with the same embed.backend)")
-    dims = set(rows.column("dim").to_pylist())
-    if len(dims) != 1:
-        raise NothingToClusterError(f"embeddings of model {model!r} have mixed dimensions {sorted(dims)}; rerun `issuerisk embed`")
-    flat = rows.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return rows.select(["repository", "number"]), flat.reshape(rows.num_rows, dims.pop()).astype(np.float32)
 
 
 def cluster_rows(keys: pa.Table, result: ClusterResult, model: str, run_id: str) -> pa.Table:
@@ -71,44 +46,75 @@ def cluster_rows(keys: pa.Table, result: ClusterResult, model: str, run_id: str)
     )
 
 
-def run(ctx, backend: str | None = None, unseeded: bool = False) -> dict:
-    """Fit StandardScaler -> UMAP -> HDBSCAN on the current embeddings and MERGE ``gold_clusters`` for this run.
-
-    Args:
-        ctx: the stage context.
-        backend: ``auto``, ``cpu`` or ``cuml``; None keeps ``cluster.backend``.
-        unseeded: multi-threaded UMAP without a seed (faster, not repeatable).
+def fit_and_store(cfg: Config, seed: int | None, run_id: str) -> dict[str, Any]:
+    """Read the current vectors, fit, and replace the run's ``gold_clusters`` rows (the body of the Ray task).
 
     Raises:
-        NothingToClusterError: nothing embedded yet.
+        issuerisk.vectors.NoVectorsError: nothing embedded yet.
         ClusterBackendError: the backend cannot run here.
         ValueError: too few points for the parameters.
     """
-    from issuerisk.display import progress, table
+    tables = ArrowTables(cfg)
+    keys, vectors = load_current_vectors(tables, cfg)
+    impl = get_backend(cfg.cluster.backend)
+    cached = enable_jit_cache(jit_cache_dir(cfg)) if impl.name == "cpu" else 0
+    t0 = time.perf_counter()
+    result = impl.fit(vectors, cfg.cluster, seed)
+    fit_s = time.perf_counter() - t0
+    tables.merge(GOLD_CLUSTERS, cluster_rows(keys, result, cfg.embed.model, run_id), how="replace_run", run_id=run_id)
+    import ray
+
+    return {"backend": impl.name, "issues": int(len(vectors)), "dim": int(vectors.shape[1]), "clusters": result.n_clusters,
+            "noise_share": round(float(np.mean(result.labels == -1)), 4), "jit_cached_functions": cached,
+            "fit_seconds": round(fit_s, 2), "node_id": ray.get_runtime_context().get_node_id(),
+            "host": platform.node(), "pid": os.getpid()}
+
+
+def task_resources(cfg: Config, seed: int | None, cluster_resources: dict[str, float]) -> dict[str, float]:
+    """What the fit asks Ray for: one GPU for cuML (``cuml``, or ``auto`` on a cluster with GPUs), else
+    one CPU seeded (UMAP is single-threaded then) or every CPU of the cluster unseeded."""
+    backend = cfg.cluster.backend
+    if backend == "cuml" or (backend == "auto" and cluster_resources.get("GPU", 0) >= 1):
+        return {"num_gpus": 1, "num_cpus": 1}
+    return {"num_cpus": 1 if seed is not None else max(1, int(cluster_resources.get("CPU", 1)))}
+
+
+def run(ctx) -> dict[str, Any]:
+    """Fit the clustering in a Ray task and replace this run's ``gold_clusters`` rows.
+
+    Raises:
+        issuerisk.vectors.NoVectorsError: nothing embedded yet.
+        ClusterBackendError: the backend cannot run where the task landed.
+        ValueError: too few points for the parameters.
+    """
+    import ray
+
+    from issuerisk.display import table
 
     cfg = ctx.cfg
-    seed = None if unseeded or not cfg.cluster.seeded else cfg.project.seed
+    seed = cfg.project.seed if cfg.cluster.seeded else None
     ctx.run.seeds["cluster"] = -1 if seed is None else seed
-    impl = get_backend(backend or cfg.cluster.backend)
-    bar = progress(3, "cluster", "step", ctx.progress)
-    t0 = time.perf_counter()
+    ctx.ray()
     ctx.run.read("gold_embeddings", "silver_summaries", "silver_issues")
-    keys, vectors = load_vectors(cfg)
-    bar.update(1)
-    cached = enable_jit_cache(jit_cache_dir(cfg)) if impl.name == "cpu" else 0
-    t1 = time.perf_counter()
-    result = impl.fit(vectors, params_from(cfg.cluster, seed))
-    fit_s = time.perf_counter() - t1
-    bar.update(1)
-    merge_rows(cfg.table_path(GOLD_CLUSTERS.name), cluster_rows(keys, result, model_id(cfg.embed), ctx.run.run_id), GOLD_CLUSTERS.key)
-    bar.update(1)
-    bar.close()
+    t0 = time.perf_counter()
+    resources = task_resources(cfg, seed, ray.cluster_resources())
+    task = ray.remote(fit_and_store).options(**resources, max_retries=0)
+    try:
+        counts = ray.get(task.remote(cfg, seed, ctx.run.run_id))
+    except ray.exceptions.RayTaskError as exc:  # the task's own error, not Ray's wrapper with a remote traceback
+        raise (exc.cause if isinstance(exc.cause, Exception) else exc) from None
     ctx.run.wrote(GOLD_CLUSTERS.name)
-    noise = float(np.mean(result.labels == -1))
-    counts = {"backend": impl.name, "issues": int(len(vectors)), "dim": int(vectors.shape[1]), "clusters": result.n_clusters,
-              "noise_share": round(noise, 4), "seed": seed, "jit_cached_functions": cached,
-              "fit_seconds": round(fit_s, 2), "seconds": round(time.perf_counter() - t0, 2)}
-    ctx.run.stage("cluster", **counts)
+    counts.update(seed=seed, resources=resources, seconds=round(time.perf_counter() - t0, 2))
     table("cluster", ["backend", "issues", "clusters", "noise share", "seed", "fit s", "total s"],
-          [[impl.name, counts["issues"], counts["clusters"], noise, "none" if seed is None else seed, fit_s, counts["seconds"]]])
+          [[counts["backend"], counts["issues"], counts["clusters"], counts["noise_share"], "none" if seed is None else seed,
+            counts["fit_seconds"], counts["seconds"]]])
     return counts
+
+
+STAGE = Stage(
+    "cluster", "StandardScaler -> UMAP -> HDBSCAN (a Ray task) into gold_clusters", run,
+    reads=("gold_embeddings", "silver_summaries", "silver_issues"), writes=(GOLD_CLUSTERS.name,),
+    options=(Option(("--backend",), "override cluster.backend", "cluster.backend", {"choices": ("auto", "cpu", "cuml")}),
+             Option(("--unseeded",), "multi-threaded UMAP: faster, not bit-repeatable (cluster.seeded: false)", "cluster.seeded",
+                    {"action": "store_const", "const": False})),
+)

@@ -1,6 +1,6 @@
 """StandardScaler -> UMAP -> HDBSCAN behind one small protocol: ``cpu`` (umap-learn + hdbscan) and ``cuml``.
 
-Both backends take the same :class:`ClusterParams` and return a
+Both backends take the same ``cluster`` config section and a seed and return a
 :class:`ClusterResult`; cuML is imported only inside its backend, so CPU
 machines import this module freely. ``auto`` picks cuML when it imports and a
 GPU is present.
@@ -20,6 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
+from issuerisk.conf.settings import ClusterConfig
+
 UMAP_MODULES = ("umap.umap_", "umap.layouts", "umap.distances", "umap.sparse", "umap.utils", "umap.spectral")
 
 
@@ -27,30 +29,16 @@ class ClusterBackendError(RuntimeError):
     """A clustering backend is unknown or cannot run here."""
 
 
-@dataclass(frozen=True)
-class ClusterParams:
-    """Parameters shared by every backend (see ``conf.settings.ClusterConfig``)."""
+def check_size(cfg: ClusterConfig, n_points: int) -> None:
+    """Validate the parameters against the data size.
 
-    n_neighbors: int = 15
-    n_components: int = 5
-    min_dist: float = 0.0
-    metric: str = "cosine"
-    min_cluster_size: int = 15
-    min_samples: int | None = None
-    cluster_selection_method: str = "eom"
-    scale: bool = True
-    seed: int | None = 42
-
-    def check(self, n_points: int) -> None:
-        """Validate against the data size.
-
-        Raises:
-            ValueError: too few points for the neighbourhood or the smallest cluster.
-        """
-        if n_points <= self.n_neighbors:
-            raise ValueError(f"{n_points} points cannot be clustered with cluster.n_neighbors={self.n_neighbors}; embed more issues or lower n_neighbors")
-        if n_points < self.min_cluster_size:
-            raise ValueError(f"{n_points} points are fewer than cluster.min_cluster_size={self.min_cluster_size}; lower it or embed more issues")
+    Raises:
+        ValueError: too few points for the neighbourhood or the smallest cluster.
+    """
+    if n_points <= cfg.n_neighbors:
+        raise ValueError(f"{n_points} points cannot be clustered with cluster.n_neighbors={cfg.n_neighbors}; embed more issues or lower n_neighbors")
+    if n_points < cfg.min_cluster_size:
+        raise ValueError(f"{n_points} points are fewer than cluster.min_cluster_size={cfg.min_cluster_size}; lower it or embed more issues")
 
 
 @dataclass(frozen=True)
@@ -70,7 +58,8 @@ class ClusterResult:
 class ClusterBackend(Protocol):
     name: str
 
-    def fit(self, vectors: np.ndarray, params: ClusterParams, with_coords: bool = True) -> ClusterResult: ...
+    def fit(self, vectors: np.ndarray, params: ClusterConfig, seed: int | None, with_coords: bool = True) -> ClusterResult:
+        """Cluster ``vectors``; ``seed`` None runs UMAP unseeded (multi-threaded, not repeatable)."""
 
 
 def enable_jit_cache(cache_dir: str | None) -> int:
@@ -99,21 +88,21 @@ class CpuBackend:
 
     name = "cpu"
 
-    def fit(self, vectors: np.ndarray, params: ClusterParams, with_coords: bool = True) -> ClusterResult:
+    def fit(self, vectors: np.ndarray, params: ClusterConfig, seed: int | None, with_coords: bool = True) -> ClusterResult:
         import hdbscan
         import umap
         from sklearn.preprocessing import StandardScaler
         from sklearn.utils import check_random_state
         from umap.umap_ import nearest_neighbors
 
-        params.check(len(vectors))
+        check_size(params, len(vectors))
         x = StandardScaler().fit_transform(vectors) if params.scale else vectors
         common = {"n_neighbors": params.n_neighbors, "min_dist": params.min_dist, "metric": params.metric,
-                  "random_state": params.seed, "n_jobs": 1 if params.seed is not None else -1}
+                  "random_state": seed, "n_jobs": 1 if seed is not None else -1}
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*overridden to 1 by setting random_state.*")
             warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
-            knn = nearest_neighbors(x, params.n_neighbors, params.metric, {}, False, check_random_state(params.seed),
+            knn = nearest_neighbors(x, params.n_neighbors, params.metric, {}, False, check_random_state(seed),
                                     n_jobs=common["n_jobs"])
             reduced = umap.UMAP(n_components=params.n_components, precomputed_knn=knn, **common).fit_transform(x)
             coords = np.zeros((len(x), 2))
@@ -137,14 +126,14 @@ class CumlBackend:
 
         self._hdbscan, self._umap, self._scaler = HDBSCAN, UMAP, StandardScaler
 
-    def fit(self, vectors: np.ndarray, params: ClusterParams, with_coords: bool = True) -> ClusterResult:
+    def fit(self, vectors: np.ndarray, params: ClusterConfig, seed: int | None, with_coords: bool = True) -> ClusterResult:
         import cupy as cp
 
-        params.check(len(vectors))
+        check_size(params, len(vectors))
         x = cp.asarray(vectors, dtype=cp.float32)
         if params.scale:
             x = self._scaler().fit_transform(x)
-        common = {"n_neighbors": params.n_neighbors, "min_dist": params.min_dist, "metric": params.metric, "random_state": params.seed}
+        common = {"n_neighbors": params.n_neighbors, "min_dist": params.min_dist, "metric": params.metric, "random_state": seed}
         reduced = self._umap(n_components=params.n_components, **common).fit_transform(x)
         coords = self._umap(n_components=2, **common).fit_transform(x) if with_coords else cp.zeros((len(vectors), 2))
         clusterer = self._hdbscan(min_cluster_size=params.min_cluster_size, min_samples=params.min_samples,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from conf.settings import RayConfig
+from issuerisk.conf.settings import RayConfig
 
 
 def init_ray(cfg: RayConfig) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.base import REPOSITORY, RUN_ID, Column, TableSpec, register
+from issuerisk.schemas.base import REPOSITORY, RUN_ID, Column, TableSpec, register
 
 BRONZE_REPOS = register(TableSpec(
     name="bronze_repos",

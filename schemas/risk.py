@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.base import RUN_ID, Column, TableSpec, register
+from issuerisk.schemas.base import RUN_ID, Column, TableSpec, register
 
 GOLD_TOPICS = register(TableSpec(
     name="gold_topics",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.base import NUMBER, REPOSITORY, RUN_ID, Column, TableSpec, register
+from issuerisk.schemas.base import NUMBER, REPOSITORY, RUN_ID, Column, TableSpec, register
 
 CACHE_KEY = Column(
     "cache_key", "string",

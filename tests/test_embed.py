@@ -8,19 +8,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conf.settings import EmbedConfig
-from ray_tasks.embed import (
-    EmbedError,
-    gold_rows,
-    model_id,
-    pending_sql,
-    plan_pool,
-    rechunk,
-    restrict,
-    split_embeddable,
-)
-from ray_tasks.encoders import EncoderError, EncoderSpec, StaticEncoder, align_static, build_encoder, static_model_dir
-from schemas.ml import GOLD_EMBEDDINGS
+from issuerisk.conf.settings import EmbedConfig
+from issuerisk.ray_tasks.embed import EmbedError, gold_rows, plan_pool, rechunk, split_embeddable
+from issuerisk.ray_tasks.encoders import EncoderSpec, build_encoder
+from issuerisk.sampling import restrict
+from issuerisk.schemas.ml import GOLD_EMBEDDINGS
+from issuerisk.summarizers import SummaryIdentity, identity_of
+from issuerisk.vectors import pending_sql
+from tests.conftest import make_ctx
 
 
 def test_plan_pool_one_fp16_actor_per_gpu():
@@ -33,11 +28,6 @@ def test_plan_pool_cpu_actors_take_cpus_per_actor_threads():
     assert (plan.actors, plan.num_cpus, plan.threads, plan.device) == (4, 2, 2, "cpu")
 
 
-def test_plan_pool_static_backend_uses_one_actor_per_cpu_even_with_gpus():
-    plan = plan_pool(EmbedConfig(backend="static"), cluster_cpus=6, cluster_gpus=2)
-    assert (plan.actors, plan.num_cpus, plan.num_gpus, plan.device) == (6, 1, 0, "cpu")
-
-
 def test_plan_pool_honours_configured_actor_count():
     assert plan_pool(EmbedConfig(actors=3), cluster_cpus=2, cluster_gpus=0).actors == 3
 
@@ -47,14 +37,8 @@ def test_plan_pool_rejects_an_empty_cluster():
         plan_pool(EmbedConfig(), cluster_cpus=0, cluster_gpus=0)
 
 
-def test_model_id_separates_static_dimensions():
-    assert model_id(EmbedConfig(model="m")) == "m"
-    assert model_id(EmbedConfig(model="m", backend="static", static_dims=64, static_align_texts=0)) == "static-d64:m"
-    assert model_id(EmbedConfig(model="m", backend="static", static_dims=64, static_align_texts=500)) == "static-d64-a500:m"
-
-
 def test_pending_sql_filters_on_summary_identity_and_quotes():
-    sql = pending_sql(("extractive", "o'brien", "v1"), "m")
+    sql = pending_sql(SummaryIdentity("extractive", "o'brien", "v1"), "m")
     assert "summarizer = 'extractive'" in sql and "model = 'o''brien'" in sql and "d.summary_key IS NULL" in sql
 
 
@@ -88,62 +72,6 @@ def test_gold_rows_have_the_table_schema_and_reject_a_count_mismatch():
         gold_rows(batch, np.zeros((3, 3), np.float32), "m", "run1")
 
 
-def _tiny_static_model(folder, minilm_path):
-    """Synthetic static model: MiniLM's real tokenizer with vectors where token id t has a 1 in dimension t % 4."""
-    import shutil
-    from pathlib import Path
-
-    from tokenizers import Tokenizer
-
-    folder.mkdir(parents=True)
-    vocab = Tokenizer.from_file(str(Path(minilm_path) / "tokenizer.json")).get_vocab_size()
-    vectors = np.zeros((vocab, 4), dtype=np.float32)
-    vectors[np.arange(vocab), np.arange(vocab) % 4] = 1.0
-    np.save(folder / "vectors.npy", vectors)
-    shutil.copy(Path(minilm_path) / "tokenizer.json", folder / "tokenizer.json")
-    return Tokenizer.from_file(str(folder / "tokenizer.json"))
-
-
-def test_static_encoder_is_the_normalized_mean_of_token_vectors(tmp_path, minilm_path):
-    tokenizer = _tiny_static_model(tmp_path / "s", minilm_path)
-    encoder = StaticEncoder(EncoderSpec(backend="static", model="m", path=str(tmp_path / "s"), max_seq_length=3))
-    text = "cuda out of memory error"
-    ids = tokenizer.encode(text, add_special_tokens=False).ids[:3]
-    expected = np.bincount(np.array(ids) % 4, minlength=4).astype(np.float32)
-    got = encoder.encode([text, ""])
-    np.testing.assert_allclose(got[0], expected / np.linalg.norm(expected), rtol=1e-6)
-    np.testing.assert_array_equal(got[1], np.zeros(4, np.float32))
-
-
-def test_align_static_folds_a_linear_map_into_the_token_table(tmp_path, minilm_path):
-    _tiny_static_model(tmp_path / "s", minilm_path)
-    texts = [f"{a} error in {b} when {c}" for a in ("cuda", "shape", "import") for b in ("layer", "model", "loader") for c in ("training", "saving")]  # SYNTHETIC
-    base = StaticEncoder(EncoderSpec(backend="static", model="m", path=str(tmp_path / "s"))).encode(texts)
-    rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(4, 4)))
-    targets = base @ rotation  # what a "transformer" that is a rotation of the static space would give
-    with pytest.raises(EncoderError, match="one transformer vector each"):
-        align_static(tmp_path / "s", tmp_path / "bad", texts, targets[:3])
-    out = align_static(tmp_path / "s", tmp_path / "a", texts, targets, ridge=1e-9)
-    aligned = StaticEncoder(EncoderSpec(backend="static", model="m", path=str(out))).encode(texts)
-    np.testing.assert_allclose(aligned, targets, atol=1e-4)
-    assert align_static(tmp_path / "s", tmp_path / "a", ["other"], targets[:1]) == out  # cached: not refitted
-
-
-def test_static_encoder_names_an_incomplete_folder(tmp_path):
-    (tmp_path / "s").mkdir()
-    with pytest.raises(EncoderError, match="incomplete"):
-        build_encoder(EncoderSpec(backend="static", model="m", path=str(tmp_path / "s")))
-
-
-def test_unknown_backend_is_named():
-    with pytest.raises(EncoderError, match="'onnx' is unknown"):
-        build_encoder(EncoderSpec(backend="onnx", model="m", path="."))
-
-
-def test_static_model_dir_is_a_safe_name():
-    assert static_model_dir("/c", "intfloat/e5 large", 256).name == "intfloat_e5_large-d256-f3"
-
-
 # ---------------------------------------------------------------- real Spark + Delta + Ray + MiniLM
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -167,23 +95,18 @@ def _issue(repo, number):
 
 
 def _summary(cfg, repo, number, text, key, when=T0):
-    from ray_tasks.embed import summary_identity
-
-    summarizer, model, prompt = summary_identity(cfg)
+    summarizer, model, prompt = identity_of(cfg.summarize)
     return {"cache_key": key, "repository": repo, "number": number, "summarizer": summarizer, "model": model, "prompt_version": prompt,
             "summary": text, "input_tokens": 0, "output_tokens": 0, "run_id": "seed", "created_at": when}
 
 
-def _write(spark, cfg, spec, rows):
-    from jobs.tables import merge
+def _write(ctx, spec, rows):
+    """Synthetic rows into a table through the lakehouse's Arrow side."""
+    ctx.lake.arrow.merge(spec, pa.Table.from_pylist(rows, schema=spec.arrow))
 
-    merge(spark, cfg, spec, spark.createDataFrame(rows, spec.spark))
 
-
-def _vectors(cfg):
-    from deltalake import DeltaTable
-
-    rows = DeltaTable(cfg.table_path("gold_embeddings")).to_pyarrow_table().to_pylist()
+def _vectors(ctx):
+    rows = ctx.lake.arrow.read(GOLD_EMBEDDINGS).to_pylist()
     return {(r["repository"], r["number"]): r for r in rows}
 
 
@@ -192,37 +115,37 @@ def test_embed_stage_matches_sentence_transformers_and_is_incremental(ctx, spark
     """Synthetic issues and summaries (hand-written texts); vectors must equal MiniLM called directly."""
     from sentence_transformers import SentenceTransformer
 
-    from ray_tasks import embed
-    from schemas.lakehouse import SILVER_ISSUES
-    from schemas.summaries import SILVER_SUMMARIES
+    from issuerisk.ray_tasks import embed
+    from issuerisk.schemas.lakehouse import SILVER_ISSUES
+    from issuerisk.schemas.summaries import SILVER_SUMMARIES
 
-    ctx.with_config(ctx.cfg.updated("embed", rows_per_task=3, batch_size=4))
+    ctx = make_ctx(ctx.cfg.updated("embed", rows_per_task=3, batch_size=4), spark)
     repo = "synthetic/repo"
-    _write(spark, ctx.cfg, SILVER_ISSUES, [_issue(repo, n) for n in range(1, 11)])
+    _write(ctx, SILVER_ISSUES, [_issue(repo, n) for n in range(1, 11)])
     summaries = [_summary(ctx.cfg, repo, n + 1, t, f"k{n + 1}") for n, t in enumerate(TEXTS)]
     summaries.append(_summary(ctx.cfg, repo, 9, "   ", "k9"))
     summaries.append(_summary(ctx.cfg, "other/repo", 1, "not a silver issue", "kx"))
-    _write(spark, ctx.cfg, SILVER_SUMMARIES, summaries)
+    _write(ctx, SILVER_SUMMARIES, summaries)
 
     first = embed.run(ctx)
     assert (first["pending"], first["embedded"], first["failed"]) == (9, 8, 1)
-    stored = _vectors(ctx.cfg)
+    stored = _vectors(ctx)
     assert sorted(stored) == [(repo, n) for n in range(1, 9)]
     direct = SentenceTransformer(minilm_path, device="cpu").encode(TEXTS, normalize_embeddings=True)
     got = np.array([stored[(repo, n)]["vector"] for n in range(1, 9)], dtype=np.float32)
     np.testing.assert_allclose(got, direct, atol=2e-5)
     assert {r["summary_key"] for r in stored.values()} == {f"k{n}" for n in range(1, 9)}
-    assert spark.table(f"{ctx.cfg.project.database}.gold_embeddings").count() == 8
-    failures = spark.table(f"{ctx.cfg.project.database}.embed_failures").collect()
+    assert ctx.lake.spark.read("gold_embeddings").count() == 8
+    failures = ctx.lake.spark.read("embed_failures").collect()
     assert [(f.number, f.summary_key) for f in failures] == [(9, "k9")] and "empty summary" in failures[0].reason
 
     again = embed.run(ctx)
     assert (again["pending"], again["embedded"]) == (1, 0)
 
-    _write(spark, ctx.cfg, SILVER_SUMMARIES, [_summary(ctx.cfg, repo, 2, TEXTS[0], "k2b", T0 + timedelta(days=1))])
+    _write(ctx, SILVER_SUMMARIES, [_summary(ctx.cfg, repo, 2, TEXTS[0], "k2b", T0 + timedelta(days=1))])
     changed = embed.run(ctx)
     assert (changed["pending"], changed["embedded"]) == (2, 1)
-    after = _vectors(ctx.cfg)
+    after = _vectors(ctx)
     assert after[(repo, 2)]["summary_key"] == "k2b" and after[(repo, 2)]["run_id"] == ctx.run.run_id
     np.testing.assert_allclose(after[(repo, 2)]["vector"], direct[0], atol=2e-5)
     assert after[(repo, 3)]["vector"] == stored[(repo, 3)]["vector"]
@@ -230,19 +153,19 @@ def test_embed_stage_matches_sentence_transformers_and_is_incremental(ctx, spark
 
 @pytest.mark.slow
 def test_embed_stage_respects_the_sample(ctx, spark, ray_session):
-    """Synthetic rows: with project.sample_size=3 only the 3 sampled issues are embedded."""
-    from jobs.sampling import sample_keys
-    from ray_tasks import embed
-    from schemas.lakehouse import SILVER_ISSUES
-    from schemas.summaries import SILVER_SUMMARIES
+    """Synthetic rows: with project.sample_size=3 only the 3 sampled issues are counted as pending and embedded."""
+    from issuerisk.ray_tasks import embed
+    from issuerisk.sampling import sample_keys
+    from issuerisk.schemas.lakehouse import SILVER_ISSUES
+    from issuerisk.schemas.summaries import SILVER_SUMMARIES
 
-    ctx.with_config(ctx.cfg.updated("project", sample_size=3))
+    ctx = make_ctx(ctx.cfg.updated("project", sample_size=3), spark)
     repo = "synthetic/sample"
-    _write(spark, ctx.cfg, SILVER_ISSUES, [_issue(repo, n) for n in range(1, 9)])
-    _write(spark, ctx.cfg, SILVER_SUMMARIES, [_summary(ctx.cfg, repo, n + 1, t, f"s{n}") for n, t in enumerate(TEXTS)])
-    result = embed.run(ctx, backend="transformer")
-    assert result["embedded"] == 3
-    assert set(_vectors(ctx.cfg)) == sample_keys([(repo, n) for n in range(1, 9)], 3, ctx.cfg.project.seed)
+    _write(ctx, SILVER_ISSUES, [_issue(repo, n) for n in range(1, 9)])
+    _write(ctx, SILVER_SUMMARIES, [_summary(ctx.cfg, repo, n + 1, t, f"s{n}") for n, t in enumerate(TEXTS)])
+    result = embed.run(ctx)
+    assert (result["pending"], result["embedded"]) == (3, 3)
+    assert set(_vectors(ctx)) == sample_keys([(repo, n) for n in range(1, 9)], 3, ctx.cfg.project.seed)
 
 
 @pytest.mark.gpu
@@ -251,19 +174,19 @@ def test_gpu_pool_embeds_in_fp16_close_to_cpu(minilm_path, ray_session):
     """On a GPU machine: one fp16 actor per GPU gives vectors within 1e-2 of fp32 CPU ones."""
     import ray
 
-    from ray_tasks.embed import EmbedPool, PoolPlan
+    from issuerisk.ray_tasks.embed import EmbedPool, PoolPlan
 
-    spec = EncoderSpec(backend="transformer", model="m", path=minilm_path, device="cuda", fp16=True)
+    spec = EncoderSpec(model="m", path=minilm_path, device="cuda", fp16=True)
     pool = EmbedPool(spec, PoolPlan(int(ray.cluster_resources().get("GPU", 1)), 1, 1, "cuda", 1))
     batch = pa.table({"text": TEXTS})
     (_, vectors), = list(pool.map([batch]))
     pool.close()
-    cpu = build_encoder(EncoderSpec(backend="transformer", model="m", path=minilm_path)).encode(TEXTS)
+    cpu = build_encoder(EncoderSpec(model="m", path=minilm_path)).encode(TEXTS)
     np.testing.assert_allclose(vectors, cpu, atol=1e-2)
 
 
 def test_by_length_sorts_within_windows_and_keeps_every_row():
-    from ray_tasks.embed import by_length
+    from issuerisk.ray_tasks.embed import by_length
 
     texts = ["a" * n for n in (5, 1, 4, 2, 3, 9, 7)]  # SYNTHETIC
     batches = pa.table({"key": list(range(7)), "text": texts}).to_batches(max_chunksize=2)

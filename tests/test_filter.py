@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from conf.settings import FilterConfig, FrameworkInferenceConfig
-from jobs import filter as silver_filter
-from jobs import ingest, tables
-from jobs.filter import near_duplicates, repo_keyword
-from jobs.frameworks import tag
+from issuerisk.conf.settings import FilterConfig, FrameworkInferenceConfig
+from issuerisk.jobs import filter as silver_filter
+from issuerisk.jobs import ingest
+from issuerisk.jobs.filter import near_duplicates
+from issuerisk.text.repos import repo_keyword
+from issuerisk.text.frameworks import tag
 from tests.github_objects import issue
 
 KW = FilterConfig().excluded_repo_keywords
@@ -79,7 +80,7 @@ def test_filter_applies_every_rule(ctx, tmp_path):
     result = silver_filter.run(ctx)
 
     spark, cfg = ctx.spark, ctx.cfg
-    excluded = {(r["repository"], r["number"]): (r["reason"], r["detail"]) for r in tables.read(spark, cfg, "silver_excluded").collect()}
+    excluded = {(r["repository"], r["number"]): (r["reason"], r["detail"]) for r in ctx.lake.spark.read("silver_excluded").collect()}
     assert excluded[("acme/detector", 3)][0] == "pull_request"
     assert excluded[("acme/detector", 4)] == ("bot_author", "dependabot[bot]")
     assert excluded[("acme/detector", 5)][0] == "non_english"
@@ -88,25 +89,25 @@ def test_filter_applies_every_rule(ctx, tmp_path):
     assert excluded[("acme/pytorch-tutorial", 1)] == ("excluded_repository", "tutorial in name")
     assert len(excluded) == 6
 
-    silver = {r["number"]: r for r in tables.read(spark, cfg, "silver_issues").where("repository = 'acme/detector'").collect()}
+    silver = {r["number"]: r for r in ctx.lake.spark.read("silver_issues").where("repository = 'acme/detector'").collect()}
     assert sorted(silver) == [1, 2, 6]
     assert silver[1]["resolution_hours"] == pytest.approx(48.0)
     assert silver[2]["resolution_hours"] is None and silver[2]["is_closed"] is False
     assert {r["framework"] for r in silver.values()} == {"pytorch"}
     assert silver[1]["framework_source"] == "inferred"
-    repos = {r["repository"]: r for r in tables.read(spark, cfg, "silver_repositories").collect()}
+    repos = {r["repository"]: r for r in ctx.lake.spark.read("silver_repositories").collect()}
     assert repos["acme/detector"]["evidence"]["pytorch"] >= 2
     assert repos["acme/pytorch-tutorial"]["frameworks"] == ["unknown"]
     assert result["silver"] == 3 and result["excluded"]["duplicate"] == 2
 
     again = silver_filter.run(ctx)
-    assert again["silver"] == 3 and tables.read(spark, cfg, "silver_excluded").count() == 6
+    assert again["silver"] == 3 and ctx.lake.spark.read("silver_excluded").count() == 6
 
 
 def test_compiled_language_identifier_matches_py3langid():
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    from jobs.text_kernels import language_identifier
+    from issuerisk.text.kernels import language_identifier
 
     reference = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     compiled = language_identifier()
@@ -119,7 +120,7 @@ def test_compiled_language_identifier_matches_py3langid():
 
 
 def test_shingle_hashes_are_stable_and_distinct():
-    from jobs.text_kernels import minhash_signatures, shingle_hashes
+    from issuerisk.text.kernels import minhash_signatures, shingle_hashes
 
     a, b = shingle_hashes("a b c d"), shingle_hashes("a b c d")
     assert list(a) == list(b) and len(a) == 2 and a.max() < 2**31
@@ -132,7 +133,7 @@ def test_shingle_hashes_are_stable_and_distinct():
 def test_issue_evidence_equals_a_full_regex_scan():
     import re
 
-    from jobs.frameworks import EVIDENCE, issue_evidence
+    from issuerisk.text.frameworks import EVIDENCE, issue_evidence
 
     filler = "The loss does not go down after the first epoch. " * 20  # SYNTHETIC texts
     bodies = [filler + "from tensorflow import keras", "x = 1\n" + filler + "import torchvision.models",

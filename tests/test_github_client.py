@@ -6,10 +6,10 @@ from datetime import date
 
 import pytest
 
-from conf.secrets import redact
-from jobs.github.client import GitHubClient, parse_links, tokens_from_env
-from jobs.github.exceptions import GitHubStatusError, RetriesExhausted
-from jobs.github.search import Slice, search_repositories, split
+from issuerisk.conf.secrets import redact
+from issuerisk.github.client import GitHubClient, parse_links, tokens_from_env
+from issuerisk.github.exceptions import GitHubStatusError, RetriesExhausted
+from issuerisk.github.search import Slice, search_repositories, split
 from tests.fakes.github_server import FakeClock, FakeGitHub, Fault, synthetic_issues, synthetic_repos
 
 REPO = "synthetic-org/alpha"

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from jobs import ingest, tables
-from jobs.ingest import IngestError, RecordError, parse_file, parse_record
+from issuerisk.jobs import ingest
+from issuerisk.jobs.ingest import IngestError, RecordError, parse_file, parse_record
 from tests.github_objects import issue
 
 REPO = "acme/vision"
@@ -108,20 +108,20 @@ def test_ingest_merges_rejects_and_is_idempotent(ctx, tmp_path):
     assert first["rejects_by_reason"] == {"broken_json": 1, "bad_date": 1, "missing_field": 1}
 
     spark, cfg = ctx.spark, ctx.cfg
-    rejects = {(r["source_line"], r["reason"]) for r in tables.read(spark, cfg, "bronze_rejects").collect()}
+    rejects = {(r["source_line"], r["reason"]) for r in ctx.lake.spark.read("bronze_rejects").collect()}
     assert rejects == {(6, "broken_json"), (7, "bad_date"), (8, "missing_field")}
-    before = tables.read(spark, cfg, "bronze_issues").orderBy("number").collect()
+    before = ctx.lake.spark.read("bronze_issues").orderBy("number").collect()
     assert [r["framework"] for r in before] == ["pytorch"] * 5
     assert json.loads(before[0]["raw_json"])["number"] == 1
 
-    versions = [tables.version(spark, cfg, name) for name in ("bronze_issues", "bronze_rejects")]
+    versions = [ctx.lake.spark.version(name) for name in ("bronze_issues", "bronze_rejects")]
     again = ingest.run(ctx, [str(src)], framework="pytorch")
     assert again["new_issues"] == 0 and again["rejected"] == 3
     # nothing changed, so nothing was rewritten or committed
-    assert [tables.version(spark, cfg, name) for name in ("bronze_issues", "bronze_rejects")] == versions
-    after = tables.read(spark, cfg, "bronze_issues").orderBy("number").collect()
+    assert [ctx.lake.spark.version(name) for name in ("bronze_issues", "bronze_rejects")] == versions
+    after = ctx.lake.spark.read("bronze_issues").orderBy("number").collect()
     assert [(r["number"], r["updated_at"], r["run_id"]) for r in after] == [(r["number"], r["updated_at"], r["run_id"]) for r in before]
-    assert tables.read(spark, cfg, "bronze_rejects").count() == 3
+    assert ctx.lake.spark.read("bronze_rejects").count() == 3
 
 
 @pytest.mark.slow
@@ -130,11 +130,11 @@ def test_newest_updated_at_wins(ctx, tmp_path):
     new = write_jsonl(tmp_path / "new.jsonl", [issue(REPO, 1, "new title", updated="2022-01-01T00:00:00Z")])
     ingest.run(ctx, [str(new)])
     ingest.run(ctx, [str(old)])
-    rows = tables.read(ctx.spark, ctx.cfg, "bronze_issues").collect()
+    rows = ctx.lake.spark.read("bronze_issues").collect()
     assert [(r["number"], r["title"]) for r in rows] == [(1, "new title")]
     both = ingest.run(ctx, [str(old), str(new)])
     assert both["new_issues"] == 0
-    assert tables.read(ctx.spark, ctx.cfg, "bronze_issues").first()["title"] == "new title"
+    assert ctx.lake.spark.read("bronze_issues").first()["title"] == "new title"
 
 
 def test_unknown_framework_is_refused(ctx, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.report import ReportInputError, build_view, heatmap_svg, render, scatter_svg, top_risks
+from issuerisk.report.report import ReportInputError, build_view, heatmap_svg, render, scatter_svg, top_risks
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=2000")
@@ -116,10 +116,11 @@ def test_chromium_check_catches_script_errors(tmp_path):
 
 @pytest.mark.slow
 def test_report_stage_end_to_end_on_a_synthetic_run(ctx, spark, tmp_path):
-    from jobs import compare, report, risk, topics
+    from issuerisk.analysis import compare, risk, topics
+    from issuerisk.report import report
     from tests.test_topics import RUN_ID, seed_run
 
-    seed_run(spark, ctx.cfg)
+    seed_run(ctx)
     ctx.run.run_id = RUN_ID
     ctx.run.save("running")
     topics.run(ctx)

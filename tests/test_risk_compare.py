@@ -5,8 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from jobs.compare import chi_square, contingency
-from jobs.risk import excluded_clusters, resolve_run_id, scopes
+from issuerisk.analysis.compare import chi_square, contingency
+from issuerisk.analysis.gold import resolve_run_id
+from issuerisk.analysis.risk import excluded_clusters, scopes
+from issuerisk.constants import grade_order_sql
+from issuerisk.lakehouse import ArrowTables
+from tests.conftest import make_ctx
 from tests.test_topics import RUN_ID, seed_run
 
 # The README's ad hoc queries; {db} is the project's database (issuerisk by default).
@@ -14,7 +18,7 @@ EXAMPLE_QUERIES = {
     "top_risks_per_framework": """
         SELECT scope, cluster, label, n, round(p_k, 3) AS p_k, grade, action FROM (
           SELECT *, row_number() OVER (PARTITION BY scope ORDER BY
-                   array_position(array('L1','L2','M1','M2','H1','H2','H3'), grade) DESC, n DESC) AS rank
+                   array_position(array('L1', 'L2', 'M1', 'M2', 'H1', 'H2', 'H3'), grade) DESC, n DESC) AS rank
           FROM {db}.gold_risk WHERE run_id = (SELECT max(run_id) FROM {db}.gold_risk))
         WHERE rank <= 3 ORDER BY scope, rank""",
     "mttr_by_cluster": """
@@ -51,9 +55,9 @@ def test_chi_square_leaves_empty_framework_out():
     assert residuals["tensorflow"].isna().all() and not residuals["keras"].isna().any()
 
 
-def test_contingency_drops_noise_excluded_and_unknown():
+def test_contingency_keeps_the_given_clusters_and_known_frameworks():
     issues = pd.DataFrame({"cluster": [-1, 0, 0, 1, 2, 2], "framework": ["pytorch", "pytorch", "unknown", "keras", "keras", "pytorch"]})
-    counts = contingency(issues, excluded=[2])
+    counts = contingency(issues, clusters=[0, 1])
     assert counts.to_dict() == {"pytorch": {0: 1, 1: 0}, "keras": {0: 0, 1: 1}}
 
 
@@ -64,8 +68,13 @@ def test_excluded_clusters_by_id_and_label_word():
 
 def test_resolve_run_id_rejects_sql_in_a_run_id(base_cfg):
     with pytest.raises(ValueError, match="run id \"x' OR '1'='1\" is not valid"):
-        resolve_run_id(base_cfg, "x' OR '1'='1")
-    assert resolve_run_id(base_cfg, "20260101T000000Z-ab12") == "20260101T000000Z-ab12"
+        resolve_run_id(ArrowTables(base_cfg), "x' OR '1'='1")
+    assert resolve_run_id(ArrowTables(base_cfg), "20260101T000000Z-ab12") == "20260101T000000Z-ab12"
+
+
+def test_the_readme_grade_order_is_the_one_fact():
+    assert grade_order_sql() == "array_position(array('L1', 'L2', 'M1', 'M2', 'H1', 'H2', 'H3'), grade)"
+    assert grade_order_sql() in EXAMPLE_QUERIES["top_risks_per_framework"]
 
 
 def test_scopes_are_all_then_present_frameworks():
@@ -74,14 +83,14 @@ def test_scopes_are_all_then_present_frameworks():
 
 @pytest.mark.slow
 def test_risk_and_compare_stages_on_a_synthetic_run(ctx, spark):
-    from jobs import compare, risk
-    from jobs.tables import read
+    from issuerisk.analysis import compare, risk
 
-    seed_run(spark, ctx.cfg)
+    seed_run(ctx)
+    read = lambda name: ctx.lake.spark.read(name)  # noqa: E731
     counts = risk.run(ctx)
     assert counts["scopes"] == {"all": 3, "pytorch": 3, "tensorflow": 3, "keras": 3}
     assert counts["noise_issues"] == 4 and counts["missing_from_silver"] == 0
-    rows = {(r["scope"], r["cluster"]): r for r in read(spark, ctx.cfg, "gold_risk").where(f"run_id = '{RUN_ID}'").collect()}
+    rows = {(r["scope"], r["cluster"]): r for r in read("gold_risk").where(f"run_id = '{RUN_ID}'").collect()}
     assert len(rows) == 12
     assert [rows[("all", c)]["n"] for c in (0, 1, 2)] == [8, 14, 18]
     assert [rows[("all", c)]["p_k"] for c in (0, 1, 2)] == pytest.approx([0.2, 0.35, 0.45])
@@ -93,7 +102,7 @@ def test_risk_and_compare_stages_on_a_synthetic_run(ctx, spark):
     result = compare.run(ctx)
     assert result["frameworks"] == ["pytorch", "tensorflow", "keras"] and result["dof"] == 4
     assert result["p_value"] < 0.001
-    cmp = {(r["cluster"], r["framework"]): r for r in read(spark, ctx.cfg, "gold_framework_comparison").where(f"run_id = '{RUN_ID}'").collect()}
+    cmp = {(r["cluster"], r["framework"]): r for r in read("gold_framework_comparison").where(f"run_id = '{RUN_ID}'").collect()}
     assert len(cmp) == 9
     for cluster, framework in ((0, "pytorch"), (1, "keras"), (2, "tensorflow")):
         assert cmp[(cluster, framework)]["std_residual"] > 1.96
@@ -101,9 +110,9 @@ def test_risk_and_compare_stages_on_a_synthetic_run(ctx, spark):
     assert cmp[(2, "keras")]["std_residual"] < -1.96
     assert cmp[(1, "keras")]["share"] == pytest.approx(10 / 12)
 
-    rerun = risk.run(ctx.with_config(ctx.cfg.updated("risk", excluded_clusters=[0])), RUN_ID)
+    rerun = risk.run(make_ctx(ctx.cfg.updated("risk", excluded_clusters=[0]), spark), RUN_ID)
     assert rerun["scopes"]["all"] == 2
-    left = read(spark, ctx.cfg, "gold_risk").where(f"run_id = '{RUN_ID}' AND cluster = 0").count()
+    left = read("gold_risk").where(f"run_id = '{RUN_ID}' AND cluster = 0").count()
     assert left == 0
 
     db = ctx.cfg.project.database

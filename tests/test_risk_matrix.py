@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from jobs.risk_matrix import (
+from issuerisk.analysis.risk_matrix import (
     RiskInputError,
     action,
     assess,

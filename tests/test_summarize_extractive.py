@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from jobs.summarizers.extractive import clip_body, error_lines, summarize
+from issuerisk.summarizers.extractive import clip_body, error_lines, summarize
 
 TEMPLATE_BODY = """<!-- Please fill in this bug report template to ensure a timely and thorough response. -->
 ## 🐛 Bug

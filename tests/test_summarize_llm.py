@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from openai import AsyncOpenAI
 
-from conf.settings import LLMConfig, SummarizeConfig
-from jobs.summarizers import SummarizerError, make_summarizer
-from jobs.summarizers.llm import build_client, fit_to_budget, llm_identity, retry_after_s
+from issuerisk.conf.settings import LLMConfig, SummarizeConfig
+from issuerisk.summarizers import SummarizerError, make_summarizer
+from issuerisk.summarizers.llm import build_client, fit_to_budget, llm_identity, retry_after_s
 from tests.fakes.openai_server import FakeOpenAIServer, Fault, rate_limited, server_error
 
 BODY = "Loading the model fails.\n```\nTraceback (most recent call last):\n  File \"x.py\", line 3, in load\nKeyError: 'tied_weights'\n```"

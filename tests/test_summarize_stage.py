@@ -7,9 +7,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from jobs import summarize
-from jobs.tables import merge, read
-from schemas.lakehouse import SILVER_ISSUES
+from issuerisk.jobs import summarize
+from issuerisk.schemas.lakehouse import SILVER_ISSUES
+from issuerisk.stage import execute
+from issuerisk.summarizers import identity_of
+from tests.conftest import make_ctx
 from tests.fakes.openai_server import FakeOpenAIServer, Fault, server_error
 
 pytestmark = pytest.mark.slow
@@ -30,11 +32,11 @@ def _write_silver(ctx, issues):
          "framework": "pytorch", "frameworks": ["pytorch"], "framework_source": "given", "language": "en", "language_confidence": 0.99, "run_id": "test"}
         for r, n, t, b in issues
     ]
-    merge(ctx.spark, ctx.cfg, SILVER_ISSUES, ctx.spark.createDataFrame(rows, SILVER_ISSUES.spark))
+    ctx.lake.spark.merge(SILVER_ISSUES, ctx.spark.createDataFrame(rows, SILVER_ISSUES.spark))
 
 
 def _table(ctx, name):
-    return sorted((r.asDict() for r in read(ctx.spark, ctx.cfg, name).collect()), key=lambda r: (r["repository"], r["number"]))
+    return sorted((r.asDict() for r in ctx.lake.spark.read(name).collect()), key=lambda r: (r["repository"], r["number"]))
 
 
 def test_extractive_stage_caches_and_resummarizes_only_changed_issues(ctx):
@@ -43,7 +45,7 @@ def test_extractive_stage_caches_and_resummarizes_only_changed_issues(ctx):
     assert (first["issues"], first["cached"], first["summarized"], first["failed"]) == (3, 0, 3, 0)
 
     rows = _table(ctx, "silver_summaries")
-    identity = summarize.summary_identity(ctx.cfg.summarize)
+    identity = identity_of(ctx.cfg.summarize)
     assert [(r["repository"], r["number"]) for r in rows] == [("org/a", 1), ("org/a", 2), ("org/b", 7)]
     assert all((r["summarizer"], r["model"], r["prompt_version"]) == identity for r in rows)
     assert rows[0]["summary"] == "Loss is NaN. Error: RuntimeError: Function 'LogSoftmaxBackward' returned nan values. Training gives NaN."
@@ -55,10 +57,10 @@ def test_extractive_stage_caches_and_resummarizes_only_changed_issues(ctx):
     assert (again["cached"], again["summarized"]) == (3, 0)
 
     _write_silver(ctx, [("org/a", 2, "Docs typo", "The README says `torch.save` twice.")])
-    changed = summarize.run(ctx)
+    changed = execute(summarize.STAGE, ctx, {"limit": None, "run_id": "ignored"})
     assert (changed["cached"], changed["summarized"]) == (2, 1)
     assert len(_table(ctx, "silver_summaries")) == 4
-    assert ctx.run.metrics["summarize"]["summarized"] == 1
+    assert ctx.run.metrics["summarize"]["summarized"] == 1 and ctx.run.metrics["summarize"]["stage_seconds"] > 0
 
 
 def test_limit_and_sample(ctx):
@@ -67,8 +69,7 @@ def test_limit_and_sample(ctx):
     assert (limited["summarized"], limited["not_attempted"]) == (2, 1)
     with pytest.raises(ValueError, match="limit must be at least 1, got 0"):
         summarize.run(ctx, limit=0)
-    ctx.with_config(ctx.cfg.updated("project", sample_size=1))
-    sampled = summarize.run(ctx)
+    sampled = summarize.run(make_ctx(ctx.cfg.updated("project", sample_size=1), ctx.spark))
     assert sampled["issues"] == 1
 
 
@@ -78,10 +79,10 @@ def test_llm_stage_records_failures_and_calls_the_model_only_for_misses(ctx, mon
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-stage-test-key-123")
         llm = {"model": "fake-model", "max_retries": 1, "backoff_base_s": 0.0, "concurrency": 1, "timeout_s": 5.0}
-        ctx.with_config(ctx.cfg.updated("summarize", batch_size=1, llm=llm))
+        llm_ctx = make_ctx(ctx.cfg.updated("summarize", batch_size=1, llm=llm, summarizer="llm"), ctx.spark)
         server.script(Fault("malformed"), server_error(500), server_error(500))
 
-        first = summarize.run(ctx, summarizer="llm")
+        first = summarize.run(llm_ctx)
         assert server.count == 4
         assert (first["summarized"], first["failed"], first["failed_by_reason"]) == (1, 2, {"malformed": 1, "server_error": 1})
         assert (first["calls"], first["retries"]) == (4, 1)
@@ -95,8 +96,8 @@ def test_llm_stage_records_failures_and_calls_the_model_only_for_misses(ctx, mon
         assert [(s["repository"], s["number"], s["summarizer"], s["model"]) for s in summaries] == [("org/b", 7, "llm", "fake-model")]
         assert summaries[0]["summary"].startswith("Crash on import. Summary:")
 
-        second = summarize.run(ctx)
+        second = summarize.run(llm_ctx)
         assert server.count == 6
         assert (second["cached"], second["summarized"], second["failed"]) == (1, 2, 0)
-        third = summarize.run(ctx)
+        third = summarize.run(llm_ctx)
         assert server.count == 6 and third["cached"] == 3 and third["calls"] == 0

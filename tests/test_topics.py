@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from jobs.topics import TopicsInputError, fit_topics, representatives, short_label
+from issuerisk.analysis.topics import TopicsInputError, fit_topics, representatives, short_label
 
 RUN_ID = "20260101T000000Z-synthetic"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -59,12 +59,11 @@ def synthetic_issues(seed: int = 0) -> list[dict]:
     return rows
 
 
-def seed_run(spark, cfg, run_id: str = RUN_ID, rows: list[dict] | None = None) -> list[dict]:
-    """Write synthetic silver_issues, silver_summaries, gold_embeddings and gold_clusters rows for one run."""
-    from jobs.tables import merge
-    from schemas.lakehouse import SILVER_ISSUES
-    from schemas.ml import GOLD_CLUSTERS, GOLD_EMBEDDINGS
-    from schemas.summaries import SILVER_SUMMARIES
+def seed_run(ctx, run_id: str = RUN_ID, rows: list[dict] | None = None) -> list[dict]:
+    """Write synthetic silver_issues, silver_summaries, gold_embeddings and gold_clusters rows for one run (through Spark)."""
+    from issuerisk.schemas.lakehouse import SILVER_ISSUES
+    from issuerisk.schemas.ml import GOLD_CLUSTERS, GOLD_EMBEDDINGS
+    from issuerisk.schemas.summaries import SILVER_SUMMARIES
 
     rows = synthetic_issues() if rows is None else rows
     silver, summaries, embeddings, clusters = [], [], [], []
@@ -85,8 +84,8 @@ def seed_run(spark, cfg, run_id: str = RUN_ID, rows: list[dict] | None = None) -
         clusters.append({"repository": r["repository"], "number": r["number"], "cluster": r["cluster"], "probability": 1.0, "outlier_score": 0.0,
                          "x": r["x"], "y": r["y"], "model": MODEL, "run_id": run_id})
     for spec, data in ((SILVER_ISSUES, silver), (SILVER_SUMMARIES, summaries), (GOLD_EMBEDDINGS, embeddings), (GOLD_CLUSTERS, clusters)):
-        frame = spark.createDataFrame([tuple(d[n] for n in spec.names) for d in data], spec.spark)
-        merge(spark, cfg, spec, frame)
+        frame = ctx.spark.createDataFrame([tuple(d[n] for n in spec.names) for d in data], spec.spark)
+        ctx.lake.spark.merge(spec, frame)
     return rows
 
 
@@ -133,17 +132,16 @@ def test_fit_topics_maps_bertopic_ids_back_to_our_clusters(monkeypatch):
 
 
 @pytest.mark.slow
-def test_topics_stage_writes_gold_topics_and_replaces_on_rerun(ctx, spark):
-    from jobs import topics
-    from jobs.tables import read
+def test_topics_stage_writes_gold_topics_and_replaces_on_rerun(ctx):
+    from issuerisk.analysis import topics
 
-    seed_run(spark, ctx.cfg)
+    seed_run(ctx)
     first = topics.run(ctx)
     assert first["topics"] == 3 and first["documents"] == len(synthetic_issues())
     assert first["missing_embedding"] == 0 and first["title_fallback"] == 0
     again = topics.run(ctx, RUN_ID)
     assert again["topics"] == 3
-    got = {r["cluster"]: r for r in read(spark, ctx.cfg, "gold_topics").where(f"run_id = '{RUN_ID}'").collect()}
+    got = {r["cluster"]: r for r in ctx.lake.spark.read("gold_topics").where(f"run_id = '{RUN_ID}'").collect()}
     assert set(got) == {0, 1, 2}
     assert got[2]["n"] == 18 and len(got[2]["representative"]) == 5
     assert all(url.startswith("https://github.com/synthetic/") for url in got[1]["representative"])

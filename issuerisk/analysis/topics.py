@@ -1,4 +1,4 @@
-"""``issuerisk topics``: BERTopic keywords, a short label and representative issues per cluster.
+"""Stage ``topics``: BERTopic keywords, a short label and representative issues per cluster.
 
 BERTopic is fitted on the run's precomputed embeddings with our HDBSCAN labels
 passed as ``y`` through pass-through sub-models (``BaseDimensionalityReduction``,
@@ -18,12 +18,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
-from issuerisk.context import Context
+from issuerisk.analysis.gold import resolve_run_id, run_issues, run_table
+from issuerisk.constants import NOISE
 from issuerisk.display import table
-from jobs.risk import load_run_issues, resolve_run_id, write_run_rows
-from jobs.risk_matrix import NOISE
-from schemas.risk import GOLD_TOPICS
+from issuerisk.lakehouse import ArrowTables
+from issuerisk.schemas.ml import GOLD_EMBEDDINGS
+from issuerisk.schemas.risk import GOLD_TOPICS
+from issuerisk.schemas.summaries import SILVER_SUMMARIES
+from issuerisk.stage import RUN_ID, Stage
 
 
 class TopicsInputError(ValueError):
@@ -115,22 +119,20 @@ def fit_topics(docs: Sequence[str], embeddings: np.ndarray, labels: Sequence[int
     return topics
 
 
-def load_documents(ctx: Context, run_id: str) -> tuple[pd.DataFrame, dict[str, int]]:
+def load_documents(tables: ArrowTables, run_id: str) -> tuple[pd.DataFrame, dict[str, int]]:
     """The run's clustered issues with their embedding and embedded summary.
 
     Issues without an embedding of the clustering's model are left out and
     counted; issues without a summary row fall back to their title.
     """
-    from jobs.tables import read
-
-    issues, missing_silver = load_run_issues(ctx, run_id)
-    spark = ctx.spark
-    ctx.run.read("gold_embeddings", "silver_summaries")
+    issues, missing_silver = run_issues(tables, run_id)
     models = sorted(m for m in issues["model"].dropna().unique())
-    emb = read(spark, ctx.cfg, "gold_embeddings").where(f"model IN ({', '.join(repr(m) for m in models) or 'NULL'})")
-    summaries = read(spark, ctx.cfg, "silver_summaries").select("cache_key", "summary")
-    vectors = emb.join(summaries, emb.summary_key == summaries.cache_key, "left").select("repository", "number", "model", "vector", "summary").toPandas()
-    frame = issues.merge(vectors, on=["repository", "number", "model"], how="left")
+    emb = tables.read(GOLD_EMBEDDINGS, columns=["repository", "number", "model", "summary_key", "vector"],
+                      filters=pc.field("model").isin(models))
+    summaries = tables.read(SILVER_SUMMARIES, columns=["cache_key", "summary"],
+                            filters=pc.field("cache_key").isin(emb.column("summary_key"))).to_pandas()
+    vectors = emb.to_pandas().merge(summaries, left_on="summary_key", right_on="cache_key", how="left")
+    frame = issues.merge(vectors[["repository", "number", "model", "vector", "summary"]], on=["repository", "number", "model"], how="left")
     no_vector = frame["vector"].isna()
     frame = frame[~no_vector].reset_index(drop=True)
     no_summary = frame["summary"].isna()
@@ -138,14 +140,16 @@ def load_documents(ctx: Context, run_id: str) -> tuple[pd.DataFrame, dict[str, i
     return frame, {"missing_from_silver": missing_silver, "missing_embedding": int(no_vector.sum()), "title_fallback": int(no_summary.sum())}
 
 
-def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
-    """Fit topics on one clustering run (default: the latest) and MERGE ``gold_topics``.
+def run(ctx, run_id: str | None = None) -> dict[str, Any]:
+    """Fit topics on one clustering run (default: the latest) and replace its ``gold_topics`` rows.
 
     Raises:
-        jobs.risk.NoClusteringError: no clustering run, or the given one has no rows.
+        NoClusteringError: no clustering run, or the given one has no rows.
     """
-    run_id = resolve_run_id(ctx.cfg, run_id)
-    frame, counts = load_documents(ctx, run_id)
+    tables = ctx.lake.arrow
+    run_id = resolve_run_id(tables, run_id)
+    ctx.run.read("gold_clusters", "silver_issues", "gold_embeddings", "silver_summaries")
+    frame, counts = load_documents(tables, run_id)
     conf = ctx.cfg.topics
     topics = fit_topics(
         frame["doc"].tolist(), np.stack(frame["vector"].to_numpy()), frame["cluster"].to_numpy(),
@@ -157,7 +161,14 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
          "representative": [urls[i] for i in t.representative], "n": t.n}
         for t in topics
     ]
-    write_run_rows(ctx, GOLD_TOPICS, rows, run_id)
+    tables.merge(GOLD_TOPICS, run_table(GOLD_TOPICS, rows), how="replace_run", run_id=run_id)
+    ctx.run.wrote(GOLD_TOPICS.name)
     table(f"Topics of run {run_id}", ["cluster", "n", "label", "keywords"],
           [(t.cluster, t.n, t.label, ", ".join(t.keywords[:6])) for t in sorted(topics, key=lambda t: -t.n)[:20]])
     return {"run_id": run_id, "topics": len(topics), "documents": len(frame), **counts}
+
+
+STAGE = Stage(
+    "topics", "BERTopic keywords and representative issues per cluster into gold_topics", run,
+    reads=("gold_clusters", "silver_issues", GOLD_EMBEDDINGS.name, SILVER_SUMMARIES.name), writes=(GOLD_TOPICS.name,), options=(RUN_ID,),
+)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from jobs.github.client import GitHubClient
+from issuerisk.github.client import GitHubClient
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ resolve (MTTR, closed issues only) with the tertiles q33 and q66 of all the
 scope's cluster MTTRs: I1 <= q33 < I2 <= q66 < I3. The grade is read from a
 fixed 4 x 3 matrix and each grade has one action. A cluster without a closed
 issue has no MTTR, so no impact, grade or action: it is reported as unrated
-rather than guessed. Nothing here touches Spark; ``jobs.risk`` feeds it pandas.
+rather than guessed. Nothing here does IO; the risk stage feeds it pandas.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-NOISE = -1
+from issuerisk.constants import GRADE_ORDER, NOISE
 LIKELIHOOD_BANDS: tuple[tuple[str, float], ...] = (("P1", 0.01), ("P2", 0.05), ("P3", 0.15), ("P4", math.inf))
 IMPACTS = ("I1", "I2", "I3")
 GRADES: dict[str, tuple[str, str, str]] = {
@@ -34,7 +34,6 @@ ACTIONS: dict[str, str] = {
     "M1": "monitor", "M2": "monitor",
     "H1": "act", "H2": "block", "H3": "full review",
 }
-SEVERITY = ("L1", "L2", "M1", "M2", "H1", "H2", "H3")
 
 
 class RiskInputError(ValueError):
@@ -124,7 +123,7 @@ def action(grade_: str | None) -> str | None:
     if grade_ is None:
         return None
     if grade_ not in ACTIONS:
-        raise RiskInputError(f"grade must be one of {list(SEVERITY)}, got {grade_!r}")
+        raise RiskInputError(f"grade must be one of {list(GRADE_ORDER)}, got {grade_!r}")
     return ACTIONS[grade_]
 
 
@@ -192,4 +191,4 @@ def assess(issues: pd.DataFrame, excluded: Iterable[int] = ()) -> list[ClusterRi
 
 def severity(grade_: str | None) -> int:
     """Rank of a grade for sorting: 0 for unrated, 1 for L1 up to 7 for H3."""
-    return 0 if grade_ is None else SEVERITY.index(grade_) + 1
+    return 0 if grade_ is None else GRADE_ORDER.index(grade_) + 1

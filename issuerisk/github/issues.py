@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
-from jobs.github.checkpoints import DONE, FETCHED, GONE_STATUSES, IN_PROGRESS, Checkpoint
-from jobs.github.client import GitHubClient
-from jobs.github.exceptions import GitHubStatusError
+from issuerisk.github.checkpoints import DONE, FETCHED, GONE_STATUSES, IN_PROGRESS, Checkpoint
+from issuerisk.github.client import GitHubClient
+from issuerisk.github.exceptions import GitHubStatusError
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def crawl_repository(
             path = cp.raw_file or raw_path(raw_dir, repository, cp.since)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             # A pass's first write truncates: whatever a killed run wrote there was never checkpointed.
-            # The file is synced before its checkpoint is committed (jobs.crawl.commit).
+            # The file is synced before its checkpoint is committed (issuerisk.github.crawl.commit).
             with open(path, "ab" if cp.raw_file else "wb") as f:
                 f.write(data)
                 offset = f.tell()

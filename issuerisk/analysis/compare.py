@@ -1,4 +1,4 @@
-"""``issuerisk compare``: how the frameworks differ on one joint clustering.
+"""Stage ``compare``: how the frameworks differ on one joint clustering.
 
 The clusters of a run come from one clustering over every framework's issues,
 so a cluster is the same defect pattern in each. Per cluster and framework
@@ -7,7 +7,8 @@ this gives the count, the share of the framework's clustered issues, the count
 expected if cluster and framework were independent, the adjusted standardized
 residual of a chi-square test of independence (|r| > 1.96: over- or
 under-represented at the 5 % level) and the cluster's grade in that framework's
-own risk matrix. Noise and excluded clusters are left out, as in the risk matrix.
+own risk matrix, read from ``gold_risk``. Only the clusters the risk stage
+assessed are compared (noise and excluded clusters are left out there).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from issuerisk.context import Context
+from issuerisk.analysis.gold import resolve_run_id, run_issues, run_rows, run_table, topic_labels
+from issuerisk.constants import FRAMEWORKS
 from issuerisk.display import table
-from jobs.risk import FRAMEWORKS, assess_scopes, excluded_clusters, load_labels, load_run_issues, resolve_run_id, write_run_rows
-from jobs.risk_matrix import NOISE, ClusterRisk
-from schemas.risk import GOLD_FRAMEWORK_COMPARISON
+from issuerisk.schemas.risk import GOLD_FRAMEWORK_COMPARISON, GOLD_RISK
+from issuerisk.stage import RUN_ID, Stage
 
 SIGNIFICANT = 1.96
 
@@ -37,10 +38,14 @@ class ChiSquare:
     dof: int | None
 
 
-def contingency(issues: pd.DataFrame, excluded: Iterable[int] = (), frameworks: Iterable[str] = FRAMEWORKS) -> pd.DataFrame:
-    """Counts of clustered issues per cluster (rows) and framework (columns), noise and excluded clusters left out."""
+class NoRiskError(RuntimeError):
+    """The run has no risk matrix to compare on."""
+
+
+def contingency(issues: pd.DataFrame, clusters: Iterable[int], frameworks: Iterable[str] = FRAMEWORKS) -> pd.DataFrame:
+    """Counts of the issues of ``clusters`` per cluster (rows) and framework (columns); other frameworks left out."""
     frameworks = list(frameworks)
-    kept = issues[(issues["cluster"] != NOISE) & ~issues["cluster"].isin(list(excluded)) & issues["framework"].isin(frameworks)]
+    kept = issues[issues["cluster"].isin(list(clusters)) & issues["framework"].isin(frameworks)]
     counts = pd.crosstab(kept["cluster"], kept["framework"])
     return counts.reindex(columns=[f for f in frameworks if f in counts.columns], fill_value=0).astype(int)
 
@@ -73,11 +78,10 @@ def chi_square(counts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, ChiSqu
     return expected, residuals, ChiSquare(float(stat), float(p_value), int(dof))
 
 
-def comparison_rows(run_id: str, counts: pd.DataFrame, matrices: Mapping[str, list[ClusterRisk]]) -> tuple[list[dict[str, Any]], ChiSquare]:
-    """``gold_framework_comparison`` rows: one per cluster and framework."""
+def comparison_rows(run_id: str, counts: pd.DataFrame, grades: Mapping[tuple[str, int], str | None]) -> tuple[list[dict[str, Any]], ChiSquare]:
+    """``gold_framework_comparison`` rows: one per cluster and framework, with the grade of (framework, cluster)."""
     expected, residuals, test = chi_square(counts)
     totals = counts.sum(axis=0)
-    grades = {(scope, r.cluster): r.grade for scope, rows in matrices.items() for r in rows}
     rows = [
         {
             "run_id": run_id, "cluster": int(cluster), "framework": framework, "n": int(counts.at[cluster, framework]),
@@ -90,19 +94,26 @@ def comparison_rows(run_id: str, counts: pd.DataFrame, matrices: Mapping[str, li
     return rows, test
 
 
-def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
-    """Compare the frameworks on one clustering run (default: the latest) and MERGE ``gold_framework_comparison``.
+def run(ctx, run_id: str | None = None) -> dict[str, Any]:
+    """Compare the frameworks on one clustering run (default: the latest) and replace its ``gold_framework_comparison`` rows.
 
     Raises:
-        jobs.risk.NoClusteringError: no clustering run, or the given one has no rows.
+        NoClusteringError: no clustering run, or the given one has no rows.
+        NoRiskError: the run has no ``gold_risk`` rows yet.
     """
-    run_id = resolve_run_id(ctx.cfg, run_id)
-    issues, missing = load_run_issues(ctx, run_id)
-    labels = load_labels(ctx, run_id)
-    excluded = excluded_clusters(ctx.cfg.risk.excluded_clusters, ctx.cfg.risk.excluded_keywords, labels)
-    counts = contingency(issues, excluded)
-    rows, test = comparison_rows(run_id, counts, assess_scopes(issues, excluded))
-    write_run_rows(ctx, GOLD_FRAMEWORK_COMPARISON, rows, run_id)
+    tables = ctx.lake.arrow
+    run_id = resolve_run_id(tables, run_id)
+    ctx.run.read("gold_clusters", "silver_issues", "gold_risk", "gold_topics")
+    issues, missing = run_issues(tables, run_id)
+    risk = run_rows(tables, GOLD_RISK, run_id, ["scope", "cluster", "grade"])
+    if risk.empty:
+        raise NoRiskError(f"run {run_id!r} has no rows in gold_risk; run `issuerisk risk {run_id}` first")
+    labels = topic_labels(tables, run_id)
+    grades = {(scope, int(cluster)): grade for scope, cluster, grade in risk.itertuples(index=False)}
+    counts = contingency(issues, sorted(risk.loc[risk["scope"] == "all", "cluster"].astype(int)))
+    rows, test = comparison_rows(run_id, counts, grades)
+    tables.merge(GOLD_FRAMEWORK_COMPARISON, run_table(GOLD_FRAMEWORK_COMPARISON, rows), how="replace_run", run_id=run_id)
+    ctx.run.wrote(GOLD_FRAMEWORK_COMPARISON.name)
     notable = sorted((r for r in rows if abs(r["std_residual"]) > SIGNIFICANT), key=lambda r: -abs(r["std_residual"]))
     table(
         f"Over/under-represented patterns, run {run_id} (chi2={test.chi2}, p={test.p_value})",
@@ -114,3 +125,9 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
         "chi2": test.chi2, "p_value": test.p_value, "dof": test.dof, "significant_cells": len(notable),
         "unknown_framework_issues": int((issues["framework"] == "unknown").sum()), "missing_from_silver": missing,
     }
+
+
+STAGE = Stage(
+    "compare", "Cross-framework comparison (shares, chi-square residuals, grades) into gold_framework_comparison", run,
+    reads=("gold_clusters", "silver_issues", GOLD_RISK.name, "gold_topics"), writes=(GOLD_FRAMEWORK_COMPARISON.name,), options=(RUN_ID,),
+)

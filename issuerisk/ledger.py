@@ -1,9 +1,10 @@
 """The run ledger: one row in ``runs`` per command, the manifest a run can be replayed from.
 
-A :class:`Run` is opened by the CLI and handed to every stage; stages report
-the tables they read and wrote (their Delta versions are looked up here), their
-counts (``run.metrics``) and their seeds. The row is written through delta-rs,
-so Ray-only commands record runs without starting Spark.
+A :class:`Run` is opened by the CLI and handed to every stage through the
+context; stages report the tables they read and wrote (their Delta versions are
+looked up here) and their seeds; the runner records each stage's counts. The
+row is written through the lakehouse's Arrow side, so commands without Spark
+record runs too.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from conf import Config
-from conf.secrets import env_secrets, redact
-from schemas.lakehouse import RUNS
+from issuerisk.conf import Config
+from issuerisk.conf.secrets import env_secrets, redact
+from issuerisk.lakehouse import ArrowTables
+from issuerisk.schemas.lakehouse import RUNS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRACKED_PACKAGES = (
     "pyspark", "delta-spark", "deltalake", "pyarrow", "pandas", "numpy", "ray", "torch",
-    "sentence-transformers", "transformers", "model2vec", "umap-learn", "hdbscan", "numba",
+    "sentence-transformers", "transformers", "umap-learn", "hdbscan", "numba",
     "scikit-learn", "bertopic", "openai", "py3langid", "cuml-cu12",
 )
 
@@ -61,17 +63,6 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def delta_version(cfg: Config, table: str) -> int | None:
-    """Current Delta version of a project table (None when it does not exist), without Spark."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    try:
-        return DeltaTable(cfg.table_path(table)).version()
-    except TableNotFoundError:
-        return None
-
-
 @dataclass
 class Run:
     """One command's manifest, filled in by the stages it runs."""
@@ -88,6 +79,7 @@ class Run:
     runtime: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.tables = ArrowTables(self.cfg)
         self.seeds.setdefault("project", self.cfg.project.seed)
         self.runtime.update({"python": platform.python_version(), "host": platform.node(), "platform": platform.platform()})
         self._t0 = time.perf_counter()
@@ -95,14 +87,14 @@ class Run:
     def read(self, *tables: str) -> None:
         """Record the Delta version of tables as this run reads them."""
         for table in tables:
-            v = delta_version(self.cfg, table)
+            v = self.tables.version(table)
             if v is not None:
                 self.tables_read.setdefault(table, v)
 
     def wrote(self, *tables: str) -> None:
         """Record the Delta version of tables after this run wrote them."""
         for table in tables:
-            v = delta_version(self.cfg, table)
+            v = self.tables.version(table)
             if v is not None:
                 self.tables_written[table] = v
 
@@ -111,8 +103,8 @@ class Run:
         self.runtime["spark"] = spark.version
         self.runtime["java"] = spark.sparkContext._jvm.System.getProperty("java.version")
 
-    def stage(self, name: str, **numbers: Any) -> None:
-        """Add one stage's counts and timings to the run's metrics."""
+    def stage(self, name: str, numbers: dict[str, Any]) -> None:
+        """Add one stage's counts and timings to the run's metrics (the runner calls this, once per stage)."""
         self.metrics.setdefault(name, {}).update(numbers)
 
     def _row(self, status: str, error: str | None, ended: datetime | None) -> pa.Table:
@@ -138,34 +130,7 @@ class Run:
 
     def save(self, status: str = "running", error: str | None = None) -> None:
         """MERGE this run's row into ``runs`` (insert at start, update at the end)."""
-        from deltalake import DeltaTable, write_deltalake
-        from deltalake.exceptions import TableNotFoundError
-
         ended = None if status == "running" else datetime.now(timezone.utc)
         if ended is not None:
             self.metrics.setdefault("wall_seconds", round(time.perf_counter() - self._t0, 3))
-        data = self._row(status, redact(error, env_secrets(os.environ)) if error else error, ended)
-        path = self.cfg.table_path(RUNS.name)
-        try:
-            table = DeltaTable(path)
-        except TableNotFoundError:
-            write_deltalake(path, data, mode="append")
-            return
-        (
-            table.merge(data, predicate="t.run_id = s.run_id", source_alias="s", target_alias="t")
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute()
-        )
-
-
-def latest_run_id(cfg: Config, table: str) -> str | None:
-    """The newest run id present in a gold table (commands default to the latest run)."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    try:
-        ids = DeltaTable(cfg.table_path(table)).to_pyarrow_table(columns=["run_id"]).column("run_id").to_pylist()
-    except TableNotFoundError:
-        return None
-    return max(ids) if ids else None
+        self.tables.merge(RUNS, self._row(status, redact(error, env_secrets(os.environ)) if error else error, ended))

@@ -22,9 +22,9 @@ from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from conf.settings import LLMConfig
-from jobs.summarizers import Outcome, SummarizerError, SummaryIdentity, with_title
-from jobs.summarizers.extractive import error_lines
+from issuerisk.conf.settings import LLMConfig
+from issuerisk.summarizers import Outcome, SummarizerError, SummaryIdentity, with_title
+from issuerisk.summarizers.extractive import error_lines
 
 SYSTEM_PROMPT = (
     "You summarize GitHub issues of machine-learning software. Write a concise summary of the issue's title and "

@@ -1,4 +1,4 @@
-"""``issuerisk crawl``: fetch every issue of the selected repositories, resumably, then ingest them.
+"""Stage ``crawl``: fetch every issue of the selected repositories, resumably, then ingest them.
 
 Repositories come from ``--repo`` or from ``bronze_repos`` (not excluded, issues
 enabled, most stars first). Worker threads (``github.concurrency``) each crawl
@@ -8,7 +8,7 @@ their per-page checkpoints and MERGEs them into ``crawl_checkpoints`` every
 each repository from its last checkpointed page (truncating the raw file to
 the checkpointed length), so raw files and bronze end with exactly the issues
 an uninterrupted crawl gets. Unless ``no_ingest``, the raw JSON Lines files of
-every fetched pass are MERGEd into ``bronze_issues`` through :mod:`jobs.ingest`.
+every fetched pass are MERGEd into ``bronze_issues`` by the ``ingest`` stage, run within the same run.
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from conf.secrets import redact
-from issuerisk.context import Context
+from issuerisk.conf.secrets import redact
+from issuerisk.constants import FRAMEWORKS
 from issuerisk.display import progress, table
-from jobs.github.checkpoints import DONE, FETCHED, IN_PROGRESS, Checkpoint, CheckpointStore
-from jobs.github.client import GitHubClient, tokens_from_env
-from jobs.github.exceptions import GitHubError
-from jobs.github.issues import PageEvent, crawl_repository
-from schemas.crawl import BRONZE_REPOS, CRAWL_CHECKPOINTS
-
-FRAMEWORKS = ("pytorch", "tensorflow", "keras")
+from issuerisk.lakehouse import ArrowTables
+from issuerisk.github.checkpoints import DONE, FETCHED, IN_PROGRESS, Checkpoint, CheckpointStore
+from issuerisk.github.client import GitHubClient, tokens_from_env
+from issuerisk.github.exceptions import GitHubError
+from issuerisk.github.issues import PageEvent, crawl_repository
+from issuerisk.schemas.crawl import BRONZE_REPOS, CRAWL_CHECKPOINTS
+from issuerisk.stage import Option, Stage
 
 
 class CrawlError(ValueError):
@@ -48,27 +48,20 @@ def check_repos(repos: list[str]) -> list[str]:
     return list(dict.fromkeys(repos))
 
 
-def selected_repos(cfg: Any, max_repos: int | None) -> dict[str, str | None]:
+def selected_repos(tables: ArrowTables, max_repos: int | None) -> dict[str, str | None]:
     """Repository -> framework tag (None when several) of bronze_repos rows selected for crawling, most stars first.
 
     Raises:
         CrawlError: bronze_repos is missing or selects nothing.
     """
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    try:
-        rows = DeltaTable(cfg.table_path(BRONZE_REPOS.name)).to_pyarrow_table(
-            columns=["repository", "frameworks", "stars", "excluded_reason"]).to_pylist()
-    except TableNotFoundError:
-        rows = []
+    rows = tables.read(BRONZE_REPOS, columns=["repository", "frameworks", "stars", "excluded_reason"]).to_pylist()
     chosen = sorted((r for r in rows if r["excluded_reason"] is None), key=lambda r: (-(r["stars"] or 0), r["repository"]))
     if not chosen:
         raise CrawlError("bronze_repos selects no repository; run `issuerisk discover` first or pass --repo OWNER/NAME")
     return {r["repository"]: r["frameworks"][0] if len(r["frameworks"]) == 1 else None for r in chosen[:max_repos]}
 
 
-def run(ctx: Context, repos: list[str] | None = None, framework: str | None = None, no_ingest: bool = False,
+def run(ctx, repos: list[str] | None = None, framework: str | None = None, no_ingest: bool = False,
         max_repos: int | None = None, client: GitHubClient | None = None) -> dict[str, Any]:
     """Crawl the repositories' issues into raw JSON Lines and (unless ``no_ingest``) bronze_issues. Returns counts.
 
@@ -81,13 +74,13 @@ def run(ctx: Context, repos: list[str] | None = None, framework: str | None = No
     Raises:
         CrawlError: a bad repository name or framework, or nothing to crawl.
     """
-    cfg, gh = ctx.cfg, ctx.cfg.github
+    gh = ctx.cfg.github
     if framework is not None and framework not in FRAMEWORKS:
         raise CrawlError(f"framework {framework!r} is not one of {FRAMEWORKS}")
     if max_repos is not None and max_repos < 1:
         raise CrawlError(f"max_repos must be at least 1, got {max_repos}")
-    targets = {r: framework for r in check_repos(repos)[:max_repos]} if repos else selected_repos(cfg, max_repos)
-    store = CheckpointStore(cfg.table_path(CRAWL_CHECKPOINTS.name))
+    targets = {r: framework for r in check_repos(repos)[:max_repos]} if repos else selected_repos(ctx.lake.arrow, max_repos)
+    store = CheckpointStore(ctx.lake.arrow)
     ctx.run.read(CRAWL_CHECKPOINTS.name, BRONZE_REPOS.name)
     before = store.load()
     own_client = client is None
@@ -129,7 +122,7 @@ def commit(store: CheckpointStore, checkpoints: list[Checkpoint], run_id: str) -
     store.save(checkpoints, run_id)
 
 
-def _crawl(ctx: Context, client: GitHubClient, store: CheckpointStore,
+def _crawl(ctx, client: GitHubClient, store: CheckpointStore,
            start: dict[str, Checkpoint | None]) -> tuple[dict[str, Checkpoint], dict[str, int], dict[str, str]]:
     """Run the workers; MERGE their checkpoints every ``checkpoint_every_s``. Returns final checkpoints, totals, failures."""
     gh, run_id = ctx.cfg.github, ctx.run.run_id
@@ -195,7 +188,7 @@ def _crawl(ctx: Context, client: GitHubClient, store: CheckpointStore,
 
 def _ingest(ctx: Context, store: CheckpointStore, fetched: dict[str, Checkpoint], targets: dict[str, str | None]) -> dict[str, Any]:
     """MERGE fetched raw files into bronze_issues (one ingest per framework tag), then mark those repositories done."""
-    from jobs import ingest
+    from issuerisk.jobs import ingest
 
     groups: dict[str | None, list[str]] = {}
     for repo, cp in sorted(fetched.items()):
@@ -203,7 +196,18 @@ def _ingest(ctx: Context, store: CheckpointStore, fetched: dict[str, Checkpoint]
             groups.setdefault(targets.get(repo), []).append(cp.raw_file)
     result: Counter[str] = Counter()
     for tag, paths in groups.items():
-        counts = ingest.run(ctx, paths=paths, framework=tag)
+        counts = ctx.invoke("ingest", paths=paths, framework=tag)
         result.update({k: v for k, v in counts.items() if isinstance(v, int)})
     store.save([cp.but(status=DONE) for cp in fetched.values()], ctx.run.run_id)
     return dict(result)
+
+
+STAGE = Stage(
+    "crawl", "Crawl all issues of selected repositories, resumable, then ingest them", run,
+    reads=(CRAWL_CHECKPOINTS.name, BRONZE_REPOS.name), writes=(CRAWL_CHECKPOINTS.name, "bronze_issues", "bronze_rejects"),
+    options=(Option(("--repo",), "crawl this repository (repeatable); default: selected bronze_repos",
+                    argparse={"action": "append", "dest": "repos", "metavar": "OWNER/NAME"}),
+             Option(("--framework",), "tag for --repo repositories", argparse={"choices": FRAMEWORKS}),
+             Option(("--no-ingest",), "only fetch raw JSON Lines, do not MERGE into bronze_issues", argparse={"action": "store_true"}),
+             Option(("--max-repos",), "crawl at most this many repositories", argparse={"type": int})),
+)

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from conf.settings import SummarizeConfig
-from jobs.summarizers import extractive
+from issuerisk.conf.settings import SummarizeConfig
+from issuerisk.summarizers import extractive
 
 
 class SummarizerError(RuntimeError):
@@ -67,7 +67,7 @@ def with_title(title: str, text: str) -> str:
 
 
 class ExtractiveSummarizer:
-    """:func:`jobs.summarizers.extractive.summarize` behind the protocol."""
+    """:func:`issuerisk.summarizers.extractive.summarize` behind the protocol."""
 
     concurrency = 1
 
@@ -86,7 +86,7 @@ def identity_of(cfg: SummarizeConfig) -> SummaryIdentity:
     """The identity the configured summarizer writes, without building a client."""
     if cfg.summarizer == "extractive":
         return ExtractiveSummarizer(cfg.token_budget).identity
-    from jobs.summarizers.llm import llm_identity
+    from issuerisk.summarizers.llm import llm_identity
 
     return llm_identity(cfg.llm)
 
@@ -109,6 +109,6 @@ def make_summarizer(
     """
     if cfg.summarizer == "extractive":
         return ExtractiveSummarizer(cfg.token_budget)
-    from jobs.summarizers.llm import LLMSummarizer, build_client
+    from issuerisk.summarizers.llm import LLMSummarizer, build_client
 
     return LLMSummarizer(cfg.llm, client if client is not None else build_client(cfg.llm), sleep=sleep, owns_client=client is None)

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pyspark.sql import Column, Row
 from pyspark.sql import functions as F
 
-from conf.settings import FrameworkInferenceConfig
+from issuerisk.conf.settings import FrameworkInferenceConfig
 
 UNKNOWN = "unknown"
 

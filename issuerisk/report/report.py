@@ -1,4 +1,4 @@
-"""``issuerisk report [RUN_ID]``: one self-contained HTML file per run.
+"""Stage ``report``: one self-contained HTML file per run.
 
 The page holds the risk matrix of every scope as a heat map (cluster counts and
 ids per cell), the cluster table, a 2-D map of the issues coloured by cluster,
@@ -17,12 +17,16 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from issuerisk.context import Context
+from issuerisk.analysis.gold import resolve_run_id, run_records
+from issuerisk.analysis.risk_matrix import GRADES, IMPACTS, severity
+from issuerisk.constants import FRAMEWORKS
 from issuerisk.display import table
-from jobs.risk import resolve_run_id
-from jobs.risk_matrix import GRADES, IMPACTS, severity
+from issuerisk.schemas.lakehouse import RUNS
+from issuerisk.schemas.ml import GOLD_CLUSTERS
+from issuerisk.schemas.risk import GOLD_FRAMEWORK_COMPARISON, GOLD_RISK, GOLD_TOPICS
+from issuerisk.stage import RUN_ID, Option, Stage
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "issuerisk" / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 GRADE_COLOURS = {"L1": "#2e7d32", "L2": "#66bb6a", "M1": "#fbc02d", "M2": "#f57c00", "H1": "#e53935", "H2": "#b71c1c", "H3": "#4a0000"}
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79",
            "#ad494a", "#637939", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#843c39", "#8ca252")
@@ -89,7 +93,7 @@ def top_risks(risk_rows: Sequence[Mapping[str, Any]], k: int = TOP_RISKS) -> lis
 
 def comparison_view(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The comparison as one row per cluster with a cell per framework, plus the test's figures."""
-    frameworks = sorted({r["framework"] for r in rows}, key=lambda f: ("pytorch", "tensorflow", "keras").index(f) if f in ("pytorch", "tensorflow", "keras") else 9)
+    frameworks = sorted({r["framework"] for r in rows}, key=lambda f: FRAMEWORKS.index(f) if f in FRAMEWORKS else len(FRAMEWORKS))
     by_cluster: dict[int, dict[str, Any]] = {}
     for r in rows:
         by_cluster.setdefault(int(r["cluster"]), {})[r["framework"]] = r
@@ -156,31 +160,23 @@ def build_view(run_id: str, risk_rows: list[dict], topics: list[dict], compariso
     }
 
 
-def _rows(ctx: Context, name: str, run_id: str, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    from jobs.tables import read
-
-    frame = read(ctx.spark, ctx.cfg, name).where(f"run_id = '{run_id}'")
-    if columns:
-        frame = frame.select(*columns)
-    return [r.asDict(recursive=True) for r in frame.collect()]
-
-
-def run(ctx: Context, run_id: str | None = None, out: str | None = None) -> dict[str, Any]:
+def run(ctx, run_id: str | None = None, out: str | None = None) -> dict[str, Any]:
     """Write the HTML report of one clustering run (default: the latest).
 
     Returns:
         ``{"report": path, "top_risks": [...], ...}``; the top risks are the most severe clusters over all frameworks.
 
     Raises:
-        jobs.risk.NoClusteringError: no clustering run.
+        NoClusteringError: no clustering run.
         ReportInputError: the run has no risk rows yet.
     """
-    run_id = resolve_run_id(ctx.cfg, run_id)
+    tables = ctx.lake.arrow
+    run_id = resolve_run_id(tables, run_id)
     ctx.run.read("gold_risk", "gold_topics", "gold_framework_comparison", "gold_clusters", "runs")
-    risk_rows = _rows(ctx, "gold_risk", run_id)
-    manifests = _rows(ctx, "runs", run_id)
-    points = [(r["x"], r["y"], r["cluster"]) for r in _rows(ctx, "gold_clusters", run_id, ["x", "y", "cluster"]) if r["x"] is not None and r["y"] is not None]
-    view = build_view(run_id, risk_rows, _rows(ctx, "gold_topics", run_id), _rows(ctx, "gold_framework_comparison", run_id),
+    risk_rows = run_records(tables, GOLD_RISK, run_id)
+    manifests = run_records(tables, RUNS, run_id)
+    points = [(r["x"], r["y"], r["cluster"]) for r in run_records(tables, GOLD_CLUSTERS, run_id, ["x", "y", "cluster"]) if r["x"] is not None and r["y"] is not None]
+    view = build_view(run_id, risk_rows, run_records(tables, GOLD_TOPICS, run_id), run_records(tables, GOLD_FRAMEWORK_COMPARISON, run_id),
                       points, manifests[0] if manifests else None, ctx.cfg.project.seed)
     path = Path(out or Path(ctx.cfg.resolve_path(ctx.cfg.project.reports_dir)) / f"{run_id}.html").resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,3 +184,10 @@ def run(ctx: Context, run_id: str | None = None, out: str | None = None) -> dict
     table(f"Report of run {run_id}: {path}", ["cluster", "label", "n", "P_k", "MTTR h", "grade", "action"],
           [(t["cluster"], t["label"] or "", t["n"], t["p_k"], t["mttr_hours"], t["grade"], t["action"]) for t in view["top_risks"]])
     return {"run_id": run_id, "report": str(path), "top_risks": view["top_risks"], "clusters": len(view["clusters"]), "bytes": path.stat().st_size}
+
+
+STAGE = Stage(
+    "report", "Self-contained HTML report of a run", run,
+    reads=(GOLD_RISK.name, GOLD_TOPICS.name, GOLD_FRAMEWORK_COMPARISON.name, GOLD_CLUSTERS.name, RUNS.name),
+    options=(RUN_ID, Option(("--out",), "HTML file to write (default: <reports_dir>/<run_id>.html)")),
+)

@@ -29,8 +29,8 @@ import orjson
 import urllib3
 from urllib3.exceptions import HTTPError as TransportError
 
-from conf.secrets import redact
-from jobs.github.exceptions import GitHubStatusError, RetriesExhausted
+from issuerisk.conf.secrets import redact
+from issuerisk.github.exceptions import GitHubStatusError, RetriesExhausted
 
 log = logging.getLogger(__name__)
 

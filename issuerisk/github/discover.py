@@ -1,8 +1,8 @@
-"""``issuerisk discover``: find the GitHub repositories of each framework into ``bronze_repos``.
+"""Stage ``discover``: find the GitHub repositories of each framework into ``bronze_repos``.
 
 Each framework's queries (``github.framework_queries``: keyword and topic) are
 searched with language, minimum stars and a creation-date range, sliced around
-GitHub's 1,000-results cap (:mod:`jobs.github.search`). Repositories whose name
+GitHub's 1,000-results cap (:mod:`issuerisk.github.search`). Repositories whose name
 or description carries a ``filter.excluded_repo_keywords`` word (tutorials,
 books, UIs, awesome lists, ...) or whose issues are disabled are kept with the
 reason in ``excluded_reason`` and not crawled. Rows are MERGEd on repository;
@@ -15,14 +15,16 @@ import os
 from datetime import date, datetime, timezone
 from typing import Any
 
-from issuerisk.context import Context
+import pyarrow as pa
+
+from issuerisk.constants import FRAMEWORKS
 from issuerisk.display import progress, table
-from jobs import tables
-from jobs.github.client import GitHubClient
-from jobs.github.exceptions import DiscoveryError
-from jobs.filter import repo_keyword
-from jobs.github.search import Slice, search_repositories
-from schemas.crawl import BRONZE_REPOS
+from issuerisk.github.client import GitHubClient
+from issuerisk.github.exceptions import DiscoveryError
+from issuerisk.github.search import Slice, search_repositories
+from issuerisk.schemas.crawl import BRONZE_REPOS
+from issuerisk.stage import Option, Stage
+from issuerisk.text.repos import repo_keyword
 
 
 def parse_day(value: str, name: str) -> date:
@@ -74,8 +76,7 @@ def repo_rows(found: dict[str, tuple[dict[str, Any], set[str]]], known: dict[str
     return rows
 
 
-def run(ctx: Context, framework: str = "all", min_stars: int | None = None, created_from: str | None = None,
-        created_to: str | None = None, client: GitHubClient | None = None) -> dict[str, Any]:
+def run(ctx, framework: str = "all", client: GitHubClient | None = None) -> dict[str, Any]:
     """Search GitHub for each framework's repositories and MERGE them into bronze_repos. Returns counts.
 
     Args:
@@ -93,7 +94,7 @@ def run(ctx: Context, framework: str = "all", min_stars: int | None = None, crea
     own_client = client is None
     client = client or GitHubClient.from_config(gh, os.environ)
     today = datetime.fromtimestamp(client.clock(), timezone.utc).date()
-    window = search_window(created_from or gh.created_from, created_to or gh.created_to, gh.min_stars if min_stars is None else min_stars, today)
+    window = search_window(gh.created_from, gh.created_to, gh.min_stars, today)
     found: dict[str, tuple[dict[str, Any], set[str]]] = {}
     truncated: list[tuple[str, int]] = []
     slices = incomplete = 0
@@ -110,13 +111,12 @@ def run(ctx: Context, framework: str = "all", min_stars: int | None = None, crea
         bar.close()
         if own_client:
             client.close()
-    spark = ctx.spark
-    existing = tables.read(spark, cfg, BRONZE_REPOS.name).select("repository", "frameworks")
-    known = {r["repository"]: r["frameworks"] for r in existing.collect() if r["repository"] in found}
-    rows = repo_rows(found, known, cfg.filter.excluded_repo_keywords, ctx.run.run_id, datetime.now(timezone.utc))
+    tables = ctx.lake.arrow
     ctx.run.read(BRONZE_REPOS.name)
-    if rows:
-        tables.merge(spark, cfg, BRONZE_REPOS, spark.createDataFrame(rows, BRONZE_REPOS.spark))
+    existing = tables.read(BRONZE_REPOS, columns=["repository", "frameworks"]).to_pylist()
+    known = {r["repository"]: r["frameworks"] for r in existing if r["repository"] in found}
+    rows = repo_rows(found, known, cfg.filter.excluded_repo_keywords, ctx.run.run_id, datetime.now(timezone.utc))
+    tables.merge(BRONZE_REPOS, pa.Table.from_pylist(rows, schema=BRONZE_REPOS.arrow))
     ctx.run.wrote(BRONZE_REPOS.name)
     selected = sum(r["excluded_reason"] is None for r in rows)
     reasons: dict[str, int] = {}
@@ -134,3 +134,13 @@ def run(ctx: Context, framework: str = "all", min_stars: int | None = None, crea
     return {"found": len(rows), "selected": selected, "excluded": len(rows) - selected, "excluded_by_reason": reasons,
             "by_framework": by_framework, "slices": slices, "incomplete_pages": incomplete,
             "truncated": [{"query": q, "total_count": n} for q, n in truncated], **{k: v for k, v in stats.items() if k != "by_status"}}
+
+
+STAGE = Stage(
+    "discover", "Search GitHub for framework repositories into bronze_repos", run,
+    reads=(BRONZE_REPOS.name,), writes=(BRONZE_REPOS.name,),
+    options=(Option(("--framework",), "framework whose repositories to search", argparse={"choices": (*FRAMEWORKS, "all"), "default": "all"}),
+             Option(("--min-stars",), "override github.min_stars", "github.min_stars", {"type": int}),
+             Option(("--created-from",), "override github.created_from (YYYY-MM-DD)", "github.created_from"),
+             Option(("--created-to",), "override github.created_to (YYYY-MM-DD)", "github.created_to")),
+)

@@ -1,8 +1,9 @@
 """Per-repository crawl checkpoints in the ``crawl_checkpoints`` Delta table.
 
-Checkpoints are MERGEd through delta-rs from the crawl's one coordinating
-thread: a commit takes milliseconds, so the crawl can checkpoint every few
-seconds without a Spark job, and ``crawl --no-ingest`` never starts Spark.
+Checkpoints are MERGEd through the lakehouse's Arrow side (delta-rs) from the
+crawl's one coordinating thread: a commit takes milliseconds, so the crawl can
+checkpoint every few seconds without a Spark job, and ``crawl --no-ingest``
+never starts Spark.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 
-from schemas.crawl import CRAWL_CHECKPOINTS
+from issuerisk.lakehouse import ArrowTables
+from issuerisk.schemas.crawl import CRAWL_CHECKPOINTS
 
 IN_PROGRESS, FETCHED, DONE = "in_progress", "fetched", "done"
 GONE_STATUSES = {404: "gone", 410: "issues_disabled", 451: "blocked"}
@@ -38,41 +40,21 @@ class Checkpoint:
 
 
 class CheckpointStore:
-    """Load and MERGE checkpoints of one table location."""
+    """Load and MERGE the checkpoints of ``crawl_checkpoints``."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, tables: ArrowTables) -> None:
+        self.tables = tables
 
     def load(self) -> dict[str, Checkpoint]:
         """Every checkpoint by repository (empty when the table does not exist yet)."""
-        from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
-
-        try:
-            rows = DeltaTable(self.path).to_pyarrow_table().to_pylist()
-        except TableNotFoundError:
-            return {}
         fields = Checkpoint.__dataclass_fields__
-        return {r["repository"]: Checkpoint(**{k: v for k, v in r.items() if k in fields}) for r in rows}
+        return {r["repository"]: Checkpoint(**{k: v for k, v in r.items() if k in fields})
+                for r in self.tables.read(CRAWL_CHECKPOINTS).to_pylist()}
 
     def save(self, checkpoints: list[Checkpoint], run_id: str) -> None:
         """MERGE checkpoints on repository (one Delta commit)."""
-        from deltalake import DeltaTable, write_deltalake
-        from deltalake.exceptions import TableNotFoundError
-
         if not checkpoints:
             return
         now = datetime.now(timezone.utc)
         rows = [{**asdict(c), "run_id": run_id, "updated_at": now} for c in checkpoints]
-        data = pa.Table.from_pylist(rows, schema=CRAWL_CHECKPOINTS.arrow)
-        try:
-            table = DeltaTable(self.path)
-        except TableNotFoundError:
-            write_deltalake(self.path, data, mode="append")
-            return
-        (
-            table.merge(data, predicate="t.repository = s.repository", source_alias="s", target_alias="t")
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute()
-        )
+        self.tables.merge(CRAWL_CHECKPOINTS, pa.Table.from_pylist(rows, schema=CRAWL_CHECKPOINTS.arrow))

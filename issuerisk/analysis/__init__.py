@@ -1,0 +1,1 @@
+"""Analysis of one clustering run with pandas and BERTopic: topics, the risk matrix, the framework comparison."""

@@ -1,0 +1,97 @@
+"""One clustering run's gold rows for the analysis stages: its issues and topic labels read, its rows built.
+
+Shared by the topics, risk, compare and report stages (none of which imports
+another); every read goes through the lakehouse's Arrow side.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from issuerisk.lakehouse import ArrowTables
+from issuerisk.schemas import TableSpec
+from issuerisk.schemas.lakehouse import SILVER_ISSUES
+from issuerisk.schemas.ml import GOLD_CLUSTERS
+from issuerisk.schemas.risk import GOLD_TOPICS
+
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
+ISSUE_COLUMNS = ("repository", "number", "framework", "is_closed", "resolution_hours", "html_url", "title")
+
+
+class NoClusteringError(RuntimeError):
+    """There is no clustering run to analyse."""
+
+
+def resolve_run_id(tables: ArrowTables, run_id: str | None) -> str:
+    """The clustering run to analyse: the one given, else the newest in ``gold_clusters``.
+
+    Raises:
+        NoClusteringError: ``gold_clusters`` is empty.
+        ValueError: ``run_id`` is not shaped like a run id (letters, digits, '-', '_', '.').
+    """
+    if run_id is not None:
+        if not RUN_ID_PATTERN.fullmatch(run_id):
+            raise ValueError(f"run id {run_id!r} is not valid; run ids look like 20260101T120000Z-1a2b3c4d")
+        return run_id
+    ids = tables.read(GOLD_CLUSTERS, columns=["run_id"]).column("run_id")
+    if len(ids) == 0:
+        raise NoClusteringError("gold_clusters holds no run; run `issuerisk cluster` (or `issuerisk run`) first")
+    return pc.max(ids).as_py()
+
+
+def run_rows(tables: ArrowTables, table, run_id: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """One run's rows of a gold table as pandas."""
+    return tables.read(table, columns=columns, filters=[("run_id", "=", run_id)]).to_pandas()
+
+
+def run_records(tables: ArrowTables, table, run_id: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """One run's rows of a gold table as plain dicts (nulls as None, maps as dicts)."""
+    rows = tables.read(table, columns=columns, filters=[("run_id", "=", run_id)])
+    maps = [f.name for f in rows.schema if pa.types.is_map(f.type)]
+    records = rows.to_pylist()
+    for record in records:
+        for name in maps:
+            if record[name] is not None:
+                record[name] = dict(record[name])
+    return records
+
+
+def run_issues(tables: ArrowTables, run_id: str) -> tuple[pd.DataFrame, int]:
+    """One clustering run's issues with their silver facts.
+
+    Returns:
+        The frame (``gold_clusters`` columns plus :data:`ISSUE_COLUMNS`) and the
+        number of clustered issues missing from ``silver_issues``, which are left out.
+
+    Raises:
+        NoClusteringError: the run has no rows in ``gold_clusters``.
+    """
+    clusters = run_rows(tables, GOLD_CLUSTERS, run_id).drop(columns=["run_id"])
+    if clusters.empty:
+        raise NoClusteringError(f"run {run_id!r} has no rows in gold_clusters; list runs with `issuerisk runs` "
+                                f"or `issuerisk sql \"SELECT DISTINCT run_id FROM issuerisk.gold_clusters\"`")
+    issues = tables.read(SILVER_ISSUES, columns=list(ISSUE_COLUMNS)).to_pandas()
+    frame = clusters.merge(issues, on=["repository", "number"], how="left")
+    unknown = frame["framework"].isna()
+    return frame[~unknown].reset_index(drop=True), int(unknown.sum())
+
+
+def topic_labels(tables: ArrowTables, run_id: str) -> dict[int, str]:
+    """Topic label per cluster of a run from ``gold_topics`` (empty when topics did not run)."""
+    rows = run_rows(tables, GOLD_TOPICS, run_id, ["cluster", "label"])
+    return {int(c): label for c, label in zip(rows["cluster"], rows["label"])}
+
+
+def run_table(spec: TableSpec, rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows as an Arrow table of the spec (NaN becomes null)."""
+    return pa.Table.from_pylist([{n: _none_if_nan(r.get(n)) for n in spec.names} for r in rows], schema=spec.arrow)
+
+
+def _none_if_nan(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value

@@ -1,0 +1,199 @@
+"""The Arrow side of the lakehouse: the project's Delta tables through delta-rs, without Spark.
+
+Ray stages, the run ledger, the crawler and the analysis stages read and write
+here; commits take milliseconds and need no JVM. A table missing on first use
+is created from its :class:`~issuerisk.schemas.TableSpec` (with the columns'
+meanings as comments), so a later Spark process registers it in the catalog by
+name (:meth:`issuerisk.lakehouse.spark_tables.SparkTables.create`), and a table
+Spark created is read and merged here alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from issuerisk.conf import Config
+from issuerisk.schemas import TABLES, TableSpec
+
+MergeHow = Literal["upsert", "insert", "replace_run"]
+MERGE_MODES: tuple[str, ...] = ("upsert", "insert", "replace_run")
+
+
+class TableVersionError(LookupError):
+    """A table version that was asked for cannot be read (vacuumed, or never existed)."""
+
+
+def spec_of(table: TableSpec | str) -> TableSpec:
+    """The spec of a table given by spec or by name.
+
+    Raises:
+        KeyError: no table of that name is declared in ``schemas``.
+    """
+    if isinstance(table, TableSpec):
+        return table
+    if table not in TABLES:
+        raise KeyError(f"no table {table!r} is declared; the project's tables are {sorted(TABLES)}")
+    return TABLES[table]
+
+
+def check_merge(spec: TableSpec, how: str, run_id: str | None) -> None:
+    """Validate a MERGE request the same way for both sides.
+
+    Raises:
+        ValueError: an unknown mode, or ``replace_run`` without a run id or on a table without ``run_id`` in its key.
+    """
+    if how not in MERGE_MODES:
+        raise ValueError(f"merge how={how!r} is unknown; use one of {MERGE_MODES}")
+    if how == "replace_run":
+        if not run_id:
+            raise ValueError(f"replacing a run's rows of {spec.name} needs the run id")
+        if "run_id" not in spec.key:
+            raise ValueError(f"{spec.name} is not keyed by run_id, so a run's rows cannot be replaced; use how='upsert'")
+
+
+def key_predicate(spec: TableSpec) -> str:
+    """``t.k = s.k AND ...`` over the spec's key (keys are never null)."""
+    return " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.key)
+
+
+def sql_text(value: str) -> str:
+    """A SQL string literal (single quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def plain_types(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Cast DataFusion's view types (``string_view``) to the plain ones the rest of pyarrow handles."""
+    fields = [pa.field(f.name, pa.string() if f.type == pa.string_view() else f.type, f.nullable) for f in batch.schema]
+    schema = pa.schema(fields)
+    return batch if schema == batch.schema else batch.cast(schema)
+
+
+class ArrowTables:
+    """Create, read, query, MERGE and version the project's Delta tables with delta-rs."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def path(self, table: TableSpec | str) -> str:
+        """Storage location of a table."""
+        return self.cfg.table_path(spec_of(table).name)
+
+    def _open(self, table: TableSpec | str, version: int | None = None) -> Any:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        spec = spec_of(table)
+        try:
+            return DeltaTable(self.path(spec), version=version)
+        except TableNotFoundError:
+            if version is not None:
+                raise TableVersionError(f"{spec.name} has no version {version} (the table does not exist)") from None
+            return None
+        except Exception as exc:  # noqa: BLE001 (delta-rs names a missing version in several error types)
+            if version is not None:
+                raise TableVersionError(
+                    f"{spec.name} version {version} cannot be read ({str(exc).splitlines()[0][:200]}); it was vacuumed or never existed"
+                ) from None
+            raise
+
+    def exists(self, table: TableSpec | str) -> bool:
+        """Whether the table has a Delta log yet."""
+        return self._open(table) is not None
+
+    def create(self, table: TableSpec | str) -> Any:
+        """The table, created empty from its spec when missing (columns carry their meanings as comments)."""
+        from deltalake import DeltaTable
+
+        spec = spec_of(table)
+        existing = self._open(spec)
+        if existing is not None:
+            return existing
+        schema = pa.schema([f.with_metadata({"comment": c.doc}) for f, c in zip(spec.arrow, spec.columns)])
+        return DeltaTable.create(self.path(spec), schema, mode="ignore", partition_by=list(spec.partition_by) or None,
+                                 name=spec.name, description=spec.doc)
+
+    def version(self, table: TableSpec | str) -> int | None:
+        """Current Delta version, None when the table does not exist."""
+        opened = self._open(table)
+        return None if opened is None else int(opened.version())
+
+    def read(self, table: TableSpec | str, columns: Sequence[str] | None = None, filters: Any = None,
+             version: int | None = None) -> pa.Table:
+        """The table's rows (an empty table of its schema when it does not exist).
+
+        Args:
+            columns: columns to read (all by default).
+            filters: a pyarrow filter expression or DNF list, pushed down to the files.
+            version: a past Delta version (time travel).
+
+        Raises:
+            TableVersionError: ``version`` cannot be read.
+        """
+        spec = spec_of(table)
+        opened = self._open(spec, version)
+        if opened is None:
+            schema = spec.arrow if columns is None else pa.schema([spec.arrow.field(c) for c in columns])
+            return schema.empty_table()
+        return opened.to_pyarrow_table(columns=list(columns) if columns is not None else None, filters=filters)
+
+    def query(self, sql: str, tables: Iterable[TableSpec | str], versions: dict[str, int] | None = None) -> Iterator[pa.RecordBatch]:
+        """Stream DataFusion SQL over the named tables (each registered under its own name; missing ones created empty).
+
+        Args:
+            versions: table name -> Delta version to read instead of the current one.
+        """
+        from deltalake import QueryBuilder
+
+        qb = QueryBuilder()
+        for table in tables:
+            spec = spec_of(table)
+            version = (versions or {}).get(spec.name)
+            qb.register(spec.name, self._open(spec, version) if version is not None else self.create(spec))
+        for batch in pa.RecordBatchReader.from_stream(qb.execute(sql)):
+            yield plain_types(batch)
+
+    def merge(self, table: TableSpec | str, rows: pa.Table, how: MergeHow = "upsert", *, run_id: str | None = None,
+              update_condition: str | None = None) -> None:
+        """MERGE Arrow rows into a table on its spec's key, creating the table first when missing.
+
+        Args:
+            rows: rows with the spec's columns (extra columns are dropped, order follows the spec).
+            how: ``upsert`` (update matches where ``update_condition`` holds, insert the rest), ``insert``
+                (insert rows whose key is new, never touch existing ones) or ``replace_run`` (upsert, then
+                delete this run's rows whose key is not in ``rows``: the run's rows become exactly ``rows``).
+            run_id: the run whose rows ``replace_run`` replaces.
+            update_condition: SQL on aliases ``t`` and ``s``; None updates every match.
+
+        Raises:
+            ValueError: an unknown mode, ``replace_run`` without a run id, or a column of the spec missing from ``rows``.
+        """
+        spec = spec_of(table)
+        check_merge(spec, how, run_id)
+        missing = [n for n in spec.names if n not in rows.column_names]
+        if missing:
+            raise ValueError(f"cannot write {spec.name}: the rows lack columns {missing}")
+        if rows.num_rows == 0 and how != "replace_run":
+            return
+        source = pa.Table.from_arrays([rows.column(n).cast(f.type) for n, f in zip(spec.names, spec.arrow)], schema=spec.arrow)
+        merger = self.create(spec).merge(source, predicate=key_predicate(spec), source_alias="s", target_alias="t")
+        if how != "insert":
+            merger = merger.when_matched_update_all(predicate=update_condition)
+        merger = merger.when_not_matched_insert_all()
+        if how == "replace_run":
+            merger = merger.when_not_matched_by_source_delete(predicate=f"t.run_id = {sql_text(run_id)}")
+        merger.execute()
+
+    def file_records(self, table: TableSpec | str) -> tuple[list[int | None], bool] | None:
+        """(records per data file from the Delta log's statistics, deletion vectors possible); [] for a table
+        not created yet; None where delta-rs cannot read the log (e.g. a storage scheme it lacks)."""
+        try:
+            opened = self._open(table)
+            if opened is None:
+                return [], False
+            records = pa.table(opened.get_add_actions(flatten=True)).column("num_records").to_pylist()
+            return records, "deletionVectors" in set(opened.protocol().writer_features or [])
+        except Exception:  # noqa: BLE001 (any failure of delta-rs leaves the answer to Spark)
+            return None

@@ -1,0 +1,181 @@
+"""The Spark side of the lakehouse: the project's Delta tables as DataFrames, for the Spark jobs.
+
+Tables are created from their :mod:`issuerisk.schemas` spec and registered in
+the project's database, so Spark SQL finds them by name in any later process; a
+Delta folder that delta-rs created first is registered as it is. Writes are
+MERGEs on the spec's key (insert-only, upsert, or replace a run's rows), so a
+rerun is idempotent, or whole-table overwrites for tables rebuilt from their inputs.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from issuerisk.conf import Config
+from issuerisk.lakehouse.arrow_tables import ArrowTables, MergeHow, TableVersionError, check_merge, spec_of, sql_text
+from issuerisk.schemas import TABLES, TableSpec
+
+
+def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
+    """Select the spec's columns in order with their declared types.
+
+    Raises:
+        ValueError: a column of the spec is missing from ``df``.
+    """
+    missing = [c for c in spec.names if c not in df.columns]
+    if missing:
+        raise ValueError(f"cannot write {spec.name}: the frame lacks columns {missing}")
+    return df.select([df[f.name].cast(f.dataType).alias(f.name) for f in spec.spark.fields])
+
+
+class SparkTables:
+    """Create, read, MERGE, overwrite and version the project's Delta tables through one SparkSession."""
+
+    def __init__(self, spark: SparkSession, cfg: Config, arrow: ArrowTables | None = None) -> None:
+        self.spark = spark
+        self.cfg = cfg
+        self.arrow = arrow or ArrowTables(cfg)
+
+    def name(self, table: TableSpec | str) -> str:
+        """``database.table`` for SQL."""
+        return f"{self.cfg.project.database}.{spec_of(table).name}"
+
+    def _has_delta_log(self, path: str) -> bool:
+        jvm = self.spark.sparkContext._jvm
+        hpath = jvm.org.apache.hadoop.fs.Path(f"{path}/_delta_log")
+        fs = hpath.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
+        return bool(fs.exists(hpath))
+
+    def create(self, table: TableSpec | str) -> str:
+        """Create the table (or register an existing Delta folder) in the catalog; return its SQL name."""
+        spec = spec_of(table)
+        name = self.name(spec)
+        if self.spark.catalog.tableExists(name):
+            return name
+        path = self.cfg.table_path(spec.name)
+        if self._has_delta_log(path):
+            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{path}'")
+        else:
+            partition = f"PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
+            self.spark.sql(
+                f"CREATE TABLE IF NOT EXISTS {name} (\n  {spec.ddl()}\n) USING delta {partition} "
+                f"LOCATION '{path}' COMMENT '{spec.doc.replace(chr(39), chr(92) + chr(39))}'"
+            )
+        return name
+
+    def create_all(self, names: list[str] | None = None) -> None:
+        """Create (or register) every declared table, or the named ones."""
+        for name in names or sorted(TABLES):
+            self.create(TABLES[name])
+
+    def read(self, table: TableSpec | str, version: int | None = None) -> DataFrame:
+        """A table as a DataFrame (created empty when missing); ``version`` reads a past Delta version.
+
+        Raises:
+            TableVersionError: ``version`` cannot be read (vacuumed or never existed).
+        """
+        spec = spec_of(table)
+        name = self.create(spec)
+        if version is None:
+            return self.spark.table(name)
+        try:
+            df = self.spark.read.format("delta").option("versionAsOf", version).load(self.cfg.table_path(spec.name))
+            df.schema  # noqa: B018 (resolves the snapshot now, so a missing version fails here)
+            return df
+        except Exception as exc:  # noqa: BLE001 (py4j wraps Delta's VersionNotFoundException)
+            raise TableVersionError(f"{spec.name} version {version} cannot be read: {str(exc).splitlines()[0][:300]}") from None
+
+    def merge(self, table: TableSpec | str, df: DataFrame, how: MergeHow = "upsert", *, run_id: str | None = None,
+              update_condition: str | None = None) -> None:
+        """MERGE ``df`` into the table on the spec's key.
+
+        ``upsert`` updates matches (where ``update_condition`` holds) and inserts the rest;
+        ``insert`` inserts only new keys; ``replace_run`` upserts and deletes the run's rows
+        whose key is not in ``df``. With an ``update_condition``, source rows whose match it
+        rejects are dropped first (an anti-join on the key and the condition): Delta rewrites
+        every target file with a key match even where the condition is false
+        (delta-io/delta#1812), so a rerun of unchanged input then rewrites no file and commits
+        no version. This takes the key to be unique in the target, as every write to these
+        tables is this MERGE of a source with one row per key.
+
+        Into a table without data files the MERGE has inserts only and says so: Delta then
+        runs it in one pass without first copying the source to local disk. It still joins the
+        source to the target's snapshot, so rows a writer added meanwhile are not inserted
+        twice, and a concurrent commit fails it with a conflict, as for any MERGE. The file
+        count comes from the Delta log (delta-rs), so no data is read.
+
+        Args:
+            update_condition: SQL on aliases ``t`` (target) and ``s`` (source), e.g.
+                ``"s.updated_at > t.updated_at"``; None updates every match.
+
+        Raises:
+            ValueError: an unknown mode, ``replace_run`` without a run id, or a missing column.
+        """
+        from delta.tables import DeltaTable
+
+        spec = spec_of(table)
+        check_merge(spec, how, run_id)
+        target = DeltaTable.forName(self.spark, self.create(spec))
+        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.key)
+        source = conform(df, spec)
+        existing = self.data_files(spec, target)
+        if existing and how == "upsert" and update_condition is not None:
+            source = source.alias("s").join(target.toDF().alias("t"), F.expr(f"{on} AND NOT coalesce({update_condition}, false)"), "left_anti")
+        builder = target.alias("t").merge(source.alias("s"), on)
+        if existing and how != "insert":
+            builder = builder.whenMatchedUpdateAll(condition=update_condition)
+        builder = builder.whenNotMatchedInsertAll()
+        if how == "replace_run":
+            builder = builder.whenNotMatchedBySourceDelete(condition=f"t.run_id = {sql_text(run_id)}")
+        builder.execute()
+
+    def overwrite(self, table: TableSpec | str, df: DataFrame) -> None:
+        """Replace the table's content (for tables rebuilt whole from their inputs, e.g. silver)."""
+        spec = spec_of(table)
+        self.create(spec)
+        conform(df, spec).write.format("delta").mode("overwrite").save(self.cfg.table_path(spec.name))
+
+    def overwrite_all(self, frames: list[tuple[TableSpec, DataFrame]]) -> None:
+        """:meth:`overwrite` several tables at once, one thread each.
+
+        Each write's driver-side work (planning, Delta's log replay and commit) is serial,
+        so the writes overlap it with each other's tasks. Every table is its own Delta
+        transaction: when one write fails the others still land, and the first error is raised.
+        """
+        with ThreadPoolExecutor(max_workers=len(frames), thread_name_prefix="overwrite") as pool:
+            for future in [pool.submit(self.overwrite, spec, df) for spec, df in frames]:
+                future.result()
+
+    def row_count(self, table: TableSpec | str) -> int:
+        """Rows of a table from the Delta log's per-file statistics, without a Spark job.
+
+        Falls back to a Spark count when the log cannot say: files without statistics,
+        deletion vectors (rows deleted in place still count in a file's statistics) or a
+        location delta-rs cannot open.
+        """
+        log = self.arrow.file_records(table)
+        if log is not None and None not in log[0] and not log[1]:
+            return int(sum(log[0]))
+        return self.read(table).count()
+
+    def data_files(self, table: TableSpec | str, target: object = None) -> int:
+        """Data files in a table's current version: from the Delta log through delta-rs, without Spark;
+        else from Spark's ``DESCRIBE DETAIL`` (of ``target``, a loaded ``DeltaTable``, when given)."""
+        log = self.arrow.file_records(table)
+        if log is not None:
+            return len(log[0])
+        if target is None:
+            from delta.tables import DeltaTable
+
+            target = DeltaTable.forName(self.spark, self.create(table))
+        return int(target.detail().first()["numFiles"])
+
+    def version(self, table: TableSpec | str) -> int | None:
+        """Current Delta version of a table, None when it does not exist."""
+        if not self.spark.catalog.tableExists(self.name(table)):
+            return None
+        row = self.spark.sql(f"DESCRIBE HISTORY {self.name(table)} LIMIT 1").select("version").first()
+        return None if row is None else int(row[0])

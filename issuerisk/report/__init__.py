@@ -1,0 +1,1 @@
+"""The HTML report of a run (Jinja2 templates beside it)."""

@@ -1,0 +1,93 @@
+"""What a stage is: a name, what it reads and writes, its command-line options, and ``run(ctx, **args)``.
+
+Every stage module declares one :class:`Stage` (``STAGE``); the registry
+(:mod:`issuerisk.stages`) lists them, the CLI builds its subcommands from them
+and the pipeline runs them in order. An :class:`Option` either sets a config key
+(validated with the whole config before anything runs, so the run ledger records
+exactly what ran) or is an argument of ``run``. :func:`execute` is the one place
+that times a stage and records its counts in the run's metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from issuerisk.constants import FRAMEWORKS
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option of a stage.
+
+    Attributes:
+        flags: ``("--backend",)`` or a positional name ``("paths",)``.
+        help: one line for ``--help``.
+        config_key: the dotted config key the value sets (``cluster.backend``); None passes it to ``run``.
+        argparse: further ``add_argument`` keywords (``choices``, ``type``, ``nargs``, ``action``, ``dest``).
+    """
+
+    flags: tuple[str, ...]
+    help: str
+    config_key: str | None = None
+    argparse: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dest(self) -> str:
+        """The attribute argparse stores the value under."""
+        return self.argparse.get("dest") or self.flags[0].lstrip("-").replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline (or a command) and its contract.
+
+    Attributes:
+        reads: tables it reads (for the manifest's narrative and the docs).
+        writes: tables it writes.
+        run: ``run(ctx, **args)`` returning the stage's counts (plain, JSON-able values).
+    """
+
+    name: str
+    help: str
+    run: Callable[..., dict[str, Any] | None]
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    options: tuple[Option, ...] = ()
+
+    @property
+    def arguments(self) -> tuple[str, ...]:
+        """Names of the options that are arguments of ``run`` (not config keys)."""
+        return tuple(o.dest for o in self.options if o.config_key is None)
+
+    def overrides(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Config overrides (dotted key -> value) of the options given in ``values``."""
+        return {o.config_key: values[o.dest] for o in self.options if o.config_key and values.get(o.dest) is not None}
+
+
+RUN_ID = Option(("run_id",), "run to use (default: the latest)", argparse={"nargs": "?"})
+"""The optional positional run id of the stages that analyse one clustering run."""
+
+PATHS = Option(("paths",), "files or folders of issue objects (.json, .jsonl, .gz)", argparse={"nargs": "+", "metavar": "PATH"})
+FRAMEWORK = Option(("--framework",), "tag every issue with this framework (default: infer per repository)", argparse={"choices": FRAMEWORKS})
+
+
+def jsonable(value: Any) -> bool:
+    """Whether ``value`` can be stored in the run's metrics (JSON)."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def execute(stage: Stage, ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """Run one stage with the arguments it takes from ``args``; record its counts and wall time in the run's metrics."""
+    t0 = time.perf_counter()
+    result = stage.run(ctx, **{k: v for k, v in args.items() if k in stage.arguments}) or {}
+    seconds = round(time.perf_counter() - t0, 2)
+    ctx.run.stage(stage.name, {**{k: v for k, v in result.items() if jsonable(v)}, "stage_seconds": seconds})
+    return {**result, "stage_seconds": seconds}

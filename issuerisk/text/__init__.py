@@ -1,0 +1,1 @@
+"""Pure text rules shared by stages: framework evidence, repository exclusion words, compiled text kernels."""

@@ -1,1 +1,0 @@
-"""GitHub REST crawling: the rate-limit-aware client, search slicing and the issue pager."""
