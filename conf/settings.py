@@ -85,6 +85,8 @@ class IngestConfig(_Section):
     """Reading GitHub issue objects into ``bronze_issues``."""
 
     batch_files: int = Field(64, ge=1, description="Files parsed per Spark task.")
+    max_record_bytes: int = Field(4 << 20, ge=1024, description="A record (one JSON Lines line or array item) larger than this is rejected (record_too_large); GitHub caps a body at 65,536 characters.")
+    max_file_bytes: int = Field(1 << 30, ge=1 << 16, description="A file whose (decompressed) size passes this is read only up to it; the rest is rejected (file_too_large), bounding a parse task's memory.")
 
 
 class FrameworkInferenceConfig(_Section):
