@@ -4,7 +4,16 @@ A YAML file (``conf/default.yaml`` unless told otherwise) is merged with
 environment overrides and validated once; every problem is collected and
 raised together in one :class:`ConfigError` that names the key, the bad value
 and the fix. Secrets (GitHub tokens, API keys) are never configuration: they
-are read from the environment by the clients that need them.
+are read from the environment by the clients that need them, and a URL that
+carries credentials (``user:key@`` or a ``key=`` parameter) is refused, since
+the resolved configuration is stored with every run.
+
+Environment overrides follow the schema: ``ISSUERISK__SECTION__KEY`` (and
+``ISSUERISK__SUMMARIZE__LLM__MODEL`` for a section inside a section) names
+sections and keys case-insensitively; below a key whose value is a mapping
+(``spark.extra``, ``github.framework_queries``) the rest of the variable's name
+is the mapping's key, verbatim (``ISSUERISK__SPARK__EXTRA__spark.sql.ansi.enabled``).
+A string key takes the value verbatim; other keys read it as YAML.
 """
 
 from __future__ import annotations
@@ -12,11 +21,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from issuerisk.conf.secrets import url_credentials
 
 CONF_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = CONF_DIR / "default.yaml"
@@ -28,8 +42,25 @@ class ConfigError(ValueError):
     """Raised when the configuration cannot be loaded or does not validate."""
 
 
+def _no_credentials(value: str | None, fix: str) -> str | None:
+    """Refuse a URL with credentials in it; the error names the place in the URL, never the value."""
+    where = url_credentials(value)
+    if where:
+        raise PydanticCustomError(
+            "credentials_in_url",
+            "the URL carries credentials ({where}); the resolved configuration is stored with every run, so remove them and {fix}",
+            {"where": where, "fix": fix},
+        )
+    return value
+
+
+STORAGE_CREDENTIALS = "give the storage's credentials through its provider or environment (e.g. AWS_ACCESS_KEY_ID)"
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a raw ValidationError (a section built in code) never prints a value, which may be
+    # a URL with credentials; validate() shows values itself, except where a URL carries credentials.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class ProjectConfig(_Section):
@@ -40,6 +71,8 @@ class ProjectConfig(_Section):
     seed: int = 42
     reports_dir: str = "reports"
     sample_size: int | None = Field(None, ge=1, description="Summarize, embed and cluster only this many silver issues (seeded); None takes all.")
+    heartbeat_s: float = Field(60.0, gt=0, description="A running command re-saves its runs row this often, so other hosts can tell it is alive.")
+    stale_run_after_s: float = Field(900.0, gt=0, description="A 'running' row of another host whose heartbeat is older than this is marked abandoned (same host: as soon as its process is gone).")
 
     @field_validator("database")
     @classmethod
@@ -47,6 +80,11 @@ class ProjectConfig(_Section):
         if not value.isidentifier():
             raise ValueError(f"must be a SQL identifier such as 'issuerisk', got {value!r}")
         return value
+
+    @field_validator("warehouse")
+    @classmethod
+    def _warehouse_without_credentials(cls, value: str) -> str:
+        return _no_credentials(value, STORAGE_CREDENTIALS)
 
 
 class SparkConfig(_Section):
@@ -68,7 +106,17 @@ class SparkConfig(_Section):
         if "spark.driver.extraJavaOptions" in value:
             raise ValueError("set the driver's JVM options in spark.driver_java_options, not spark.extra['spark.driver.extraJavaOptions'] "
                              "(the factory adds the embedded metastore's options to them)")
+        for key, setting in value.items():
+            where = url_credentials(setting)
+            if where:
+                raise PydanticCustomError("credentials_in_url", "spark.extra['{key}'] is a URL that carries credentials ({where}); "
+                                          "remove them and " + STORAGE_CREDENTIALS, {"key": key, "where": where})
         return value
+
+    @field_validator("master", "metastore_uri")
+    @classmethod
+    def _urls_without_credentials(cls, value: str | None) -> str | None:
+        return _no_credentials(value, "give credentials through the environment")
 
 
 class RayConfig(_Section):
@@ -79,6 +127,11 @@ class RayConfig(_Section):
     num_gpus: int | None = Field(None, ge=0)
     namespace: str = "issuerisk"
     include_dashboard: bool = False
+
+    @field_validator("address")
+    @classmethod
+    def _address_without_credentials(cls, value: str | None) -> str | None:
+        return _no_credentials(value, "give credentials through the environment")
 
 
 class IngestConfig(_Section):
@@ -121,6 +174,11 @@ class LLMConfig(_Section):
     backoff_max_s: float = Field(60.0, ge=0)
     input_token_budget: int = Field(3000, ge=64)
     prompt_version: str = "v1"
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_without_credentials(cls, value: str | None) -> str | None:
+        return _no_credentials(value, "export the key as OPENAI_API_KEY")
 
 
 class SummarizeConfig(_Section):
@@ -173,10 +231,18 @@ class TopicsConfig(_Section):
 
 
 class RiskConfig(_Section):
-    """The reference risk matrix; bands are fixed by the method, exclusions are configuration."""
+    """The reference risk matrix (bands and grades are fixed by the method) and which clusters it grades."""
 
-    excluded_clusters: list[int] = Field(default_factory=list, description="Cluster ids that are not ML problems (docs, chat, setup).")
-    excluded_keywords: list[str] = Field(default_factory=list, description="Clusters whose label contains one of these words are excluded.")
+    impact_measure: Literal["rmst", "mean_closed"] = Field("rmst", description="What feeds the impact tertiles: the Kaplan-Meier restricted mean time to resolve (open issues censored at the snapshot) or the reference study's mean over closed issues.")
+    impact_horizon_days: float = Field(365.0, gt=0, description="Horizon of the restricted mean: an issue counts at most this long.")
+    bootstrap_rounds: int = Field(200, ge=1, description="Seeded bootstrap rounds behind each grade's confidence and intervals.")
+    min_grade_confidence: float = Field(0.8, ge=0, le=1, description="The report marks grades whose bootstrap confidence is below this.")
+    min_defect_share: float = Field(0.5, ge=0, le=1, description="A cluster with a smaller share of defect issues is not a defect pattern and gets no grade.")
+    min_repositories: int = Field(3, ge=1, description="A cluster graded as a framework risk must hold issues of at least this many repositories.")
+    max_repository_share: float = Field(0.5, gt=0, le=1, description="...and no repository may hold more than this share of its issues (else it is project-specific).")
+    min_stability: float = Field(0.6, ge=0, le=1, description="A cluster whose bootstrap Jaccard stability is below this has dissolved (Hennig) and gets no grade.")
+    include_clusters: list[int | str] = Field(default_factory=list, description="Clusters graded whatever the rules say: ids, or words of their name, label or keywords.")
+    exclude_clusters: list[int | str] = Field(default_factory=list, description="Clusters never graded: ids, or words of their name, label or keywords (e.g. docs, chat, setup).")
 
 
 class GitHubConfig(_Section):
@@ -201,6 +267,11 @@ class GitHubConfig(_Section):
     secondary_wait_s: float = Field(60.0, ge=0, description="Wait after a secondary rate limit that gives no Retry-After (GitHub: at least one minute).")
     checkpoint_every_s: float = Field(30.0, ge=0, description="Seconds between checkpoint commits while crawling (each costs ~30 ms CPU; a kill refetches at most this much); 0 commits after every page.")
     etag_cache_size: int = Field(256, ge=0, description="Response bodies kept for If-None-Match revalidation (304s cost no quota).")
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url_without_credentials(cls, value: str) -> str:
+        return _no_credentials(value, "export the token as GITHUB_TOKENS (or GITHUB_TOKEN)")
 
 
 class Config(_Section):
@@ -269,37 +340,113 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, raw: str) -> None:
-    node = data
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
+_KINDS = {bool: "true/false", int: "a number", float: "a number", str: "a string", list: "a list"}
+
+
+def _field(model: type[BaseModel] | None, name: str) -> tuple[str, Any]:
+    """What a key of ``model`` holds: ``("section", Model)``, ``("mapping", value type)``, ``("value", type)`` or ``("unknown", None)``."""
+    field = model.model_fields.get(name) if model is not None else None
+    if field is None:
+        return "unknown", None
+    annotation = field.annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "section", annotation
+    if typing.get_origin(annotation) is dict:
+        return "mapping", typing.get_args(annotation)[1]
+    return "value", annotation
+
+
+def _parse(raw: str, annotation: Any) -> Any:
+    """An environment value for a key of type ``annotation``: verbatim for strings (``null`` is None where
+    allowed), YAML for everything else, so ``4``, ``true`` and ``[a, b]`` become a number, a flag and a list."""
+    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    if str in args:
+        return None if type(None) in args and raw.strip() in ("", "~", "null", "Null", "NULL") else raw
     try:
-        node[parts[-1]] = yaml.safe_load(raw)
+        return yaml.safe_load(raw)
     except yaml.YAMLError:
-        node[parts[-1]] = raw
+        return raw
 
 
-def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted keys (``embed.model``) to values already parsed (command-line flags)."""
+def _normalize(data: dict[str, Any], model: type[BaseModel], prefix: str, problems: list[str]) -> None:
+    """Empty sections (``spark:`` alone, which YAML reads as None) become ``{}``; a section that is not a mapping is a problem."""
+    for name, value in data.items():
+        kind, inner = _field(model, name)
+        if kind not in ("section", "mapping"):
+            continue
+        if value is None:
+            data[name] = {}
+        elif not isinstance(value, dict):
+            problems.append(f"  {prefix}{name}: must be a mapping of keys (indented `key: value` lines below `{name}:`), "
+                            f"got {_KINDS.get(type(value), type(value).__name__)}; see conf/default.yaml")
+        elif kind == "section":
+            _normalize(value, inner, f"{prefix}{name}.", problems)
+
+
+def _place(data: dict[str, Any], parts: list[str], sep: str, value: Any, source: str, problems: list[str],
+           parse: bool) -> None:
+    """Set the key that ``parts`` names: sections and keys case-insensitively; below a mapping-valued key
+    (``spark.extra``) the rest of ``parts``, joined by ``sep``, is one key of that mapping, verbatim, added to
+    what the file or the default holds. Problems (a part that is empty, or that descends into a single value
+    or a non-mapping) are appended to ``problems`` with ``source``, the variable or flag that asked."""
+    node, model, path = data, Config, []
+    for depth, part in enumerate(parts):
+        name, rest = part.lower(), parts[depth + 1:]
+        if not name:
+            problems.append(f"  {source}: names an empty key; write {ENV_PREFIX}SECTION__KEY=value (see conf/default.yaml)")
+            return
+        kind, inner = _field(model, name)
+        path.append(name)
+        if kind == "mapping" and rest:
+            if node.get(name) is None:
+                node[name] = dict(model.model_fields[name].get_default(call_default_factory=True) or {})
+            mapping = _descend(node, name, path, source, problems)
+            key = sep.join(rest)
+            if mapping is not None and not key:
+                problems.append(f"  {source}: names an empty key of {'.'.join(path)}")
+            elif mapping is not None:
+                mapping[key] = _parse(value, inner) if parse else value
+            return
+        if not rest:
+            node[name] = _parse(value, inner if kind == "value" else None) if parse else value
+            return
+        if kind == "value":
+            itself = (ENV_PREFIX if sep == "__" else "") + sep.join(parts[:depth + 1])
+            problems.append(f"  {source}: {'.'.join(path)} is a single value, not a section, so it has no key "
+                            f"{sep.join(rest)!r}; set {itself} itself")
+            return
+        node = _descend(node, name, path, source, problems)
+        if node is None:
+            return
+        model = inner if kind == "section" else None
+
+
+def _descend(node: dict[str, Any], name: str, path: list[str], source: str, problems: list[str]) -> dict[str, Any] | None:
+    child = node.get(name)
+    if child is None:
+        child = node[name] = {}
+    if not isinstance(child, dict):
+        problems.append(f"  {source}: {'.'.join(path)} is {_KINDS.get(type(child), type(child).__name__)} in the configuration, "
+                        "not a section, so nothing can be set below it; fix the file or the other override")
+        return None
+    return child
+
+
+def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """Set dotted keys (``embed.model``, ``spark.extra.spark.sql.ansi.enabled``) to values already parsed (command-line flags)."""
     for dotted, value in overrides.items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        _place(data, dotted.split("."), ".", value, f"override {dotted}", problems, parse=False)
     return data
 
 
-def _env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+def _env_overrides(data: dict[str, Any], environ: dict[str, str], problems: list[str]) -> dict[str, Any]:
     """Apply ``ISSUERISK_WAREHOUSE``, ``ISSUERISK_GITHUB_API_URL`` and ``ISSUERISK__SECTION__KEY=value``."""
-    if environ.get("ISSUERISK_WAREHOUSE"):
-        data.setdefault("project", {})["warehouse"] = environ["ISSUERISK_WAREHOUSE"]
-    if environ.get("ISSUERISK_GITHUB_API_URL"):
-        data.setdefault("github", {})["api_url"] = environ["ISSUERISK_GITHUB_API_URL"]
+    for name, dotted in (("ISSUERISK_WAREHOUSE", "project.warehouse"), ("ISSUERISK_GITHUB_API_URL", "github.api_url")):
+        if environ.get(name):
+            _place(data, dotted.split("."), ".", environ[name], name, problems, parse=False)
     for name, raw in sorted(environ.items()):
         if name.startswith(ENV_PREFIX):
-            _set_dotted(data, name[len(ENV_PREFIX):].lower().replace("__", "."), raw)
+            _place(data, name[len(ENV_PREFIX):].split("__"), "__", raw, name, problems, parse=True)
     return data
 
 
@@ -315,6 +462,8 @@ def validate(data: dict[str, Any]) -> Config:
                 problems.append(f"  {key}: unknown key; remove it or check its spelling against conf/default.yaml")
             elif err["type"] == "missing":
                 problems.append(f"  {key}: required and missing")
+            elif err["type"] == "credentials_in_url":
+                problems.append(f"  {key}: {err['msg']}")
             else:
                 got = err.get("input")
                 shown = "" if isinstance(got, dict) else f" (got {got!r})"
@@ -332,7 +481,8 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, s
         overrides: dotted keys set last (``{"project.warehouse": "/tmp/wh", "embed.model": "..."}``).
 
     Raises:
-        ConfigError: the file is missing or unreadable, or a key is unknown or invalid.
+        ConfigError: the file is missing or unreadable; a section is not a mapping; an override descends
+            into a single value or names an empty key; a key is unknown or invalid; a URL carries credentials.
     """
     env = dict(os.environ if environ is None else environ)
     file = Path(path or env.get("ISSUERISK_CONFIG") or DEFAULT_CONFIG)
@@ -344,8 +494,14 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, s
         raise ConfigError(f"config file {file} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {file} must hold a mapping of sections, got {type(data).__name__}")
-    data = _apply_overrides(_env_overrides(data, env), overrides or {})
-    warehouse = data.get("project", {}).get("warehouse")
+    problems: list[str] = []
+    _normalize(data, Config, "", problems)
+    if not problems:
+        data = _apply_overrides(_env_overrides(data, env, problems), overrides or {}, problems)
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(problems))
+    project = data.get("project")
+    warehouse = project.get("warehouse") if isinstance(project, dict) else None
     if isinstance(warehouse, str) and "://" not in warehouse and not os.path.isabs(warehouse):
         data["project"]["warehouse"] = str(Path(warehouse).resolve())
     return validate(data)

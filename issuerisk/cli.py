@@ -7,19 +7,94 @@ the command's flags; then the command opens a :class:`issuerisk.ledger.Run`
 :class:`issuerisk.context.Context` and executes its stage, whose counts land in
 the run's metrics. Errors end the command with exit code 1, a one-line message
 saying what to do, and a failed run row; nothing is half-written because every
-write is a MERGE.
+write is a MERGE. SIGTERM and SIGHUP end a command like Ctrl-C (the run row says
+which signal), and every command first marks the ``running`` rows of commands
+that were killed outright (SIGKILL, power loss) as ``abandoned``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
+import signal
 import sys
+import traceback
 from typing import Any
 
 from issuerisk.conf import ConfigError, load_config
+from issuerisk.conf.secrets import RedactingFilter, env_secrets, redact
 
 GLOBAL = ("config", "warehouse", "no_progress", "command")
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(BaseException):
+    """The command was asked to stop by a signal (SIGTERM, SIGHUP); it ends like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
+
+
+def _children() -> list[int]:
+    """Pids of this process's direct children (the Spark JVM, a local Ray's head processes), from ``/proc``."""
+    me, kids = str(os.getpid()), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    if f.read().rsplit(b")", 1)[1].split()[1].decode() == me:
+                        kids.append(int(entry))
+            except (OSError, IndexError):
+                continue
+    return kids
+
+
+def stop_children(grace_s: float = 5.0) -> None:
+    """SIGTERM this process's children, then SIGKILL those still alive after ``grace_s``.
+
+    A command stopped while Spark starts would otherwise leave its JVM behind for good:
+    py4j's gateway thread keeps it alive once PySpark's launcher is gone.
+    """
+    import time
+
+    kids = _children()
+    for pid in kids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while kids and time.monotonic() < deadline:
+        kids = [pid for pid in kids if os.path.exists(f"/proc/{pid}") and not _zombie(pid)]
+        time.sleep(0.1)
+    for pid in kids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except OSError:
+        return True
+
+
+def _say(message: str) -> None:
+    """Print to stderr with every secret of the environment redacted."""
+    print(redact(message, env_secrets(os.environ)), file=sys.stderr)
+
+
+def _redact_logs() -> None:
+    """Log records (the crawler's warnings, urllib3's) leave through one stderr handler that redacts secrets."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter(env_secrets(os.environ)))
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])
 
 
 def commands() -> dict[str, Any]:
@@ -48,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``issuerisk`` command."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _redact_logs()
     known = commands()
     args = build_parser(known).parse_args(argv)
     stage = known[args.command]
@@ -58,32 +134,44 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, overrides=overrides)
     except ConfigError as exc:
-        print(f"issuerisk: {exc}", file=sys.stderr)
+        _say(f"issuerisk: {exc}")
         return 2
 
     from issuerisk.context import Context
-    from issuerisk.ledger import Run
+    from issuerisk.ledger import Run, mark_abandoned
     from issuerisk.stage import execute
 
     run = Run(cfg, args.command, args=values)
     ctx = Context.open(cfg, run, progress=not args.no_progress)
     ctx.invoke = lambda name, **kw: execute(known[name], ctx, kw)
-    run.save("running")
+    previous = {s: signal.signal(s, _stop) for s in STOP_SIGNALS}
     try:
+        run.save("running")
+        abandoned = mark_abandoned(ctx.lake.arrow, cfg, run.run_id)
+        if abandoned:
+            _say(f"issuerisk: marked {len(abandoned)} run(s) whose process is gone as abandoned: {', '.join(abandoned)}")
+        run.start_heartbeat()
         execute(stage, ctx, values)
-    except KeyboardInterrupt:
-        run.save("failed", "interrupted")
-        print("issuerisk: interrupted; rerun the same command to resume (writes are idempotent MERGEs)", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Stopped) as exc:
+        name = exc.args[0] if isinstance(exc, Stopped) else "SIGINT"
+        run.save("failed", f"interrupted by {name}")
+        stop_children()
+        _say(f"issuerisk: interrupted by {name}; rerun the same command to resume (writes are idempotent MERGEs)")
+        return 128 + (exc.signum if isinstance(exc, Stopped) else signal.SIGINT)
     except Exception as exc:
         run.save("failed", f"{type(exc).__name__}: {exc}")
-        print(f"issuerisk {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        stop_children()
+        _say(f"issuerisk {args.command}: {type(exc).__name__}: {exc}")
         if os.environ.get("ISSUERISK_DEBUG"):
-            raise
-        print("  (set ISSUERISK_DEBUG=1 for the traceback)", file=sys.stderr)
+            _say(traceback.format_exc().rstrip())
+        else:
+            _say("  (set ISSUERISK_DEBUG=1 for the traceback)")
         return 1
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     run.save("succeeded")
-    print(f"run {run.run_id} succeeded; manifest: SELECT * FROM {cfg.project.database}.runs WHERE run_id = '{run.run_id}'", file=sys.stderr)
+    _say(f"run {run.run_id} succeeded; manifest: SELECT * FROM {cfg.project.database}.runs WHERE run_id = '{run.run_id}'")
     return 0
 
 

@@ -5,6 +5,12 @@ context; stages report the tables they read and wrote (their Delta versions are
 looked up here) and their seeds; the runner records each stage's counts. The
 row is written through the lakehouse's Arrow side, so commands without Spark
 record runs too.
+
+A command records its host, pid and the pid's start time, and re-saves its row
+every ``project.heartbeat_s`` while it runs. A later command marks a ``running``
+row ``abandoned`` when its process is gone (same host) or its heartbeat is older
+than ``project.stale_run_after_s`` (another host), so a killed run never stays
+``running``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import json
 import os
 import platform
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -53,6 +60,15 @@ def git_commit() -> str | None:
         return None
 
 
+def process_start(pid: int) -> str | None:
+    """The start time of a process in clock ticks since boot (Linux ``/proc``), telling a pid from its reuse; None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
 def package_versions() -> dict[str, str]:
     versions = {}
     for name in TRACKED_PACKAGES:
@@ -81,8 +97,14 @@ class Run:
     def __post_init__(self) -> None:
         self.tables = ArrowTables(self.cfg)
         self.seeds.setdefault("project", self.cfg.project.seed)
-        self.runtime.update({"python": platform.python_version(), "host": platform.node(), "platform": platform.platform()})
+        pid = os.getpid()
+        self.runtime.update({"python": platform.python_version(), "host": platform.node(), "platform": platform.platform(),
+                             "pid": str(pid), "pid_start": process_start(pid) or ""})
         self._t0 = time.perf_counter()
+        self._commit = git_commit()
+        self._packages = package_versions()
+        self._lock = threading.Lock()
+        self._beat: threading.Event | None = None
 
     def read(self, *tables: str) -> None:
         """Record the Delta version of tables as this run reads them."""
@@ -116,8 +138,8 @@ class Run:
             "error": error,
             "config_json": self.cfg.to_json(),
             "config_hash": self.cfg.digest(),
-            "git_commit": git_commit(),
-            "packages": list(package_versions().items()),
+            "git_commit": self._commit,
+            "packages": list(self._packages.items()),
             "runtime": list(self.runtime.items()),
             "seeds": list(self.seeds.items()),
             "tables_read": list(self.tables_read.items()),
@@ -129,8 +151,65 @@ class Run:
         return pa.Table.from_pylist([row], schema=RUNS.arrow)
 
     def save(self, status: str = "running", error: str | None = None) -> None:
-        """MERGE this run's row into ``runs`` (insert at start, update at the end)."""
+        """MERGE this run's row into ``runs`` (insert at start, update at the end); a final status stops the heartbeat."""
         ended = None if status == "running" else datetime.now(timezone.utc)
         if ended is not None:
             self.metrics.setdefault("wall_seconds", round(time.perf_counter() - self._t0, 3))
-        self.tables.merge(RUNS, self._row(status, redact(error, env_secrets(os.environ)) if error else error, ended))
+            if self._beat is not None:
+                self._beat.set()
+        with self._lock:
+            self.runtime["heartbeat"] = datetime.now(timezone.utc).isoformat()
+            self.tables.merge(RUNS, self._row(status, redact(error, env_secrets(os.environ)) if error else error, ended))
+
+    def start_heartbeat(self) -> None:
+        """Re-save the row every ``project.heartbeat_s`` until a final status is saved (a daemon thread)."""
+        self._beat = threading.Event()
+
+        def beat() -> None:
+            while not self._beat.wait(self.cfg.project.heartbeat_s):
+                try:
+                    self.save("running")
+                except Exception:  # noqa: BLE001 (a missed heartbeat, e.g. a concurrent commit, is retried at the next one)
+                    continue
+
+        threading.Thread(target=beat, name=f"heartbeat-{self.run_id}", daemon=True).start()
+
+
+def abandoned_reason(row: dict[str, Any], host: str, now: datetime, stale_after_s: float) -> str | None:
+    """Why a ``running`` row's command cannot be running any more, or None when it may be.
+
+    Same host: its process is gone (or the pid now belongs to a process started later).
+    Another host, or a row without a pid: its last heartbeat (else its start) is older than ``stale_after_s``.
+    """
+    runtime = dict(row.get("runtime") or {})
+    pid, started = runtime.get("pid"), runtime.get("pid_start")
+    if runtime.get("host") == host and pid:
+        alive = process_start(int(pid))
+        if alive is None or (started and alive != started):
+            return f"process {pid} on {host} is gone"
+        return None
+    beat = runtime.get("heartbeat")
+    last = datetime.fromisoformat(beat) if beat else row["started_at"]
+    age = (now - last).total_seconds()
+    if age > stale_after_s:
+        return f"no heartbeat from {runtime.get('host') or 'its host'} for {age:,.0f} s (project.stale_run_after_s={stale_after_s:g})"
+    return None
+
+
+def mark_abandoned(tables: ArrowTables, cfg: Config, by_run: str) -> list[str]:
+    """Mark every ``running`` row whose command is gone as ``abandoned`` (with why); return their run ids."""
+    now = datetime.now(timezone.utc)
+    host = platform.node()
+    rows = tables.read(RUNS, filters=[("status", "=", "running")]).to_pylist()
+    stale = []
+    for row in rows:
+        reason = None if row["run_id"] == by_run else abandoned_reason(row, host, now, cfg.project.stale_run_after_s)
+        if reason is None:
+            continue
+        beat = dict(row["runtime"] or {}).get("heartbeat")
+        row.update(status="abandoned", error=f"abandoned: {reason} (found by run {by_run})",
+                   ended_at=datetime.fromisoformat(beat) if beat else now)
+        stale.append(row)
+    if stale:
+        tables.merge(RUNS, pa.Table.from_pylist(stale, schema=RUNS.arrow))
+    return [r["run_id"] for r in stale]

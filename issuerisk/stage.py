@@ -11,12 +11,14 @@ that times a stage and records its counts in the run's metrics.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from issuerisk.constants import FRAMEWORKS
+from issuerisk.silver import SILVER_NAMES, MixedSilverError, silver_build
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,23 @@ def jsonable(value: Any) -> bool:
 
 
 def execute(stage: Stage, ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    """Run one stage with the arguments it takes from ``args``; record its counts and wall time in the run's metrics."""
+    """Run one stage with the arguments it takes from ``args``; record its counts and wall time in the run's metrics.
+
+    A stage that reads silver tables never sees a mix of filter builds: when the three
+    tables disagree (a filter killed between its commits), ``filter`` runs first through
+    ``ctx.invoke``, or, without a runner to invoke it, the stage is refused.
+
+    Raises:
+        MixedSilverError: the silver tables are mixed and no runner can rebuild them.
+    """
+    if SILVER_NAMES & set(stage.reads):
+        try:
+            silver_build(ctx.lake.arrow)
+        except MixedSilverError as exc:
+            if ctx.invoke is None:
+                raise
+            print(f"issuerisk: {exc.args[0].split(';')[0]}; rebuilding them first", file=sys.stderr)
+            ctx.invoke("filter")
     t0 = time.perf_counter()
     result = stage.run(ctx, **{k: v for k, v in args.items() if k in stage.arguments}) or {}
     seconds = round(time.perf_counter() - t0, 2)

@@ -6,7 +6,9 @@ marks a tutorial, handbook, UI, course, book...), ``non_english_repository``
 (most of the repository's issues are in another language), ``non_english``
 (offline detector, confident enough), ``duplicate`` (same normalized text, or
 near-identical word shingles, as an earlier issue of the same repository).
-Silver is a pure function of bronze and config, so it is rebuilt whole.
+Silver is a pure function of bronze and config, so it is rebuilt whole, from
+the bronze version the run records, and each of the three tables' commits notes
+that build (:mod:`issuerisk.silver`).
 """
 
 from __future__ import annotations
@@ -260,10 +262,12 @@ def run(ctx: Context) -> dict[str, Any]:
     cfg, tables = ctx.cfg, ctx.lake.spark
     spark = tables.spark
     ctx.run.read(BRONZE_ISSUES.name, BRONZE_REPOS.name)
-    bronze = tables.read(BRONZE_ISSUES).drop("raw_json").persist()
+    bronze_version = ctx.run.tables_read.get(BRONZE_ISSUES.name)
+    bronze = tables.read(BRONZE_ISSUES, version=bronze_version).drop("raw_json").persist()
     try:
         silver = build_silver(bronze, _descriptions(ctx), cfg, ctx.run.run_id)
-        tables.overwrite_all([(SILVER_REPOSITORIES, silver.repositories), (SILVER_EXCLUDED, silver.excluded), (SILVER_ISSUES, silver.issues)])
+        note = {"silver_build": ctx.run.run_id, "bronze_version": bronze_version}
+        tables.overwrite_all([(SILVER_REPOSITORIES, silver.repositories), (SILVER_EXCLUDED, silver.excluded), (SILVER_ISSUES, silver.issues)], note)
     finally:
         bronze.unpersist()
         spark.catalog.clearCache()

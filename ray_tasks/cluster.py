@@ -41,9 +41,17 @@ def cluster_rows(keys: pa.Table, result: ClusterResult, model: str, run_id: str)
         [keys.column("repository"), keys.column("number"), pa.array(result.labels, pa.int32()),
          pa.array(result.probabilities, pa.float64()), pa.array(result.outlier_scores, pa.float64()),
          pa.array(result.coords[:, 0], pa.float64()), pa.array(result.coords[:, 1], pa.float64()),
-         pa.array([model] * n, pa.string()), pa.array([run_id] * n, pa.string())],
+         pa.array([model] * n, pa.string()), pa.array([run_id] * n, pa.string()),
+         _optional(result.stability, n), _optional(result.agreement, n)],
         schema=GOLD_CLUSTERS.arrow,
     )
+
+
+def _optional(values: np.ndarray | None, n: int) -> pa.Array:
+    """A per-point float column, null where missing or NaN."""
+    if values is None:
+        return pa.nulls(n, pa.float64())
+    return pa.array(values, pa.float64(), mask=np.isnan(values))
 
 
 def fit_and_store(cfg: Config, seed: int | None, run_id: str) -> dict[str, Any]:

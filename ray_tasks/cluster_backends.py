@@ -43,12 +43,15 @@ def check_size(cfg: ClusterConfig, n_points: int) -> None:
 
 @dataclass(frozen=True)
 class ClusterResult:
-    """One label per point (-1 noise), membership probability, GLOSH outlier score and 2-D map coordinates."""
+    """One label per point (-1 noise), membership probability, GLOSH outlier score and 2-D map coordinates;
+    a consensus adds each point's cluster stability and the share of member runs that agree on it."""
 
     labels: np.ndarray
     probabilities: np.ndarray
     outlier_scores: np.ndarray
     coords: np.ndarray
+    stability: np.ndarray | None = None
+    agreement: np.ndarray | None = None
 
     @property
     def n_clusters(self) -> int:

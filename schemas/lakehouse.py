@@ -115,7 +115,7 @@ RUNS = register(TableSpec(
         RUN_ID,
         Column("command", "string", "CLI command (ingest, filter, run, ...).", nullable=False),
         Column("args_json", "string", "Command-line arguments as JSON."),
-        Column("status", "string", "running, succeeded or failed.", nullable=False),
+        Column("status", "string", "running, succeeded, failed, or abandoned (its process was killed; found by a later command).", nullable=False),
         Column("error", "string", "Error message when failed."),
         Column("config_json", "string", "Full resolved configuration (no secrets)."),
         Column("config_hash", "string", "SHA-256 of config_json."),
@@ -128,5 +128,20 @@ RUNS = register(TableSpec(
         Column("metrics_json", "string", "Counts and timings of the stages (JSON)."),
         Column("started_at", "timestamp", "Start (UTC).", nullable=False),
         Column("ended_at", "timestamp", "End (UTC)."),
+    ),
+))
+
+SILVER_ISSUE_KINDS = register(TableSpec(
+    name="silver_issue_kinds",
+    doc="The kind of every silver issue (defect, feature, question, documentation, other): from its GitHub labels, a classifier, or an LLM.",
+    key=("repository", "number"),
+    columns=(
+        REPOSITORY,
+        NUMBER,
+        Column("kind", "string", "defect, feature, question, documentation or other.", nullable=False),
+        Column("confidence", "double", "1.0 for a label's kind; the classifier's (or LLM's) probability otherwise."),
+        Column("source", "string", "label (the issue's own GitHub labels decide), model (predicted) or llm.", nullable=False),
+        Column("model_id", "string", "The classifier (or LLM) that predicted it, with a hash of its training data and settings."),
+        RUN_ID,
     ),
 ))

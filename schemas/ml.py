@@ -33,6 +33,8 @@ GOLD_CLUSTERS = register(TableSpec(
         Column("y", "double", "2-D UMAP coordinate for plots."),
         Column("model", "string", "Embedding model the clustering used."),
         RUN_ID,
+        Column("stability", "double", "Bootstrap Jaccard stability of the issue's cluster (null for noise)."),
+        Column("agreement", "double", "Share of the consensus's member clusterings that put the issue with its cluster's core (null for a single run)."),
     ),
 ))
 

@@ -6,22 +6,29 @@ from issuerisk.schemas.base import RUN_ID, Column, TableSpec, register
 
 GOLD_TOPICS = register(TableSpec(
     name="gold_topics",
-    doc="Per cluster: c-TF-IDF keywords with weights, a short label and the most representative issues.",
+    doc="Per cluster: c-TF-IDF keywords with weights, a readable name, the most representative issues, stability and fault category.",
     key=("run_id", "cluster"),
     columns=(
         Column("cluster", "int", "Cluster id from gold_clusters.", nullable=False),
         Column("label", "string", "Short label from the top keywords."),
-        Column("keywords", "array<string>", "Top keywords by c-TF-IDF."),
+        Column("keywords", "array<string>", "Top keywords by c-TF-IDF (over texts with project names masked)."),
         Column("weights", "array<double>", "c-TF-IDF weight of each keyword."),
         Column("representative", "array<string>", "Links (html_url) of the most representative issues."),
         Column("n", "long", "Issues in the cluster."),
         RUN_ID,
+        Column("name", "string", "A readable name for the pattern (from its keywords and representative titles, or an LLM)."),
+        Column("name_source", "string", "How the name was made: titles (a phrase its titles share), keywords, or llm."),
+        Column("representative_titles", "array<string>", "Titles of the representative issues."),
+        Column("stability", "double", "Mean best Jaccard of the cluster over the consensus's resampled clusterings (Hennig: < 0.6 dissolved, >= 0.75 stable)."),
+        Column("category", "string", "Deep-learning fault category (Humbatova et al. 2020 plus installation and performance), or unmapped."),
+        Column("category_similarity", "double", "Cosine similarity of the cluster's representative centroid to the category's description."),
+        Column("pattern_id", "string", "Stable id of the pattern across runs (matched to the previous run's clusters)."),
     ),
 ))
 
 GOLD_RISK = register(TableSpec(
     name="gold_risk",
-    doc="Risk matrix per cluster and scope (all frameworks, or one): likelihood band, impact tertile, grade, action.",
+    doc="Risk matrix per cluster and scope (all frameworks, or one): likelihood band, impact tertile, grade with its bootstrap confidence, or why the cluster is not graded.",
     key=("run_id", "scope", "cluster"),
     columns=(
         RUN_ID,
@@ -29,14 +36,32 @@ GOLD_RISK = register(TableSpec(
         Column("cluster", "int", "Cluster id.", nullable=False),
         Column("label", "string", "Topic label."),
         Column("n", "long", "Issues of the cluster in scope.", nullable=False),
-        Column("p_k", "double", "n_k / N over clustered, in-scope, non-excluded issues.", nullable=False),
-        Column("likelihood", "string", "P1..P4.", nullable=False),
-        Column("mttr_hours", "double", "Mean time to resolve of closed issues; null when none closed."),
+        Column("p_k", "double", "n_k / N over the graded clusters' issues in scope; null for a cluster that is not graded."),
+        Column("likelihood", "string", "P1..P4; null when not graded."),
+        Column("mttr_hours", "double", "Mean time to resolve of closed issues (the reference study's measure); null when none closed."),
         Column("median_ttr_hours", "double", "Median time to resolve of closed issues."),
         Column("open_share", "double", "Share of the cluster's issues still open."),
-        Column("impact", "string", "I1..I3 by tertiles of the clusters' MTTRs; null without closed issues."),
-        Column("grade", "string", "L1, L2, M1, M2, H1, H2, H3; null without impact."),
+        Column("impact", "string", "I1..I3 by tertiles of the graded clusters' impact measure; null when not graded."),
+        Column("grade", "string", "L1, L2, M1, M2, H1, H2, H3; null when not graded (see excluded_reason)."),
         Column("action", "string", "accept, monitor, act, block, full review."),
+        Column("rmst_hours", "double", "Kaplan-Meier restricted mean time to resolve up to the horizon, open issues censored at the snapshot."),
+        Column("impact_measure", "string", "Which measure fed the tertiles: rmst or mean_closed (risk.impact_measure)."),
+        Column("impact_hours", "double", "The value of that measure."),
+        Column("impact_low", "double", "2.5th percentile of the impact measure over the bootstrap rounds."),
+        Column("impact_high", "double", "97.5th percentile of the impact measure over the bootstrap rounds."),
+        Column("p_k_low", "double", "2.5th percentile of P_k over the bootstrap rounds."),
+        Column("p_k_high", "double", "97.5th percentile of P_k over the bootstrap rounds."),
+        Column("grade_confidence", "double", "Share of bootstrap rounds that give the reported grade."),
+        Column("grade_shares", "map<string,double>", "Share of bootstrap rounds per grade."),
+        Column("snapshot_at", "timestamp", "When open issues are censored: the newest updated_at of the corpus."),
+        Column("defect_share", "double", "Share of the cluster's issues in scope whose kind is defect (labels, else the classifier)."),
+        Column("label_defect_share", "double", "Defect share among the issues whose own GitHub labels give a kind (null when none do)."),
+        Column("kind_mix", "map<string,double>", "Share of each issue kind in the cluster, in scope."),
+        Column("repositories", "long", "Repositories the cluster's issues in scope come from."),
+        Column("top_repository", "string", "The repository with most of the cluster's issues in scope."),
+        Column("top_repository_share", "double", "Its share of them."),
+        Column("stability", "double", "The cluster's bootstrap Jaccard stability (from gold_clusters)."),
+        Column("excluded_reason", "string", "Why the cluster is not graded (not a defect pattern, project-specific, unstable, forced out); null when graded."),
     ),
 ))
 
@@ -55,5 +80,35 @@ GOLD_FRAMEWORK_COMPARISON = register(TableSpec(
         Column("grade", "string", "The cluster's grade in this framework's own risk matrix."),
         Column("chi2", "double", "Chi-square statistic of the whole table (same on every row)."),
         Column("p_value", "double", "p-value of the chi-square test (same on every row)."),
+    ),
+))
+
+GOLD_QUALITY = register(TableSpec(
+    name="gold_quality",
+    doc="Quality measures of each clustering run: noise share, DBCV, cluster sizes, stability, topic coherence (NPMI) and diversity.",
+    key=("run_id", "measure"),
+    columns=(
+        RUN_ID,
+        Column("measure", "string", "noise_share, dbcv, clusters, size_min, size_median, size_max, stability_mean, unstable_clusters, npmi, diversity, ...", nullable=False),
+        Column("value", "double", "The measure's value."),
+        Column("detail", "string", "How it was computed, or what it is compared with."),
+    ),
+))
+
+GOLD_TUNING = register(TableSpec(
+    name="gold_tuning",
+    doc="Trials of `issuerisk tune`: UMAP and HDBSCAN parameters and the objective they scored.",
+    key=("run_id", "trial"),
+    columns=(
+        RUN_ID,
+        Column("trial", "int", "Optuna trial number.", nullable=False),
+        Column("params", "map<string,string>", "The trial's parameters."),
+        Column("objective", "double", "The objective (higher is better; null when the noise constraint failed)."),
+        Column("dbcv", "double", "DBCV (relative validity) of the trial's clustering."),
+        Column("stability", "double", "Mean bootstrap Jaccard stability of its clusters."),
+        Column("noise_share", "double", "Share of issues left as noise."),
+        Column("clusters", "int", "Clusters found."),
+        Column("seconds", "double", "Wall time of the trial."),
+        Column("state", "string", "complete, pruned (noise over the limit) or failed."),
     ),
 ))

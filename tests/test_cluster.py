@@ -71,7 +71,7 @@ def test_cluster_rows_follow_the_table_schema():
     rows = cluster_rows(keys, result, "m", "run1")
     assert rows.schema == GOLD_CLUSTERS.arrow
     assert rows.to_pylist()[1] == {"repository": "r", "number": 2, "cluster": -1, "probability": 0.0, "outlier_score": 0.8,
-                                   "x": 3.0, "y": 4.0, "model": "m", "run_id": "run1"}
+                                   "x": 3.0, "y": 4.0, "model": "m", "run_id": "run1", "stability": None, "agreement": None}
 
 
 @pytest.fixture(scope="module")

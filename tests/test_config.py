@@ -69,7 +69,7 @@ def test_env_secrets_are_found_and_redacted():
 
     env = {"GITHUB_TOKENS": "ghp_SYNTHETIC01, ghp_SYNTHETIC0002", "OPENAI_API_KEY": "sk-SYNTHETIC3", "GITHUB_TOKEN": "short", "HOME": "/root/ghp"}
     secrets = env_secrets(env)
-    assert set(secrets) == {"ghp_SYNTHETIC01", "ghp_SYNTHETIC0002", "sk-SYNTHETIC3"}
+    assert set(secrets) == {"ghp_SYNTHETIC01, ghp_SYNTHETIC0002", "ghp_SYNTHETIC01", "ghp_SYNTHETIC0002", "sk-SYNTHETIC3"}
     assert redact("401 for ghp_SYNTHETIC0002 and sk-SYNTHETIC3 (short stays)", secrets) == "401 for *** and *** (short stays)"
 
 
@@ -104,3 +104,78 @@ def test_a_warehouse_whose_metastore_another_process_holds_is_refused_before_spa
             ensure_metastore_free(cfg)
     finally:
         holder.kill()
+
+
+@pytest.mark.parametrize("env", [{}, {"ISSUERISK_WAREHOUSE": "/tmp/wh"}, {"ISSUERISK__PROJECT__SEED": "3"}])
+def test_a_section_that_is_not_a_mapping_is_named(tmp_path, env):
+    path = write(tmp_path, "project: foo\nsummarize:\n  llm: [a]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ=env)
+    text = str(err.value)
+    assert "  project: must be a mapping of keys" in text and "got a string" in text
+    assert "  summarize.llm: must be a mapping of keys" in text and "got a list" in text
+
+
+def test_an_override_below_a_single_value_is_named():
+    with pytest.raises(ConfigError, match=r"ISSUERISK__SPARK__MASTER__X: spark.master is a single value, not a section, "
+                                          r"so it has no key 'X'; set ISSUERISK__SPARK__MASTER itself"):
+        load_config(environ={"ISSUERISK__SPARK__MASTER__X": "1"})
+    with pytest.raises(ConfigError, match=r"override spark.master.x: spark.master is a single value"):
+        load_config(environ={}, overrides={"spark.master.x": 1})
+
+
+def test_an_override_below_a_non_mapping_in_the_file_is_named(tmp_path):
+    path = write(tmp_path, "project:\n  warehouse: /tmp/x\nspark:\n  extra: 3\n")
+    with pytest.raises(ConfigError, match=r"  spark.extra: must be a mapping of keys .*got a number"):
+        load_config(path, environ={"ISSUERISK__SPARK__EXTRA__spark.a": "1"})
+
+
+@pytest.mark.parametrize("name", ["ISSUERISK__SPARK__", "ISSUERISK____MASTER", "ISSUERISK__SPARK__EXTRA__"])
+def test_an_override_naming_an_empty_key_is_named(name):
+    with pytest.raises(ConfigError, match=f"  {name}: names an empty key"):
+        load_config(environ={name: "1"})
+
+
+def test_an_empty_section_takes_overrides_and_defaults(tmp_path):
+    path = write(tmp_path, "project:\n  warehouse: /tmp/x\nspark:\nray:\n")
+    cfg = load_config(path, environ={"ISSUERISK__SPARK__MASTER": "local[1]"})
+    assert cfg.spark.master == "local[1]" and cfg.spark.driver_memory == "4g" and cfg.ray.address is None
+
+
+def test_spark_options_from_the_environment_keep_their_name_and_text():
+    env = {"ISSUERISK__SPARK__EXTRA__spark.a.b": "v", "ISSUERISK__SPARK__EXTRA__spark.sql.ansi.enabled": "true",
+           "ISSUERISK__SPARK__EXTRA__spark.sql.files.maxPartitionBytes": "64m", "ISSUERISK__SPARK__EXTRA__spark.x__y": "4"}
+    cfg = load_config(environ=env)
+    assert cfg.spark.extra == {"spark.a.b": "v", "spark.sql.ansi.enabled": "true", "spark.sql.files.maxPartitionBytes": "64m", "spark.x__y": "4"}
+    assert load_config(environ={}, overrides={"spark.extra.spark.a.b": "v"}).spark.extra == {"spark.a.b": "v"}
+
+
+def test_a_mapping_key_from_the_environment_joins_the_default_mapping():
+    cfg = load_config(environ={"ISSUERISK__GITHUB__FRAMEWORK_QUERIES__keras": "[keras in:name, 'topic:keras3']"})
+    assert cfg.github.framework_queries["keras"] == ["keras in:name", "topic:keras3"]
+    assert cfg.github.framework_queries["pytorch"] == ["pytorch in:name,description,readme", "topic:pytorch"]
+
+
+def test_string_keys_take_the_environment_value_verbatim():
+    env = {"ISSUERISK__GITHUB__CREATED_FROM": "2016-01-01", "ISSUERISK__SUMMARIZE__LLM__PROMPT_VERSION": "2",
+           "ISSUERISK__SPARK__DRIVER_JAVA_OPTIONS": "null", "ISSUERISK__EMBED__QUERY_PREFIX": "Query: ",
+           "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "3", "ISSUERISK__CLUSTER__SEEDED": "false"}
+    cfg = load_config(environ=env)
+    assert (cfg.github.created_from, cfg.summarize.llm.prompt_version, cfg.spark.driver_java_options) == ("2016-01-01", "2", None)
+    assert (cfg.embed.query_prefix, cfg.spark.shuffle_partitions, cfg.cluster.seeded) == ("Query: ", 3, False)
+
+
+@pytest.mark.parametrize(("env", "key", "where"), [
+    ({"ISSUERISK__SUMMARIZE__LLM__BASE_URL": "http://user:sk-SYNTHETIC-0001@127.0.0.1:8/v1"}, "summarize.llm.base_url", "a user:password@ part"),
+    ({"ISSUERISK__SUMMARIZE__LLM__BASE_URL": "http://127.0.0.1:8/v1?key=sk-SYNTHETIC-0001"}, "summarize.llm.base_url", "the query parameter 'key'"),
+    ({"ISSUERISK_GITHUB_API_URL": "https://ghp_SYNTHETIC0001@ghe.example/api/v3"}, "github.api_url", "a user@ part"),
+    ({"ISSUERISK__GITHUB__API_URL": "https://ghe.example/api/v3?access_token=ghp_SYNTHETIC0001"}, "github.api_url", "the query parameter 'access_token'"),
+    ({"ISSUERISK_WAREHOUSE": "s3a://AKIASYNTHETIC:SYNTHETICsecret@bucket/wh"}, "project.warehouse", "a user:password@ part"),
+    ({"ISSUERISK__RAY__ADDRESS": "ray://admin:SYNTHETIC@head:10001"}, "ray.address", "a user:password@ part"),
+])
+def test_credentials_in_a_url_are_refused_by_key_without_the_value(env, key, where):
+    with pytest.raises(ConfigError) as err:
+        load_config(environ=env)
+    text = str(err.value)
+    assert f"  {key}: the URL carries credentials ({where}); " in text
+    assert "SYNTHETIC" not in text

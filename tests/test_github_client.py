@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from issuerisk.conf.secrets import redact
-from issuerisk.github.client import GitHubClient, parse_links, tokens_from_env
+from issuerisk.conf.secrets import SecretFormatError, redact
+from issuerisk.github.client import GitHubClient, origin, parse_links, tokens_from_env
 from issuerisk.github.exceptions import GitHubStatusError, RetriesExhausted
 from issuerisk.github.search import Slice, search_repositories, split
 from tests.fakes.github_server import FakeClock, FakeGitHub, Fault, synthetic_issues, synthetic_repos
@@ -157,6 +157,47 @@ def test_tokens_from_env_prefers_the_list_and_drops_blanks():
     assert tokens_from_env({"GITHUB_TOKENS": " a1 ,b2,,a1", "GITHUB_TOKEN": "c3"}) == ["a1", "b2"]
     assert tokens_from_env({"GITHUB_TOKEN": "c3"}) == ["c3"]
     assert tokens_from_env({}) == []
+
+
+@pytest.mark.parametrize("variable", ["GITHUB_TOKENS", "GITHUB_TOKEN"])
+def test_tokens_from_env_refuses_a_newline_between_tokens_without_printing_them(variable):
+    value = f"{SECRET}\nghp_synthetic_secret_token_0002"
+    with pytest.raises(SecretFormatError, match=rf"^{variable} holds a newline \(U\+000A\) at character {len(SECRET) + 1}; .*commas only") as err:
+        tokens_from_env({variable: value})
+    assert "ghp_" not in str(err.value)
+
+
+def test_tokens_from_env_checks_only_the_variable_it_reads():
+    assert tokens_from_env({"GITHUB_TOKENS": SECRET, "GITHUB_TOKEN": "ignored\tvalue"}) == [SECRET]
+
+
+def test_client_refuses_a_token_with_a_control_character():
+    with pytest.raises(SecretFormatError, match=r"^token #2 holds a carriage return \(U\+000D\) at character 5;") as err:
+        GitHubClient("https://api.github.com", [SECRET, "ghp_\rsynthetic"])
+    assert "synthetic" not in str(err.value)
+
+
+def test_token_is_not_sent_to_another_host_a_link_names(clock):
+    with FakeGitHub({REPO: synthetic_issues(REPO, 250)}, clock=clock) as elsewhere, \
+            FakeGitHub({REPO: synthetic_issues(REPO, 250)}, clock=clock, link_base=elsewhere.url) as gh:
+        with make_client(gh, clock) as client:
+            assert fetch_all(client, issues_path()) == list(range(1, 251))
+        assert [h.get("Authorization") for h in gh.headers_seen] == [f"Bearer {SECRET}"]
+        assert len(elsewhere.headers_seen) == 2  # pages 2 and 3, each linked from the page before it
+        assert all("Authorization" not in h for h in elsewhere.headers_seen) and elsewhere.auth_seen == set()
+
+
+def test_origin_is_scheme_host_and_port_with_default_ports():
+    assert origin("https://API.github.com/repos?page=2") == origin("https://api.github.com:443/") == ("https", "api.github.com", 443)
+    assert origin("http://api.github.com/") != origin("https://api.github.com/")
+    assert origin("https://api.github.com.evil.example/") != origin("https://api.github.com/")
+    assert origin("https://x:y@api.github.com:8443/") == ("https", "api.github.com", 8443)
+
+
+def test_api_url_with_credentials_is_refused_without_echoing_them():
+    with pytest.raises(ValueError, match="github.api_url carries credentials \\(a user:password@ part\\)") as err:
+        GitHubClient(f"https://x-access-token:{SECRET}@ghe.example/api/v3")
+    assert SECRET not in str(err.value)
 
 
 def test_redact_and_unauthenticated_warning(server, clock, caplog):

@@ -101,3 +101,43 @@ def test_spark_side_merges_like_the_arrow_side_and_each_reads_the_other(ctx):
     assert spark_tables.read(GOLD_TOPICS, version=0).count() == 0
     with pytest.raises(TableVersionError, match="gold_topics version 99 cannot be read"):
         spark_tables.read(GOLD_TOPICS, version=99)
+
+
+def _older(spec, drop):
+    """The spec as an earlier release declared it: without the (nullable) columns ``drop``."""
+    from issuerisk.schemas import TableSpec
+
+    return TableSpec(name=spec.name, doc=spec.doc, columns=tuple(c for c in spec.columns if c.name not in drop), key=spec.key)
+
+
+def test_a_table_written_before_its_spec_grew_gets_the_new_columns(cfg):
+    tables = ArrowTables(cfg)
+    old = _older(BRONZE_REPOS, ("topics", "excluded_reason"))
+    tables.merge(old, repos({"o/a": 5}).select(old.names))
+    assert tables.read(old).column_names == old.names
+    tables.merge(BRONZE_REPOS, repos({"o/b": 6}))
+    got = by_key(tables.read(BRONZE_REPOS), "repository")
+    assert tables.read(BRONZE_REPOS).column_names == BRONZE_REPOS.names
+    assert got[("o/a",)]["topics"] is None and got[("o/b",)]["topics"] == []
+    from issuerisk.lakehouse.arrow_tables import new_columns
+
+    with pytest.raises(ValueError, match="lacks columns \\['run_id'\\] that are declared NOT NULL"):
+        new_columns(BRONZE_REPOS, [n for n in BRONZE_REPOS.names if n != "run_id"])
+
+
+@pytest.mark.slow
+def test_spark_adds_new_columns_to_an_older_table_too(ctx):
+    old = _older(GOLD_TOPICS, ("representative", "n"))
+    ctx.lake.arrow.merge(old, topics("r1", {0: "a"}).select(old.names))
+    frame = ctx.lake.spark.read(GOLD_TOPICS)
+    assert frame.columns == GOLD_TOPICS.names and frame.first()["n"] is None
+
+
+def test_reading_an_older_table_gives_the_new_columns_as_null_without_writing(cfg):
+    tables = ArrowTables(cfg)
+    old = _older(GOLD_TOPICS, ("representative", "n"))
+    tables.merge(old, topics("r1", {0: "a"}).select(old.names))
+    version = tables.version(GOLD_TOPICS)
+    rows = tables.read(GOLD_TOPICS)
+    assert rows.column_names == GOLD_TOPICS.names and rows.column("n").to_pylist() == [None]
+    assert tables.version(GOLD_TOPICS) == version

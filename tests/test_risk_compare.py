@@ -7,7 +7,8 @@ import pytest
 
 from issuerisk.analysis.compare import chi_square, contingency
 from issuerisk.analysis.gold import resolve_run_id
-from issuerisk.analysis.risk import excluded_clusters, scopes
+from issuerisk.analysis.risk import ClusterFacts, cluster_facts, exclusion, scopes
+from issuerisk.conf.settings import RiskConfig
 from issuerisk.constants import grade_order_sql
 from issuerisk.lakehouse import ArrowTables
 from tests.conftest import make_ctx
@@ -19,12 +20,12 @@ EXAMPLE_QUERIES = {
         SELECT scope, cluster, label, n, round(p_k, 3) AS p_k, grade, action FROM (
           SELECT *, row_number() OVER (PARTITION BY scope ORDER BY
                    array_position(array('L1', 'L2', 'M1', 'M2', 'H1', 'H2', 'H3'), grade) DESC, n DESC) AS rank
-          FROM {db}.gold_risk WHERE run_id = (SELECT max(run_id) FROM {db}.gold_risk))
+          FROM {db}.gold_risk WHERE grade IS NOT NULL AND run_id = (SELECT max(run_id) FROM {db}.gold_risk))
         WHERE rank <= 3 ORDER BY scope, rank""",
     "mttr_by_cluster": """
         SELECT cluster, label, n, round(mttr_hours / 24, 1) AS mttr_days, round(median_ttr_hours / 24, 1) AS median_days,
                round(open_share, 2) AS open_share, grade
-        FROM {db}.gold_risk WHERE scope = 'all' AND run_id = (SELECT max(run_id) FROM {db}.gold_risk)
+        FROM {db}.gold_risk WHERE scope = 'all' AND grade IS NOT NULL AND run_id = (SELECT max(run_id) FROM {db}.gold_risk)
         ORDER BY mttr_hours DESC NULLS LAST""",
     "issues_of_one_cluster": """
         SELECT i.framework, i.title, i.html_url, i.is_closed, round(i.resolution_hours, 1) AS hours
@@ -61,9 +62,43 @@ def test_contingency_keeps_the_given_clusters_and_known_frameworks():
     assert counts.to_dict() == {"pytorch": {0: 1, 1: 0}, "keras": {0: 0, 1: 1}}
 
 
-def test_excluded_clusters_by_id_and_label_word():
-    labels = {0: "docs / typo / readme", 1: "cuda / memory", 2: "documentation"}
-    assert excluded_clusters([5], ["docs", "question"], labels) == {0, 5}
+def facts(defect=0.9, repos=5, top=0.2, stability=0.9, mix=None):
+    return ClusterFacts(n=20, defect_share=defect, label_defect_share=None, kind_mix=mix or {"defect": defect, "feature": 1 - defect},
+                        repositories=repos, top_repository="o/top", top_repository_share=top, stability=stability)
+
+
+def test_a_defect_share_of_exactly_the_minimum_is_graded_and_below_it_is_not():
+    rules = RiskConfig()
+    assert exclusion(1, "", facts(defect=0.5), facts(), rules) is None
+    reason = exclusion(1, "", facts(defect=0.18, mix={"defect": 0.18, "feature": 0.82}), facts(), rules)
+    assert reason == "not a defect pattern: 82% feature requests (defect share 18% < 50%)"
+
+
+def test_project_specific_and_unstable_clusters_are_named():
+    rules = RiskConfig()
+    assert exclusion(1, "", facts(), facts(repos=2), rules) == "project-specific: 2 repositories (< 3), mostly o/top"
+    assert exclusion(1, "", facts(), facts(top=0.96), rules) == "project-specific: 96% of its issues from o/top (> 50%)"
+    assert exclusion(1, "", facts(), facts(top=0.5), rules) is None
+    assert exclusion(1, "", facts(stability=0.41), facts(), rules).startswith("unstable: bootstrap Jaccard 0.41 < 0.60")
+
+
+def test_forced_lists_win_by_id_or_word():
+    rules = RiskConfig(include_clusters=[7, "oom"], exclude_clusters=["docs", 3])
+    text = "readme docs typo / docs / link"
+    assert exclusion(2, text, facts(), facts(), rules) == "forced out by risk.exclude_clusters ('docs')"
+    assert exclusion(3, "", facts(), facts(), rules) == "forced out by risk.exclude_clusters (id 3)"
+    assert exclusion(7, "", facts(defect=0.1), facts(repos=1), rules) is None
+    assert exclusion(8, "cuda oom during training", facts(defect=0.1), facts(), rules) is None
+    assert exclusion(8, "boom", facts(defect=0.1), facts(), rules).startswith("not a defect pattern"), "words match whole words only"
+
+
+def test_cluster_facts_from_kinds_and_repositories():
+    group = pd.DataFrame({"kind": ["defect", "defect", "feature", None], "label_kind": ["defect", None, "feature", None],
+                          "repository": ["a/x", "a/x", "b/y", "c/z"], "stability": [0.8] * 4})
+    f = cluster_facts(group)
+    assert (f.defect_share, f.label_defect_share, f.repositories, f.top_repository, f.top_repository_share, f.stability) == (
+        pytest.approx(2 / 3), 0.5, 3, "a/x", 0.5, 0.8)
+    assert f.kind_mix == {"defect": pytest.approx(0.6667, abs=1e-4), "feature": pytest.approx(0.3333, abs=1e-4)}
 
 
 def test_resolve_run_id_rejects_sql_in_a_run_id(base_cfg):
@@ -88,16 +123,31 @@ def test_risk_and_compare_stages_on_a_synthetic_run(ctx, spark):
     seed_run(ctx)
     read = lambda name: ctx.lake.spark.read(name)  # noqa: E731
     counts = risk.run(ctx)
-    assert counts["scopes"] == {"all": 3, "pytorch": 3, "tensorflow": 3, "keras": 3}
-    assert counts["noise_issues"] == 4 and counts["missing_from_silver"] == 0
+    # Issues of each cluster spread over synthetic/<framework>-repo-0..2 (number % 3): over all frameworks every
+    # cluster spans 5-7 repositories, none holding more than 29 %; within one framework a cluster of 1 or 2 issues
+    # comes from fewer than 3 repositories, so it is project-specific there.
+    assert counts["graded"] == {"all": 3, "pytorch": 2, "tensorflow": 1, "keras": 1}
+    assert counts["excluded"] == {"all": 0, "pytorch": 1, "tensorflow": 2, "keras": 2}
+    assert counts["missing_from_silver"] == 0
     rows = {(r["scope"], r["cluster"]): r for r in read("gold_risk").where(f"run_id = '{RUN_ID}'").collect()}
     assert len(rows) == 12
     assert [rows[("all", c)]["n"] for c in (0, 1, 2)] == [8, 14, 18]
     assert [rows[("all", c)]["p_k"] for c in (0, 1, 2)] == pytest.approx([0.2, 0.35, 0.45])
     assert [rows[("all", c)]["mttr_hours"] for c in (0, 1, 2)] == pytest.approx([9.0, 57.5, 511.5])
+    # All created at one instant with updated_at = created_at: the snapshot censors open issues at 0 hours,
+    # so the restricted mean equals the closed mean here.
+    assert [rows[("all", c)]["impact_hours"] for c in (0, 1, 2)] == pytest.approx([9.0, 57.5, 511.5])
     assert [rows[("all", c)]["grade"] for c in (0, 1, 2)] == ["H1", "H2", "H3"]
     assert rows[("all", 2)]["open_share"] == pytest.approx(6 / 18)
-    assert rows[("keras", 0)]["likelihood"] == "P3"
+    assert rows[("all", 1)]["repositories"] == 7 and rows[("all", 1)]["top_repository_share"] == pytest.approx(4 / 14)
+    for c in (0, 1, 2):
+        r = rows[("all", c)]
+        assert 0 <= r["grade_confidence"] <= 1 and r["p_k_low"] <= r["p_k"] <= r["p_k_high"] and r["excluded_reason"] is None
+        assert sum(r["grade_shares"].values()) == pytest.approx(1.0, abs=1e-3)
+    keras0 = rows[("keras", 0)]
+    assert keras0["grade"] is None and keras0["p_k"] is None
+    assert keras0["excluded_reason"] == "project-specific: 1 repository (< 3), mostly synthetic/keras-repo-2"
+    assert [rows[("pytorch", c)]["grade"] for c in (0, 2)] == ["H1", "H3"]
 
     result = compare.run(ctx)
     assert result["frameworks"] == ["pytorch", "tensorflow", "keras"] and result["dof"] == 4
@@ -106,14 +156,14 @@ def test_risk_and_compare_stages_on_a_synthetic_run(ctx, spark):
     assert len(cmp) == 9
     for cluster, framework in ((0, "pytorch"), (1, "keras"), (2, "tensorflow")):
         assert cmp[(cluster, framework)]["std_residual"] > 1.96
-        assert cmp[(cluster, framework)]["grade"] == rows[(framework, cluster)]["grade"]
+        assert cmp[(cluster, framework)]["grade"] == rows[(framework, cluster)]["grade"] is not None
     assert cmp[(2, "keras")]["std_residual"] < -1.96
     assert cmp[(1, "keras")]["share"] == pytest.approx(10 / 12)
 
-    rerun = risk.run(make_ctx(ctx.cfg.updated("risk", excluded_clusters=[0]), spark), RUN_ID)
-    assert rerun["scopes"]["all"] == 2
-    left = read("gold_risk").where(f"run_id = '{RUN_ID}' AND cluster = 0").count()
-    assert left == 0
+    rerun = risk.run(make_ctx(ctx.cfg.updated("risk", exclude_clusters=[0]), spark), RUN_ID)
+    assert rerun["graded"]["all"] == 2
+    left = read("gold_risk").where(f"run_id = '{RUN_ID}' AND scope = 'all' AND cluster = 0").collect()
+    assert [(r["grade"], r["excluded_reason"]) for r in left] == [(None, "forced out by risk.exclude_clusters (id 0)")]
 
     db = ctx.cfg.project.database
     top = spark.sql(EXAMPLE_QUERIES["top_risks_per_framework"].format(db=db)).collect()

@@ -132,7 +132,7 @@ def _issues(spec: dict[int, list[float | None]]) -> pd.DataFrame:
 
 def test_assess_excludes_noise_and_excluded_clusters_before_counting_n():
     issues = _issues({-1: [1.0] * 50, 0: [10.0] * 10, 1: [20.0] * 5, 2: [30.0] * 5, 9: [1.0] * 80})
-    by_cluster = {r.cluster: r for r in assess(issues, excluded=[9])}
+    by_cluster = {r.cluster: r for r in assess(issues, excluded=[9], measure="mean_closed")}
     assert set(by_cluster) == {0, 1, 2}
     assert by_cluster[0].p_k == pytest.approx(0.5)
     assert by_cluster[1].p_k == pytest.approx(0.25)
@@ -143,14 +143,14 @@ def test_assess_excludes_noise_and_excluded_clusters_before_counting_n():
 
 def test_assess_p_k_of_exactly_a_band_edge():
     issues = _issues({0: [1.0] * 1, 1: [2.0] * 4, 2: [3.0] * 15, 3: [4.0] * 80})
-    by_cluster = {r.cluster: r for r in assess(issues)}
+    by_cluster = {r.cluster: r for r in assess(issues, measure="mean_closed")}
     assert [by_cluster[c].p_k for c in range(4)] == [0.01, 0.04, 0.15, 0.80]
     assert [by_cluster[c].likelihood for c in range(4)] == ["P2", "P2", "P4", "P4"]
 
 
 def test_assess_cluster_without_closed_issue_is_unrated_and_ignored_by_tertiles():
     issues = _issues({0: [None, None], 1: [5.0, 5.0], 2: [50.0, None]})
-    by_cluster = {r.cluster: r for r in assess(issues)}
+    by_cluster = {r.cluster: r for r in assess(issues, measure="mean_closed")}
     assert by_cluster[0].mttr_hours is None and by_cluster[0].impact is None and by_cluster[0].grade is None
     assert by_cluster[0].open_share == 1.0
     assert (by_cluster[1].impact, by_cluster[2].impact) == ("I1", "I3")
@@ -158,20 +158,20 @@ def test_assess_cluster_without_closed_issue_is_unrated_and_ignored_by_tertiles(
 
 
 def test_assess_fewer_than_three_clusters():
-    single = assess(_issues({4: [3.0, 5.0]}))
+    single = assess(_issues({4: [3.0, 5.0]}), measure="mean_closed")
     assert [(r.cluster, r.p_k, r.likelihood, r.impact, r.grade) for r in single] == [(4, 1.0, "P4", "I1", "H1")]
-    pair = {r.cluster: r.impact for r in assess(_issues({0: [1.0], 1: [2.0]}))}
+    pair = {r.cluster: r.impact for r in assess(_issues({0: [1.0], 1: [2.0]}), measure="mean_closed")}
     assert pair == {0: "I1", 1: "I3"}
 
 
 def test_assess_sorts_most_severe_first():
     issues = _issues({0: [1.0] * 10, 1: [100.0] * 10, 2: [50.0] * 10})
-    assert [r.grade for r in assess(issues)] == ["H3", "H2", "H1"]
+    assert [r.grade for r in assess(issues, measure="mean_closed")] == ["H3", "H2", "H1"]
 
 
 def test_assess_empty_and_bad_input():
-    assert assess(_issues({-1: [1.0]})) == []
+    assert assess(_issues({-1: [1.0]}), measure="mean_closed") == []
     with pytest.raises(RiskInputError, match="lacks columns"):
-        assess(pd.DataFrame({"cluster": [0]}))
+        assess(pd.DataFrame({"cluster": [0]}), measure="mean_closed")
     with pytest.raises(RiskInputError, match="cluster 3: .*< 0"):
-        assess(_issues({3: [-2.0]}))
+        assess(_issues({3: [-2.0]}), measure="mean_closed")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 
 import pytest
 from openai import AsyncOpenAI
+from pydantic import ValidationError
 
+from issuerisk.conf.secrets import SecretFormatError
 from issuerisk.conf.settings import LLMConfig, SummarizeConfig
 from issuerisk.summarizers import SummarizerError, make_summarizer
-from issuerisk.summarizers.llm import build_client, fit_to_budget, llm_identity, retry_after_s
+from issuerisk.summarizers.llm import _scrub, build_client, fit_to_budget, llm_identity, retry_after_s
 from tests.fakes.openai_server import FakeOpenAIServer, Fault, rate_limited, server_error
 
 BODY = "Loading the model fails.\n```\nTraceback (most recent call last):\n  File \"x.py\", line 3, in load\nKeyError: 'tied_weights'\n```"
@@ -155,3 +158,32 @@ def test_client_needs_a_key_only_for_openai(monkeypatch):
     assert str(local.base_url).startswith("http://127.0.0.1:9/v1") and local.max_retries == 0
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8/v1")
     assert str(build_client(LLMConfig()).base_url).startswith("http://127.0.0.1:8/v1")
+
+
+def test_client_refuses_a_key_with_a_line_break_by_name(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-SYNTHETIC-key-0001\n")
+    with pytest.raises(SecretFormatError, match=r"^OPENAI_API_KEY holds a newline \(U\+000A\) at character 22;") as info:
+        build_client(LLMConfig(base_url="http://127.0.0.1:9/v1"))
+    assert "SYNTHETIC" not in str(info.value)
+
+
+def test_client_refuses_credentials_in_openai_base_url(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://user:sk-SYNTHETIC-key-0001@127.0.0.1:8/v1")
+    with pytest.raises(SummarizerError, match=r"^OPENAI_BASE_URL carries credentials \(a user:password@ part\); .*OPENAI_API_KEY") as info:
+        build_client(LLMConfig())
+    assert "SYNTHETIC" not in str(info.value)
+
+
+def test_base_url_with_credentials_is_refused_by_the_config():
+    with pytest.raises(ValidationError, match="the URL carries credentials \\(the query parameter 'api_key'\\)") as info:
+        LLMConfig(base_url="http://127.0.0.1:9/v1?api_key=sk-SYNTHETIC-key-0001")
+    assert "SYNTHETIC" not in str(info.value)
+
+
+def test_failure_details_lose_the_key_in_any_form_even_where_they_are_cut(monkeypatch):
+    key = "sk-SYNTHETIC-key-0001"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    assert _scrub(f"Incorrect API key provided: {key!r} ({quote(key)})") == "Incorrect API key provided: '***' (***)"
+    cut = _scrub("x" * 290 + key)
+    assert cut == "x" * 290 + "***" and "sk-SYN" not in cut

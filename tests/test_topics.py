@@ -47,12 +47,12 @@ def synthetic_issues(seed: int = 0) -> list[dict]:
                 text = " ".join(rng.choice(words, size=6)) + f" report {number}"
                 vec = centres[cluster] + rng.normal(size=16)
                 rows.append({
-                    "repository": f"synthetic/{framework}-repo", "number": number, "cluster": cluster, "framework": framework,
+                    "repository": f"synthetic/{framework}-repo-{number % 3}", "number": number, "cluster": cluster, "framework": framework,
                     "title": text[:40], "summary": text, "vector": (vec / np.linalg.norm(vec)).astype(np.float32).tolist(),
                     "is_closed": closed, "resolution_hours": hours + k if closed else None,
                     "created_at": start, "closed_at": start + timedelta(hours=hours + k) if closed else None,
                     "x": float(cluster * 5 + rng.normal()), "y": float(rng.normal()),
-                    "html_url": f"https://github.com/synthetic/{framework}-repo/issues/{number}",
+                    "html_url": f"https://github.com/synthetic/{framework}-repo-{number % 3}/issues/{number}",
                 })
                 k += 1
         assert k == total

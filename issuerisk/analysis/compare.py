@@ -8,7 +8,7 @@ expected if cluster and framework were independent, the adjusted standardized
 residual of a chi-square test of independence (|r| > 1.96: over- or
 under-represented at the 5 % level) and the cluster's grade in that framework's
 own risk matrix, read from ``gold_risk``. Only the clusters the risk stage
-assessed are compared (noise and excluded clusters are left out there).
+graded over all frameworks are compared (noise and excluded clusters are left out).
 """
 
 from __future__ import annotations
@@ -105,12 +105,13 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     run_id = resolve_run_id(tables, run_id)
     ctx.run.read("gold_clusters", "silver_issues", "gold_risk", "gold_topics")
     issues, missing = run_issues(tables, run_id)
-    risk = run_rows(tables, GOLD_RISK, run_id, ["scope", "cluster", "grade"])
+    risk = run_rows(tables, GOLD_RISK, run_id, ["scope", "cluster", "grade", "excluded_reason"])
     if risk.empty:
         raise NoRiskError(f"run {run_id!r} has no rows in gold_risk; run `issuerisk risk {run_id}` first")
     labels = topic_labels(tables, run_id)
-    grades = {(scope, int(cluster)): grade for scope, cluster, grade in risk.itertuples(index=False)}
-    counts = contingency(issues, sorted(risk.loc[risk["scope"] == "all", "cluster"].astype(int)))
+    grades = {(scope, int(cluster)): grade for scope, cluster, grade in risk[["scope", "cluster", "grade"]].itertuples(index=False)}
+    assessed = risk[(risk["scope"] == "all") & risk["excluded_reason"].isna()]
+    counts = contingency(issues, sorted(assessed["cluster"].astype(int)))
     rows, test = comparison_rows(run_id, counts, grades)
     tables.merge(GOLD_FRAMEWORK_COMPARISON, run_table(GOLD_FRAMEWORK_COMPARISON, rows), how="replace_run", run_id=run_id)
     ctx.run.wrote(GOLD_FRAMEWORK_COMPARISON.name)

@@ -21,7 +21,7 @@ from issuerisk.schemas.ml import GOLD_CLUSTERS
 from issuerisk.schemas.risk import GOLD_TOPICS
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
-ISSUE_COLUMNS = ("repository", "number", "framework", "is_closed", "resolution_hours", "html_url", "title")
+ISSUE_COLUMNS = ("repository", "number", "framework", "is_closed", "resolution_hours", "created_at", "html_url", "title")
 
 
 class NoClusteringError(RuntimeError):

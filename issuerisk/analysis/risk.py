@@ -1,32 +1,58 @@
-"""Stage ``risk``: the reference risk matrix per cluster, for all frameworks together and each alone.
+"""Stage ``risk``: the reference risk matrix for the defect patterns of one clustering run, with how sure each grade is.
 
-Reads one clustering run from ``gold_clusters`` joined to ``silver_issues``
-(framework, closed flag, resolution time) and the run's topic labels, computes
-:func:`issuerisk.analysis.risk_matrix.assess` per scope and replaces the run's
-``gold_risk`` rows.
+Per cluster and scope (all frameworks, and each framework alone) the stage
+decides first whether the cluster is graded at all, and records why not:
+
+1. ``risk.exclude_clusters`` / ``risk.include_clusters`` force a cluster out or in (by id, or by a word of
+   its name, label or keywords);
+2. a cluster whose defect share (issue kinds from ``silver_issue_kinds``) is under ``risk.min_defect_share``
+   is not a defect pattern ("not a defect pattern: 82 % feature requests");
+3. a cluster whose bootstrap stability is under ``risk.min_stability`` has dissolved;
+4. a cluster seen in fewer than ``risk.min_repositories`` repositories of the scope, or with more than
+   ``risk.max_repository_share`` of its issues from one, is project-specific, not a framework risk.
+
+The graded clusters then get :func:`issuerisk.analysis.risk_matrix.assess` (``P_k`` over the graded
+clusters' issues; impact from ``risk.impact_measure``, open issues censored at the corpus's snapshot
+time) and a seeded bootstrap of the whole matrix (:mod:`issuerisk.analysis.confidence`). The run's
+``gold_risk`` rows are replaced, excluded clusters included with their reason.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from issuerisk.analysis.gold import resolve_run_id, run_issues, run_table, topic_labels
-from issuerisk.analysis.risk_matrix import ClusterRisk, assess
-from issuerisk.constants import FRAMEWORKS
+from issuerisk.analysis.confidence import ClusterSample, bootstrap
+from issuerisk.analysis.gold import resolve_run_id, run_issues, run_rows, run_table
+from issuerisk.analysis.risk_matrix import assess, severity
+from issuerisk.analysis.survival import censored_durations
+from issuerisk.conf.settings import RiskConfig
+from issuerisk.constants import FRAMEWORKS, NOISE
 from issuerisk.display import table
-from issuerisk.schemas.risk import GOLD_RISK
+from issuerisk.schemas.lakehouse import SILVER_ISSUE_KINDS, SILVER_ISSUES
+from issuerisk.schemas.risk import GOLD_RISK, GOLD_TOPICS
 from issuerisk.stage import RUN_ID, Stage
 
+KIND_WORDS = {"feature": "feature requests", "question": "questions", "documentation": "documentation issues", "other": "other issues"}
 
-def excluded_clusters(ids: Iterable[int], keywords: Iterable[str], labels: Mapping[int, str]) -> set[int]:
-    """Clusters that are not ML problems: listed by id, or whose label holds one of the keywords as a word."""
-    words = [w.lower() for w in keywords]
-    by_label = {c for c, label in labels.items() if label and any(re.search(rf"\b{re.escape(w)}\b", label.lower()) for w in words)}
-    return set(ids) | by_label
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """What decides whether a cluster is graded, in one scope."""
+
+    n: int
+    defect_share: float | None
+    label_defect_share: float | None
+    kind_mix: dict[str, float]
+    repositories: int
+    top_repository: str
+    top_repository_share: float
+    stability: float | None
 
 
 def scopes(issues: pd.DataFrame) -> list[str]:
@@ -35,57 +61,143 @@ def scopes(issues: pd.DataFrame) -> list[str]:
     return ["all", *(f for f in FRAMEWORKS if f in present)]
 
 
-def assess_scopes(issues: pd.DataFrame, excluded: Iterable[int]) -> dict[str, list[ClusterRisk]]:
-    """The risk matrix of every scope."""
-    excluded = list(excluded)
-    return {
-        scope: assess(issues if scope == "all" else issues[issues["framework"] == scope], excluded)
-        for scope in scopes(issues)
-    }
+def cluster_facts(group: pd.DataFrame) -> ClusterFacts:
+    """Kind mix, repository spread and stability of one cluster's issues (columns kind, label_kind, repository, stability)."""
+    kinds = group["kind"].dropna()
+    mix = {k: round(float(v), 4) for k, v in kinds.value_counts(normalize=True).sort_index().items()}
+    labelled = group["label_kind"].dropna()
+    repos = group["repository"].value_counts()
+    stability = group["stability"].dropna()
+    return ClusterFacts(
+        n=len(group), defect_share=float((kinds == "defect").mean()) if len(kinds) else None,
+        label_defect_share=float((labelled == "defect").mean()) if len(labelled) else None, kind_mix=mix,
+        repositories=int(len(repos)), top_repository=str(repos.index[0]), top_repository_share=float(repos.iloc[0] / len(group)),
+        stability=float(stability.iloc[0]) if len(stability) else None,
+    )
 
 
-def risk_rows(run_id: str, matrices: Mapping[str, list[ClusterRisk]], labels: Mapping[int, str]) -> list[dict[str, Any]]:
-    """``gold_risk`` rows of every scope's matrix."""
-    return [
-        {**r.to_dict(), "run_id": run_id, "scope": scope, "label": labels.get(r.cluster)}
-        for scope, rows in matrices.items() for r in rows
-    ]
+def _matches(cluster: int, words: Sequence[int | str], text: str) -> str | None:
+    for w in words:
+        if isinstance(w, int) or str(w).isdigit():
+            if int(w) == cluster:
+                return f"id {cluster}"
+        elif re.search(rf"\b{re.escape(str(w).lower())}\b", text):
+            return f"'{w}'"
+    return None
+
+
+def exclusion(cluster: int, text: str, overall: ClusterFacts, scoped: ClusterFacts, rules: RiskConfig) -> str | None:
+    """Why a cluster is not graded in a scope, or None when it is.
+
+    ``overall`` (the cluster in all frameworks) decides the kind and stability rules, ``scoped`` the
+    repository rules; ``text`` is the cluster's name, label and keywords for the forced lists.
+    """
+    forced_out = _matches(cluster, rules.exclude_clusters, text)
+    if forced_out:
+        return f"forced out by risk.exclude_clusters ({forced_out})"
+    if _matches(cluster, rules.include_clusters, text):
+        return None
+    if overall.defect_share is not None and overall.defect_share < rules.min_defect_share:
+        kind, share = max(((k, v) for k, v in overall.kind_mix.items() if k != "defect"), key=lambda kv: kv[1], default=("other", 1.0))
+        return f"not a defect pattern: {share:.0%} {KIND_WORDS.get(kind, kind)} (defect share {overall.defect_share:.0%} < {rules.min_defect_share:.0%})"
+    if overall.stability is not None and overall.stability < rules.min_stability:
+        return f"unstable: bootstrap Jaccard {overall.stability:.2f} < {rules.min_stability:.2f} (the cluster dissolves when the data are resampled)"
+    if scoped.repositories < rules.min_repositories:
+        return f"project-specific: {scoped.repositories} repositor{'y' if scoped.repositories == 1 else 'ies'} (< {rules.min_repositories}), mostly {scoped.top_repository}"
+    if scoped.top_repository_share > rules.max_repository_share:
+        return f"project-specific: {scoped.top_repository_share:.0%} of its issues from {scoped.top_repository} (> {rules.max_repository_share:.0%})"
+    return None
+
+
+def open_hours(created: pd.Series, snapshot: pd.Timestamp) -> np.ndarray:
+    """Hours each issue has been open at the snapshot (what an open issue is censored at)."""
+    return ((snapshot - pd.to_datetime(created, utc=True)).dt.total_seconds() / 3600.0).clip(lower=0).to_numpy()
+
+
+def scope_rows(run_id: str, scope: str, issues: pd.DataFrame, decisions: Mapping[int, str | None], facts: Mapping[int, ClusterFacts],
+               labels: Mapping[int, str], rules: RiskConfig, seed: int, snapshot: pd.Timestamp) -> list[dict[str, Any]]:
+    """``gold_risk`` rows of one scope: graded clusters with their bootstrap, then the excluded ones with their reason."""
+    horizon = rules.impact_horizon_days * 24.0
+    excluded = [c for c, reason in decisions.items() if reason]
+    graded = assess(issues, excluded, rules.impact_measure, horizon)
+    samples = []
+    for r in graded:
+        group = issues[issues["cluster"] == r.cluster]
+        durations, events = censored_durations(group["resolution_hours"].to_numpy(float), group["is_closed"].to_numpy(bool), group["open_hours"].to_numpy(float))
+        samples.append(ClusterSample(r.cluster, durations, events))
+    confidence = bootstrap(samples, {r.cluster: r.grade for r in graded}, rules.impact_measure, horizon, rules.bootstrap_rounds, seed)
+    rows = []
+    for r in graded:
+        c = confidence[r.cluster]
+        rows.append({**r.to_dict(), **_facts(facts[r.cluster]), "impact_measure": rules.impact_measure, "impact_low": c.impact_low,
+                     "impact_high": c.impact_high, "p_k_low": c.p_k_low, "p_k_high": c.p_k_high, "grade_confidence": c.grade_confidence,
+                     "grade_shares": list(c.grade_shares.items())})
+    for cluster in excluded:
+        group = issues[issues["cluster"] == cluster]
+        closed = group.loc[group["is_closed"].astype(bool), "resolution_hours"]
+        rows.append({"cluster": cluster, "n": len(group), "open_share": 1.0 - len(closed) / len(group),
+                     "mttr_hours": float(closed.mean()) if len(closed) else None,
+                     "median_ttr_hours": float(closed.median()) if len(closed) else None,
+                     **_facts(facts[cluster]), "excluded_reason": decisions[cluster]})
+    return [{**row, "run_id": run_id, "scope": scope, "label": labels.get(row["cluster"]), "snapshot_at": snapshot.to_pydatetime()} for row in rows]
+
+
+def _facts(f: ClusterFacts) -> dict[str, Any]:
+    return {"defect_share": f.defect_share, "label_defect_share": f.label_defect_share, "kind_mix": list(f.kind_mix.items()),
+            "repositories": f.repositories, "top_repository": f.top_repository, "top_repository_share": f.top_repository_share,
+            "stability": f.stability}
+
+
+def with_kinds(issues: pd.DataFrame, kinds: pd.DataFrame) -> pd.DataFrame:
+    """The issues with ``kind`` (label or predicted) and ``label_kind`` (only where the issue's own labels decide)."""
+    kinds = kinds.assign(label_kind=kinds["kind"].where(kinds["source"] == "label"))[["repository", "number", "kind", "label_kind"]]
+    return issues.merge(kinds, on=["repository", "number"], how="left")
 
 
 def run(ctx, run_id: str | None = None) -> dict[str, Any]:
-    """Compute ``gold_risk`` for one clustering run (default: the latest) and replace the run's rows.
+    """Grade the defect patterns of one clustering run (default: the latest) and replace its ``gold_risk`` rows.
 
     Raises:
         NoClusteringError: no clustering run, or the given one has no rows.
         issuerisk.analysis.risk_matrix.RiskInputError: a cluster's resolution times are invalid.
     """
-    tables = ctx.lake.arrow
+    tables, rules = ctx.lake.arrow, ctx.cfg.risk
     run_id = resolve_run_id(tables, run_id)
-    ctx.run.read("gold_clusters", "silver_issues", "gold_topics")
+    ctx.run.read("gold_clusters", SILVER_ISSUES.name, GOLD_TOPICS.name, SILVER_ISSUE_KINDS.name)
     issues, missing = run_issues(tables, run_id)
-    labels = topic_labels(tables, run_id)
-    excluded = excluded_clusters(ctx.cfg.risk.excluded_clusters, ctx.cfg.risk.excluded_keywords, labels)
-    matrices = assess_scopes(issues, excluded)
-    rows = risk_rows(run_id, matrices, labels)
+    snapshot = pd.Timestamp(tables.read(SILVER_ISSUES, columns=["updated_at"]).column("updated_at").to_pandas().max())
+    issues = with_kinds(issues, tables.read(SILVER_ISSUE_KINDS, columns=["repository", "number", "kind", "source"]).to_pandas())
+    issues = issues[issues["cluster"] != NOISE].assign(open_hours=lambda f: open_hours(f["created_at"], snapshot))
+    topics = run_rows(tables, GOLD_TOPICS, run_id, ["cluster", "label", "name", "keywords"])
+    labels = dict(zip(topics["cluster"].astype(int), topics["label"]))
+    texts = {int(c): " ".join([str(n or ""), str(lab or ""), *list(k if k is not None else [])]).lower()
+             for c, n, lab, k in zip(topics["cluster"], topics["name"], topics["label"], topics["keywords"])}
+    overall = {int(c): cluster_facts(g) for c, g in issues.groupby("cluster")}
+    rows, decisions = [], {}
+    for scope in scopes(issues):
+        in_scope = issues if scope == "all" else issues[issues["framework"] == scope]
+        facts = {int(c): cluster_facts(g) for c, g in in_scope.groupby("cluster")}
+        decisions[scope] = {c: exclusion(c, texts.get(c, ""), overall[c], facts[c], rules) for c in facts}
+        rows += scope_rows(run_id, scope, in_scope, decisions[scope], facts, labels, rules, ctx.cfg.project.seed, snapshot)
     tables.merge(GOLD_RISK, run_table(GOLD_RISK, rows), how="replace_run", run_id=run_id)
     ctx.run.wrote(GOLD_RISK.name)
-    table(
-        f"Top risks of run {run_id} (all frameworks)",
-        ["cluster", "label", "n", "P_k", "P", "MTTR h", "median h", "open", "I", "grade", "action"],
-        [(r.cluster, labels.get(r.cluster, ""), r.n, r.p_k, r.likelihood, r.mttr_hours, r.median_ttr_hours, r.open_share, r.impact, r.grade, r.action)
-         for r in matrices["all"][:10]],
-    )
+    graded = sorted((r for r in rows if r["scope"] == "all" and r.get("grade")), key=lambda r: (-severity(r["grade"]), -r["n"]))
+    table(f"Top risks of run {run_id} (all frameworks; {rules.impact_measure} impact)",
+          ["cluster", "label", "n", "P_k", "impact h", "grade", "confidence", "defect", "repos"],
+          [(r["cluster"], r["label"] or "", r["n"], r["p_k"], r["impact_hours"], r["grade"], r["grade_confidence"], r["defect_share"],
+            r["repositories"]) for r in graded[:10]])
+    excluded = [(r["cluster"], r["label"] or "", r["n"], r["excluded_reason"]) for r in rows if r["scope"] == "all" and r.get("excluded_reason")]
+    if excluded:
+        table("Not graded (all frameworks)", ["cluster", "label", "n", "why"], excluded[:20])
     return {
-        "run_id": run_id,
-        "rows": len(rows),
-        "scopes": {scope: len(rows_) for scope, rows_ in matrices.items()},
-        "excluded_clusters": sorted(excluded),
-        "noise_issues": int((issues["cluster"] == -1).sum()),
+        "run_id": run_id, "rows": len(rows), "snapshot_at": str(snapshot),
+        "graded": {scope: sum(1 for r in decided.values() if r is None) for scope, decided in decisions.items()},
+        "excluded": {scope: sum(1 for r in decided.values() if r) for scope, decided in decisions.items()},
         "missing_from_silver": missing,
     }
 
 
 STAGE = Stage(
-    "risk", "Risk matrix per cluster, per framework and overall, into gold_risk", run,
-    reads=("gold_clusters", "silver_issues", "gold_topics"), writes=(GOLD_RISK.name,), options=(RUN_ID,),
+    "risk", "Grade the defect patterns (risk matrix per cluster, per framework and overall) into gold_risk", run,
+    reads=("gold_clusters", SILVER_ISSUES.name, GOLD_TOPICS.name, SILVER_ISSUE_KINDS.name), writes=(GOLD_RISK.name,), options=(RUN_ID,),
 )

@@ -3,12 +3,16 @@
 Likelihood is a cluster's share of the clustered issues in scope,
 ``P_k = n_k / N`` (noise and clusters excluded as "not an ML problem" are
 removed before N is counted), banded P1 [0, 0.01), P2 [0.01, 0.05),
-P3 [0.05, 0.15), P4 [0.15, 1]. Impact compares a cluster's mean time to
-resolve (MTTR, closed issues only) with the tertiles q33 and q66 of all the
-scope's cluster MTTRs: I1 <= q33 < I2 <= q66 < I3. The grade is read from a
-fixed 4 x 3 matrix and each grade has one action. A cluster without a closed
-issue has no MTTR, so no impact, grade or action: it is reported as unrated
-rather than guessed. Nothing here does IO; the risk stage feeds it pandas.
+P3 [0.05, 0.15), P4 [0.15, 1]. Impact compares a cluster's impact measure
+with the tertiles q33 and q66 of all the scope's cluster values:
+I1 <= q33 < I2 <= q66 < I3. The measure is either the Kaplan–Meier restricted
+mean time to resolve (``rmst``: open issues censored at the snapshot, so a
+cluster whose hard issues are still open does not look quick) or the
+reference study's mean over closed issues (``mean_closed``, MTTR); both are
+reported. The grade is read from a fixed 4 x 3 matrix and each grade has one
+action. A cluster without an impact value (no closed issue for MTTR) gets no
+impact, grade or action: it is reported as unrated rather than guessed.
+Nothing here does IO; the risk stage feeds it pandas.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ class ClusterRisk:
     impact: str | None
     grade: str | None
     action: str | None
+    rmst_hours: float | None = None
+    impact_hours: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -150,13 +156,16 @@ def resolution_stats(is_closed: Sequence[bool], hours: Sequence[float | None]) -
     return float(np.mean(closed)), float(np.median(closed)), open_share
 
 
-def assess(issues: pd.DataFrame, excluded: Iterable[int] = ()) -> list[ClusterRisk]:
+def assess(issues: pd.DataFrame, excluded: Iterable[int] = (), measure: str = "rmst", horizon_hours: float = 8760.0) -> list[ClusterRisk]:
     """The risk matrix of one scope.
 
     Args:
-        issues: one row per clustered issue in scope with columns ``cluster``,
-            ``is_closed`` and ``resolution_hours``; noise rows (cluster -1) are allowed and dropped.
-        excluded: cluster ids that are not ML problems; dropped before N is counted.
+        issues: one row per clustered issue in scope with columns ``cluster``, ``is_closed``,
+            ``resolution_hours`` and (for ``rmst``) ``open_hours``, the hours an open issue has been
+            open at the snapshot; noise rows (cluster -1) are allowed and dropped.
+        excluded: cluster ids that are not graded; dropped before N is counted.
+        measure: ``rmst`` or ``mean_closed``: which feeds the impact tertiles.
+        horizon_hours: the restricted mean's horizon.
 
     Returns:
         One :class:`ClusterRisk` per remaining cluster, most severe first (then largest).
@@ -164,7 +173,11 @@ def assess(issues: pd.DataFrame, excluded: Iterable[int] = ()) -> list[ClusterRi
     Raises:
         RiskInputError: a column is missing or a cluster's resolution times are invalid.
     """
-    missing = {"cluster", "is_closed", "resolution_hours"} - set(issues.columns)
+    from issuerisk.analysis.confidence import impact
+    from issuerisk.analysis.survival import censored_durations
+
+    need = {"cluster", "is_closed", "resolution_hours"} | ({"open_hours"} if measure == "rmst" else set())
+    missing = need - set(issues.columns)
     if missing:
         raise RiskInputError(f"the issues frame lacks columns {sorted(missing)}")
     kept = issues[(issues["cluster"] != NOISE) & ~issues["cluster"].isin(list(excluded))]
@@ -174,18 +187,24 @@ def assess(issues: pd.DataFrame, excluded: Iterable[int] = ()) -> list[ClusterRi
     stats = {}
     for cluster, group in kept.groupby("cluster", sort=True):
         hours = [None if pd.isna(h) else float(h) for h in group["resolution_hours"]]
+        closed = group["is_closed"].astype(bool).to_numpy()
         try:
-            stats[int(cluster)] = (len(group), *resolution_stats(group["is_closed"].astype(bool).tolist(), hours))
-        except RiskInputError as exc:
+            mean, median, open_share = resolution_stats(closed.tolist(), hours)
+            rmst = None
+            if "open_hours" in group:
+                durations, events = censored_durations(group["resolution_hours"].to_numpy(float), closed, group["open_hours"].to_numpy(float))
+                rmst = impact(durations, events, "rmst", horizon_hours)
+        except (RiskInputError, ValueError) as exc:
             raise RiskInputError(f"cluster {cluster}: {exc}") from None
-    cuts = tertiles(mean for _, mean, _, _ in stats.values())
+        stats[int(cluster)] = (len(group), mean, median, open_share, rmst, rmst if measure == "rmst" else mean)
+    cuts = tertiles(value for *_, value in stats.values())
     rows = []
-    for cluster, (n, mean, median, open_share) in stats.items():
+    for cluster, (n, mean, median, open_share, rmst, value) in stats.items():
         p_k = n / total
         band = likelihood_band(p_k)
-        level = None if cuts is None else impact_level(mean, *cuts)
+        level = None if cuts is None else impact_level(value, *cuts)
         cell = grade(band, level)
-        rows.append(ClusterRisk(cluster, n, p_k, band, mean, median, open_share, level, cell, action(cell)))
+        rows.append(ClusterRisk(cluster, n, p_k, band, mean, median, open_share, level, cell, action(cell), rmst, value))
     return sorted(rows, key=lambda r: (-severity(r.grade), -r.n, r.cluster))
 
 

@@ -8,7 +8,11 @@ or a message naming it) pauses every thread for the time asked, at least
 connection errors are retried with bounded exponential backoff and full jitter;
 ``If-None-Match`` turns unchanged pages into 304s that cost no quota. Clock and
 sleep are injectable so tests run rate-limit scenarios without real waiting.
-Tokens never leave this module: they are not in reprs, stats or error messages.
+Tokens never leave this module: they are not in reprs, stats or error messages,
+a token holding whitespace or a control character is refused before it reaches a
+header (where the HTTP library would quote it in its error), and a token is sent
+only to the configured API's scheme, host and port, never to another host that
+a ``Link`` header names (urllib3 drops it on a redirect to another host too).
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import orjson
 import urllib3
 from urllib3.exceptions import HTTPError as TransportError
 
-from issuerisk.conf.secrets import redact
+from issuerisk.conf.secrets import SecretFormatError, bad_character, check_secret_values, redact, url_credentials
 from issuerisk.github.exceptions import GitHubStatusError, RetriesExhausted
 
 log = logging.getLogger(__name__)
@@ -39,9 +43,30 @@ _LINK = re.compile(r'<([^>]+)>\s*;\s*rel="([^"]+)"')
 
 
 def tokens_from_env(environ: Mapping[str, str]) -> list[str]:
-    """Tokens from ``GITHUB_TOKENS`` (comma-separated) or else ``GITHUB_TOKEN``; empty means unauthenticated."""
-    raw = environ.get("GITHUB_TOKENS") or environ.get("GITHUB_TOKEN") or ""
-    return list(dict.fromkeys(t.strip() for t in raw.split(",") if t.strip()))
+    """Tokens from ``GITHUB_TOKENS`` (comma-separated) or else ``GITHUB_TOKEN``; empty means unauthenticated.
+
+    Spaces around the commas are ignored; duplicates and empty items are dropped.
+
+    Raises:
+        SecretFormatError: the variable read holds whitespace (other than spaces around commas) or a
+            control character, e.g. a newline between two pasted tokens; the message names the
+            variable and the position, never the value.
+    """
+    name = "GITHUB_TOKENS" if environ.get("GITHUB_TOKENS") else "GITHUB_TOKEN"
+    check_secret_values(environ, (name,))
+    raw = environ.get(name) or ""
+    return list(dict.fromkeys(t.strip(" ") for t in raw.split(",") if t.strip(" ")))
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the port defaulted by scheme: the unit a token is scoped to."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
 def parse_links(header: str | None) -> dict[str, str]:
@@ -133,10 +158,18 @@ class GitHubClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
+        if url_credentials(api_url):
+            raise ValueError(f"github.api_url carries credentials ({url_credentials(api_url)}); remove them and export the token as GITHUB_TOKENS")
         if not api_url.startswith(("http://", "https://")):
             raise ValueError(f"github.api_url must be an http(s) URL such as https://api.github.com, got {api_url!r}")
+        for number, token in enumerate(tokens, 1):
+            index = bad_character(token or "")
+            if index is not None:
+                raise SecretFormatError(f"token #{number}", index + 1, token[index], "a token is one unbroken line of printable characters")
         self.api_url = api_url.rstrip("/") + "/"
+        self._origin = origin(self.api_url)
         self._tokens = [_Token(i + 1, t) for i, t in enumerate(tokens)] or [_Token(0, None)]
+        self._anonymous = _Token(0, None)  # for URLs on other hosts: they get no token and touch no token's quota
         self._secrets = [t for t in tokens if t]
         if not self._secrets:
             log.warning("no GITHUB_TOKENS or GITHUB_TOKEN set: unauthenticated GitHub access allows 60 requests/hour")
@@ -186,7 +219,7 @@ class GitHubClient:
 
     def url(self, path: str, params: Mapping[str, Any] | None = None) -> str:
         """Absolute URL of an API path (or an absolute URL, e.g. from a Link header) with query parameters."""
-        full = path if "://" in path else urljoin(self.api_url, path.lstrip("/"))
+        full = path if urlsplit(path).scheme in ("http", "https") else urljoin(self.api_url, path.lstrip("/"))
         if params:
             full += ("&" if "?" in full else "?") + urlencode({k: v for k, v in params.items() if v is not None})
         return full
@@ -200,12 +233,18 @@ class GitHubClient:
             cache: keep the parsed answer for this client's own ``If-None-Match`` revalidation;
                 crawl pages pass False, since their caller keeps the ETag it needs.
 
+        A URL on another scheme, host or port than ``api_url`` (a ``Link`` header may name any) is
+        fetched without a token.
+
         Raises:
             GitHubStatusError: GitHub answered 4xx other than a rate limit (404, 410, 451, 422, ...).
             RetriesExhausted: 5xx answers, connection errors or secondary limits went on past ``max_retries``.
         """
         url = self.url(path, params)
         resource = resource_of(url)
+        ours = origin(url) == self._origin
+        if not ours:
+            log.warning("%s is not on the configured github.api_url host; requesting it without a token", redact(url, self._secrets))
         cached = self._cache.get(url)
         if etag is None and cached is not None:
             etag = cached[0]
@@ -213,7 +252,7 @@ class GitHubClient:
         secondary = 0
         while True:
             self._wait_for_pause()
-            token = self._pick_token(resource)
+            token = self._pick_token(resource) if ours else self._anonymous
             headers = {**self._headers, "If-None-Match": etag} if etag else dict(self._headers)
             if token.secret:
                 headers["Authorization"] = f"Bearer {token.secret}"

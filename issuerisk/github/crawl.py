@@ -20,12 +20,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from issuerisk.conf.secrets import redact
+from issuerisk.conf.secrets import env_secrets, redact
 from issuerisk.constants import FRAMEWORKS
 from issuerisk.display import progress, table
 from issuerisk.lakehouse import ArrowTables
 from issuerisk.github.checkpoints import DONE, FETCHED, IN_PROGRESS, Checkpoint, CheckpointStore
-from issuerisk.github.client import GitHubClient, tokens_from_env
+from issuerisk.github.client import GitHubClient
 from issuerisk.github.exceptions import GitHubError
 from issuerisk.github.issues import PageEvent, crawl_repository
 from issuerisk.schemas.crawl import BRONZE_REPOS, CRAWL_CHECKPOINTS
@@ -132,7 +132,7 @@ def _crawl(ctx, client: GitHubClient, store: CheckpointStore,
     pending: dict[str, Checkpoint] = {}
     totals = Counter(objects=0, pull_requests=0, new=0, updated=0, pages=0)
     failures: dict[str, str] = {}
-    secrets = tokens_from_env(os.environ)
+    secrets = env_secrets(os.environ)
     bars = [progress(len(start), "repositories", "repo", ctx.progress), progress(None, "pages", "page", ctx.progress),
             progress(None, "issues", "issue", ctx.progress)]
 

@@ -64,6 +64,28 @@ def sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def new_columns(spec: TableSpec, existing: Sequence[str]) -> list:
+    """The spec's columns a table written earlier lacks.
+
+    Raises:
+        ValueError: one of them is not nullable (old rows could not hold it).
+    """
+    missing = [c for c in spec.columns if c.name not in set(existing)]
+    required = [c.name for c in missing if not c.nullable]
+    if required:
+        raise ValueError(f"{spec.name} lacks columns {required} that are declared NOT NULL; declare new columns nullable so existing rows stay valid")
+    return missing
+
+
+def relaxed_columns(spec: TableSpec, nullable: dict[str, bool]) -> list[str]:
+    """Columns the spec now allows to be null that a table written earlier declares NOT NULL."""
+    return [c.name for c in spec.columns if c.nullable and nullable.get(c.name) is False]
+
+
+def _commented(spec: TableSpec) -> pa.Schema:
+    return pa.schema([f.with_metadata({"comment": c.doc}) for f, c in zip(spec.arrow, spec.columns)])
+
+
 def plain_types(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Cast DataFusion's view types (``string_view``) to the plain ones the rest of pyarrow handles."""
     fields = [pa.field(f.name, pa.string() if f.type == pa.string_view() else f.type, f.nullable) for f in batch.schema]
@@ -104,16 +126,24 @@ class ArrowTables:
         return self._open(table) is not None
 
     def create(self, table: TableSpec | str) -> Any:
-        """The table, created empty from its spec when missing (columns carry their meanings as comments)."""
-        from deltalake import DeltaTable
+        """The table, created empty from its spec when missing (columns carry their meanings as comments);
+        a table written before its spec gained columns gets them added (nullable), and a column the spec
+        now allows to be null loses its NOT NULL, so no migration step is needed."""
+        from deltalake import DeltaTable, Schema
 
         spec = spec_of(table)
         existing = self._open(spec)
-        if existing is not None:
-            return existing
-        schema = pa.schema([f.with_metadata({"comment": c.doc}) for f, c in zip(spec.arrow, spec.columns)])
-        return DeltaTable.create(self.path(spec), schema, mode="ignore", partition_by=list(spec.partition_by) or None,
-                                 name=spec.name, description=spec.doc)
+        if existing is None:
+            return DeltaTable.create(self.path(spec), _commented(spec), mode="ignore", partition_by=list(spec.partition_by) or None,
+                                     name=spec.name, description=spec.doc)
+        schema = existing.schema().to_arrow()
+        missing = new_columns(spec, schema.names)
+        relaxed = relaxed_columns(spec, {f.name: f.nullable for f in schema})
+        if missing:
+            existing.alter.add_columns(list(Schema.from_arrow(pa.schema([_commented(spec).field(c.name) for c in missing])).fields))
+        for name in relaxed:
+            existing.alter.drop_column_not_null(name)
+        return self._open(spec) if missing or relaxed else existing
 
     def version(self, table: TableSpec | str) -> int | None:
         """Current Delta version, None when the table does not exist."""
@@ -125,7 +155,7 @@ class ArrowTables:
         """The table's rows (an empty table of its schema when it does not exist).
 
         Args:
-            columns: columns to read (all by default).
+            columns: columns to read (all by default, in the spec's order).
             filters: a pyarrow filter expression or DNF list, pushed down to the files.
             version: a past Delta version (time travel).
 
@@ -137,7 +167,13 @@ class ArrowTables:
         if opened is None:
             schema = spec.arrow if columns is None else pa.schema([spec.arrow.field(c) for c in columns])
             return schema.empty_table()
-        return opened.to_pyarrow_table(columns=list(columns) if columns is not None else None, filters=filters)
+        wanted = list(columns) if columns is not None else spec.names
+        present = set(opened.schema().to_arrow().names)
+        rows = opened.to_pyarrow_table(columns=[c for c in wanted if c in present], filters=filters)
+        for position, name in enumerate(wanted):  # columns the spec gained after this table was written read as null
+            if name not in present:
+                rows = rows.add_column(position, spec.arrow.field(name).with_nullable(True), pa.nulls(rows.num_rows, spec.arrow.field(name).type))
+        return rows
 
     def query(self, sql: str, tables: Iterable[TableSpec | str], versions: dict[str, int] | None = None) -> Iterator[pa.RecordBatch]:
         """Stream DataFusion SQL over the named tables (each registered under its own name; missing ones created empty).
@@ -185,6 +221,20 @@ class ArrowTables:
         if how == "replace_run":
             merger = merger.when_not_matched_by_source_delete(predicate=f"t.run_id = {sql_text(run_id)}")
         merger.execute()
+
+    def commit_metadata(self, table: TableSpec | str) -> dict[str, Any] | None:
+        """The JSON ``userMetadata`` of the table's latest commit (a writer's note, e.g. which build it belongs to);
+        None when the table does not exist or the commit carries none."""
+        import json
+
+        opened = self._open(table)
+        if opened is None:
+            return None
+        note = (opened.history(1) or [{}])[0].get("userMetadata")
+        try:
+            return json.loads(note) if note else None
+        except ValueError:
+            return None
 
     def file_records(self, table: TableSpec | str) -> tuple[list[int | None], bool] | None:
         """(records per data file from the Delta log's statistics, deletion vectors possible); [] for a table

@@ -9,13 +9,15 @@ rerun is idempotent, or whole-table overwrites for tables rebuilt from their inp
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from issuerisk.conf import Config
-from issuerisk.lakehouse.arrow_tables import ArrowTables, MergeHow, TableVersionError, check_merge, spec_of, sql_text
+from issuerisk.lakehouse.arrow_tables import ArrowTables, MergeHow, TableVersionError, check_merge, new_columns, relaxed_columns, spec_of, sql_text
 from issuerisk.schemas import TABLES, TableSpec
 
 
@@ -31,6 +33,10 @@ def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
     return df.select([df[f.name].cast(f.dataType).alias(f.name) for f in spec.spark.fields])
 
 
+def _quoted(text: str) -> str:
+    return text.replace("'", "\\'")
+
+
 class SparkTables:
     """Create, read, MERGE, overwrite and version the project's Delta tables through one SparkSession."""
 
@@ -38,6 +44,7 @@ class SparkTables:
         self.spark = spark
         self.cfg = cfg
         self.arrow = arrow or ArrowTables(cfg)
+        self._checked: set[str] = set()
 
     def name(self, table: TableSpec | str) -> str:
         """``database.table`` for SQL."""
@@ -50,20 +57,33 @@ class SparkTables:
         return bool(fs.exists(hpath))
 
     def create(self, table: TableSpec | str) -> str:
-        """Create the table (or register an existing Delta folder) in the catalog; return its SQL name."""
+        """Create the table (or register an existing Delta folder) in the catalog; return its SQL name.
+
+        A table written before its spec gained columns gets them added (nullable), and a column the spec
+        now allows to be null loses its NOT NULL, once per session.
+        """
         spec = spec_of(table)
         name = self.name(spec)
-        if self.spark.catalog.tableExists(name):
+        if name in self._checked:
             return name
-        path = self.cfg.table_path(spec.name)
-        if self._has_delta_log(path):
-            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{path}'")
-        else:
-            partition = f"PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
-            self.spark.sql(
-                f"CREATE TABLE IF NOT EXISTS {name} (\n  {spec.ddl()}\n) USING delta {partition} "
-                f"LOCATION '{path}' COMMENT '{spec.doc.replace(chr(39), chr(92) + chr(39))}'"
-            )
+        if not self.spark.catalog.tableExists(name):
+            path = self.cfg.table_path(spec.name)
+            if self._has_delta_log(path):
+                self.spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING delta LOCATION '{path}'")
+            else:
+                partition = f"PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
+                self.spark.sql(
+                    f"CREATE TABLE IF NOT EXISTS {name} (\n  {spec.ddl()}\n) USING delta {partition} "
+                    f"LOCATION '{path}' COMMENT '{_quoted(spec.doc)}'"
+                )
+        schema = self.spark.table(name).schema
+        missing = new_columns(spec, schema.names)
+        if missing:
+            columns = ", ".join(f"`{c.name}` {spec.spark[c.name].dataType.simpleString()} COMMENT '{_quoted(c.doc)}'" for c in missing)
+            self.spark.sql(f"ALTER TABLE {name} ADD COLUMNS ({columns})")
+        for column in relaxed_columns(spec, {f.name: f.nullable for f in schema.fields}):
+            self.spark.sql(f"ALTER TABLE {name} ALTER COLUMN `{column}` DROP NOT NULL")
+        self._checked.add(name)
         return name
 
     def create_all(self, names: list[str] | None = None) -> None:
@@ -72,7 +92,7 @@ class SparkTables:
             self.create(TABLES[name])
 
     def read(self, table: TableSpec | str, version: int | None = None) -> DataFrame:
-        """A table as a DataFrame (created empty when missing); ``version`` reads a past Delta version.
+        """A table as a DataFrame in the spec's column order (created empty when missing); ``version`` reads a past Delta version.
 
         Raises:
             TableVersionError: ``version`` cannot be read (vacuumed or never existed).
@@ -80,7 +100,7 @@ class SparkTables:
         spec = spec_of(table)
         name = self.create(spec)
         if version is None:
-            return self.spark.table(name)
+            return self.spark.table(name).select(*spec.names)
         try:
             df = self.spark.read.format("delta").option("versionAsOf", version).load(self.cfg.table_path(spec.name))
             df.schema  # noqa: B018 (resolves the snapshot now, so a missing version fails here)
@@ -132,21 +152,30 @@ class SparkTables:
             builder = builder.whenNotMatchedBySourceDelete(condition=f"t.run_id = {sql_text(run_id)}")
         builder.execute()
 
-    def overwrite(self, table: TableSpec | str, df: DataFrame) -> None:
-        """Replace the table's content (for tables rebuilt whole from their inputs, e.g. silver)."""
+    def overwrite(self, table: TableSpec | str, df: DataFrame, note: dict[str, Any] | None = None) -> None:
+        """Replace the table's content (for tables rebuilt whole from their inputs, e.g. silver).
+
+        Args:
+            note: JSON-able facts stored as the commit's ``userMetadata`` (read back by
+                :meth:`ArrowTables.commit_metadata`), e.g. which build the table belongs to.
+        """
         spec = spec_of(table)
         self.create(spec)
-        conform(df, spec).write.format("delta").mode("overwrite").save(self.cfg.table_path(spec.name))
+        writer = conform(df, spec).write.format("delta").mode("overwrite")
+        if note is not None:
+            writer = writer.option("userMetadata", json.dumps(note, sort_keys=True))
+        writer.save(self.cfg.table_path(spec.name))
 
-    def overwrite_all(self, frames: list[tuple[TableSpec, DataFrame]]) -> None:
-        """:meth:`overwrite` several tables at once, one thread each.
+    def overwrite_all(self, frames: list[tuple[TableSpec, DataFrame]], note: dict[str, Any] | None = None) -> None:
+        """:meth:`overwrite` several tables at once, one thread each, each commit carrying ``note``.
 
         Each write's driver-side work (planning, Delta's log replay and commit) is serial,
         so the writes overlap it with each other's tasks. Every table is its own Delta
-        transaction: when one write fails the others still land, and the first error is raised.
+        transaction: when one write fails (or the process dies) the others may still land,
+        so readers compare the notes (see :mod:`issuerisk.silver`), and the first error is raised.
         """
         with ThreadPoolExecutor(max_workers=len(frames), thread_name_prefix="overwrite") as pool:
-            for future in [pool.submit(self.overwrite, spec, df) for spec, df in frames]:
+            for future in [pool.submit(self.overwrite, spec, df, note) for spec, df in frames]:
                 future.result()
 
     def row_count(self, table: TableSpec | str) -> int:

@@ -6,8 +6,9 @@ jitter, honouring ``Retry-After``/``retry-after-ms``, so the policy is the same
 for every server and testable with an injected sleep and clock. Long bodies are
 cut to a token budget before sending, keeping the start, the error lines and
 the end. An empty, refused or malformed answer is a failure for that issue,
-never a summary. The API key is read by the client from ``OPENAI_API_KEY`` and
-never appears in a table, log, exception or run row.
+never a summary. The API key is read from ``OPENAI_API_KEY`` (refused if it holds
+whitespace or a control character) and never appears in a table, log, exception
+or run row; an endpoint URL with credentials in it is refused.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from issuerisk.conf.secrets import check_secret_values, env_secrets, redact, url_credentials
 from issuerisk.conf.settings import LLMConfig
 from issuerisk.summarizers import Outcome, SummarizerError, SummaryIdentity, with_title
 from issuerisk.summarizers.extractive import error_lines
@@ -53,11 +55,18 @@ def build_client(cfg: LLMConfig) -> Any:
     the key comes from ``OPENAI_API_KEY``. Local servers that ignore keys get a placeholder.
 
     Raises:
-        SummarizerError: no ``OPENAI_API_KEY`` while the endpoint is api.openai.com.
+        SummarizerError: no ``OPENAI_API_KEY`` while the endpoint is api.openai.com, or
+            ``OPENAI_BASE_URL`` carries credentials (``user:key@`` or a ``key=`` parameter).
+        SecretFormatError: ``OPENAI_API_KEY`` holds whitespace or a control character.
     """
     from openai import AsyncOpenAI
 
+    check_secret_values(os.environ, ("OPENAI_API_KEY",))
     base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    where = url_credentials(base_url)
+    if where:
+        source = "summarize.llm.base_url" if cfg.base_url else "OPENAI_BASE_URL"
+        raise SummarizerError(f"{source} carries credentials ({where}); remove them from the URL and export the key as OPENAI_API_KEY")
     api_key = os.environ.get("OPENAI_API_KEY") or None
     if api_key is None:
         if base_url is None or "api.openai.com" in base_url:
@@ -113,9 +122,8 @@ def retry_after_s(headers: Any, now: float) -> float | None:
 
 
 def _scrub(text: str) -> str:
-    key = os.environ.get("OPENAI_API_KEY") or ""
-    text = " ".join(str(text).split())[:300]
-    return text.replace(key, "***") if len(key) >= 8 else text
+    """A server's text for a failure row: secrets out first (so a cut cannot leave half of one), one line, 300 characters."""
+    return " ".join(redact(str(text), env_secrets(os.environ)).split())[:300]
 
 
 class LLMSummarizer:

@@ -158,6 +158,10 @@ class FakeGitHub:
         clock: epoch seconds for rate-limit windows, ``Date`` and edits (a :class:`FakeClock` in tests).
         core_limit / search_limit: requests per window per token; unauthenticated gets 60 / 10.
         latency_s: real seconds each request takes.
+        link_base: base URL that ``Link`` headers name instead of this server's own (another
+            server's, to test that a client does not send its token there).
+
+    ``headers_seen`` keeps every request's headers, in order.
 
     Set ``stall_after`` to N to make every issues request after the N-th hang until ``release`` is set
     (``stalled`` is set when the first one hangs): a crawl stuck mid-way, ready to be killed.
@@ -165,12 +169,15 @@ class FakeGitHub:
 
     def __init__(self, repos: dict[str, list[dict[str, Any]]] | None = None, search_repos: list[dict[str, Any]] | None = None,
                  clock: Callable[[], float] = time.time, core_limit: int = 5000, search_limit: int = 30,
-                 core_window_s: float = 3600.0, search_window_s: float = 60.0, latency_s: float = 0.0) -> None:
+                 core_window_s: float = 3600.0, search_window_s: float = 60.0, latency_s: float = 0.0,
+                 link_base: str | None = None) -> None:
         self.repos = {name: list(items) for name, items in (repos or {}).items()}
         self.search_repos = list(search_repos or [])
         self.clock = clock
         self.limits = {"core": (core_limit, core_window_s), "search": (search_limit, search_window_s)}
         self.latency_s = latency_s
+        self.link_base = link_base
+        self.headers_seen: list[dict[str, str]] = []
         self.repo_status: dict[str, tuple[int, str]] = {}
         self.faults: list[Fault] = []
         self.stall_after: int | None = None
@@ -353,6 +360,8 @@ def _handler(api: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 time.sleep(api.latency_s)
             split = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+            with api._lock:
+                api.headers_seen.append(dict(self.headers))
             if api.stall_after is not None and split.path.endswith("/issues") and api.served("/issues") >= api.stall_after:
                 api.stalled.set()
                 api.release.wait(60)
@@ -367,7 +376,7 @@ def _handler(api: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             auth = self.headers.get("Authorization", "")
             who = auth.split(" ", 1)[1] if " " in auth else ""
             resource = "search" if split.path.startswith("/search/") else "core"
-            base = f"http://{self.headers.get('Host')}"
+            base = api.link_base or f"http://{self.headers.get('Host')}"
             with api._lock:
                 if who:
                     api.auth_seen.add(who)

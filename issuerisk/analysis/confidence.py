@@ -1,0 +1,115 @@
+"""How sure each grade is: a seeded bootstrap of the whole risk matrix, as pure numpy.
+
+One round draws the scope's issues again: the cluster sizes from a multinomial
+with the observed shares (so ``P_k`` moves as a resampled corpus would move it)
+and, within every cluster, its issues with replacement (so the impact measure
+moves). The tertile thresholds are recomputed from the round's impacts, and the
+round's grades read from the same matrix. Over ``rounds`` rounds this gives
+percentile intervals for ``P_k`` and the impact measure and the share of rounds
+that give each grade; ``grade_confidence`` is the share that agrees with the
+reported grade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from issuerisk.analysis.risk_matrix import GRADES, LIKELIHOOD_BANDS
+from issuerisk.analysis.survival import restricted_mean
+
+LIKELIHOOD_EDGES = np.array([upper for _, upper in LIKELIHOOD_BANDS[:-1]])
+GRID = np.array([GRADES[band] for band, _ in LIKELIHOOD_BANDS])
+IMPACT_MEASURES = ("rmst", "mean_closed")
+
+
+@dataclass(frozen=True)
+class ClusterSample:
+    """One cluster's issues in a scope: hours until resolution (closed) or censoring (open), and which were closed."""
+
+    cluster: int
+    durations: np.ndarray
+    events: np.ndarray
+
+
+@dataclass(frozen=True)
+class GradeConfidence:
+    """A cluster's bootstrap intervals (2.5 and 97.5 percentiles) and the share of rounds per grade."""
+
+    p_k_low: float
+    p_k_high: float
+    impact_low: float | None
+    impact_high: float | None
+    grade_shares: dict[str, float]
+    grade_confidence: float | None
+
+
+def impact(durations: np.ndarray, events: np.ndarray, measure: str, horizon_hours: float) -> float:
+    """The impact measure of one group: ``rmst`` (Kaplan–Meier restricted mean, open issues censored) or
+    ``mean_closed`` (the reference study's mean over closed issues); NaN when it has none.
+
+    Raises:
+        ValueError: an unknown measure.
+    """
+    if measure == "rmst":
+        return restricted_mean(durations, events, horizon_hours) if len(durations) else float("nan")
+    if measure == "mean_closed":
+        closed = durations[events]
+        return float(closed.mean()) if len(closed) else float("nan")
+    raise ValueError(f"risk.impact_measure={measure!r} is unknown; use one of {IMPACT_MEASURES}")
+
+
+def grades_of(shares: np.ndarray, impacts: np.ndarray) -> np.ndarray:
+    """Grades of clusters from their shares and impacts, tertiles taken over the impacts that exist ('' without impact)."""
+    known = ~np.isnan(impacts)
+    out = np.full(len(shares), "", dtype=object)
+    if not known.any():
+        return out
+    q33, q66 = np.quantile(impacts[known], [1 / 3, 2 / 3])
+    band = np.searchsorted(LIKELIHOOD_EDGES, shares, side="right")
+    level = np.where(impacts <= q33, 0, np.where(impacts <= q66, 1, 2))
+    out[known] = GRID[band[known], level[known]]
+    return out
+
+
+def bootstrap(samples: Sequence[ClusterSample], reported: dict[int, str | None], measure: str, horizon_hours: float,
+              rounds: int, seed: int) -> dict[int, GradeConfidence]:
+    """Bootstrap a scope's risk matrix ``rounds`` times (seeded) and summarize each cluster.
+
+    Args:
+        samples: every graded cluster of the scope (their issues make N).
+        reported: the grade reported for each cluster (None when it has none).
+
+    Raises:
+        ValueError: fewer than 1 round.
+    """
+    if rounds < 1:
+        raise ValueError(f"risk.bootstrap_rounds must be at least 1, got {rounds}")
+    if not samples:
+        return {}
+    rng = np.random.default_rng(seed)
+    sizes = np.array([len(s.durations) for s in samples])
+    total = int(sizes.sum())
+    shares = rng.multinomial(total, sizes / total, size=rounds) / total
+    impacts = np.empty((rounds, len(samples)))
+    for k, s in enumerate(samples):
+        n = len(s.durations)
+        draws = rng.integers(0, n, size=(rounds, n))
+        impacts[:, k] = [impact(s.durations[d], s.events[d], measure, horizon_hours) for d in draws]
+    grades = np.array([grades_of(shares[r], impacts[r]) for r in range(rounds)])
+    out = {}
+    for k, s in enumerate(samples):
+        column = grades[:, k]
+        values, counts = np.unique(column[column != ""], return_counts=True)
+        shares_k = {str(v): round(float(c) / rounds, 4) for v, c in zip(values, counts)}
+        finite = impacts[:, k][~np.isnan(impacts[:, k])]
+        grade = reported.get(s.cluster)
+        out[s.cluster] = GradeConfidence(
+            p_k_low=float(np.percentile(shares[:, k], 2.5)), p_k_high=float(np.percentile(shares[:, k], 97.5)),
+            impact_low=float(np.percentile(finite, 2.5)) if len(finite) else None,
+            impact_high=float(np.percentile(finite, 97.5)) if len(finite) else None,
+            grade_shares=shares_k, grade_confidence=None if grade is None else shares_k.get(grade, 0.0),
+        )
+    return out
