@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         run.save("failed", f"{type(exc).__name__}: {exc}")
         stop_children()
-        _say(f"issuerisk {args.command}: {type(exc).__name__}: {exc}")
+        _say(f"issuerisk {args.command}: {type(exc).__name__}: {str(exc).strip()}")
         if os.environ.get("ISSUERISK_DEBUG"):
             _say(traceback.format_exc().rstrip())
         else:

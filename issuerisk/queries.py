@@ -12,15 +12,112 @@ from issuerisk.display import table
 from issuerisk.schemas import TABLES
 from issuerisk.stage import Option, Stage
 
+_LOGICAL = "org.apache.spark.sql.catalyst.plans.logical."
+_ANALYSIS = "org.apache.spark.sql.catalyst.analysis."
+_COMMAND = "org.apache.spark.sql.execution.command."
+_DELTA = "org.apache.spark.sql.delta.commands."
 
-def sql(ctx: Context, query: str, format: str = "table", limit: int = 1000) -> dict[str, Any]:
+QUERY_NODES = frozenset(
+    [_LOGICAL + n for n in ("Project", "Filter", "Aggregate", "Sort", "GlobalLimit", "LocalLimit", "LimitAll", "Offset", "Distinct",
+                            "Join", "LateralJoin", "Union", "Intersect", "Except", "Generate", "Pivot", "Unpivot", "Sample",
+                            "SubqueryAlias", "UnresolvedWith", "WithWindowDefinition", "UnresolvedHint", "RepartitionByExpression",
+                            "OneRowRelation", "LocalRelation")]
+    + [_ANALYSIS + n for n in ("UnresolvedRelation", "UnresolvedTableValuedFunction", "UnresolvedTVFAliases", "UnresolvedInlineTable",
+                               "UnresolvedSubqueryColumnAliases", "UnresolvedHaving", "UnresolvedQualify", "RelationTimeTravel")]
+    + ["org.apache.spark.sql.catalyst.expressions.PipeOperator"]
+)
+"""The unresolved plan nodes a query (SELECT, WITH, VALUES, TABLE, FROM ..., pipe syntax) parses into."""
+
+READ_ONLY_COMMANDS = frozenset(
+    [_LOGICAL + n for n in ("ShowTables", "ShowTablesExtended", "ShowViews", "ShowColumns", "ShowFunctions", "ShowTableProperties",
+                            "DescribeRelation", "DescribeColumn", "DescribeNamespace", "DescribeFunction")]
+    + [_COMMAND + n for n in ("ShowNamespacesCommand", "ShowCatalogsCommand", "ShowCurrentNamespaceCommand", "DescribeQueryCommand", "ExplainCommand")]
+    + [_DELTA + n for n in ("DescribeDeltaHistory", "DescribeDeltaDetailCommand")]
+    + [_ANALYSIS + n for n in ("CurrentNamespace$", "UnresolvedNamespace", "UnresolvedTable", "UnresolvedTableOrView", "UnresolvedFunctionName")]
+)
+"""SHOW, DESCRIBE and EXPLAIN statements (commands in Spark's plan tree, but they change nothing), with the names they refer to."""
+
+JAVA_CALLING_FUNCTIONS = frozenset({"reflect", "java_method", "try_reflect"})
+
+
+class ReadOnlyError(RuntimeError):
+    """``issuerisk sql`` was given a statement that may change something, without ``--write``."""
+
+
+def _scala_seq(seq: Any) -> list[Any]:
+    items, iterator = [], seq.iterator()
+    while iterator.hasNext():
+        items.append(iterator.next())
+    return items
+
+
+def _refusal(plan: Any) -> str | None:
+    """Why an unresolved logical plan is not read-only, or None when every node of it is a query or a SHOW/DESCRIBE/EXPLAIN."""
+    pending = [plan]
+    while pending:
+        node = pending.pop()
+        name = node.getClass().getName()
+        if name not in QUERY_NODES and name not in READ_ONLY_COMMANDS:
+            return f"its plan has {name.rsplit('.', 1)[-1].rstrip('$')}, which is neither a query nor SHOW, DESCRIBE or EXPLAIN"
+        if name == _COMMAND + "ExplainCommand":
+            pending.append(node.logicalPlan())
+        elif name == _COMMAND + "DescribeQueryCommand":
+            pending.append(node.plan())
+        expressions = _scala_seq(node.expressions())
+        while expressions:
+            expression = expressions.pop()
+            kind = expression.getClass().getSimpleName()
+            if kind == "UnresolvedFunction" and str(expression.nameParts().last()).lower() in JAVA_CALLING_FUNCTIONS:
+                return f"it calls {str(expression.nameParts().last()).lower()}(), which runs Java methods"
+            if kind == "ExpressionWithUnresolvedIdentifier":
+                return "it names a function or column through IDENTIFIER(...), which cannot be checked before it runs"
+            expressions.extend(_scala_seq(expression.children()))
+        pending.extend(_scala_seq(node.children()) + _scala_seq(node.innerChildren()))  # inner: CTE definitions, subqueries
+    return None
+
+
+def check_read_only(spark: Any, query: str) -> None:
+    """Refuse a statement that is not a query, as Spark's own parser (with Delta's extension) reads it.
+
+    Allowed: queries (SELECT, WITH, VALUES, TABLE, FROM ..., pipe syntax, time travel) whose every
+    plan node is in :data:`QUERY_NODES`, and the SHOW, DESCRIBE and EXPLAIN statements of
+    :data:`READ_ONLY_COMMANDS` (EXPLAIN only of a query). Everything else is refused, including node
+    kinds this list does not know yet, ``SELECT TRANSFORM ... USING`` (a shell command), and the
+    functions that call Java methods (``reflect``, ``java_method``, ``try_reflect``).
+
+    Raises:
+        ReadOnlyError: the statement is not read-only (pass ``--write`` to run it anyway).
+        pyspark.errors.ParseException: the statement is not valid SQL (Spark's own message).
+    """
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors.exceptions.captured import convert_exception
+
+    try:
+        plan = spark._jsparkSession.sessionState().sqlParser().parsePlan(query)
+    except Py4JJavaError as exc:
+        raise convert_exception(exc.java_exception) from None
+    reason = _refusal(plan)
+    if reason:
+        shown = " ".join(query.split())
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise ReadOnlyError(f"refused {shown!r}: {reason}; issuerisk sql only reads (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) unless you pass --write")
+
+
+def sql(ctx: Context, query: str, format: str = "table", limit: int = 1000, write: bool = False) -> dict[str, Any]:
     """Run one Spark SQL statement and print its rows as a table, CSV or JSON Lines.
 
     The project's tables live in the ``{database}`` database, e.g.
-    ``SELECT framework, count(*) FROM issuerisk.silver_issues GROUP BY 1``.
+    ``SELECT framework, count(*) FROM issuerisk.silver_issues GROUP BY 1``. Only read-only
+    statements run (:func:`check_read_only`) unless ``write`` is set.
+
+    Raises:
+        ReadOnlyError: the statement may change something and ``write`` is not set.
+        pyspark.errors.ParseException: the statement is not valid SQL.
     """
     spark = ctx.spark
     spark.catalog.setCurrentDatabase(ctx.cfg.project.database)
+    if not write:
+        check_read_only(spark, query)
     df = spark.sql(query)
     rows = df.limit(limit + 1).collect()
     shown, more = rows[:limit], len(rows) > limit
@@ -48,9 +145,10 @@ def tables(ctx: Context) -> dict[str, Any]:
 
 
 SQL = Stage(
-    "sql", "Run Spark SQL on the Delta tables", sql,
+    "sql", "Run read-only Spark SQL on the Delta tables (--write to change them)", sql,
     options=(Option(("query",), 'e.g. "SELECT framework, count(*) FROM issuerisk.silver_issues GROUP BY 1"'),
              Option(("--format",), "output format", argparse={"choices": ("table", "csv", "json"), "default": "table"}),
-             Option(("--limit",), "rows to print at most", argparse={"type": int, "default": 1000})),
+             Option(("--limit",), "rows to print at most", argparse={"type": int, "default": 1000}),
+             Option(("--write",), "allow statements that change tables", argparse={"action": "store_true"})),
 )
 TABLES_COMMAND = Stage("tables", "List the tables with row counts and Delta versions", tables)

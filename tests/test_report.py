@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from issuerisk.report.report import ReportInputError, build_view, heatmap_svg, render, scatter_svg, top_risks
+from issuerisk.report.report import ReportInputError, build_view, csp_hash, heatmap_svg, http_url, render, scatter_svg, top_risks
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=2000")
@@ -105,6 +105,58 @@ def test_chromium_renders_the_report(tmp_path):
     assert 'id="run-id">r1<' in dom
     for number in ("0.4000", "0.5500", "37.5 d", "12.5 h", "25.0 %", "full review", "H3: 1", "unrated (no closed issue): 9", "abc123"):
         assert number in dom, number
+
+
+@pytest.mark.parametrize("url", ["https://github.com/o/r/issues/1", "http://ghe.example.com/o/r/issues/2", "HTTPS://GitHub.com/o/r/issues/3"])
+def test_http_urls_are_links(url):
+    assert http_url(url) == url
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(document.domain)", "JavaScript:alert(1)", " javascript:alert(1)", "java\tscript:alert(1)",
+                                 "javascript\n:alert(1)", "https://x/\u0000", "data:text/html,<script>alert(1)</script>", "vbscript:msgbox(1)",
+                                 "//evil.example/x", "https:no-host", "/relative/path", "https://[::1", "", None, 42])
+def test_other_urls_are_not_links(url):
+    assert http_url(url) is None
+
+
+def _csp(html: str) -> dict[str, list[str]]:
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', html).group(1)
+    return {d.split()[0]: d.split()[1:] for d in (part.strip() for part in policy.split(";")) if d}
+
+
+def test_the_policy_admits_exactly_the_pages_script_and_style_by_hash():
+    html = render(synthetic_view())
+    csp = _csp(html)
+    script = re.search(r"<script>(.*?)</script>", html, re.S).group(1)
+    style = re.search(r"<style>(.*?)</style>", html, re.S).group(1)
+    assert csp["default-src"] == ["'none'"]
+    assert csp["script-src"] == [f"'{csp_hash(script)}'"] and csp["style-src"] == [f"'{csp_hash(style)}'"]
+    assert "unsafe-inline" not in html and "style=" not in html and html.count("<script") == 1
+
+
+def test_a_javascript_issue_link_is_shown_as_text_and_never_runs(tmp_path):
+    evil = "javascript:alert(document.domain)"
+    topics = [{"cluster": 3, "keywords": ["cuda"], "representative": ["https://github.com/o/r/issues/1", evil, "JAVASCRIPT:alert(2)"]},
+              {"cluster": 7, "keywords": ["pip"], "representative": ["data:text/html,<script>alert(3)</script>"]}]
+    page = tmp_path / "report.html"
+    page.write_text(render(synthetic_view(topics=topics)), encoding="utf-8")
+    dom, console = open_in_chromium(page, tmp_path)
+    assert console == []
+    assert 'data-ready="3"' in dom
+    hrefs = re.findall(r"""href\s*=\s*["']?([^"'\s>]*)""", dom, re.I)
+    assert hrefs == ["https://github.com/o/r/issues/1"]
+    assert "#2 javascript:alert(document.domain)</span>" in dom and "#3 JAVASCRIPT:alert(2)</span>" in dom
+    assert "#1 data:text/html,&lt;script&gt;alert(3)&lt;/script&gt;</span>" in dom
+    script_src = _csp(dom)["script-src"]
+    assert script_src and all(s.startswith("'sha256-") for s in script_src)
+
+
+def test_chromium_refuses_a_script_the_policy_does_not_hash(tmp_path):
+    page = tmp_path / "tampered.html"
+    page.write_text(render(synthetic_view()).replace('"data-ready"', '"data-tampered"'), encoding="utf-8")
+    dom, console = open_in_chromium(page, tmp_path)
+    assert "data-tampered" not in dom.split("<script>")[0] and "data-ready" not in dom.split("<script>")[0]
+    assert any("Content Security Policy" in line for line in console), console
 
 
 def test_chromium_check_catches_script_errors(tmp_path):

@@ -84,7 +84,7 @@ def seed_run(ctx, run_id: str = RUN_ID, rows: list[dict] | None = None) -> list[
         clusters.append({"repository": r["repository"], "number": r["number"], "cluster": r["cluster"], "probability": 1.0, "outlier_score": 0.0,
                          "x": r["x"], "y": r["y"], "model": MODEL, "run_id": run_id})
     for spec, data in ((SILVER_ISSUES, silver), (SILVER_SUMMARIES, summaries), (GOLD_EMBEDDINGS, embeddings), (GOLD_CLUSTERS, clusters)):
-        frame = ctx.spark.createDataFrame([tuple(d[n] for n in spec.names) for d in data], spec.spark)
+        frame = ctx.spark.createDataFrame([tuple(d.get(n) for n in spec.names) for d in data], spec.spark)
         ctx.lake.spark.merge(spec, frame)
     return rows
 

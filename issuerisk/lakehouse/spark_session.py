@@ -27,6 +27,7 @@ DELTA_CONF = {
 }
 
 LOCAL_SNAPSHOT_PARTITIONS = 2
+LOOPBACK = "127.0.0.1"
 
 
 class SparkSetupError(RuntimeError):
@@ -38,6 +39,20 @@ def _local_metastore(cfg: Config) -> Path:
     base = Path(warehouse) if "://" not in warehouse else Path.home() / ".issuerisk"
     base.mkdir(parents=True, exist_ok=True)
     return base / "metastore_db"
+
+
+def _local_only(builder: SparkSession.Builder, extra: dict[str, str]) -> SparkSession.Builder:
+    """Keep a local master's listeners on the loopback interface, and its web UI off unless asked for.
+
+    The driver's RPC and block manager ports bind to ``spark.driver.bindAddress``; the web UI has no
+    setting of its own and binds to ``$SPARK_LOCAL_IP`` or else every interface, so that variable is
+    set (unless already set) for the JVM that this process launches. ``spark.extra`` still wins.
+    """
+    builder = builder.config("spark.driver.host", LOOPBACK).config("spark.driver.bindAddress", LOOPBACK)
+    if "spark.ui.enabled" not in extra:
+        builder = builder.config("spark.ui.enabled", "false")
+    os.environ.setdefault("SPARK_LOCAL_IP", extra.get("spark.driver.bindAddress", LOOPBACK))
+    return builder
 
 
 def builder_for(cfg: Config) -> SparkSession.Builder:
@@ -59,6 +74,7 @@ def builder_for(cfg: Config) -> SparkSession.Builder:
         # Delta rebuilds a table's snapshot in 50 partitions by default: seconds per table read on a
         # laptop for logs of a few files (bench/ingest.py). spark.extra may set it back.
         builder = builder.config("spark.databricks.delta.snapshotPartitions", str(LOCAL_SNAPSHOT_PARTITIONS))
+        builder = _local_only(builder, s.extra)
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)
     java_options = [s.driver_java_options] if s.driver_java_options else []

@@ -6,16 +6,24 @@ the framework comparison and the run's manifest. Figures are inline SVG built
 here and the only script is inline, so the file opens offline and loads nothing.
 The page is built from the gold tables the other stages wrote; run ``topics``,
 ``risk`` and ``compare`` first (``issuerisk run`` does).
+
+Issue URLs come from files anyone can write, so only absolute http(s) URLs become
+links (:func:`http_url`); the page's Content-Security-Policy admits its one script
+and its one style sheet by their SHA-256 hashes (:func:`csp_hash`), nothing inline
+besides, and loads nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import random
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from issuerisk.analysis.gold import resolve_run_id, run_records
 from issuerisk.analysis.risk_matrix import GRADES, IMPACTS, severity
@@ -32,10 +40,32 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#ad494a", "#637939", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#843c39", "#8ca252")
 MAX_POINTS = 6000
 TOP_RISKS = 5
+LINK_SCHEMES = ("http", "https")
 
 
 class ReportInputError(RuntimeError):
     """The run has nothing to report yet."""
+
+
+def http_url(url: Any) -> str | None:
+    """``url`` when it is an absolute http(s) URL the report may link to, else None.
+
+    Anything else (``javascript:``, ``data:``, scheme-relative ``//host``, a URL with whitespace or
+    control characters, which browsers strip before reading the scheme) is shown as text, never as
+    an ``href``: a ``javascript:`` link would run in the reader's browser.
+    """
+    if not isinstance(url, str) or not url or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
+    return url if parts.scheme.lower() in LINK_SCHEMES and parts.netloc else None
+
+
+def csp_hash(text: str) -> str:
+    """The Content-Security-Policy source (``sha256-...``) that admits an inline script or style of exactly ``text``."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(str(text).encode("utf-8")).digest()).decode("ascii")
 
 
 def heatmap_svg(rows: Sequence[Mapping[str, Any]], max_ids: int = 10) -> str:
@@ -128,6 +158,8 @@ def render(view: Mapping[str, Any]) -> str:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined)
     env.filters["hours"] = lambda h: "" if h is None else (f"{h:.1f} h" if h < 48 else f"{h / 24:.1f} d")
     env.filters["pct"] = lambda v: "" if v is None else f"{100 * v:.1f} %"
+    env.filters["http_url"] = http_url
+    env.filters["csp_hash"] = csp_hash
     return env.get_template("report.html.j2").render(**view)
 
 
@@ -148,8 +180,9 @@ def build_view(run_id: str, risk_rows: list[dict], topics: list[dict], compariso
         "scopes": [{"name": s, "heatmap": heatmap_svg(per_scope[s]), "n": sum(r["n"] for r in per_scope[s]),
                     "unrated": [r["cluster"] for r in per_scope[s] if r["grade"] is None]} for s in scopes],
         "clusters": [{**r, "keywords": (topic_by_cluster.get(r["cluster"]) or {}).get("keywords") or [],
-                      "representative": (topic_by_cluster.get(r["cluster"]) or {}).get("representative") or [],
-                      "colour": PALETTE[r["cluster"] % len(PALETTE)]} for r in per_scope["all"]],
+                      "representative": [{"href": http_url(url), "text": str(url)}
+                                         for url in (topic_by_cluster.get(r["cluster"]) or {}).get("representative") or []],
+                      "colour": PALETTE[r["cluster"] % len(PALETTE)], "palette_index": r["cluster"] % len(PALETTE)} for r in per_scope["all"]],
         "top_risks": top_risks(risk_rows),
         "scatter": scatter_svg(points, seed),
         "n_points": len(points),
@@ -157,6 +190,7 @@ def build_view(run_id: str, risk_rows: list[dict], topics: list[dict], compariso
         "comparison": comparison_view(comparison),
         "manifest": manifest_view(manifest),
         "colours": GRADE_COLOURS,
+        "palette": PALETTE,
     }
 
 
