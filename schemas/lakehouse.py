@@ -44,9 +44,9 @@ BRONZE_REJECTS = register(TableSpec(
         Column("number", "long", "Issue number when it could be read, else null."),
         Column("source_file", "string", "File the record came from.", nullable=False),
         Column("source_line", "long", "1-based line or array index + 1.", nullable=False),
-        Column("reason", "string", "Why it was rejected: unreadable_file, broken_json, missing_field, wrong_type, bad_date, not_an_object.", nullable=False),
-        Column("detail", "string", "The field and value at fault."),
-        Column("raw", "string", "The record's text (cut to 64 KiB)."),
+        Column("reason", "string", "Why it was rejected: broken_json, not_an_object, missing_field, wrong_type, bad_date, out_of_range (a number beyond 64 bits, a date outside 0001-01-03..9999-12-30 UTC), bad_text (a lone surrogate), bad_encoding (bytes that are not UTF-8), bad_url (html_url not http(s)), record_too_large, file_too_large, unreadable_file, empty_file, bad_value (a value Arrow refused).", nullable=False),
+        Column("detail", "string", "The field and value at fault (for bad_encoding the byte offset in the file, decompressed)."),
+        Column("raw", "string", "The record's text (cut to 64 KiB); lone surrogates and invalid bytes written as \\u/\\x escapes."),
         RUN_ID,
         Column("rejected_at", "timestamp", "When the reject was written.", nullable=False),
     ),
@@ -142,6 +142,19 @@ SILVER_ISSUE_KINDS = register(TableSpec(
         Column("confidence", "double", "1.0 for a label's kind; the classifier's (or LLM's) probability otherwise."),
         Column("source", "string", "label (the issue's own GitHub labels decide), model (predicted) or llm.", nullable=False),
         Column("model_id", "string", "The classifier (or LLM) that predicted it, with a hash of its training data and settings."),
+        RUN_ID,
+    ),
+))
+
+SILVER_PROJECT_TERMS = register(TableSpec(
+    name="silver_project_terms",
+    doc="Words one repository holds most uses of (its name, packages, modules, template words): removed from its texts before embedding.",
+    key=("repository", "term"),
+    columns=(
+        REPOSITORY,
+        Column("term", "string", "The lower-case word.", nullable=False),
+        Column("issues", "long", "Silver issues of the corpus that use it.", nullable=False),
+        Column("share", "double", "Share of those issues in this repository.", nullable=False),
         RUN_ID,
     ),
 ))
