@@ -173,6 +173,7 @@ class LLMConfig(_Section):
     backoff_base_s: float = Field(1.0, ge=0)
     backoff_max_s: float = Field(60.0, ge=0)
     input_token_budget: int = Field(3000, ge=64)
+    prompt: Literal["failure", "reference"] = Field("failure", description="failure: symptom, trigger, component and environment in a fixed short form; reference: the reference study's generic summary prompt.")
     prompt_version: str = "v1"
 
     @field_validator("base_url")
@@ -186,6 +187,7 @@ class SummarizeConfig(_Section):
 
     summarizer: Literal["extractive", "llm"] = "extractive"
     token_budget: int = Field(96, ge=8, description="Extractive summary length in whitespace tokens.")
+    rules: Literal["r1", "r2"] = Field("r2", description="Extractive rules: r2 puts the failure first (errors, API calls, versions), r1 is the earlier order.")
     batch_size: int = Field(1000, ge=1, description="Summaries MERGEd into silver_summaries per batch (a crash loses at most one batch).")
     llm: LLMConfig = Field(default_factory=LLMConfig)
 
@@ -205,6 +207,14 @@ class EmbedConfig(_Section):
     fp16_on_gpu: bool = True
 
 
+class MaskConfig(_Section):
+    """Project-only words removed from each repository's texts before embedding and topic keywords."""
+
+    enabled: bool = True
+    min_docs: int = Field(5, ge=1, description="Issues of the corpus that must use a word before it can be project-only.")
+    min_share: float = Field(0.8, gt=0.5, le=1, description="Share of those issues one repository must hold for the word to be its own.")
+
+
 class ClusterConfig(_Section):
     """StandardScaler -> UMAP -> HDBSCAN; identical parameters for every backend."""
 
@@ -217,8 +227,71 @@ class ClusterConfig(_Section):
     min_cluster_size: int = Field(15, ge=2)
     min_samples: int | None = Field(None, ge=1)
     cluster_selection_method: Literal["eom", "leaf"] = "eom"
-    seeded: bool = Field(True, description="Seeded UMAP is bit-repeatable but single-threaded; false trades that for speed.")
+    seeded: bool = Field(True, description="Seeded UMAP is bit-repeatable but single-threaded; false trades that for speed (single method only).")
+    method: Literal["consensus", "single"] = Field("consensus", description="consensus: clusters R seeded runs agree on (stable across seeds); single: one seeded run (fast).")
+    consensus_runs: int = Field(20, ge=2, description="Member runs of the consensus (R); disjoint seed sets agree at ARI ~0.90 with 20, ~0.87 with 10.")
+    member_selection: Literal["auto", "eom", "leaf"] = Field("auto", description="HDBSCAN selection of the member runs; auto: eom unless over 10 % of its runs put half the issues in one cluster, then leaf.")
+    core_threshold: float = Field(0.5, gt=0, le=1, description="Share of member runs that must agree for a kNN edge to join two issues into a core.")
+    attach_threshold: float = Field(0.3, ge=0, le=1, description="Vote share an issue needs across member runs to join a core's cluster; below it it is noise.")
+    dbcv_sample: int = Field(3000, ge=100, description="Issues DBCV (relative validity) is computed on for a consensus (a seeded sample; it is quadratic).")
     jit_cache_dir: str | None = Field(None, description="NUMBA_CACHE_DIR for the clustering process; None uses <warehouse>/../.numba_cache.")
+
+
+KINDS = ("defect", "feature", "question", "documentation", "other")
+# kind -> a regular expression that must match a normalized label name in full (see issuerisk.analysis.kinds.normalize_label).
+KIND_LABEL_PATTERNS: dict[str, str] = {
+    "defect": (
+        r"bugs?|bug ?report|(?:confirmed|major|minor|critical|known) bug|defect|errors?|crash(?:es)?|regression|"
+        r"bug ?fix|broken|segfault|something isn'?t working"
+    ),
+    "feature": (
+        r"enhancements?|(?:major|minor) enhancement|features?|feature ?requests?(?: in roadmap)?|new feature|"
+        r"small(?:er)? feature|smaler feature|improvements?|model improvement|ideas?|proposal|wish ?list|"
+        r"nice to have|user request|new model|new converter|tentacle request|request"
+    ),
+    "question": (
+        r"questions?|questoin|stats question|support|user support|usage|how ?to|howtouse\w*|"
+        r"operation problem|understanding|explanation|further information is requested"
+    ),
+    "documentation": (
+        r"docs?|documentation|document|doc improvements?|update readme|readme|fix docs|move to docs|tutorials?"
+    ),
+    "other": (
+        r"maintenance|mnt|chore|refactor(?:ing)?|requires code refactoring|code (?:quality|structuring|readability|improvement)|"
+        r"tech(?:nical)? debt|clean ?up|housekeeping|tests?|testing|needs tests|ci|ci cd|ci build|ci failing|"
+        r"continuous integration|build|dependencies|dependency update|discussions?|announcement|roadmap|epic|"
+        r"meta issue|governance|infrastructure|devops|packaging|release"
+    ),
+}
+
+
+class KindsConfig(_Section):
+    """Issue kinds: from the issue's own GitHub labels, else a classifier trained on the labelled issues."""
+
+    label_patterns: dict[str, str] = Field(default_factory=lambda: dict(KIND_LABEL_PATTERNS), description="kind -> regular expression matching a normalized label name in full.")
+    priority: list[str] = Field(default_factory=list, description="Which kind wins when an issue's labels name several of defect, feature, question (empty: the classifier decides).")
+    eval_folds: int = Field(5, ge=2, description="Folds of the repository-grouped evaluation (no repository in both training and test).")
+    use_embeddings: bool = Field(True, description="Add each issue's sentence embedding to its text features when every silver issue has one.")
+    regularization: float = Field(0.5, gt=0, description="C of the logistic regression.")
+
+    @field_validator("label_patterns")
+    @classmethod
+    def _known_kinds(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(KINDS))
+        if unknown:
+            raise ValueError(f"unknown kinds {unknown}; use {list(KINDS)}")
+        return value
+
+
+FAULT_CATEGORIES = {
+    "model": "Model definition faults: wrong or missing layers, wrong layer configuration or activation, wrong weight initialisation, model architecture mismatch, custom layer errors.",
+    "tensors and inputs": "Tensor and input faults: wrong tensor shape or shape mismatch, wrong data type or dtype, wrong input format, preprocessing or data loading errors, dimension errors.",
+    "training": "Training faults: loss becomes NaN or does not decrease, wrong loss function or optimizer, learning rate, poor accuracy, wrong hyperparameters, evaluation and checkpoint problems.",
+    "GPU usage": "GPU faults: CUDA errors, CUDA out of memory, wrong device placement, multi-GPU and distributed training failures, cuDNN errors.",
+    "API": "Framework API faults: deprecated or changed API, wrong API usage or missing argument, incompatible versions of the framework, saving and loading models fails.",
+    "installation and environment": "Installation and environment faults: pip or conda install fails, dependency version conflicts, import error, missing module or library, build from source fails, operating system or driver problems.",
+    "performance": "Performance faults: slow training or inference, memory leak, high memory or CPU usage, hang or deadlock, speed regression.",
+}
 
 
 class TopicsConfig(_Section):
@@ -228,6 +301,10 @@ class TopicsConfig(_Section):
     n_representative: int = Field(5, ge=1)
     min_df: int = Field(1, ge=1, description="Topics (not issues) a keyword must occur in: c-TF-IDF vectorizes one joined document per topic, so 2 would drop every word unique to one cluster.")
     ngram_max: int = Field(2, ge=1, le=3)
+    name_min_coverage: float = Field(0.08, gt=0, le=1, description="Share of a cluster's titles a phrase must occur in to name it (else its keywords do).")
+    categories: dict[str, str] = Field(default_factory=lambda: dict(FAULT_CATEGORIES), description="Fault categories (Humbatova et al. 2020, plus installation and performance) and the descriptions clusters are matched to.")
+    category_threshold: float = Field(0.3, ge=-1, le=1, description="Cosine similarity a cluster needs to its closest category description; below it the cluster stays unmapped.")
+    pattern_min_score: float = Field(0.5, ge=0, le=1, description="Score (mean of shared-issue Jaccard and centroid cosine) a cluster needs to keep an earlier run's pattern id.")
 
 
 class RiskConfig(_Section):
@@ -284,6 +361,8 @@ class Config(_Section):
     frameworks: FrameworkInferenceConfig = Field(default_factory=FrameworkInferenceConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
     summarize: SummarizeConfig = Field(default_factory=SummarizeConfig)
+    mask: MaskConfig = Field(default_factory=MaskConfig)
+    kinds: KindsConfig = Field(default_factory=KindsConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     topics: TopicsConfig = Field(default_factory=TopicsConfig)

@@ -98,12 +98,12 @@ def _redact_logs() -> None:
 
 
 def commands() -> dict[str, Any]:
-    """Every command by name: the registered stages, then ``run``, ``sql`` and ``tables``."""
+    """Every command by name: the registered stages, then ``run``, ``sql``, ``tables`` and ``runs``."""
     from issuerisk.pipeline import RUN
-    from issuerisk.queries import SQL, TABLES_COMMAND
+    from issuerisk.queries import RUNS_COMMAND, SQL, TABLES_COMMAND
     from issuerisk.stages import REGISTRY
 
-    return {**REGISTRY, RUN.name: RUN, SQL.name: SQL, TABLES_COMMAND.name: TABLES_COMMAND}
+    return {**REGISTRY, RUN.name: RUN, **{c.name: c for c in (SQL, TABLES_COMMAND, RUNS_COMMAND)}}
 
 
 def build_parser(known: dict[str, Any]) -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from typing import Any
 from issuerisk.context import Context
 from issuerisk.display import table
 from issuerisk.schemas import TABLES
+from issuerisk.schemas.lakehouse import RUNS
 from issuerisk.stage import Option, Stage
 
 _LOGICAL = "org.apache.spark.sql.catalyst.plans.logical."
@@ -152,3 +153,45 @@ SQL = Stage(
              Option(("--write",), "allow statements that change tables", argparse={"action": "store_true"})),
 )
 TABLES_COMMAND = Stage("tables", "List the tables with row counts and Delta versions", tables)
+
+
+HEADLINES = (("ingest", "new_issues", "new"), ("filter", "silver", "silver"), ("embed", "embedded", "embedded"),
+             ("cluster", "clusters", "clusters"), ("risk", "graded", "graded"))
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    """The counts a reader looks for first, from a run's metrics (the stages it ran)."""
+    parts = []
+    for stage, key, name in HEADLINES:
+        value = (metrics.get(stage) or {}).get(key)
+        if isinstance(value, dict):
+            value = value.get("all")
+        if value is not None:
+            parts.append(f"{name} {value}")
+    return ", ".join(parts)
+
+
+def runs(ctx: Context, limit: int = 20, command_filter: str | None = None) -> dict[str, Any]:
+    """List the newest runs: id, command, status, duration, inputs (tables and Delta versions read) and headline counts.
+
+    Reads the ledger through delta-rs: no Spark starts.
+    """
+    rows = ctx.lake.arrow.read(RUNS, columns=["run_id", "command", "status", "started_at", "ended_at", "tables_read", "metrics_json", "error"]).to_pylist()
+    rows = [r for r in rows if r["run_id"] != ctx.run.run_id and (command_filter is None or r["command"] == command_filter)]
+    rows.sort(key=lambda r: r["started_at"], reverse=True)
+    shown = []
+    for r in rows[:limit]:
+        seconds = (r["ended_at"] - r["started_at"]).total_seconds() if r["ended_at"] else None
+        inputs = ", ".join(f"{t}@v{v}" for t, v in sorted(dict(r["tables_read"] or {}).items()))
+        metrics = json.loads(r["metrics_json"] or "{}")
+        shown.append([r["run_id"], r["command"], r["status"], "" if seconds is None else f"{seconds:,.1f}", inputs[:80],
+                      headline(metrics) or (r["error"] or "")[:60]])
+    table(f"runs in {ctx.cfg.project.warehouse} (newest first)", ["run", "command", "status", "seconds", "inputs (table@version)", "headline"], shown)
+    return {"runs": len(shown)}
+
+
+RUNS_COMMAND = Stage(
+    "runs", "List runs: id, command, status, duration, inputs and headline counts", runs,
+    options=(Option(("--limit",), "runs to list at most", argparse={"type": int, "default": 20}),
+             Option(("--command",), "only runs of this command (e.g. run, ingest)", argparse={"dest": "command_filter"})),
+)

@@ -8,7 +8,7 @@ BERTopic analysis in ``issuerisk.analysis``, the HTML report in
 
 from __future__ import annotations
 
-from issuerisk.analysis import compare, risk, topics
+from issuerisk.analysis import classify, compare, mask, risk, topics
 from issuerisk.github import crawl, discover
 from issuerisk.jobs import filter as silver_filter
 from issuerisk.jobs import ingest, summarize
@@ -20,7 +20,9 @@ PIPELINE: tuple[Stage, ...] = (
     ingest.STAGE,
     silver_filter.STAGE,
     summarize.STAGE,
+    mask.STAGE,
     embed.STAGE,
+    classify.STAGE,
     cluster.STAGE,
     topics.STAGE,
     risk.STAGE,

@@ -1,14 +1,17 @@
-"""Which summaries and vectors are current, shared by the stages that embed, cluster and read embeddings.
+"""Which texts are embedded and which vectors are current, shared by the stages that embed, cluster and read embeddings.
 
 An issue's current summary is the newest ``silver_summaries`` row with the
-configured summarizer's identity; its current vector is the ``gold_embeddings``
-row of the configured model made from that summary (same ``summary_key``). The
-SQL runs in DataFusion over the Delta tables through the lakehouse's Arrow side.
+configured summarizer's identity (DataFusion SQL over the Delta tables). The
+text embedded is that summary with its repository's project-only words removed
+(``silver_project_terms``, :mod:`issuerisk.text.masking`), and it is keyed by
+``<summary cache_key>:<hash of the text>``: a vector is current when
+``gold_embeddings`` holds one of the configured model under that key, so a new
+summary or a changed mask re-embeds exactly the issues it changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
 
 import numpy as np
 import pyarrow as pa
@@ -17,77 +20,99 @@ from issuerisk.conf import Config
 from issuerisk.lakehouse import ArrowTables
 from issuerisk.lakehouse.arrow_tables import sql_text
 from issuerisk.sampling import restrict, sampled_keys
-from issuerisk.schemas.lakehouse import SILVER_ISSUES
+from issuerisk.schemas.lakehouse import SILVER_ISSUES, SILVER_PROJECT_TERMS
 from issuerisk.schemas.ml import GOLD_EMBEDDINGS
 from issuerisk.schemas.summaries import SILVER_SUMMARIES
 from issuerisk.summarizers import SummaryIdentity, identity_of
+from issuerisk.text.masking import mask, repository_words
 
-TABLES = (SILVER_SUMMARIES, SILVER_ISSUES, GOLD_EMBEDDINGS)
+SUMMARIES = pa.schema([("repository", pa.string()), ("number", pa.int64()), ("cache_key", pa.string()), ("summary", pa.string())])
 
 
 class NoVectorsError(RuntimeError):
     """No current embeddings exist for the configured model and summaries."""
 
 
-def _current_sql(identity: SummaryIdentity, model: str, select: str, join: str, where: str) -> str:
+def current_summaries_sql(identity: SummaryIdentity) -> str:
+    """SQL for the current summary of every silver issue: (repository, number, cache_key, summary) in key order."""
     summarizer, summary_model, prompt_version = identity
-    filters = f"WHERE summarizer = {sql_text(summarizer)} AND model = {sql_text(summary_model)} AND prompt_version = {sql_text(prompt_version)}"
     return f"""
         WITH ranked AS (
             SELECT repository, number, cache_key, summary,
                    ROW_NUMBER() OVER (PARTITION BY repository, number ORDER BY created_at DESC, cache_key DESC) AS rn
-            FROM silver_summaries {filters}
+            FROM silver_summaries
+            WHERE summarizer = {sql_text(summarizer)} AND model = {sql_text(summary_model)} AND prompt_version = {sql_text(prompt_version)}
         ),
-        issues AS (SELECT DISTINCT repository, number FROM silver_issues),
-        done AS (SELECT repository, number, summary_key, dim, vector FROM gold_embeddings WHERE model = {sql_text(model)})
-        SELECT {select}
-        FROM ranked c
-        JOIN issues i ON c.repository = i.repository AND c.number = i.number
-        {join} done d ON d.repository = c.repository AND d.number = c.number AND d.summary_key = c.cache_key
-        WHERE c.rn = 1 {where}
+        issues AS (SELECT DISTINCT repository, number FROM silver_issues)
+        SELECT c.repository, c.number, c.cache_key, c.summary
+        FROM ranked c JOIN issues i ON c.repository = i.repository AND c.number = i.number
+        WHERE c.rn = 1
+        ORDER BY c.repository, c.number
     """
 
 
-def pending_sql(identity: SummaryIdentity, model: str, keys_only: bool = False) -> str:
-    """SQL for the rows to embed: current summaries of silver issues without a vector of ``model`` for them.
-
-    Args:
-        keys_only: select only (repository, number), for counting.
-    """
-    select = "c.repository, c.number" if keys_only else "c.repository, c.number, c.cache_key AS summary_key, c.summary AS text"
-    return _current_sql(identity, model, select, "LEFT JOIN", "AND d.summary_key IS NULL")
-
-
-def current_vectors_sql(identity: SummaryIdentity, model: str) -> str:
-    """SQL for the vectors of the current summaries of silver issues, ordered by issue key."""
-    return _current_sql(identity, model, "d.repository, d.number, d.dim, d.vector", "JOIN", "") + " ORDER BY d.repository, d.number"
+def project_words(tables: ArrowTables, cfg: Config) -> dict[str, set[str]]:
+    """Per repository, the words removed from its texts (its learned project-only terms and its own name's parts)."""
+    if not cfg.mask.enabled:
+        return {}
+    terms = tables.read(SILVER_PROJECT_TERMS, columns=["repository", "term"])
+    words: dict[str, set[str]] = {}
+    for repository, term in zip(terms.column("repository").to_pylist(), terms.column("term").to_pylist()):
+        words.setdefault(repository, set()).add(term)
+    return words
 
 
-def current_summaries_sql(identity: SummaryIdentity) -> str:
-    """SQL for the current summary text of every silver issue (with or without a vector)."""
-    return _current_sql(identity, "", "c.repository, c.number, c.cache_key AS summary_key, c.summary AS text", "LEFT JOIN", "")
+def text_key(cache_key: str, text: str) -> str:
+    """The key of an embedded text: its summary's cache key and a hash of the text itself."""
+    return f"{cache_key}:{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
 
 
-def pending(tables: ArrowTables, cfg: Config, keys_only: bool = False) -> Iterator[pa.RecordBatch]:
-    """The in-scope (sampled, when ``project.sample_size`` is set) rows still to embed with ``embed.model``."""
-    sql = pending_sql(identity_of(cfg.summarize), cfg.embed.model, keys_only)
-    return restrict(tables.query(sql, TABLES), sampled_keys(tables, cfg))
+def current_texts(tables: ArrowTables, cfg: Config) -> pa.Table:
+    """The in-scope issues (the seeded sample when ``project.sample_size`` is set) with the text to embed and its key."""
+    batches = list(restrict(tables.query(current_summaries_sql(identity_of(cfg.summarize)), (SILVER_SUMMARIES, SILVER_ISSUES)),
+                            sampled_keys(tables, cfg)))
+    rows = pa.Table.from_batches(batches) if batches else SUMMARIES.empty_table()
+    learned = project_words(tables, cfg)
+    own: dict[str, set[str]] = {}
+    texts, keys = [], []
+    for repository, key, summary in zip(rows.column("repository").to_pylist(), rows.column("cache_key").to_pylist(), rows.column("summary").to_pylist()):
+        if cfg.mask.enabled and repository not in own:
+            own[repository] = repository_words(repository) | learned.get(repository, set())
+        text = mask(summary or "", own.get(repository, set()))
+        texts.append(text)
+        keys.append(text_key(key, text))
+    return pa.table({"repository": rows.column("repository"), "number": rows.column("number"),
+                     "summary_key": pa.array(keys, pa.string()), "text": pa.array(texts, pa.string())})
 
 
-def load_current_vectors(tables: ArrowTables, cfg: Config) -> tuple[pa.Table, np.ndarray]:
-    """Keys (repository, number) and the matrix of current vectors of the in-scope issues, in key order.
+def _embedded(tables: ArrowTables, model: str, columns: list[str]) -> pa.Table:
+    return tables.read(GOLD_EMBEDDINGS, columns=columns, filters=[("model", "=", model)])
+
+
+def pending(tables: ArrowTables, cfg: Config) -> pa.Table:
+    """The current texts without a vector of ``embed.model`` under their key (what the embed stage must embed)."""
+    texts = current_texts(tables, cfg)
+    done = _embedded(tables, cfg.embed.model, ["repository", "number", "summary_key"])
+    return texts.join(done, ["repository", "number", "summary_key"], join_type="left anti").sort_by([("repository", "ascending"), ("number", "ascending")])
+
+
+def load_current_vectors(tables: ArrowTables, cfg: Config, with_text: bool = False) -> tuple[pa.Table, np.ndarray]:
+    """Keys (repository, number; and the embedded ``text`` when asked) and the matrix of current vectors, in key order.
 
     Raises:
         NoVectorsError: no vectors, or vectors of mixed dimensions.
     """
     model = cfg.embed.model
-    sql = current_vectors_sql(identity_of(cfg.summarize), model)
-    batches = list(restrict(tables.query(sql, TABLES), sampled_keys(tables, cfg)))
-    rows = pa.Table.from_batches(batches) if batches else None
-    if rows is None or rows.num_rows == 0:
+    texts = current_texts(tables, cfg)
+    embedded = _embedded(tables, model, ["repository", "number", "summary_key", "dim", "vector"])
+    index = embedded.select(["repository", "number", "summary_key", "dim"]).append_column("row", pa.array(np.arange(embedded.num_rows)))
+    rows = texts.join(index, ["repository", "number", "summary_key"], join_type="inner").sort_by([("repository", "ascending"), ("number", "ascending")])
+    if rows.num_rows == 0:
         raise NoVectorsError(f"no current embeddings for model {model!r}; run `issuerisk embed` first (with the same embed.model and summarizer)")
     dims = set(rows.column("dim").to_pylist())
     if len(dims) != 1:
         raise NoVectorsError(f"embeddings of model {model!r} have mixed dimensions {sorted(dims)}; rerun `issuerisk embed`")
-    flat = rows.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return rows.select(["repository", "number"]), flat.reshape(rows.num_rows, dims.pop()).astype(np.float32)
+    vectors = embedded.column("vector").take(rows.column("row")).combine_chunks()
+    flat = vectors.flatten().to_numpy(zero_copy_only=False)
+    keys = rows.select(["repository", "number", "text"] if with_text else ["repository", "number"])
+    return keys, flat.reshape(rows.num_rows, dims.pop()).astype(np.float32)

@@ -1,9 +1,10 @@
 """StandardScaler -> UMAP -> HDBSCAN behind one small protocol: ``cpu`` (umap-learn + hdbscan) and ``cuml``.
 
-Both backends take the same ``cluster`` config section and a seed and return a
-:class:`ClusterResult`; cuML is imported only inside its backend, so CPU
-machines import this module freely. ``auto`` picks cuML when it imports and a
-GPU is present.
+A backend does three steps with the same ``cluster`` config section: prepare
+(scale, and the exact kNN graph every run shares), reduce (UMAP with a seed) and
+density (HDBSCAN). :func:`single_run` and :func:`member_run` compose them; cuML
+is imported only inside its backend, so CPU machines import this module freely.
+``auto`` picks cuML when it imports and a GPU is present.
 
 UMAP's numba functions are compiled in every fresh process (tens of seconds on
 a slow CPU) because umap-learn does not ask numba to cache them;
@@ -52,17 +53,45 @@ class ClusterResult:
     coords: np.ndarray
     stability: np.ndarray | None = None
     agreement: np.ndarray | None = None
+    validity: float | None = None
 
     @property
     def n_clusters(self) -> int:
         return int(len(set(self.labels.tolist()) - {-1}))
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """The scaled vectors and their exact kNN graph (indices with each point first, and distances), shared by every run."""
+
+    x: np.ndarray
+    knn_indices: np.ndarray
+    knn_distances: np.ndarray
+
+
+@dataclass(frozen=True)
+class Density:
+    """One HDBSCAN fit: labels (-1 noise), membership probabilities, GLOSH outlier scores and DBCV (relative validity)."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    outlier_scores: np.ndarray
+    validity: float | None
+
+
 class ClusterBackend(Protocol):
+    """The three steps of a run, on the same kNN graph for every seed."""
+
     name: str
 
-    def fit(self, vectors: np.ndarray, params: ClusterConfig, seed: int | None, with_coords: bool = True) -> ClusterResult:
-        """Cluster ``vectors``; ``seed`` None runs UMAP unseeded (multi-threaded, not repeatable)."""
+    def prepare(self, vectors: np.ndarray, params: ClusterConfig) -> Prepared:
+        """StandardScaler (when ``params.scale``) and the exact kNN graph (deterministic)."""
+
+    def reduce(self, prepared: Prepared, params: ClusterConfig, seed: int | None, n_components: int) -> np.ndarray:
+        """UMAP on the prepared graph; ``seed`` None runs unseeded (multi-threaded, not repeatable)."""
+
+    def density(self, reduced: np.ndarray, params: ClusterConfig, selection: str) -> Density:
+        """HDBSCAN with the given cluster selection method (eom or leaf)."""
 
 
 def enable_jit_cache(cache_dir: str | None) -> int:
@@ -87,62 +116,101 @@ def enable_jit_cache(cache_dir: str | None) -> int:
 
 
 class CpuBackend:
-    """scikit-learn StandardScaler, umap-learn and the ``hdbscan`` package (2x scikit-learn's HDBSCAN at 60k points)."""
+    """scikit-learn StandardScaler and exact kNN, umap-learn and the ``hdbscan`` package (2x scikit-learn's HDBSCAN at 60k points)."""
 
     name = "cpu"
 
-    def fit(self, vectors: np.ndarray, params: ClusterConfig, seed: int | None, with_coords: bool = True) -> ClusterResult:
-        import hdbscan
-        import umap
+    def prepare(self, vectors: np.ndarray, params: ClusterConfig) -> Prepared:
+        from sklearn.neighbors import NearestNeighbors
         from sklearn.preprocessing import StandardScaler
-        from sklearn.utils import check_random_state
-        from umap.umap_ import nearest_neighbors
 
         check_size(params, len(vectors))
-        x = StandardScaler().fit_transform(vectors) if params.scale else vectors
-        common = {"n_neighbors": params.n_neighbors, "min_dist": params.min_dist, "metric": params.metric,
-                  "random_state": seed, "n_jobs": 1 if seed is not None else -1}
+        x = StandardScaler().fit_transform(vectors).astype(np.float32) if params.scale else np.asarray(vectors, np.float32)
+        distances, indices = NearestNeighbors(n_neighbors=params.n_neighbors, metric=params.metric, algorithm="brute").fit(x).kneighbors(x)
+        return Prepared(x, indices.astype(np.int32), distances.astype(np.float32))
+
+    def reduce(self, prepared: Prepared, params: ClusterConfig, seed: int | None, n_components: int) -> np.ndarray:
+        import umap
+
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*overridden to 1 by setting random_state.*")
             warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
-            knn = nearest_neighbors(x, params.n_neighbors, params.metric, {}, False, check_random_state(seed),
-                                    n_jobs=common["n_jobs"])
-            reduced = umap.UMAP(n_components=params.n_components, precomputed_knn=knn, **common).fit_transform(x)
-            coords = np.zeros((len(x), 2))
-            if with_coords:
-                coords = umap.UMAP(n_components=2, precomputed_knn=knn, **common).fit_transform(x)
-        clusterer = hdbscan.HDBSCAN(min_cluster_size=params.min_cluster_size, min_samples=params.min_samples,
-                                    cluster_selection_method=params.cluster_selection_method).fit(reduced)
-        return ClusterResult(clusterer.labels_.astype(np.int32), clusterer.probabilities_.astype(np.float64),
-                             np.nan_to_num(clusterer.outlier_scores_.astype(np.float64)), np.asarray(coords, dtype=np.float64))
+            return umap.UMAP(n_components=n_components, n_neighbors=params.n_neighbors, min_dist=params.min_dist, metric=params.metric,
+                             random_state=seed, n_jobs=1 if seed is not None else -1,
+                             precomputed_knn=(prepared.knn_indices, prepared.knn_distances, None)).fit_transform(prepared.x)
+
+    def density(self, reduced: np.ndarray, params: ClusterConfig, selection: str) -> Density:
+        import hdbscan
+
+        fitted = hdbscan.HDBSCAN(min_cluster_size=params.min_cluster_size, min_samples=params.min_samples,
+                                 cluster_selection_method=selection, gen_min_span_tree=True).fit(reduced)
+        validity = float(fitted.relative_validity_) if fitted.labels_.max() >= 0 else None
+        return Density(fitted.labels_.astype(np.int64), fitted.probabilities_.astype(np.float64),
+                       np.nan_to_num(fitted.outlier_scores_.astype(np.float64)), validity)
 
 
 class CumlBackend:
-    """RAPIDS cuML on one GPU: the same steps and parameters as :class:`CpuBackend`."""
+    """RAPIDS cuML on one GPU: the same steps and parameters as :class:`CpuBackend` (results come back as numpy)."""
 
     name = "cuml"
 
     def __init__(self) -> None:
         from cuml.cluster import HDBSCAN
         from cuml.manifold import UMAP
+        from cuml.neighbors import NearestNeighbors
         from cuml.preprocessing import StandardScaler
 
-        self._hdbscan, self._umap, self._scaler = HDBSCAN, UMAP, StandardScaler
+        self._hdbscan, self._umap, self._neighbors, self._scaler = HDBSCAN, UMAP, NearestNeighbors, StandardScaler
 
-    def fit(self, vectors: np.ndarray, params: ClusterConfig, seed: int | None, with_coords: bool = True) -> ClusterResult:
+    def prepare(self, vectors: np.ndarray, params: ClusterConfig) -> Prepared:
         import cupy as cp
 
         check_size(params, len(vectors))
         x = cp.asarray(vectors, dtype=cp.float32)
         if params.scale:
             x = self._scaler().fit_transform(x)
-        common = {"n_neighbors": params.n_neighbors, "min_dist": params.min_dist, "metric": params.metric, "random_state": seed}
-        reduced = self._umap(n_components=params.n_components, **common).fit_transform(x)
-        coords = self._umap(n_components=2, **common).fit_transform(x) if with_coords else cp.zeros((len(vectors), 2))
-        clusterer = self._hdbscan(min_cluster_size=params.min_cluster_size, min_samples=params.min_samples,
-                                  cluster_selection_method=params.cluster_selection_method, prediction_data=True).fit(reduced)
-        return ClusterResult(cp.asnumpy(clusterer.labels_).astype(np.int32), cp.asnumpy(clusterer.probabilities_).astype(np.float64),
-                             np.nan_to_num(cp.asnumpy(clusterer.outlier_scores_).astype(np.float64)), cp.asnumpy(coords).astype(np.float64))
+        distances, indices = self._neighbors(n_neighbors=params.n_neighbors, metric=params.metric).fit(x).kneighbors(x)
+        return Prepared(cp.asnumpy(x), cp.asnumpy(indices).astype(np.int32), cp.asnumpy(distances).astype(np.float32))
+
+    def reduce(self, prepared: Prepared, params: ClusterConfig, seed: int | None, n_components: int) -> np.ndarray:
+        import cupy as cp
+
+        model = self._umap(n_components=n_components, n_neighbors=params.n_neighbors, min_dist=params.min_dist, metric=params.metric,
+                           random_state=seed, precomputed_knn=(prepared.knn_indices, prepared.knn_distances))
+        return cp.asnumpy(model.fit_transform(cp.asarray(prepared.x)))
+
+    def density(self, reduced: np.ndarray, params: ClusterConfig, selection: str) -> Density:
+        import cupy as cp
+
+        fitted = self._hdbscan(min_cluster_size=params.min_cluster_size, min_samples=params.min_samples,
+                               cluster_selection_method=selection, prediction_data=True).fit(cp.asarray(reduced))
+        return Density(cp.asnumpy(fitted.labels_).astype(np.int64), cp.asnumpy(fitted.probabilities_).astype(np.float64),
+                       np.nan_to_num(cp.asnumpy(fitted.outlier_scores_).astype(np.float64)), None)
+
+
+def single_run(backend: ClusterBackend, prepared: Prepared, params: ClusterConfig, seed: int | None, with_coords: bool = True) -> ClusterResult:
+    """One StandardScaler -> UMAP -> HDBSCAN run (the fast setting, ``cluster.method: single``)."""
+    reduced = backend.reduce(prepared, params, seed, params.n_components)
+    fit = backend.density(reduced, params, params.cluster_selection_method)
+    coords = backend.reduce(prepared, params, seed, 2) if with_coords else np.zeros((len(prepared.x), 2))
+    return ClusterResult(fit.labels.astype(np.int32), fit.probabilities, fit.outlier_scores, np.asarray(coords, dtype=np.float64),
+                         validity=fit.validity)
+
+
+def member_run(backend: ClusterBackend, prepared: Prepared, params: ClusterConfig, seed: int, selections: tuple[str, ...],
+               keep_reduced: bool = False) -> dict[str, object]:
+    """One seeded member of a consensus: per selection its raw labels and its labels with noise filled by the nearest
+    clustered points; and its reduced vectors when ``keep_reduced``."""
+    from issuerisk.ray_tasks.consensus import fill_noise
+
+    reduced = backend.reduce(prepared, params, seed, params.n_components)
+    out: dict[str, object] = {}
+    for selection in selections:
+        fit = backend.density(reduced, params, selection)
+        out[selection] = (fit.labels, fill_noise(reduced, fit.labels))
+    if keep_reduced:
+        out["reduced"] = reduced
+    return out
 
 
 def gpu_available() -> bool:

@@ -1,12 +1,12 @@
 """Stage ``embed``: the current issue summaries into ``gold_embeddings`` through a pool of Ray actors, incrementally.
 
-The pending rows (current summary of every in-scope issue that has no vector
-for this model and summary yet, :mod:`issuerisk.vectors`) are computed by
-DataFusion over the Delta tables and streamed as Arrow batches; each batch's
-texts go to an actor that loaded its encoder once, and each result is MERGEd
-into ``gold_embeddings`` while the actors work on the next batches. A rerun
-embeds only new issues and changed summaries; rows that cannot be embedded land
-in ``embed_failures`` with the reason and are retried next time.
+The pending rows (the current summary of every in-scope issue, its project-only
+words removed, that has no vector for this model and text yet,
+:mod:`issuerisk.vectors`) are sorted by length within windows and cut into
+tasks; each task's texts go to an actor that loaded its encoder once, and each
+result is MERGEd into ``gold_embeddings`` while the actors work on the next
+tasks. A rerun embeds only new issues and changed texts; rows that cannot be
+embedded land in ``embed_failures`` with the reason and are retried next time.
 """
 
 from __future__ import annotations
@@ -267,10 +267,11 @@ def run(ctx) -> dict[str, Any]:
 
     cfg, embed, tables = ctx.cfg, ctx.cfg.embed, ctx.lake.arrow
     ctx.ray()
-    ctx.run.read("silver_summaries", "silver_issues", "gold_embeddings")
+    ctx.run.read("silver_summaries", "silver_issues", "silver_project_terms", "gold_embeddings")
     resources = ray.cluster_resources()
     plan = plan_pool(embed, resources.get("CPU", 0), resources.get("GPU", 0))
-    count = sum(b.num_rows for b in pending(tables, cfg, keys_only=True))
+    todo = pending(tables, cfg)
+    count = todo.num_rows
     counts = {"model": embed.model, "actors": plan.actors, "device": plan.device, "pending": count, "embedded": 0, "failed": 0}
     t0 = time.perf_counter()
     bar = progress(count, "embed", "text", ctx.progress)
@@ -287,7 +288,7 @@ def run(ctx) -> dict[str, Any]:
         bar.update(len(failures))
 
     window = embed.rows_per_task * plan.actors * embed.max_in_flight
-    batches = _embeddable(rechunk(by_length(pending(tables, cfg), window), embed.rows_per_task), reject)
+    batches = _embeddable(rechunk(by_length(todo.to_batches(), window), embed.rows_per_task), reject)
     try:
         embed_all(lambda: EmbedPool(encoder_spec(embed, plan), plan, embed.max_in_flight), batches, store, reject)
     finally:
@@ -301,5 +302,5 @@ def run(ctx) -> dict[str, Any]:
 
 STAGE = Stage(
     "embed", "Embed summaries in Ray actors into gold_embeddings (incremental)", run,
-    reads=("silver_summaries", "silver_issues", GOLD_EMBEDDINGS.name), writes=(GOLD_EMBEDDINGS.name, EMBED_FAILURES.name),
+    reads=("silver_summaries", "silver_issues", "silver_project_terms", GOLD_EMBEDDINGS.name), writes=(GOLD_EMBEDDINGS.name, EMBED_FAILURES.name),
 )

@@ -112,3 +112,21 @@ GOLD_TUNING = register(TableSpec(
         Column("state", "string", "complete, pruned (noise over the limit) or failed."),
     ),
 ))
+
+GOLD_CATEGORY_COMPARISON = register(TableSpec(
+    name="gold_category_comparison",
+    doc="Per fault category and framework: the share of the framework's graded defect issues in that category, with chi-square residuals.",
+    key=("run_id", "category", "framework"),
+    columns=(
+        RUN_ID,
+        Column("category", "string", "Fault category of the graded clusters (gold_topics.category), or unmapped.", nullable=False),
+        Column("framework", "string", "Framework.", nullable=False),
+        Column("n", "long", "Issues of this framework in graded clusters of the category.", nullable=False),
+        Column("share", "double", "n over the framework's issues in graded clusters."),
+        Column("expected", "double", "Expected count under independence."),
+        Column("std_residual", "double", "Adjusted standardized residual; |r| > 1.96 is over/under-represented."),
+        Column("clusters", "long", "Graded clusters of the category."),
+        Column("chi2", "double", "Chi-square statistic of the whole table (same on every row)."),
+        Column("p_value", "double", "p-value of the chi-square test (same on every row)."),
+    ),
+))

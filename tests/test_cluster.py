@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 from bench.embed_cluster import planted_vectors
 from issuerisk.conf.settings import ClusterConfig
 from issuerisk.ray_tasks.cluster import cluster_rows, task_resources
-from issuerisk.ray_tasks.cluster_backends import ClusterBackendError, ClusterResult, check_size, get_backend, gpu_available
+from issuerisk.ray_tasks.cluster_backends import ClusterBackendError, ClusterResult, check_size, get_backend, gpu_available, single_run
 from issuerisk.schemas.ml import GOLD_CLUSTERS
 from tests.conftest import make_ctx
 
@@ -79,7 +79,7 @@ def planted_fit():
     """One seeded CPU fit on planted clusters, shared by the assertions below (UMAP's JIT is paid once)."""
     vectors, labels = planted()
     backend = get_backend("cpu")
-    return vectors, labels, backend.fit(vectors, SMALL, SEED), backend
+    return vectors, labels, single_run(backend, backend.prepare(vectors, SMALL), SMALL, SEED), backend
 
 
 @pytest.mark.slow
@@ -94,7 +94,7 @@ def test_cpu_backend_recovers_planted_clusters(planted_fit):
 @pytest.mark.slow
 def test_seeded_fit_is_repeatable(planted_fit):
     vectors, _, result, backend = planted_fit
-    again = backend.fit(vectors, SMALL, SEED, with_coords=False)
+    again = single_run(backend, backend.prepare(vectors, SMALL), SMALL, SEED, with_coords=False)
     np.testing.assert_array_equal(again.labels, result.labels)
     np.testing.assert_array_equal(again.probabilities, result.probabilities)
 
@@ -104,7 +104,8 @@ def test_seeded_fit_is_repeatable(planted_fit):
 def test_cuml_backend_recovers_planted_clusters_and_is_repeatable():
     vectors, labels = planted()
     backend = get_backend("cuml")
-    first, second = backend.fit(vectors, SMALL, SEED), backend.fit(vectors, SMALL, SEED)
+    prepared = backend.prepare(vectors, SMALL)
+    first, second = single_run(backend, prepared, SMALL, SEED), single_run(backend, prepared, SMALL, SEED)
     assert adjusted_rand_score(labels, first.labels) >= 0.9
     np.testing.assert_array_equal(first.labels, second.labels)
 
@@ -117,20 +118,24 @@ def test_cluster_stage_writes_every_run_and_repeats_with_a_seed(ctx, spark, ray_
     from issuerisk.schemas.lakehouse import SILVER_ISSUES
     from issuerisk.schemas.ml import GOLD_EMBEDDINGS
     from issuerisk.schemas.summaries import SILVER_SUMMARIES
+    from issuerisk.vectors import current_texts
     from tests.test_embed import _issue, _summary, _write
 
     vectors, labels, _, _ = planted_fit
-    cfg = ctx.cfg.updated("cluster", backend="cpu", n_neighbors=10, min_cluster_size=15, jit_cache_dir=str(ctx.cfg.project.warehouse) + "/numba")
+    cfg = ctx.cfg.updated("cluster", backend="cpu", n_neighbors=10, min_cluster_size=15, consensus_runs=4,
+                          jit_cache_dir=str(ctx.cfg.project.warehouse) + "/numba")
     ctx = make_ctx(cfg, spark)
     repo, n = "synthetic/planted", len(vectors)
     _write(ctx, SILVER_ISSUES, [_issue(repo, i) for i in range(n)])
     _write(ctx, SILVER_SUMMARIES, [_summary(ctx.cfg, repo, i, f"text {i}", f"k{i}") for i in range(n)])
-    batch = pa.table({"repository": [repo] * n, "number": pa.array(range(n), pa.int64()), "summary_key": [f"k{i}" for i in range(n)]})
-    ctx.lake.arrow.merge(GOLD_EMBEDDINGS, gold_rows(batch, vectors, ctx.cfg.embed.model, "seed"))
+    batch = current_texts(ctx.lake.arrow, ctx.cfg)  # the keys the embed stage would store, in key order
+    order = np.array(batch.column("number").to_pylist())
+    ctx.lake.arrow.merge(GOLD_EMBEDDINGS, gold_rows(batch, vectors[order], ctx.cfg.embed.model, "seed"))
 
     first = cluster.run(ctx)
     first_id = ctx.run.run_id
     assert ctx.run.seeds["cluster"] == ctx.cfg.project.seed and first["resources"] == {"num_cpus": 1}
+    assert first["method"] == "consensus" and first["member_runs"] == 4 and first["noise_share"] < 0.1
     second = cluster.run(ctx := make_ctx(cfg, spark))
     assert (first["issues"], first["clusters"]) == (n, 6) and second["clusters"] == 6
     rows = ctx.lake.spark.read("gold_clusters").collect()
@@ -141,6 +146,10 @@ def test_cluster_stage_writes_every_run_and_repeats_with_a_seed(ctx, spark, ray_
     assert by_run[first_id] == by_run[ctx.run.run_id]
     got = np.array([by_run[first_id][i] for i in range(n)])
     assert adjusted_rand_score(labels, got) >= 0.9
+    stability = {r.cluster: r.stability for r in rows if r.run_id == first_id and r.cluster >= 0}
+    assert min(stability.values()) > 0.9, "planted clusters are stable across the member runs"
+    quality = {r.measure: r.value for r in ctx.lake.spark.read("gold_quality").where(f"run_id = '{first_id}'").collect()}
+    assert quality["clusters"] == 6 and quality["stable_clusters"] == 6 and quality["dbcv"] is not None
 
 
 def test_cluster_stage_without_embeddings_says_to_embed(ctx, ray_session):

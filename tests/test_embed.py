@@ -14,7 +14,6 @@ from issuerisk.ray_tasks.encoders import EncoderSpec, build_encoder
 from issuerisk.sampling import restrict
 from issuerisk.schemas.ml import GOLD_EMBEDDINGS
 from issuerisk.summarizers import SummaryIdentity, identity_of
-from issuerisk.vectors import pending_sql
 from tests.conftest import make_ctx
 
 
@@ -37,9 +36,11 @@ def test_plan_pool_rejects_an_empty_cluster():
         plan_pool(EmbedConfig(), cluster_cpus=0, cluster_gpus=0)
 
 
-def test_pending_sql_filters_on_summary_identity_and_quotes():
-    sql = pending_sql(SummaryIdentity("extractive", "o'brien", "v1"), "m")
-    assert "summarizer = 'extractive'" in sql and "model = 'o''brien'" in sql and "d.summary_key IS NULL" in sql
+def test_current_summaries_sql_filters_on_summary_identity_and_quotes():
+    from issuerisk.vectors import current_summaries_sql
+
+    sql = current_summaries_sql(SummaryIdentity("extractive", "o'brien", "v1"))
+    assert "summarizer = 'extractive'" in sql and "model = 'o''brien'" in sql and "prompt_version = 'v1'" in sql
 
 
 def test_rechunk_regroups_batches_without_losing_rows():
@@ -134,10 +135,10 @@ def test_embed_stage_matches_sentence_transformers_and_is_incremental(ctx, spark
     direct = SentenceTransformer(minilm_path, device="cpu").encode(TEXTS, normalize_embeddings=True)
     got = np.array([stored[(repo, n)]["vector"] for n in range(1, 9)], dtype=np.float32)
     np.testing.assert_allclose(got, direct, atol=2e-5)
-    assert {r["summary_key"] for r in stored.values()} == {f"k{n}" for n in range(1, 9)}
+    assert {r["summary_key"].split(":")[0] for r in stored.values()} == {f"k{n}" for n in range(1, 9)}, "keyed by summary and text"
     assert ctx.lake.spark.read("gold_embeddings").count() == 8
     failures = ctx.lake.spark.read("embed_failures").collect()
-    assert [(f.number, f.summary_key) for f in failures] == [(9, "k9")] and "empty summary" in failures[0].reason
+    assert [(f.number, f.summary_key.split(":")[0]) for f in failures] == [(9, "k9")] and "empty summary" in failures[0].reason
 
     again = embed.run(ctx)
     assert (again["pending"], again["embedded"]) == (1, 0)
@@ -146,7 +147,7 @@ def test_embed_stage_matches_sentence_transformers_and_is_incremental(ctx, spark
     changed = embed.run(ctx)
     assert (changed["pending"], changed["embedded"]) == (2, 1)
     after = _vectors(ctx)
-    assert after[(repo, 2)]["summary_key"] == "k2b" and after[(repo, 2)]["run_id"] == ctx.run.run_id
+    assert after[(repo, 2)]["summary_key"].startswith("k2b:") and after[(repo, 2)]["run_id"] == ctx.run.run_id
     np.testing.assert_allclose(after[(repo, 2)]["vector"], direct[0], atol=2e-5)
     assert after[(repo, 3)]["vector"] == stored[(repo, 3)]["vector"]
 

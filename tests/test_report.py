@@ -103,7 +103,7 @@ def test_chromium_renders_the_report(tmp_path):
     assert console == []
     assert 'data-ready="3"' in dom
     assert 'id="run-id">r1<' in dom
-    for number in ("0.4000", "0.5500", "37.5 d", "12.5 h", "25.0 %", "full review", "H3: 1", "unrated (no closed issue): 9", "abc123"):
+    for number in ("0.4000", "0.5500", "37.5 d", "12.5 h", "25.0 %", "full review", "H3: 1", "unrated (no impact value): 9", "abc123"):
         assert number in dom, number
 
 
@@ -144,7 +144,7 @@ def test_a_javascript_issue_link_is_shown_as_text_and_never_runs(tmp_path):
     assert console == []
     assert 'data-ready="3"' in dom
     hrefs = re.findall(r"""href\s*=\s*["']?([^"'\s>]*)""", dom, re.I)
-    assert hrefs == ["https://github.com/o/r/issues/1"]
+    assert [h for h in hrefs if not h.startswith("#")] == ["https://github.com/o/r/issues/1"], "only in-page anchors besides the one http(s) link"
     assert "#2 javascript:alert(document.domain)</span>" in dom and "#3 JAVASCRIPT:alert(2)</span>" in dom
     assert "#1 data:text/html,&lt;script&gt;alert(3)&lt;/script&gt;</span>" in dom
     script_src = _csp(dom)["script-src"]
@@ -189,3 +189,19 @@ def test_report_stage_end_to_end_on_a_synthetic_run(ctx, spark, tmp_path):
     assert dom.count("<circle") == 44
     default = report.run(ctx)
     assert default["report"].endswith(f"reports/{RUN_ID}.html") and Path(default["report"]).is_file()
+
+
+def test_not_graded_clusters_have_their_own_section_and_doubtful_grades_are_marked():
+    risk = [
+        {"scope": "all", "cluster": 3, "label": "cuda / memory", "n": 40, "p_k": 0.8, "likelihood": "P4", "mttr_hours": 900.0, "median_ttr_hours": 100.0,
+         "open_share": 0.25, "impact": "I3", "grade": "H3", "action": "full review", "grade_confidence": 0.62, "impact_hours": 950.0},
+        {"scope": "all", "cluster": 8, "label": "add / link / list", "n": 30, "p_k": None, "likelihood": None, "mttr_hours": 5.0, "median_ttr_hours": 2.0,
+         "open_share": 0.1, "impact": None, "grade": None, "action": None, "defect_share": 0.1, "repositories": 1, "top_repository": "o/awesome",
+         "top_repository_share": 1.0, "excluded_reason": "not a defect pattern: 90% feature requests (defect share 10% < 50%)"},
+    ]
+    html = render(build_view("r2", risk, [{"cluster": 3, "name": "CUDA out of memory", "keywords": ["cuda"], "representative": []}], [], [], None, 0, 0.8))
+    graded = html[html.index('id="cluster-table"'):html.index('id="not-graded"')]
+    not_graded = html[html.index('id="not-graded"'):]
+    assert 'data-cluster="3" class="doubtful"' in graded and 'data-cluster="8"' not in graded
+    assert 'data-cluster="8"' in not_graded and "not a defect pattern: 90% feature requests" in not_graded and "o/awesome" in not_graded
+    assert '<li class="doubtful">' in html and "(62 % sure)" in html and "CUDA out of memory" in html

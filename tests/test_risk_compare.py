@@ -172,3 +172,14 @@ def test_risk_and_compare_stages_on_a_synthetic_run(ctx, spark):
     assert [(r["cluster"], r["mttr_days"]) for r in mttr] == [(2, 21.3), (1, 2.4)]
     issues = spark.sql(EXAMPLE_QUERIES["issues_of_one_cluster"].format(db=db)).collect()
     assert len(issues) == 18 and sum(r["is_closed"] for r in issues) == 12
+
+
+def test_category_rows_share_each_framework_s_defects_by_category():
+    from issuerisk.analysis.compare import category_rows
+
+    issues = pd.DataFrame({"cluster": [0] * 6 + [1] * 4 + [2] * 5, "framework": ["pytorch"] * 5 + ["keras"] + ["keras"] * 4 + ["pytorch"] * 3 + ["unknown"] * 2})
+    rows = {(r["category"], r["framework"]): r for r in category_rows("r", issues, {0: "GPU usage", 1: "API", 2: "GPU usage"})}
+    assert rows[("GPU usage", "pytorch")]["n"] == 8 and rows[("GPU usage", "pytorch")]["share"] == 1.0
+    assert rows[("API", "keras")]["share"] == pytest.approx(4 / 5) and rows[("GPU usage", "pytorch")]["clusters"] == 2
+    assert rows[("GPU usage", "pytorch")]["std_residual"] > 0 > rows[("API", "pytorch")]["std_residual"]
+    assert ("GPU usage", "unknown") not in rows

@@ -164,3 +164,21 @@ def test_real_tracebacks_keep_their_exception_type(real_issues_dir):
                 kept += any(name.rsplit(".", 1)[-1] in summary for name in found)
     assert checked > 50
     assert kept / checked >= 0.9, f"only {kept} of {checked} summaries keep an exception type"
+
+
+def test_r2_puts_the_failure_first_errors_then_api_calls_then_versions():
+    got = summarize("Training crashes with CUDA OOM", TEMPLATE_BODY, 96)
+    error, api, env = got.index("Error: RuntimeError: CUDA out of memory"), got.index("API: torch.nn.DataParallel"), got.index("Env: torch 1.7.1")
+    sentence = got.index("Validation should run with the same memory")
+    assert error < api < env < sentence
+    assert "ubuntu 18.04" in got
+
+
+def test_r1_keeps_the_earlier_order_without_api_and_env_lines():
+    got = summarize("Training crashes with CUDA OOM", TEMPLATE_BODY, 96, rules="r1")
+    assert "Error: RuntimeError: CUDA out of memory" in got and "API:" not in got and "Env:" not in got
+
+
+def test_unknown_rules_are_named():
+    with pytest.raises(ValueError, match="summarize.rules='r9' is unknown"):
+        summarize("t", "b", 10, rules="r9")

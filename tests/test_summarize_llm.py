@@ -51,7 +51,7 @@ def test_success_stores_title_and_counts_tokens(server):
     assert delays == []
     sent = server.requests[0]
     assert sent["model"] == "fake-model" and sent["temperature"] == 0 and sent["max_tokens"] == 256
-    assert sent["messages"][0]["role"] == "system" and "key points" in sent["messages"][0]["content"]
+    assert sent["messages"][0]["role"] == "system" and "Symptom:" in sent["messages"][0]["content"]
 
 
 def test_429_honours_retry_after_then_succeeds(server):
@@ -144,9 +144,9 @@ def test_retry_after_formats():
 
 def test_identity_changes_with_model_and_prompt_version():
     a = llm_identity(LLMConfig(model="m1"))
-    assert a.summarizer == "llm" and a.model == "m1" and a.prompt_version.startswith("v1-")
+    assert a.summarizer == "llm" and a.model == "m1" and a.prompt_version.startswith("failure-v1-")
     assert llm_identity(LLMConfig(model="m2")) != a
-    assert llm_identity(LLMConfig(model="m1", prompt_version="v2")).prompt_version.startswith("v2-")
+    assert llm_identity(LLMConfig(model="m1", prompt_version="v2")).prompt_version.startswith("failure-v2-")
 
 
 def test_client_needs_a_key_only_for_openai(monkeypatch):
@@ -187,3 +187,12 @@ def test_failure_details_lose_the_key_in_any_form_even_where_they_are_cut(monkey
     assert _scrub(f"Incorrect API key provided: {key!r} ({quote(key)})") == "Incorrect API key provided: '***' (***)"
     cut = _scrub("x" * 290 + key)
     assert cut == "x" * 290 + "***" and "sk-SYN" not in cut
+
+
+def test_the_reference_prompt_stays_available_and_has_its_own_identity():
+    from issuerisk.summarizers.llm import PROMPTS, llm_identity, system_prompt
+
+    failure, reference = LLMConfig(model="m1"), LLMConfig(model="m1", prompt="reference")
+    assert system_prompt(reference) == PROMPTS["reference"] and "key points" in system_prompt(reference)
+    assert all(f"{line}:" in system_prompt(failure) for line in ("Symptom", "Trigger", "Component", "Environment"))
+    assert llm_identity(reference).prompt_version.startswith("reference-v1-") and llm_identity(failure) != llm_identity(reference)

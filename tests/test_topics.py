@@ -33,7 +33,7 @@ PLAN = {
 def synthetic_issues(seed: int = 0) -> list[dict]:
     """Synthetic clustered issues following :data:`PLAN` with theme words, vectors near a theme centre and 2-D coordinates."""
     rng = np.random.default_rng(seed)
-    centres = {c: rng.normal(size=16) * 4 for c in PLAN}
+    centres = {c: rng.normal(size=384) * 4 for c in PLAN}  # the size of the configured model's vectors
     rows, number = [], 0
     start = datetime(2024, 1, 1)
     for cluster, (per_framework, hours, left_open) in PLAN.items():
@@ -45,7 +45,7 @@ def synthetic_issues(seed: int = 0) -> list[dict]:
                 number += 1
                 closed = k >= left_open
                 text = " ".join(rng.choice(words, size=6)) + f" report {number}"
-                vec = centres[cluster] + rng.normal(size=16)
+                vec = centres[cluster] + rng.normal(size=384)
                 rows.append({
                     "repository": f"synthetic/{framework}-repo-{number % 3}", "number": number, "cluster": cluster, "framework": framework,
                     "title": text[:40], "summary": text, "vector": (vec / np.linalg.norm(vec)).astype(np.float32).tolist(),
@@ -60,13 +60,19 @@ def synthetic_issues(seed: int = 0) -> list[dict]:
 
 
 def seed_run(ctx, run_id: str = RUN_ID, rows: list[dict] | None = None) -> list[dict]:
-    """Write synthetic silver_issues, silver_summaries, gold_embeddings and gold_clusters rows for one run (through Spark)."""
+    """Write synthetic silver_issues, silver_summaries, gold_embeddings and gold_clusters rows for one run (through Spark).
+
+    The embeddings are keyed by the texts the embed stage would embed (:func:`issuerisk.vectors.current_texts`).
+    """
     from issuerisk.schemas.lakehouse import SILVER_ISSUES
     from issuerisk.schemas.ml import GOLD_CLUSTERS, GOLD_EMBEDDINGS
     from issuerisk.schemas.summaries import SILVER_SUMMARIES
+    from issuerisk.summarizers import identity_of
+    from issuerisk.vectors import current_texts
 
     rows = synthetic_issues() if rows is None else rows
-    silver, summaries, embeddings, clusters = [], [], [], []
+    summarizer, model, prompt = identity_of(ctx.cfg.summarize)
+    silver, summaries, clusters = [], [], []
     for r in rows:
         key = hashlib.sha256(f"{r['repository']}#{r['number']}".encode()).hexdigest()
         silver.append({
@@ -76,16 +82,18 @@ def seed_run(ctx, run_id: str = RUN_ID, rows: list[dict] | None = None) -> list[
             "frameworks": [r["framework"]], "framework_source": "given", "language": "en", "language_confidence": 1.0, "run_id": run_id,
         })
         summaries.append({
-            "cache_key": key, "repository": r["repository"], "number": r["number"], "summarizer": "extractive", "model": "synthetic",
-            "prompt_version": "v0", "summary": r["summary"], "input_tokens": 0, "output_tokens": 0, "run_id": run_id, "created_at": r["created_at"],
+            "cache_key": key, "repository": r["repository"], "number": r["number"], "summarizer": summarizer, "model": model,
+            "prompt_version": prompt, "summary": r["summary"], "input_tokens": 0, "output_tokens": 0, "run_id": run_id, "created_at": r["created_at"],
         })
-        embeddings.append({"repository": r["repository"], "number": r["number"], "model": MODEL, "summary_key": key, "dim": len(r["vector"]),
-                           "vector": r["vector"], "run_id": run_id})
         clusters.append({"repository": r["repository"], "number": r["number"], "cluster": r["cluster"], "probability": 1.0, "outlier_score": 0.0,
                          "x": r["x"], "y": r["y"], "model": MODEL, "run_id": run_id})
-    for spec, data in ((SILVER_ISSUES, silver), (SILVER_SUMMARIES, summaries), (GOLD_EMBEDDINGS, embeddings), (GOLD_CLUSTERS, clusters)):
+    for spec, data in ((SILVER_ISSUES, silver), (SILVER_SUMMARIES, summaries), (GOLD_CLUSTERS, clusters)):
         frame = ctx.spark.createDataFrame([tuple(d.get(n) for n in spec.names) for d in data], spec.spark)
         ctx.lake.spark.merge(spec, frame)
+    keys = {(r, n): k for r, n, k in zip(*(current_texts(ctx.lake.arrow, ctx.cfg).column(c).to_pylist() for c in ("repository", "number", "summary_key")))}
+    embeddings = [{"repository": r["repository"], "number": r["number"], "model": MODEL, "summary_key": keys[(r["repository"], r["number"])],
+                   "dim": len(r["vector"]), "vector": r["vector"], "run_id": run_id} for r in rows]
+    ctx.lake.spark.merge(GOLD_EMBEDDINGS, ctx.spark.createDataFrame([tuple(d[n] for n in GOLD_EMBEDDINGS.names) for d in embeddings], GOLD_EMBEDDINGS.spark))
     return rows
 
 
@@ -138,7 +146,7 @@ def test_topics_stage_writes_gold_topics_and_replaces_on_rerun(ctx):
     seed_run(ctx)
     first = topics.run(ctx)
     assert first["topics"] == 3 and first["documents"] == len(synthetic_issues())
-    assert first["missing_embedding"] == 0 and first["title_fallback"] == 0
+    assert first["missing_embedding"] == 0
     again = topics.run(ctx, RUN_ID)
     assert again["topics"] == 3
     got = {r["cluster"]: r for r in ctx.lake.spark.read("gold_topics").where(f"run_id = '{RUN_ID}'").collect()}

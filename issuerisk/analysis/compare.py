@@ -9,6 +9,9 @@ residual of a chi-square test of independence (|r| > 1.96: over- or
 under-represented at the 5 % level) and the cluster's grade in that framework's
 own risk matrix, read from ``gold_risk``. Only the clusters the risk stage
 graded over all frameworks are compared (noise and excluded clusters are left out).
+The same test runs on fault categories (``gold_topics.category``): each
+framework's share of its graded defect issues per category, into
+``gold_category_comparison``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import pandas as pd
 from issuerisk.analysis.gold import resolve_run_id, run_issues, run_rows, run_table, topic_labels
 from issuerisk.constants import FRAMEWORKS
 from issuerisk.display import table
-from issuerisk.schemas.risk import GOLD_FRAMEWORK_COMPARISON, GOLD_RISK
+from issuerisk.analysis.naming import UNMAPPED
+from issuerisk.schemas.risk import GOLD_CATEGORY_COMPARISON, GOLD_FRAMEWORK_COMPARISON, GOLD_RISK, GOLD_TOPICS
 from issuerisk.stage import RUN_ID, Stage
 
 SIGNIFICANT = 1.96
@@ -94,6 +98,26 @@ def comparison_rows(run_id: str, counts: pd.DataFrame, grades: Mapping[tuple[str
     return rows, test
 
 
+def category_rows(run_id: str, issues: pd.DataFrame, category_of: Mapping[int, str]) -> list[dict[str, Any]]:
+    """``gold_category_comparison`` rows: the graded clusters' issues per fault category and framework, tested like the clusters."""
+    frame = issues.assign(category=issues["cluster"].map(lambda c: category_of.get(int(c), UNMAPPED)))
+    frame = frame[frame["framework"].isin(FRAMEWORKS)]
+    if frame.empty:
+        return []
+    counts = pd.crosstab(frame["category"], frame["framework"])
+    counts = counts.reindex(columns=[f for f in FRAMEWORKS if f in counts.columns], fill_value=0).astype(int)
+    expected, residuals, test = chi_square(counts)
+    totals = counts.sum(axis=0)
+    clusters = frame.groupby("category")["cluster"].nunique()
+    return [
+        {"run_id": run_id, "category": category, "framework": framework, "n": int(counts.at[category, framework]),
+         "share": float(counts.at[category, framework] / totals[framework]) if totals[framework] else None,
+         "expected": float(expected.at[category, framework]), "std_residual": float(residuals.at[category, framework]),
+         "clusters": int(clusters[category]), "chi2": test.chi2, "p_value": test.p_value}
+        for category in counts.index for framework in counts.columns
+    ]
+
+
 def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     """Compare the frameworks on one clustering run (default: the latest) and replace its ``gold_framework_comparison`` rows.
 
@@ -114,7 +138,11 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     counts = contingency(issues, sorted(assessed["cluster"].astype(int)))
     rows, test = comparison_rows(run_id, counts, grades)
     tables.merge(GOLD_FRAMEWORK_COMPARISON, run_table(GOLD_FRAMEWORK_COMPARISON, rows), how="replace_run", run_id=run_id)
-    ctx.run.wrote(GOLD_FRAMEWORK_COMPARISON.name)
+    categories = run_rows(tables, GOLD_TOPICS, run_id, ["cluster", "category"])
+    by_category = category_rows(run_id, issues[issues["cluster"].isin(counts.index)],
+                                dict(zip(categories["cluster"].astype(int), categories["category"].fillna(UNMAPPED))))
+    tables.merge(GOLD_CATEGORY_COMPARISON, run_table(GOLD_CATEGORY_COMPARISON, by_category), how="replace_run", run_id=run_id)
+    ctx.run.wrote(GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name)
     notable = sorted((r for r in rows if abs(r["std_residual"]) > SIGNIFICANT), key=lambda r: -abs(r["std_residual"]))
     table(
         f"Over/under-represented patterns, run {run_id} (chi2={test.chi2}, p={test.p_value})",
@@ -130,5 +158,6 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
 
 STAGE = Stage(
     "compare", "Cross-framework comparison (shares, chi-square residuals, grades) into gold_framework_comparison", run,
-    reads=("gold_clusters", "silver_issues", GOLD_RISK.name, "gold_topics"), writes=(GOLD_FRAMEWORK_COMPARISON.name,), options=(RUN_ID,),
+    reads=("gold_clusters", "silver_issues", GOLD_RISK.name, GOLD_TOPICS.name), writes=(GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name),
+    options=(RUN_ID,),
 )

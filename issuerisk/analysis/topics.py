@@ -5,7 +5,8 @@ passed as ``y`` through pass-through sub-models (``BaseDimensionalityReduction``
 ``BaseCluster``), so it never clusters again and never embeds: no embedding
 model is given and none is downloaded. BERTopic renumbers topics by size; its
 ``topic_mapper_`` maps them back to our cluster ids. The documents are the
-summaries that were embedded (the text the clusters were built from).
+texts that were embedded (summaries with project-only words removed: the text
+the clusters were built from), so keywords name failures, not projects.
 Representative issues are the ones whose embeddings lie closest to their
 cluster's centroid, the same vectors the clustering saw.
 """
@@ -18,15 +19,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 
-from issuerisk.analysis.gold import resolve_run_id, run_issues, run_table
+from issuerisk.analysis.gold import resolve_run_id, run_issues, run_rows, run_table
 from issuerisk.constants import NOISE
 from issuerisk.display import table
 from issuerisk.lakehouse import ArrowTables
-from issuerisk.schemas.ml import GOLD_EMBEDDINGS
-from issuerisk.schemas.risk import GOLD_TOPICS
+from issuerisk.schemas.ml import GOLD_CLUSTERS, GOLD_EMBEDDINGS
+from issuerisk.schemas.risk import GOLD_QUALITY, GOLD_TOPICS
 from issuerisk.schemas.summaries import SILVER_SUMMARIES
+from issuerisk.analysis.identity import match, pattern_ids
+from issuerisk.analysis.naming import map_categories, readable_names
+from issuerisk.analysis.quality import diversity, npmi
+from issuerisk.text.masking import mask, repository_words
+from issuerisk.vectors import load_current_vectors, project_words
 from issuerisk.stage import RUN_ID, Stage
 
 
@@ -119,25 +124,68 @@ def fit_topics(docs: Sequence[str], embeddings: np.ndarray, labels: Sequence[int
     return topics
 
 
-def load_documents(tables: ArrowTables, run_id: str) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The run's clustered issues with their embedding and embedded summary.
+def load_documents(tables: ArrowTables, cfg, run_id: str) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:
+    """The run's clustered issues with the text that was embedded (project-only words removed) and its vector.
 
-    Issues without an embedding of the clustering's model are left out and
-    counted; issues without a summary row fall back to their title.
+    Issues without a current vector are left out and counted.
     """
     issues, missing_silver = run_issues(tables, run_id)
-    models = sorted(m for m in issues["model"].dropna().unique())
-    emb = tables.read(GOLD_EMBEDDINGS, columns=["repository", "number", "model", "summary_key", "vector"],
-                      filters=pc.field("model").isin(models))
-    summaries = tables.read(SILVER_SUMMARIES, columns=["cache_key", "summary"],
-                            filters=pc.field("cache_key").isin(emb.column("summary_key"))).to_pandas()
-    vectors = emb.to_pandas().merge(summaries, left_on="summary_key", right_on="cache_key", how="left")
-    frame = issues.merge(vectors[["repository", "number", "model", "vector", "summary"]], on=["repository", "number", "model"], how="left")
-    no_vector = frame["vector"].isna()
-    frame = frame[~no_vector].reset_index(drop=True)
-    no_summary = frame["summary"].isna()
-    frame["doc"] = frame["summary"].where(~no_summary, frame["title"].fillna(""))
-    return frame, {"missing_from_silver": missing_silver, "missing_embedding": int(no_vector.sum()), "title_fallback": int(no_summary.sum())}
+    keys, vectors = load_current_vectors(tables, cfg, with_text=True)
+    docs = keys.to_pandas().assign(row=np.arange(keys.num_rows))
+    frame = issues.merge(docs, on=["repository", "number"], how="inner")
+    return frame.reset_index(drop=True), vectors[frame["row"].to_numpy()], {
+        "missing_from_silver": missing_silver, "missing_embedding": int(len(issues) - len(frame))}
+
+
+def describe(cfg, tables: ArrowTables, frame: pd.DataFrame, vectors: np.ndarray, topics: Sequence[Topic]) -> tuple[dict, dict]:
+    """Readable names (from project-word-free titles, else keywords) and fault categories of the topics' clusters."""
+    if not topics:
+        return {}, {}
+    words = project_words(tables, cfg)
+    titles: dict[int, list[str]] = {}
+    for cluster, repository, title in zip(frame["cluster"], frame["repository"], frame["title"].fillna("")):
+        if cluster != NOISE:
+            titles.setdefault(int(cluster), []).append(mask(title, repository_words(repository) | words.get(repository, set())))
+    names = readable_names(titles, {t.cluster: t.keywords for t in topics}, cfg.topics.name_min_coverage)
+    described = embed_texts(cfg, list(cfg.topics.categories.values()))
+    centroids = {t.cluster: vectors[t.representative].mean(axis=0) for t in topics}
+    categories = map_categories(centroids, dict(zip(cfg.topics.categories, described)), cfg.topics.category_threshold)
+    return names, categories
+
+
+def identify(tables: ArrowTables, run_id: str, frame: pd.DataFrame, vectors: np.ndarray, topics: Sequence[Topic],
+             min_score: float) -> tuple[dict[int, str], str | None]:
+    """Pattern ids of this run's clusters, matched to the newest earlier run that has them (see :mod:`issuerisk.analysis.identity`)."""
+    earlier = tables.read(GOLD_TOPICS, columns=["run_id", "cluster", "pattern_id"]).to_pandas()
+    earlier = earlier[(earlier["run_id"] < run_id) & earlier["pattern_id"].notna()]
+    clusters = [t.cluster for t in topics]
+    if earlier.empty:
+        return pattern_ids({}, {}, clusters, run_id), None
+    previous = str(earlier["run_id"].max())
+    earlier = earlier[earlier["run_id"] == previous]
+    old = run_rows(tables, GOLD_CLUSTERS, previous, ["repository", "number", "cluster"])
+    old = old[old["cluster"] != NOISE]
+    row_of = {(r, int(n)): i for i, (r, n) in enumerate(zip(frame["repository"], frame["number"]))}
+    members = {int(c): {(r, int(n)) for r, n in zip(g["repository"], g["number"])} for c, g in old.groupby("cluster")}
+    centroids = {c: vectors[[row_of[k] for k in m if k in row_of]].mean(axis=0) for c, m in members.items() if any(k in row_of for k in m)}
+    current = {t.cluster: {(r, int(n)) for r, n, c in zip(frame["repository"], frame["number"], frame["cluster"]) if c == t.cluster} for t in topics}
+    now = {t.cluster: vectors[frame["cluster"].to_numpy() == t.cluster].mean(axis=0) for t in topics}
+    matched = match(members, centroids, current, now, min_score)
+    return pattern_ids(matched, dict(zip(earlier["cluster"].astype(int), earlier["pattern_id"])), clusters, run_id), previous
+
+
+def embed_texts(cfg, texts: list[str]) -> np.ndarray:
+    """A few texts embedded here with the configured model (the category descriptions; a second or two on a CPU)."""
+    from issuerisk.ray_tasks.encoders import EncoderSpec, build_encoder
+    from issuerisk.ray_tasks.models import resolve_model
+
+    spec = EncoderSpec(model=cfg.embed.model, path=resolve_model(cfg.embed.model, cfg.embed.model_path), query_prefix=cfg.embed.query_prefix,
+                       max_seq_length=cfg.embed.max_seq_length, batch_size=cfg.embed.batch_size)
+    return build_encoder(spec).encode(texts) if texts else np.zeros((0, 1), np.float32)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
 
 
 def run(ctx, run_id: str | None = None) -> dict[str, Any]:
@@ -148,27 +196,44 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     """
     tables = ctx.lake.arrow
     run_id = resolve_run_id(tables, run_id)
-    ctx.run.read("gold_clusters", "silver_issues", "gold_embeddings", "silver_summaries")
-    frame, counts = load_documents(tables, run_id)
+    ctx.run.read("gold_clusters", "silver_issues", "gold_embeddings", "silver_summaries", "silver_project_terms")
+    frame, vectors, counts = load_documents(tables, ctx.cfg, run_id)
     conf = ctx.cfg.topics
     topics = fit_topics(
-        frame["doc"].tolist(), np.stack(frame["vector"].to_numpy()), frame["cluster"].to_numpy(),
+        frame["text"].tolist(), vectors, frame["cluster"].to_numpy(),
         top_n_words=conf.top_n_words, n_representative=conf.n_representative, min_df=conf.min_df, ngram_max=conf.ngram_max,
     ) if len(frame) else []
-    urls = frame["html_url"].tolist()
+    urls, titles = frame["html_url"].tolist(), frame["title"].fillna("").tolist()
+    names, categories = describe(ctx.cfg, tables, frame, vectors, topics)
+    stability = frame.groupby("cluster")["stability"].first().to_dict() if "stability" in frame else {}
     rows = [
         {"run_id": run_id, "cluster": t.cluster, "label": t.label, "keywords": t.keywords, "weights": t.weights,
-         "representative": [urls[i] for i in t.representative], "n": t.n}
+         "representative": [urls[i] for i in t.representative], "representative_titles": [titles[i] for i in t.representative], "n": t.n,
+         "name": names[t.cluster][0], "name_source": names[t.cluster][1], "stability": _float(stability.get(t.cluster)),
+         "category": categories[t.cluster][0], "category_similarity": categories[t.cluster][1]}
         for t in topics
     ]
+    ids, previous = identify(tables, run_id, frame, vectors, topics, ctx.cfg.topics.pattern_min_score)
+    for row in rows:
+        row["pattern_id"] = ids.get(row["cluster"])
     tables.merge(GOLD_TOPICS, run_table(GOLD_TOPICS, rows), how="replace_run", run_id=run_id)
-    ctx.run.wrote(GOLD_TOPICS.name)
-    table(f"Topics of run {run_id}", ["cluster", "n", "label", "keywords"],
-          [(t.cluster, t.n, t.label, ", ".join(t.keywords[:6])) for t in sorted(topics, key=lambda t: -t.n)[:20]])
-    return {"run_id": run_id, "topics": len(topics), "documents": len(frame), **counts}
+    coherence = npmi([t.keywords for t in topics], frame["text"].tolist(), conf.top_n_words)
+    spread = diversity([t.keywords for t in topics], conf.top_n_words)
+    tables.merge(GOLD_QUALITY, run_table(GOLD_QUALITY, [
+        {"run_id": run_id, "measure": "npmi", "value": coherence, "detail": f"mean NPMI of the top {conf.top_n_words} keywords over the embedded texts"},
+        {"run_id": run_id, "measure": "diversity", "value": spread, "detail": f"share of distinct words among the top {conf.top_n_words} keywords"},
+        {"run_id": run_id, "measure": "patterns_matched", "value": float(sum(1 for c, i in ids.items() if not i.startswith(f"{run_id}:"))),
+         "detail": f"clusters that kept the pattern id of run {previous}" if previous else "no earlier run to match"},
+    ]))
+    ctx.run.wrote(GOLD_TOPICS.name, GOLD_QUALITY.name)
+    table(f"Topics of run {run_id}", ["cluster", "n", "name", "category", "keywords"],
+          [(t.cluster, t.n, names[t.cluster][0], categories[t.cluster][0], ", ".join(t.keywords[:5])) for t in sorted(topics, key=lambda t: -t.n)[:20]])
+    return {"run_id": run_id, "topics": len(topics), "documents": len(frame), "npmi": coherence, "diversity": spread,
+            "patterns_matched_to": previous, **counts}
 
 
 STAGE = Stage(
     "topics", "BERTopic keywords and representative issues per cluster into gold_topics", run,
-    reads=("gold_clusters", "silver_issues", GOLD_EMBEDDINGS.name, SILVER_SUMMARIES.name), writes=(GOLD_TOPICS.name,), options=(RUN_ID,),
+    reads=(GOLD_CLUSTERS.name, "silver_issues", GOLD_EMBEDDINGS.name, SILVER_SUMMARIES.name, "silver_project_terms", GOLD_TOPICS.name),
+    writes=(GOLD_TOPICS.name, GOLD_QUALITY.name), options=(RUN_ID,),
 )

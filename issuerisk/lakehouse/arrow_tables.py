@@ -64,6 +64,18 @@ def sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def conform(rows: pa.Table, spec: TableSpec) -> pa.Table:
+    """The spec's columns of ``rows`` in order with their declared types.
+
+    Raises:
+        ValueError: a column of the spec is missing from ``rows``.
+    """
+    missing = [n for n in spec.names if n not in rows.column_names]
+    if missing:
+        raise ValueError(f"cannot write {spec.name}: the rows lack columns {missing}")
+    return pa.Table.from_arrays([rows.column(n).cast(f.type) for n, f in zip(spec.names, spec.arrow)], schema=spec.arrow)
+
+
 def new_columns(spec: TableSpec, existing: Sequence[str]) -> list:
     """The spec's columns a table written earlier lacks.
 
@@ -208,12 +220,9 @@ class ArrowTables:
         """
         spec = spec_of(table)
         check_merge(spec, how, run_id)
-        missing = [n for n in spec.names if n not in rows.column_names]
-        if missing:
-            raise ValueError(f"cannot write {spec.name}: the rows lack columns {missing}")
+        source = conform(rows, spec)
         if rows.num_rows == 0 and how != "replace_run":
             return
-        source = pa.Table.from_arrays([rows.column(n).cast(f.type) for n, f in zip(spec.names, spec.arrow)], schema=spec.arrow)
         merger = self.create(spec).merge(source, predicate=key_predicate(spec), source_alias="s", target_alias="t")
         if how != "insert":
             merger = merger.when_matched_update_all(predicate=update_condition)
@@ -221,6 +230,18 @@ class ArrowTables:
         if how == "replace_run":
             merger = merger.when_not_matched_by_source_delete(predicate=f"t.run_id = {sql_text(run_id)}")
         merger.execute()
+
+    def overwrite(self, table: TableSpec | str, rows: pa.Table, note: dict[str, Any] | None = None) -> None:
+        """Replace the table's content with ``rows`` (one commit noting ``note``, read back by :meth:`commit_metadata`)."""
+        import json
+
+        from deltalake import CommitProperties, write_deltalake
+
+        spec = spec_of(table)
+        source = conform(rows, spec)
+        self.create(spec)
+        metadata = {"userMetadata": json.dumps(note, sort_keys=True)} if note is not None else None
+        write_deltalake(self.path(spec), source, mode="overwrite", commit_properties=CommitProperties(custom_metadata=metadata))
 
     def commit_metadata(self, table: TableSpec | str) -> dict[str, Any] | None:
         """The JSON ``userMetadata`` of the table's latest commit (a writer's note, e.g. which build it belongs to);

@@ -31,7 +31,7 @@ from issuerisk.constants import FRAMEWORKS
 from issuerisk.display import table
 from issuerisk.schemas.lakehouse import RUNS
 from issuerisk.schemas.ml import GOLD_CLUSTERS
-from issuerisk.schemas.risk import GOLD_FRAMEWORK_COMPARISON, GOLD_RISK, GOLD_TOPICS
+from issuerisk.schemas.risk import GOLD_CATEGORY_COMPARISON, GOLD_FRAMEWORK_COMPARISON, GOLD_RISK, GOLD_TOPICS
 from issuerisk.stage import RUN_ID, Option, Stage
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -114,11 +114,21 @@ def scatter_svg(points: Sequence[tuple[float, float, int]], seed: int, width: in
     return f'<svg xmlns="http://www.w3.org/2000/svg" class="scatter" width="{width}" height="{height}" role="img">{"".join(circles)}</svg>'
 
 
-def top_risks(risk_rows: Sequence[Mapping[str, Any]], k: int = TOP_RISKS) -> list[dict[str, Any]]:
-    """The ``k`` most severe rated clusters of scope ``all`` (then the largest)."""
+def top_risks(risk_rows: Sequence[Mapping[str, Any]], names: Mapping[int, str] | None = None, k: int = TOP_RISKS) -> list[dict[str, Any]]:
+    """The ``k`` most severe graded clusters of scope ``all`` (then the largest), with their confidence and name."""
     rated = [r for r in risk_rows if r["scope"] == "all" and r["grade"] is not None]
     rated.sort(key=lambda r: (-severity(r["grade"]), -r["n"], r["cluster"]))
-    return [{key: r[key] for key in ("cluster", "label", "n", "p_k", "mttr_hours", "grade", "action")} for r in rated[:k]]
+    keys = ("cluster", "label", "n", "p_k", "mttr_hours", "impact_hours", "grade", "grade_confidence", "action", "defect_share", "repositories")
+    return [{**{key: r.get(key) for key in keys}, "name": (names or {}).get(r["cluster"]) or r["label"]} for r in rated[:k]]
+
+
+def excluded_view(risk_rows: Sequence[Mapping[str, Any]], names: Mapping[int, str]) -> list[dict[str, Any]]:
+    """Every cluster not graded over all frameworks, with why, largest first; and per framework how many are not graded there."""
+    rows = [r for r in risk_rows if r["scope"] == "all" and r.get("excluded_reason")]
+    rows.sort(key=lambda r: (-r["n"], r["cluster"]))
+    return [{"cluster": r["cluster"], "name": names.get(r["cluster"]) or r["label"] or "", "n": r["n"], "reason": r["excluded_reason"],
+             "defect_share": r.get("defect_share"), "repositories": r.get("repositories"), "top_repository": r.get("top_repository"),
+             "top_repository_share": r.get("top_repository_share")} for r in rows]
 
 
 def comparison_view(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -133,6 +143,18 @@ def comparison_view(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "clusters": [{"cluster": c, "cells": [cells.get(f) for f in frameworks]} for c, cells in sorted(by_cluster.items())],
         "chi2": first.get("chi2"), "p_value": first.get("p_value"),
     }
+
+
+def category_view(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The per-category comparison as one row per fault category with a cell per framework (largest category first)."""
+    view = comparison_view([{**r, "cluster": 0} for r in rows])
+    by_category: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        by_category.setdefault(r["category"], {})[r["framework"]] = r
+    order = sorted(by_category, key=lambda c: (-sum(cell["n"] for cell in by_category[c].values()), c))
+    return {"frameworks": view["frameworks"], "chi2": view["chi2"], "p_value": view["p_value"],
+            "rows": [{"category": c, "clusters": max(cell["clusters"] or 0 for cell in by_category[c].values()),
+                      "cells": [by_category[c].get(f) for f in view["frameworks"]]} for c in order]}
 
 
 def manifest_view(row: Mapping[str, Any] | None) -> list[tuple[str, str]]:
@@ -164,30 +186,52 @@ def render(view: Mapping[str, Any]) -> str:
 
 
 def build_view(run_id: str, risk_rows: list[dict], topics: list[dict], comparison: list[dict],
-               points: list[tuple[float, float, int]], manifest: dict | None, seed: int) -> dict[str, Any]:
+               points: list[tuple[float, float, int]], manifest: dict | None, seed: int, min_confidence: float = 0.8,
+               categories: list[dict] | None = None) -> dict[str, Any]:
     """Everything the template shows, from plain rows of the gold tables.
+
+    Args:
+        min_confidence: grades whose bootstrap confidence is below this are marked.
 
     Raises:
         ReportInputError: the run has no ``gold_risk`` rows.
     """
     if not risk_rows:
         raise ReportInputError(f"run {run_id!r} has no rows in gold_risk; run `issuerisk risk {run_id}` (and topics, compare) first")
+    risk_rows = [{**dict.fromkeys(GOLD_RISK.names), **r} for r in risk_rows]  # rows of older runs lack later columns
     topic_by_cluster = {t["cluster"]: t for t in topics}
+    names = {c: t.get("name") for c, t in topic_by_cluster.items() if t.get("name")}
+    graded_rows = [r for r in risk_rows if not r.get("excluded_reason")]
     scopes = ["all", *sorted({r["scope"] for r in risk_rows} - {"all"})]
-    per_scope = {s: sorted((r for r in risk_rows if r["scope"] == s), key=lambda r: (-severity(r["grade"]), -r["n"], r["cluster"])) for s in scopes}
+    per_scope = {s: sorted((r for r in graded_rows if r["scope"] == s), key=lambda r: (-severity(r["grade"]), -r["n"], r["cluster"])) for s in scopes}
+    measure = next((r.get("impact_measure") for r in graded_rows if r.get("impact_measure")), "mean_closed")
+
+    def cluster_row(r: Mapping[str, Any]) -> dict[str, Any]:
+        topic = topic_by_cluster.get(r["cluster"]) or {}
+        confidence = r.get("grade_confidence")
+        return {**r, "name": topic.get("name") or r.get("label") or "", "keywords": topic.get("keywords") or [],
+                "category": topic.get("category"), "representative": [{"href": http_url(url), "text": str(url)} for url in topic.get("representative") or []],
+                "doubtful": confidence is not None and confidence < min_confidence,
+                "colour": PALETTE[r["cluster"] % len(PALETTE)], "palette_index": r["cluster"] % len(PALETTE)}
+
+    top = top_risks(risk_rows, names)
+    for t in top:
+        t["doubtful"] = t["grade_confidence"] is not None and t["grade_confidence"] < min_confidence
     return {
         "run_id": run_id,
+        "impact_measure": measure,
+        "min_confidence": min_confidence,
         "scopes": [{"name": s, "heatmap": heatmap_svg(per_scope[s]), "n": sum(r["n"] for r in per_scope[s]),
-                    "unrated": [r["cluster"] for r in per_scope[s] if r["grade"] is None]} for s in scopes],
-        "clusters": [{**r, "keywords": (topic_by_cluster.get(r["cluster"]) or {}).get("keywords") or [],
-                      "representative": [{"href": http_url(url), "text": str(url)}
-                                         for url in (topic_by_cluster.get(r["cluster"]) or {}).get("representative") or []],
-                      "colour": PALETTE[r["cluster"] % len(PALETTE)], "palette_index": r["cluster"] % len(PALETTE)} for r in per_scope["all"]],
-        "top_risks": top_risks(risk_rows),
+                    "unrated": [r["cluster"] for r in per_scope[s] if r["grade"] is None],
+                    "excluded": sum(1 for r in risk_rows if r["scope"] == s and r.get("excluded_reason"))} for s in scopes],
+        "clusters": [cluster_row(r) for r in per_scope["all"]],
+        "excluded": excluded_view(risk_rows, names),
+        "top_risks": top,
         "scatter": scatter_svg(points, seed),
         "n_points": len(points),
         "noise_points": sum(1 for p in points if p[2] == -1),
         "comparison": comparison_view(comparison),
+        "categories": category_view(categories or []),
         "manifest": manifest_view(manifest),
         "colours": GRADE_COLOURS,
         "palette": PALETTE,
@@ -206,22 +250,23 @@ def run(ctx, run_id: str | None = None, out: str | None = None) -> dict[str, Any
     """
     tables = ctx.lake.arrow
     run_id = resolve_run_id(tables, run_id)
-    ctx.run.read("gold_risk", "gold_topics", "gold_framework_comparison", "gold_clusters", "runs")
+    ctx.run.read("gold_risk", "gold_topics", "gold_framework_comparison", "gold_category_comparison", "gold_clusters", "runs")
     risk_rows = run_records(tables, GOLD_RISK, run_id)
     manifests = run_records(tables, RUNS, run_id)
     points = [(r["x"], r["y"], r["cluster"]) for r in run_records(tables, GOLD_CLUSTERS, run_id, ["x", "y", "cluster"]) if r["x"] is not None and r["y"] is not None]
     view = build_view(run_id, risk_rows, run_records(tables, GOLD_TOPICS, run_id), run_records(tables, GOLD_FRAMEWORK_COMPARISON, run_id),
-                      points, manifests[0] if manifests else None, ctx.cfg.project.seed)
+                      points, manifests[0] if manifests else None, ctx.cfg.project.seed, ctx.cfg.risk.min_grade_confidence,
+                      run_records(tables, GOLD_CATEGORY_COMPARISON, run_id))
     path = Path(out or Path(ctx.cfg.resolve_path(ctx.cfg.project.reports_dir)) / f"{run_id}.html").resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(view), encoding="utf-8")
-    table(f"Report of run {run_id}: {path}", ["cluster", "label", "n", "P_k", "MTTR h", "grade", "action"],
-          [(t["cluster"], t["label"] or "", t["n"], t["p_k"], t["mttr_hours"], t["grade"], t["action"]) for t in view["top_risks"]])
+    table(f"Report of run {run_id}: {path}", ["cluster", "pattern", "n", "P_k", "impact h", "grade", "confidence", "action"],
+          [(t["cluster"], t["name"] or "", t["n"], t["p_k"], t["impact_hours"], t["grade"], t["grade_confidence"], t["action"]) for t in view["top_risks"]])
     return {"run_id": run_id, "report": str(path), "top_risks": view["top_risks"], "clusters": len(view["clusters"]), "bytes": path.stat().st_size}
 
 
 STAGE = Stage(
     "report", "Self-contained HTML report of a run", run,
-    reads=(GOLD_RISK.name, GOLD_TOPICS.name, GOLD_FRAMEWORK_COMPARISON.name, GOLD_CLUSTERS.name, RUNS.name),
+    reads=(GOLD_RISK.name, GOLD_TOPICS.name, GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name, GOLD_CLUSTERS.name, RUNS.name),
     options=(RUN_ID, Option(("--out",), "HTML file to write (default: <reports_dir>/<run_id>.html)")),
 )

@@ -71,12 +71,13 @@ class ExtractiveSummarizer:
 
     concurrency = 1
 
-    def __init__(self, token_budget: int) -> None:
+    def __init__(self, token_budget: int, rules: str = "r2") -> None:
         self.token_budget = token_budget
-        self.identity = SummaryIdentity("extractive", f"extractive-{extractive.RULES_VERSION}", f"budget{token_budget}")
+        self.rules = rules
+        self.identity = SummaryIdentity("extractive", f"extractive-{rules}", f"budget{token_budget}")
 
     async def summarize(self, title: str, body: str) -> Outcome:
-        return Outcome(summary=extractive.summarize(title, body, self.token_budget))
+        return Outcome(summary=extractive.summarize(title, body, self.token_budget, self.rules))
 
     async def aclose(self) -> None:
         return None
@@ -85,7 +86,7 @@ class ExtractiveSummarizer:
 def identity_of(cfg: SummarizeConfig) -> SummaryIdentity:
     """The identity the configured summarizer writes, without building a client."""
     if cfg.summarizer == "extractive":
-        return ExtractiveSummarizer(cfg.token_budget).identity
+        return ExtractiveSummarizer(cfg.token_budget, cfg.rules).identity
     from issuerisk.summarizers.llm import llm_identity
 
     return llm_identity(cfg.llm)
@@ -108,7 +109,7 @@ def make_summarizer(
         SummarizerError: ``llm`` without credentials for api.openai.com.
     """
     if cfg.summarizer == "extractive":
-        return ExtractiveSummarizer(cfg.token_budget)
+        return ExtractiveSummarizer(cfg.token_budget, cfg.rules)
     from issuerisk.summarizers.llm import LLMSummarizer, build_client
 
     return LLMSummarizer(cfg.llm, client if client is not None else build_client(cfg.llm), sleep=sleep, owns_client=client is None)

@@ -1,4 +1,4 @@
-"""Deterministic, offline issue summaries: the title, the error and the most informative sentences.
+"""Deterministic, offline issue summaries: the title, the failure and the most informative sentences.
 
 Issue bodies are mostly template boilerplate, environment listings, logs, stack
 traces and code. The summary keeps what tells one issue from another: the
@@ -6,6 +6,12 @@ title, the exception type and message with the call that raised it, framework
 API names, and the prose sentences that describe the problem, within a budget
 of whitespace tokens. Everything is precompiled regexes and one pass over the
 lines, so one slow core summarizes thousands of issues per second.
+
+Rules ``r2`` (the default) describe the failure first, in the order the LLM
+prompt asks for: after the title the error types and messages (the symptom),
+then the framework API calls (the trigger), then the versions the environment
+section gives (framework, CUDA, Python, OS), then the descriptive sentences.
+Rules ``r1`` keep the earlier order (title, errors, sentences) for comparison.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-RULES_VERSION = "r1"
+RULES = ("r1", "r2")
+MAX_APIS = 3
+MAX_VERSIONS = 3
 MAX_BODY_CHARS = 24_000
 TAIL_CHARS = 6_000
 MAX_ERRORS = 2
@@ -72,6 +80,11 @@ _INLINE_CODE = re.compile(r"`([^`\n]{1,200})`")
 _LINK = re.compile(r"!?\[([^\]]*)\]\((?:[^)]+)\)")
 _URL = re.compile(r"https?://\S+")
 _LIST_MARK = re.compile(r"^\s*(?:[-*+>]|\d+[.)])\s+")
+_VERSION_NAMES = {"pytorch": "torch", "tf": "tensorflow", "tensorflow-gpu": "tensorflow", "onnxruntime": "onnxruntime"}
+_VERSION = re.compile(
+    r"(?i)\b(pytorch|torch|tensorflow(?:-gpu)?|tf|keras|cuda|cudnn|python|numpy|jax|onnx(?:runtime)?|ubuntu|windows|macos|centos|debian)"
+    r"\b(?:\s*(?:version|ver\.?|v)?\s*[:=]{0,2}\s*)(\d+(?:\.\d+){0,2})"
+)
 _GREETING = re.compile(r"^(?:hi|hello|hey|dear|thanks?|thank you|greetings|good (?:morning|afternoon)|any (?:help|idea|suggestion)s?|regards)\b", re.I)
 
 
@@ -139,8 +152,20 @@ class _Scan:
         self.errors: list[str] = []
         self.code: list[str] = []
         self.prose: list[str] = []
+        self.apis: list[str] = []
+        self.versions: dict[str, str] = {}
         self.frame: str | None = None
         self.in_traceback = False
+
+    def facts(self, line: str) -> None:
+        """Framework API calls and versions a line names (kept in order of first mention)."""
+        if "." in line:
+            for api in _API.findall(line):
+                api = api.rstrip("().")
+                if api.count(".") >= 1 and api not in self.apis:
+                    self.apis.append(api)
+        for name, version in _VERSION.findall(line):
+            self.versions.setdefault(_VERSION_NAMES.get(name.lower(), name.lower()), version)
 
     def _exception(self, line: str) -> bool:
         if ":" not in line and not self.in_traceback:
@@ -214,11 +239,12 @@ def _scan(body: str) -> _Scan:
             in_fence = not in_fence
             scan.in_traceback = False
             continue
+        if not line.strip():
+            continue
+        scan.facts(line)
         if in_fence:
             if not skipping:
                 scan.code_line(line)
-            continue
-        if not line.strip():
             continue
         heading = _HEADING.match(line)
         if heading:
@@ -240,18 +266,25 @@ def _take(budget: int, used: int, text: str) -> tuple[str | None, int]:
     return None, used
 
 
-def summarize(title: str, body: str | None, token_budget: int) -> str:
-    """Summarize one issue: the title, its errors, key code and the most informative sentences.
+def summarize(title: str, body: str | None, token_budget: int, rules: str = "r2") -> str:
+    """Summarize one issue: the title, its failure (errors; with ``r2`` also API calls and versions), key code and the
+    most informative sentences.
 
     Args:
         title: the issue title (always kept first).
         body: the Markdown body; None or empty gives the title alone.
         token_budget: the summary's length limit in whitespace-separated tokens.
+        rules: ``r2`` (failure first) or ``r1`` (the earlier order).
 
     Returns:
         Plain text starting with the title, never longer than ``token_budget`` tokens
         (plus a trailing ``...`` where a piece was cut).
+
+    Raises:
+        ValueError: unknown rules.
     """
+    if rules not in RULES:
+        raise ValueError(f"summarize.rules={rules!r} is unknown; use one of {RULES}")
     title = _clean(title or "")
     head, used = _take(token_budget, 0, title)
     parts = [head or " ".join(title.split()[:token_budget])]
@@ -259,8 +292,16 @@ def summarize(title: str, body: str | None, token_budget: int) -> str:
     if not body or used >= token_budget:
         return parts[0]
     scan = _scan(clip_body(body))
-    for error in [e for e in scan.errors if e.split(" (in ")[0].lower() not in title.lower()][:MAX_ERRORS]:
-        text, used = _take(token_budget, used, "Error: " + error.rstrip(".") + ".")
+    facts = ["Error: " + e.rstrip(".") + "." for e in [e for e in scan.errors if e.split(" (in ")[0].lower() not in title.lower()][:MAX_ERRORS]]
+    if rules == "r2":
+        said = " ".join([title, *facts])
+        apis = [a for a in scan.apis if a not in said][:MAX_APIS]
+        if apis:
+            facts.append("API: " + ", ".join(apis) + ".")
+        if scan.versions:
+            facts.append("Env: " + ", ".join(f"{name} {v}" for name, v in list(scan.versions.items())[:MAX_VERSIONS]) + ".")
+    for fact in facts:
+        text, used = _take(token_budget, used, fact)
         if text:
             parts.append(text)
     pieces: list[Piece] = []

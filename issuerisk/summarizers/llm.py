@@ -28,12 +28,27 @@ from issuerisk.conf.settings import LLMConfig
 from issuerisk.summarizers import Outcome, SummarizerError, SummaryIdentity, with_title
 from issuerisk.summarizers.extractive import error_lines
 
-SYSTEM_PROMPT = (
-    "You summarize GitHub issues of machine-learning software. Write a concise summary of the issue's title and "
-    "description, focusing on the key points, the problem, and the technical details essential to understand it: "
-    "the error type and message, the library API or component involved, and what the user was doing. "
-    "Answer with the summary only, in plain English prose of at most four sentences, without preamble or Markdown."
-)
+PROMPTS: dict[str, str] = {
+    # The reference study's generic prompt.
+    "reference": (
+        "You summarize GitHub issues of machine-learning software. Write a concise summary of the issue's title and "
+        "description, focusing on the key points, the problem, and the technical details essential to understand it: "
+        "the error type and message, the library API or component involved, and what the user was doing. "
+        "Answer with the summary only, in plain English prose of at most four sentences, without preamble or Markdown."
+    ),
+    # The failure, in a fixed short form, so summaries of the same failure in different projects read alike.
+    "failure": (
+        "You describe how machine-learning software failed, from a GitHub issue. Answer in exactly four lines, "
+        "without preamble or Markdown:\n"
+        "Symptom: <the error type and message, or the wrong result, crash, hang or slowdown seen>\n"
+        "Trigger: <the framework API, operation, model or data that leads to it>\n"
+        "Component: <the part of the framework or library involved, e.g. data loading, training loop, GPU memory, "
+        "serialization, installation>\n"
+        "Environment: <framework, CUDA, Python and OS versions when the issue gives them, else 'not given'>\n"
+        "Name no project, repository, person or file path; keep framework API names (torch.*, tf.*, keras.*) and error types. "
+        "If the issue is a feature request, question or documentation report rather than a failure, say so on the Symptom line."
+    ),
+}
 USER_TEMPLATE = "Title: {title}\n\nDescription:\n{body}"
 CHARS_PER_TOKEN = 4
 RETRY_STATUS = {408: "timeout", 409: "server_error", 429: "rate_limited"}
@@ -41,11 +56,22 @@ FATAL_STATUS = (401, 403, 404)
 _REFUSAL = re.compile(r"^\s*(?:i'?m sorry|i am sorry|sorry, (?:but )?i|i can(?:no|')t (?:help|assist|comply|provide)|as an ai\b)", re.I)
 
 
+def system_prompt(cfg: LLMConfig) -> str:
+    """The system prompt ``summarize.llm.prompt`` names.
+
+    Raises:
+        ValueError: an unknown prompt.
+    """
+    if cfg.prompt not in PROMPTS:
+        raise ValueError(f"summarize.llm.prompt={cfg.prompt!r} is unknown; use one of {sorted(PROMPTS)}")
+    return PROMPTS[cfg.prompt]
+
+
 def llm_identity(cfg: LLMConfig) -> SummaryIdentity:
-    """(``llm``, model, prompt version): the configured version plus a hash of the prompt text,
+    """(``llm``, model, prompt version): the prompt's name and configured version plus a hash of the prompt text,
     so editing the prompt invalidates the cache even when the version is not bumped."""
-    digest = hashlib.sha256((SYSTEM_PROMPT + "\0" + USER_TEMPLATE).encode()).hexdigest()[:8]
-    return SummaryIdentity("llm", cfg.model, f"{cfg.prompt_version}-{digest}")
+    digest = hashlib.sha256((system_prompt(cfg) + "\0" + USER_TEMPLATE).encode()).hexdigest()[:8]
+    return SummaryIdentity("llm", cfg.model, f"{cfg.prompt}-{cfg.prompt_version}-{digest}")
 
 
 def build_client(cfg: LLMConfig) -> Any:
@@ -163,7 +189,7 @@ class LLMSummarizer:
         import openai
 
         messages = [
-            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "system", "content": system_prompt(self.cfg)},
             {"role": "user", "content": USER_TEMPLATE.format(title=title, body=fit_to_budget(body or "", self.cfg.input_token_budget))},
         ]
         calls = retries = 0

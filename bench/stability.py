@@ -1,0 +1,152 @@
+"""Seed stability of the clustering on real issues: one seeded run against the consensus, disjoint seed sets.
+
+Run ``.venv/bin/python -m bench.stability`` (``--issues 2000``, ``--runs 20``,
+``--pairs 3``). A seeded sample of the real issues of
+``../shared/data/lai2024-ml-issues`` is summarized as the pipeline does
+(extractive rules, project-only words masked with terms learned from the whole
+corpus), embedded once with MiniLM (cached in ``bench/out``), and clustered:
+
+* the single run (``cluster.method: single``) with seeds 0, 1, 2, ...: adjusted Rand index between seeds
+  (noise counted as a label), noise share, clusters and the largest cluster's share;
+* the consensus with seed sets 0..R-1 against R..2R-1 (and further disjoint pairs): the same figures, the
+  per-cluster bootstrap Jaccard stability and the seconds it costs.
+
+The target of issue 17: disjoint seed sets agree at ARI >= 0.90 with a noise share no higher than the single run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_ISSUES = REPO.parent / "shared" / "data" / "lai2024-ml-issues" / "issues"
+OUT = REPO / "bench" / "out"
+
+
+def real_sample(n: int, seed: int = 0) -> list[dict]:
+    """A seeded sample of ``n`` real issues (repository, number, title, body): sorted (file, line), then shuffled."""
+    rows = []
+    for file in sorted(REAL_ISSUES.glob("*.jsonl.gz")):
+        repository = file.name.removesuffix(".jsonl.gz").replace("__", "/")
+        with gzip.open(file, "rt") as fh:
+            for line in fh:
+                obj = json.loads(line)
+                if "pull_request" not in obj:
+                    rows.append({"repository": repository, "number": obj["number"], "title": obj.get("title") or "", "body": obj.get("body") or ""})
+    random.Random(seed).shuffle(rows)
+    return rows[:n] if n else rows
+
+
+def pipeline_texts(issues: list[dict], corpus: list[dict], budget: int = 96, rules: str = "r2", masked: bool = True) -> list[str]:
+    """The texts the pipeline embeds: extractive summaries, project-only words (learned on ``corpus``) removed."""
+    from issuerisk.conf.settings import MaskConfig
+    from issuerisk.summarizers.extractive import summarize
+    from issuerisk.text.masking import learn_terms, mask, repository_words
+
+    words: dict[str, set[str]] = {}
+    if masked:
+        rules_ = MaskConfig()
+        for repository, term, _, _ in learn_terms([r["repository"] for r in corpus], (f"{r['title']} {r['body'][:4000]}" for r in corpus),
+                                                  rules_.min_docs, rules_.min_share):
+            words.setdefault(repository, set()).add(term)
+    texts = []
+    for r in issues:
+        summary = summarize(r["title"], r["body"], budget, rules)
+        texts.append(mask(summary, repository_words(r["repository"]) | words.get(r["repository"], set())) if masked else summary)
+    return texts
+
+
+def embeddings(texts: list[str]) -> np.ndarray:
+    """MiniLM vectors of ``texts``, cached in bench/out by a hash of the texts."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"minilm-{hashlib.sha256(chr(0).join(texts).encode('utf-8', 'surrogatepass')).hexdigest()[:16]}.npy"
+    if path.is_file():
+        return np.load(path)
+    from issuerisk.ray_tasks.encoders import EncoderSpec, build_encoder
+    from issuerisk.ray_tasks.models import packaged_minilm_path
+
+    t0 = time.perf_counter()
+    vectors = build_encoder(EncoderSpec(model="all-MiniLM-L6-v2", path=packaged_minilm_path(), threads=os.cpu_count())).encode(texts)
+    print(f"embedded {len(texts):,} texts in {time.perf_counter() - t0:.0f} s", flush=True)
+    np.save(path, vectors)
+    return vectors
+
+
+def consensus_labels(prepared, params, seeds: list[int]) -> tuple[np.ndarray, np.ndarray, float]:
+    """(labels, per-cluster stability, seconds) of the consensus of seeded member runs, in this process."""
+    from issuerisk.ray_tasks.cluster import combine, selections_of
+    from issuerisk.ray_tasks.cluster_backends import CpuBackend, member_run
+
+    t0 = time.perf_counter()
+    members = [member_run(CpuBackend(), prepared, params, s, selections_of(params)) for s in seeds]
+    labels, _, stability, _ = combine(members, prepared, params, params.member_selection == "auto")
+    return labels, stability, time.perf_counter() - t0
+
+
+def describe(labels: np.ndarray) -> tuple[int, float, float]:
+    clustered = labels[labels >= 0]
+    return (len(set(clustered.tolist())), float(np.mean(labels < 0)),
+            float(np.bincount(clustered).max() / len(labels)) if len(clustered) else 0.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    from issuerisk.conf.settings import ClusterConfig
+    from issuerisk.display import table
+    from issuerisk.ray_tasks.cluster_backends import CpuBackend, enable_jit_cache, single_run
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--issues", type=int, default=2000)
+    p.add_argument("--runs", type=int, default=20, help="member runs per consensus (R)")
+    p.add_argument("--pairs", type=int, default=2, help="disjoint seed-set pairs of the consensus")
+    p.add_argument("--single-seeds", type=int, default=6, help="seeds of the single run (all pairs compared)")
+    args = p.parse_args(argv)
+    enable_jit_cache(str(OUT / "numba"))
+    corpus = real_sample(0)
+    issues = corpus[:args.issues]
+    vectors = embeddings(pipeline_texts(issues, corpus))
+    params = ClusterConfig()
+    backend = CpuBackend()
+    prepared = backend.prepare(vectors, params)
+    rows = []
+
+    singles, seconds = [], []
+    for seed in range(args.single_seeds):
+        t0 = time.perf_counter()
+        singles.append(single_run(backend, prepared, params, seed, with_coords=False).labels)
+        seconds.append(time.perf_counter() - t0)
+    aris = [adjusted_rand_score(a, b) for i, a in enumerate(singles) for b in singles[i + 1:]]
+    shapes = np.array([describe(s) for s in singles])
+    rows.append(["single run (eom)", f"seeds 0..{args.single_seeds - 1}, all pairs", round(float(np.mean(aris)), 3), round(float(np.min(aris)), 3),
+                 round(float(shapes[:, 0].mean()), 1), round(float(shapes[:, 1].mean()), 3), round(float(shapes[:, 2].mean()), 3), "", round(float(np.mean(seconds)), 1)])
+
+    consensus_runs = []
+    for k in range(2 * args.pairs):
+        seeds = list(range(k * args.runs, (k + 1) * args.runs))
+        consensus_runs.append(consensus_labels(prepared, params, seeds))
+        print(f"consensus of seeds {seeds[0]}..{seeds[-1]}: {describe(consensus_runs[-1][0])} in {consensus_runs[-1][2]:.0f} s", flush=True)
+    for k in range(args.pairs):
+        (a, stab_a, t_a), (b, _, t_b) = consensus_runs[2 * k], consensus_runs[2 * k + 1]
+        clusters, noise, largest = describe(a)
+        rows.append([f"consensus R={args.runs}", f"seeds {2 * k * args.runs}.. vs {(2 * k + 1) * args.runs}..", round(adjusted_rand_score(a, b), 3), "",
+                     clusters, round(noise, 3), round(largest, 3),
+                     f"median {np.nanmedian(stab_a):.2f}, {np.mean(stab_a >= 0.75):.0%} >= 0.75, {np.mean(stab_a < 0.6):.0%} < 0.6", round((t_a + t_b) / 2, 1)])
+    table(f"bench.stability: {len(issues):,} real issues (MiniLM, extractive r2 summaries, project words masked), {os.cpu_count()} cores",
+          ["method", "seeds", "ARI mean", "ARI min", "clusters", "noise share", "largest share", "cluster stability (Jaccard)", "seconds per clustering"], rows)
+
+
+if __name__ == "__main__":
+    main()

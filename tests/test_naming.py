@@ -1,0 +1,41 @@
+"""Readable pattern names from titles, and fault categories by similarity (SYNTHETIC titles and planted vectors)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from issuerisk.analysis.naming import UNMAPPED, map_categories, readable_names
+
+
+def test_the_phrase_a_cluster_s_titles_share_names_it():
+    titles = {
+        0: ["CUDA out of memory during training", "RuntimeError: CUDA out of memory on 2 GPUs", "cuda out of memory with batch size 64",
+            "Training crashes"],
+        1: ["Input shape mismatch in custom layer", "shape mismatch when calling model.fit", "Error: input shape mismatch"],
+        2: ["Add a link", "Typo", "Hello"],
+    }
+    names = readable_names(titles, {0: ["cuda", "memory"], 1: ["shape"], 2: ["link", "typo", "readme"]})
+    assert names[0] == ("cuda out of memory", "titles")
+    assert names[1] == ("shape mismatch", "titles"), "in all three titles, against two for the longer phrase"
+    assert names[2] == ("link / typo / readme", "keywords"), "no phrase shared by two titles: the keywords stand in"
+
+
+def test_a_phrase_every_cluster_uses_loses_to_a_distinctive_one():
+    titles = {0: ["fails on windows with nan loss", "nan loss fails on windows"], 1: ["fails on windows import", "fails on windows dll"]}
+    assert readable_names(titles, {})[0][0] == "nan loss"
+
+
+def test_planted_clusters_map_to_the_category_they_were_planted_near():
+    rng = np.random.default_rng(0)
+    categories = {name: rng.normal(size=16) for name in ("GPU usage", "training", "API")}
+    centroids = {c: categories[name] + rng.normal(scale=0.2, size=16) for c, name in enumerate(categories)}
+    centroids[9] = rng.normal(size=16)  # near nothing
+    mapped = map_categories(centroids, categories, threshold=0.8)
+    assert [mapped[c][0] for c in range(3)] == list(categories)
+    assert all(mapped[c][1] > 0.9 for c in range(3))
+    assert mapped[9][0] == UNMAPPED and mapped[9][1] < 0.8
+
+
+def test_without_categories_everything_is_unmapped():
+    assert map_categories({0: np.ones(3)}, {}, 0.3)[0][0] == UNMAPPED

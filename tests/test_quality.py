@@ -1,0 +1,39 @@
+"""Topic coherence and diversity on SYNTHETIC documents with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from issuerisk.analysis.quality import diversity, npmi, size_stats
+
+
+def test_npmi_of_words_that_always_co_occur_is_one_and_of_words_that_never_do_is_minus_one():
+    docs = ["cuda memory error", "cuda memory leak", "shape mismatch", "shape dtype mismatch"]
+    assert npmi([["cuda", "memory"]], docs) == pytest.approx(1.0)
+    assert npmi([["cuda", "shape"]], docs) == -1.0
+
+
+def test_npmi_of_independent_words_is_zero_and_matches_the_formula():
+    docs = ["aa bb", "aa cc", "dd bb", "dd cc"]  # aa in 2/4, bb in 2/4, together in 1/4: independent
+    assert npmi([["aa", "bb"]], docs) == pytest.approx(0.0, abs=1e-12)
+    docs = ["xx yy", "xx yy", "xx zz", "ww"]  # P(xx)=3/4, P(yy)=1/2, P(xx,yy)=1/2
+    assert npmi([["xx", "yy"]], docs) == pytest.approx(math.log(0.5 / (0.75 * 0.5)) / -math.log(0.5))
+
+
+def test_bigram_keywords_count_when_their_words_appear_in_order():
+    docs = ["cuda out of memory", "out of memory on cpu", "memory out"]
+    assert npmi([["out of", "memory"]], docs) == pytest.approx(npmi([["out of", "memory"]], docs[:2] + ["memory"]))
+
+
+def test_diversity_is_the_share_of_distinct_words():
+    assert diversity([["cuda", "memory"], ["shape", "memory"]]) == 0.75
+    assert diversity([["cuda memory"], ["memory"]]) == pytest.approx(2 / 3)
+    assert diversity([]) is None
+
+
+def test_size_stats():
+    assert size_stats(np.array([0, 0, 1, -1, 1, 1])) == {"clusters": 2.0, "noise_share": pytest.approx(1 / 6), "size_min": 2.0,
+                                                          "size_median": 2.5, "size_max": 3.0}
