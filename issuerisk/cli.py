@@ -98,12 +98,14 @@ def _redact_logs() -> None:
 
 
 def commands() -> dict[str, Any]:
-    """Every command by name: the registered stages, then ``run``, ``sql``, ``tables`` and ``runs``."""
+    """Every command by name: the registered stages, then ``run``, ``sql``, ``tables``, ``runs``, ``diff`` and ``tune``."""
+    from issuerisk.analysis.diff import DIFF
+    from issuerisk.analysis.tune import TUNE
     from issuerisk.pipeline import RUN
     from issuerisk.queries import RUNS_COMMAND, SQL, TABLES_COMMAND
     from issuerisk.stages import REGISTRY
 
-    return {**REGISTRY, RUN.name: RUN, **{c.name: c for c in (SQL, TABLES_COMMAND, RUNS_COMMAND)}}
+    return {**REGISTRY, RUN.name: RUN, **{c.name: c for c in (SQL, TABLES_COMMAND, RUNS_COMMAND, DIFF, TUNE)}}
 
 
 def build_parser(known: dict[str, Any]) -> argparse.ArgumentParser:

@@ -200,7 +200,7 @@ def mark_abandoned(tables: ArrowTables, cfg: Config, by_run: str) -> list[str]:
     """Mark every ``running`` row whose command is gone as ``abandoned`` (with why); return their run ids."""
     now = datetime.now(timezone.utc)
     host = platform.node()
-    rows = tables.read(RUNS, filters=[("status", "=", "running")]).to_pylist()
+    rows = tables.read(RUNS, where={"status": "running"}).to_pylist()
     stale = []
     for row in rows:
         reason = None if row["run_id"] == by_run else abandoned_reason(row, host, now, cfg.project.stale_run_after_s)

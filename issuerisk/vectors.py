@@ -86,7 +86,7 @@ def current_texts(tables: ArrowTables, cfg: Config) -> pa.Table:
 
 
 def _embedded(tables: ArrowTables, model: str, columns: list[str]) -> pa.Table:
-    return tables.read(GOLD_EMBEDDINGS, columns=columns, filters=[("model", "=", model)])
+    return tables.read(GOLD_EMBEDDINGS, columns=columns, where={"model": model})
 
 
 def pending(tables: ArrowTables, cfg: Config) -> pa.Table:

@@ -262,7 +262,7 @@ def run(ctx: Context) -> dict[str, Any]:
     cfg, tables = ctx.cfg, ctx.lake.spark
     spark = tables.spark
     ctx.run.read(BRONZE_ISSUES.name, BRONZE_REPOS.name)
-    bronze_version = ctx.run.tables_read.get(BRONZE_ISSUES.name)
+    bronze_version = ctx.lake.arrow.version(BRONZE_ISSUES)  # this stage's input, also inside `run` after ingest wrote
     bronze = tables.read(BRONZE_ISSUES, version=bronze_version).drop("raw_json").persist()
     try:
         silver = build_silver(bronze, _descriptions(ctx), cfg, ctx.run.run_id)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from issuerisk.report.report import ReportInputError, build_view, csp_hash, heatmap_svg, http_url, render, scatter_svg, top_risks
+from issuerisk.report.html import csp_hash, http_url
+from issuerisk.report.report import ReportInputError, build_view, heatmap_svg, render, scatter_svg, top_risks
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=2000")

@@ -47,12 +47,12 @@ def resolve_run_id(tables: ArrowTables, run_id: str | None) -> str:
 
 def run_rows(tables: ArrowTables, table, run_id: str, columns: list[str] | None = None) -> pd.DataFrame:
     """One run's rows of a gold table as pandas."""
-    return tables.read(table, columns=columns, filters=[("run_id", "=", run_id)]).to_pandas()
+    return tables.read(table, columns=columns, where={"run_id": run_id}).to_pandas()
 
 
 def run_records(tables: ArrowTables, table, run_id: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
     """One run's rows of a gold table as plain dicts (nulls as None, maps as dicts)."""
-    rows = tables.read(table, columns=columns, filters=[("run_id", "=", run_id)])
+    rows = tables.read(table, columns=columns, where={"run_id": run_id})
     maps = [f.name for f in rows.schema if pa.types.is_map(f.type)]
     records = rows.to_pylist()
     for record in records:

@@ -28,8 +28,7 @@ def run(ctx) -> dict[str, Any]:
     """Learn the project-only terms of the current silver build (skipped when they are up to date)."""
     tables, rules = ctx.lake.arrow, ctx.cfg.mask
     ctx.run.read(SILVER_ISSUES.name, SILVER_PROJECT_TERMS.name)
-    note = {"silver_build": silver_build(tables), "silver_version": ctx.run.tables_read.get(SILVER_ISSUES.name),
-            "config": rules.model_dump(mode="json")}
+    note = {"silver_build": silver_build(tables), "silver_version": tables.version(SILVER_ISSUES), "config": rules.model_dump(mode="json")}
     if not rules.enabled:
         return {"enabled": False}
     if tables.exists(SILVER_PROJECT_TERMS) and tables.commit_metadata(SILVER_PROJECT_TERMS) == note:

@@ -10,7 +10,7 @@ Spark created is read and merged here alike.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -62,6 +62,14 @@ def key_predicate(spec: TableSpec) -> str:
 def sql_text(value: str) -> str:
     """A SQL string literal (single quotes doubled)."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, str):
+        return sql_text(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"a where value must be a string or a number, got {type(value).__name__}")
+    return repr(value)
 
 
 def conform(rows: pa.Table, spec: TableSpec) -> pa.Table:
@@ -162,13 +170,14 @@ class ArrowTables:
         opened = self._open(table)
         return None if opened is None else int(opened.version())
 
-    def read(self, table: TableSpec | str, columns: Sequence[str] | None = None, filters: Any = None,
+    def read(self, table: TableSpec | str, columns: Sequence[str] | None = None, where: Mapping[str, Any] | None = None,
              version: int | None = None) -> pa.Table:
-        """The table's rows (an empty table of its schema when it does not exist).
+        """The table's rows (an empty table of its schema when it does not exist), typed as the spec declares.
 
         Args:
-            columns: columns to read (all by default, in the spec's order).
-            filters: a pyarrow filter expression or DNF list, pushed down to the files.
+            columns: columns to read (all by default, in the spec's order); columns the spec gained after the
+                table was written read as null.
+            where: column -> value; only rows equal on every one (pushed down to the files by DataFusion).
             version: a past Delta version (time travel).
 
         Raises:
@@ -176,16 +185,24 @@ class ArrowTables:
         """
         spec = spec_of(table)
         opened = self._open(spec, version)
-        if opened is None:
-            schema = spec.arrow if columns is None else pa.schema([spec.arrow.field(c) for c in columns])
-            return schema.empty_table()
         wanted = list(columns) if columns is not None else spec.names
+        schema = pa.schema([spec.arrow.field(c).with_nullable(True) for c in wanted])
+        if opened is None:
+            return schema.empty_table()
         present = set(opened.schema().to_arrow().names)
-        rows = opened.to_pyarrow_table(columns=[c for c in wanted if c in present], filters=filters)
-        for position, name in enumerate(wanted):  # columns the spec gained after this table was written read as null
-            if name not in present:
-                rows = rows.add_column(position, spec.arrow.field(name).with_nullable(True), pa.nulls(rows.num_rows, spec.arrow.field(name).type))
-        return rows
+        read = [c for c in wanted if c in present]
+        if where:
+            from deltalake import QueryBuilder
+
+            condition = " AND ".join(f'"{c}" = {_literal(v)}' for c, v in where.items())
+            sql = f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in read)} FROM t WHERE {condition}"
+            reader = pa.RecordBatchReader.from_stream(QueryBuilder().register("t", opened).execute(sql))
+            rows = pa.Table.from_batches(list(reader), schema=reader.schema)
+        else:
+            rows = opened.to_pyarrow_table(columns=read)
+        # Files written by delta-rs hold view types (string_view); the spec's plain types are what every caller expects.
+        return pa.Table.from_arrays([rows.column(c).cast(schema.field(c).type) if c in present else pa.nulls(rows.num_rows, schema.field(c).type)
+                                     for c in wanted], schema=schema)
 
     def query(self, sql: str, tables: Iterable[TableSpec | str], versions: dict[str, int] | None = None) -> Iterator[pa.RecordBatch]:
         """Stream DataFusion SQL over the named tables (each registered under its own name; missing ones created empty).

@@ -15,57 +15,32 @@ besides, and loads nothing.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import random
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from issuerisk.analysis.gold import resolve_run_id, run_records
 from issuerisk.analysis.risk_matrix import GRADES, IMPACTS, severity
 from issuerisk.constants import FRAMEWORKS
 from issuerisk.display import table
+from issuerisk.report.html import http_url, render_page
 from issuerisk.schemas.lakehouse import RUNS
 from issuerisk.schemas.ml import GOLD_CLUSTERS
 from issuerisk.schemas.risk import GOLD_CATEGORY_COMPARISON, GOLD_FRAMEWORK_COMPARISON, GOLD_RISK, GOLD_TOPICS
 from issuerisk.stage import RUN_ID, Option, Stage
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 GRADE_COLOURS = {"L1": "#2e7d32", "L2": "#66bb6a", "M1": "#fbc02d", "M2": "#f57c00", "H1": "#e53935", "H2": "#b71c1c", "H3": "#4a0000"}
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79",
            "#ad494a", "#637939", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#843c39", "#8ca252")
 MAX_POINTS = 6000
 TOP_RISKS = 5
-LINK_SCHEMES = ("http", "https")
 
 
 class ReportInputError(RuntimeError):
     """The run has nothing to report yet."""
-
-
-def http_url(url: Any) -> str | None:
-    """``url`` when it is an absolute http(s) URL the report may link to, else None.
-
-    Anything else (``javascript:``, ``data:``, scheme-relative ``//host``, a URL with whitespace or
-    control characters, which browsers strip before reading the scheme) is shown as text, never as
-    an ``href``: a ``javascript:`` link would run in the reader's browser.
-    """
-    if not isinstance(url, str) or not url or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        return None
-    return url if parts.scheme.lower() in LINK_SCHEMES and parts.netloc else None
-
-
-def csp_hash(text: str) -> str:
-    """The Content-Security-Policy source (``sha256-...``) that admits an inline script or style of exactly ``text``."""
-    return "sha256-" + base64.b64encode(hashlib.sha256(str(text).encode("utf-8")).digest()).decode("ascii")
 
 
 def heatmap_svg(rows: Sequence[Mapping[str, Any]], max_ids: int = 10) -> str:
@@ -175,14 +150,7 @@ def manifest_view(row: Mapping[str, Any] | None) -> list[tuple[str, str]]:
 
 def render(view: Mapping[str, Any]) -> str:
     """The HTML page of a view (see :func:`build_view`)."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined)
-    env.filters["hours"] = lambda h: "" if h is None else (f"{h:.1f} h" if h < 48 else f"{h / 24:.1f} d")
-    env.filters["pct"] = lambda v: "" if v is None else f"{100 * v:.1f} %"
-    env.filters["http_url"] = http_url
-    env.filters["csp_hash"] = csp_hash
-    return env.get_template("report.html.j2").render(**view)
+    return render_page("report.html.j2", **view)
 
 
 def build_view(run_id: str, risk_rows: list[dict], topics: list[dict], comparison: list[dict],

@@ -1,0 +1,93 @@
+"""``issuerisk run`` end to end in a fresh process on a small SYNTHETIC corpus: every stage in order, one run id.
+
+Three failure themes and one theme of feature requests, written by six repositories each, so the defect
+patterns recur across projects and the feature requests are a cluster that must not be graded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.github_objects import issue
+
+pytestmark = pytest.mark.slow
+
+THEMES = {
+    "oom": ("defect", "bug", "CUDA out of memory when training {m} with batch size {b}",
+            "RuntimeError: CUDA out of memory. Tried to allocate {b} MiB on the GPU while training the {m} model on {d} data."),
+    "shape": ("defect", "bug", "Shape mismatch in {m} layer input",
+              "ValueError: shapes ({b}, 3) and (4, {b}) not aligned when calling the {m} layer on {d} tensors."),
+    "nan": ("defect", "bug", "Loss becomes NaN after epoch {b} for {m}",
+            "The training loss of the {m} network turns to nan after a few epochs with the {d} optimizer and learning rate {b}."),
+    "feature": ("feature", "enhancement", "Add support for {m} export",
+                "It would be nice to add support for exporting {m} models to {d} format, a feature request for version {b}."),
+}
+WORDS = ["resnet", "bert", "unet", "gan", "lstm", "vit", "yolo", "transformer", "autoencoder", "mlp", "onnx", "tflite",
+         "imagenet", "cifar", "mnist", "coco", "adam", "sgd", "rmsprop", "lamb"]
+
+
+def corpus(per_theme_repo: int = 6, repos: int = 6, seed: int = 0) -> list[tuple[str, dict]]:
+    """(theme, issue object) of every synthetic issue."""
+    rng = np.random.default_rng(seed)
+    rows, number = [], {}
+    for theme, (_, label, title, body) in THEMES.items():
+        for r in range(repos):
+            repo = f"synthetic-org/project{r}"
+            for _ in range(per_theme_repo):
+                number[repo] = number.get(repo, 0) + 1
+                m, d = rng.choice(WORDS, 2, replace=False)
+                fill = {"m": m, "d": d, "b": int(rng.integers(2, 512))}
+                closed = number[repo] % 3 != 0
+                rows.append((theme, issue(repo, number[repo], title.format(**fill), body.format(**fill) + f" Seen on machine {rng.integers(10**6)}.",
+                                          labels=(label,) if number[repo] % 5 else (), state="closed" if closed else "open",
+                                          created="2021-03-01T10:00:00Z", updated="2021-04-01T10:00:00Z",
+                                          closed=f"2021-03-{1 + int(rng.integers(1, 27)):02d}T10:00:00Z" if closed else None)))
+    return rows
+
+
+def test_issuerisk_run_grades_the_defect_patterns_and_not_the_feature_requests(tmp_path):
+    data = tmp_path / "issues.jsonl"
+    issues = corpus()
+    data.write_text("".join(json.dumps(obj) + "\n" for _, obj in issues))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUERISK")}
+    env.update({"ISSUERISK_WAREHOUSE": str(tmp_path / "wh"), "ISSUERISK__SPARK__MASTER": "local[2]", "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
+                "ISSUERISK__SPARK__DRIVER_MEMORY": "1g", "ISSUERISK__RAY__NUM_CPUS": "2", "ISSUERISK__CLUSTER__CONSENSUS_RUNS": "3",
+                "ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE": "10", "ISSUERISK__CLUSTER__N_NEIGHBORS": "10", "ISSUERISK__KINDS__EVAL_FOLDS": "3",
+                "ISSUERISK__RISK__BOOTSTRAP_ROUNDS": "30", "ISSUERISK__FILTER__LANGUAGE_MIN_CHARS": "20"})
+    proc = subprocess.run([sys.executable, "-m", "issuerisk.cli", "--no-progress", "run", str(data), "--framework", "pytorch"], env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    from issuerisk.conf import load_config
+    from issuerisk.lakehouse import ArrowTables
+
+    lake = ArrowTables(load_config(environ={"ISSUERISK_WAREHOUSE": str(tmp_path / "wh")}))
+    run = lake.read("runs").to_pylist()
+    pipeline = next(r for r in run if r["command"] == "run")
+    metrics = json.loads(pipeline["metrics_json"])
+    assert pipeline["status"] == "succeeded"
+    assert set(metrics) >= {"ingest", "filter", "summarize", "mask", "embed", "classify", "cluster", "topics", "risk", "compare", "report"}
+    risk = [r for r in lake.read("gold_risk").to_pylist() if r["scope"] == "all"]
+    clusters = lake.read("gold_clusters").to_pylist()
+    theme_of = {(obj["repository_url"].split("/repos/")[1], obj["number"]): theme for theme, obj in issues}
+    by_cluster: dict[int, list[str]] = {}
+    for c in clusters:
+        key = (c["repository"], c["number"])
+        if c["cluster"] >= 0 and key in theme_of:
+            by_cluster.setdefault(c["cluster"], []).append(theme_of[key])
+    feature_clusters = {c for c, themes in by_cluster.items() if themes.count("feature") > len(themes) / 2}
+    assert feature_clusters, f"the feature requests form a cluster: {by_cluster}"
+    for r in risk:
+        if r["cluster"] in feature_clusters:
+            assert r["grade"] is None and r["excluded_reason"].startswith("not a defect pattern")
+    graded = [r for r in risk if r["grade"]]
+    assert graded and all(r["defect_share"] >= 0.5 and r["repositories"] >= 3 for r in graded)
+    assert all(0 <= r["grade_confidence"] <= 1 for r in graded)
+    report = metrics["report"]["report"]
+    assert os.path.isfile(report) and "Not graded" in open(report, encoding="utf-8").read()
