@@ -301,7 +301,7 @@ class TopicsConfig(_Section):
     n_representative: int = Field(5, ge=1)
     min_df: int = Field(1, ge=1, description="Topics (not issues) a keyword must occur in: c-TF-IDF vectorizes one joined document per topic, so 2 would drop every word unique to one cluster.")
     ngram_max: int = Field(2, ge=1, le=3)
-    name_min_coverage: float = Field(0.08, gt=0, le=1, description="Share of a cluster's titles a phrase must occur in to name it (else its keywords do).")
+    name_min_coverage: float = Field(0.04, gt=0, le=1, description="Share of a cluster's titles a phrase must occur in to name it (else its keywords do).")
     categories: dict[str, str] = Field(default_factory=lambda: dict(FAULT_CATEGORIES), description="Fault categories (Humbatova et al. 2020, plus installation and performance) and the descriptions clusters are matched to.")
     category_threshold: float = Field(0.3, ge=-1, le=1, description="Cosine similarity a cluster needs to its closest category description; below it the cluster stays unmapped.")
     pattern_min_score: float = Field(0.5, ge=0, le=1, description="Score (mean of shared-issue Jaccard and centroid cosine) a cluster needs to keep an earlier run's pattern id.")

@@ -33,8 +33,12 @@ class Context:
     ray_started: bool = field(default=False, init=False)
 
     @classmethod
-    def open(cls, cfg: Config, run: Run, progress: bool = True, spark: Any = None) -> "Context":
-        """A context whose Spark starts on first use (with Delta and the catalog), or uses ``spark`` when given."""
+    def open(cls, cfg: Config, run: Run, progress: bool = True, spark: Any = None, pins: dict[str, int] | None = None) -> "Context":
+        """A context whose Spark starts on first use (with Delta and the catalog), or uses ``spark`` when given.
+
+        Args:
+            pins: table name -> Delta version every read sees (a replay); those tables are not written.
+        """
 
         def start_spark() -> Any:
             from issuerisk.lakehouse.spark_session import get_spark
@@ -43,7 +47,9 @@ class Context:
             run.record_spark(session)
             return session
 
-        return cls(cfg=cfg, run=run, lake=Lakehouse(cfg, start_spark), progress=progress)
+        lake = Lakehouse(cfg, start_spark, pins)
+        run.tables = lake.arrow
+        return cls(cfg=cfg, run=run, lake=lake, progress=progress)
 
     @property
     def spark(self) -> Any:

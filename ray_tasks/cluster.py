@@ -136,7 +136,7 @@ def fit_consensus(cfg: Config, prepared: Prepared, seed: int, resources: dict[st
                     "cluster_stability": {int(c): round(float(v), 4) for c, v in enumerate(stability)}}
 
 
-def fit_and_store(cfg: Config, seed: int | None, run_id: str, resources: dict[str, float]) -> dict[str, Any]:
+def fit_and_store(cfg: Config, seed: int | None, run_id: str, resources: dict[str, float], pins: dict[str, int]) -> dict[str, Any]:
     """Read the current vectors, fit, and replace the run's ``gold_clusters`` rows (the body of the coordinating Ray task).
 
     Raises:
@@ -146,7 +146,7 @@ def fit_and_store(cfg: Config, seed: int | None, run_id: str, resources: dict[st
     """
     import ray
 
-    tables = ArrowTables(cfg)
+    tables = ArrowTables(cfg, pins)
     keys, vectors = load_current_vectors(tables, cfg)
     impl = _backend(cfg)
     t0 = time.perf_counter()
@@ -215,7 +215,7 @@ def run(ctx) -> dict[str, Any]:
     resources = task_resources(cfg, seed, ray.cluster_resources())
     task = ray.remote(fit_and_store).options(**resources, max_retries=0)
     try:
-        counts = ray.get(task.remote(cfg, seed, ctx.run.run_id, resources))
+        counts = ray.get(task.remote(cfg, seed, ctx.run.run_id, resources, ctx.lake.arrow.pins))
     except ray.exceptions.RayTaskError as exc:  # the task's own error, not Ray's wrapper with a remote traceback
         raise (exc.cause if isinstance(exc.cause, Exception) else exc) from None
     ctx.run.wrote(GOLD_CLUSTERS.name, GOLD_QUALITY.name)

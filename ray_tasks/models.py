@@ -35,3 +35,30 @@ def resolve_model(model: str, model_path: str | None = None) -> str:
         return packaged_minilm_path()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return model
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".h5", ".msgpack")
+_DIGESTS: dict[str, str] = {}
+
+
+def model_identity(model: str, model_path: str | None = None) -> str:
+    """``<model>@sha256:<hash of its weight files>``: the name alone cannot tell a silently changed model.
+
+    The hash covers every weight file under the resolved folder (names and bytes, in name order); a model that
+    resolves to a hub id rather than a folder is named only (``<model>@unhashed``).
+    """
+    path = Path(resolve_model(model, model_path))
+    if not path.is_dir():
+        return f"{model}@unhashed"
+    key = str(path.resolve())
+    if key not in _DIGESTS:
+        import hashlib
+
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)):
+            digest.update(str(file.relative_to(path)).encode())
+            with open(file, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+        _DIGESTS[key] = digest.hexdigest()[:16]
+    return f"{model}@sha256:{_DIGESTS[key]}"

@@ -37,7 +37,7 @@ def _stop_words() -> frozenset[str]:
 
 def phrases(title: str, stop: frozenset[str], sizes: range = range(2, 6)) -> set[tuple[str, ...]]:
     """The distinct lower-case n-grams of a title that neither start nor end with a stop word."""
-    tokens = [t.lower() for t in _TOKEN.findall(title)]
+    tokens = [t.lower() for t in _TOKEN.findall(title) if len(t) > 1]
     found = set()
     for n in sizes:
         for i in range(len(tokens) - n + 1):
@@ -48,7 +48,7 @@ def phrases(title: str, stop: frozenset[str], sizes: range = range(2, 6)) -> set
 
 
 def readable_names(titles_by_cluster: Mapping[int, Sequence[str]], keywords: Mapping[int, Sequence[str]],
-                   min_coverage: float = 0.08) -> dict[int, tuple[str, str]]:
+                   min_coverage: float = 0.04) -> dict[int, tuple[str, str]]:
     """(name, source) per cluster: a phrase its titles share (``titles``), else its top keywords (``keywords``).
 
     Args:

@@ -18,17 +18,17 @@ from collections.abc import Callable
 from typing import Any
 
 from issuerisk.conf import Config
-from issuerisk.lakehouse.arrow_tables import ArrowTables, TableVersionError, spec_of
+from issuerisk.lakehouse.arrow_tables import ArrowTables, PinnedTableError, TableVersionError, spec_of
 
-__all__ = ["ArrowTables", "Lakehouse", "TableVersionError", "spec_of"]
+__all__ = ["ArrowTables", "Lakehouse", "PinnedTableError", "TableVersionError", "spec_of"]
 
 
 class Lakehouse:
     """Both sides of one warehouse; the Spark side starts Spark on first use through ``spark_factory``."""
 
-    def __init__(self, cfg: Config, spark_factory: Callable[[], Any]) -> None:
+    def __init__(self, cfg: Config, spark_factory: Callable[[], Any], pins: dict[str, int] | None = None) -> None:
         self.cfg = cfg
-        self.arrow = ArrowTables(cfg)
+        self.arrow = ArrowTables(cfg, pins)
         self._spark_factory = spark_factory
         self._spark_tables = None
 

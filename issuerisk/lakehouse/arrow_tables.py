@@ -113,11 +113,29 @@ def plain_types(batch: pa.RecordBatch) -> pa.RecordBatch:
     return batch if schema == batch.schema else batch.cast(schema)
 
 
-class ArrowTables:
-    """Create, read, query, MERGE and version the project's Delta tables with delta-rs."""
+class PinnedTableError(RuntimeError):
+    """A write to a table pinned at a past version (a replay reads its inputs as they were and changes none)."""
 
-    def __init__(self, cfg: Config) -> None:
+
+class ArrowTables:
+    """Create, read, query, MERGE and version the project's Delta tables with delta-rs.
+
+    Args:
+        pins: table name -> Delta version: every read of the table (here and through the Spark side) sees
+            that version, and writes to it are refused; a replay reads its inputs as a recorded run did.
+    """
+
+    def __init__(self, cfg: Config, pins: Mapping[str, int] | None = None) -> None:
         self.cfg = cfg
+        self.pins = dict(pins or {})
+
+    def pinned(self, table: TableSpec | str, version: int | None = None) -> int | None:
+        """The version a read of ``table`` sees: ``version`` when given, else its pin, else None (the current one)."""
+        return version if version is not None else self.pins.get(spec_of(table).name)
+
+    def check_writable(self, spec: TableSpec) -> None:
+        if spec.name in self.pins:
+            raise PinnedTableError(f"{spec.name} is pinned at version {self.pins[spec.name]} (a replay reads it as it was); it is not written")
 
     def path(self, table: TableSpec | str) -> str:
         """Storage location of a table."""
@@ -166,7 +184,9 @@ class ArrowTables:
         return self._open(spec) if missing or relaxed else existing
 
     def version(self, table: TableSpec | str) -> int | None:
-        """Current Delta version, None when the table does not exist."""
+        """Current Delta version (the pinned one for a pinned table), None when the table does not exist."""
+        if self.pinned(table) is not None:
+            return self.pinned(table)
         opened = self._open(table)
         return None if opened is None else int(opened.version())
 
@@ -184,7 +204,7 @@ class ArrowTables:
             TableVersionError: ``version`` cannot be read.
         """
         spec = spec_of(table)
-        opened = self._open(spec, version)
+        opened = self._open(spec, self.pinned(spec, version))
         wanted = list(columns) if columns is not None else spec.names
         schema = pa.schema([spec.arrow.field(c).with_nullable(True) for c in wanted])
         if opened is None:
@@ -215,7 +235,7 @@ class ArrowTables:
         qb = QueryBuilder()
         for table in tables:
             spec = spec_of(table)
-            version = (versions or {}).get(spec.name)
+            version = self.pinned(spec, (versions or {}).get(spec.name))
             qb.register(spec.name, self._open(spec, version) if version is not None else self.create(spec))
         for batch in pa.RecordBatchReader.from_stream(qb.execute(sql)):
             yield plain_types(batch)
@@ -237,6 +257,7 @@ class ArrowTables:
         """
         spec = spec_of(table)
         check_merge(spec, how, run_id)
+        self.check_writable(spec)
         source = conform(rows, spec)
         if rows.num_rows == 0 and how != "replace_run":
             return
@@ -255,17 +276,18 @@ class ArrowTables:
         from deltalake import CommitProperties, write_deltalake
 
         spec = spec_of(table)
+        self.check_writable(spec)
         source = conform(rows, spec)
         self.create(spec)
         metadata = {"userMetadata": json.dumps(note, sort_keys=True)} if note is not None else None
         write_deltalake(self.path(spec), source, mode="overwrite", commit_properties=CommitProperties(custom_metadata=metadata))
 
     def commit_metadata(self, table: TableSpec | str) -> dict[str, Any] | None:
-        """The JSON ``userMetadata`` of the table's latest commit (a writer's note, e.g. which build it belongs to);
-        None when the table does not exist or the commit carries none."""
+        """The JSON ``userMetadata`` of the table's latest commit (of its pinned version for a pinned table: a writer's
+        note, e.g. which build it belongs to); None when the table does not exist or the commit carries none."""
         import json
 
-        opened = self._open(table)
+        opened = self._open(table, self.pinned(table))
         if opened is None:
             return None
         note = (opened.history(1) or [{}])[0].get("userMetadata")

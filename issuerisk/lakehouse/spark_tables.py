@@ -99,6 +99,7 @@ class SparkTables:
         """
         spec = spec_of(table)
         name = self.create(spec)
+        version = self.arrow.pinned(spec, version)
         if version is None:
             return self.spark.table(name).select(*spec.names)
         try:
@@ -138,6 +139,7 @@ class SparkTables:
 
         spec = spec_of(table)
         check_merge(spec, how, run_id)
+        self.arrow.check_writable(spec)
         target = DeltaTable.forName(self.spark, self.create(spec))
         on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.key)
         source = conform(df, spec)
@@ -160,6 +162,7 @@ class SparkTables:
                 :meth:`ArrowTables.commit_metadata`), e.g. which build the table belongs to.
         """
         spec = spec_of(table)
+        self.arrow.check_writable(spec)
         self.create(spec)
         writer = conform(df, spec).write.format("delta").mode("overwrite")
         if note is not None:
