@@ -98,14 +98,15 @@ def _redact_logs() -> None:
 
 
 def commands() -> dict[str, Any]:
-    """Every command by name: the registered stages, then ``run``, ``sql``, ``tables``, ``runs``, ``diff`` and ``tune``."""
+    """Every command by name: the registered stages, then ``run``, ``replay``, ``sql``, ``tables``, ``runs``, ``diff`` and ``tune``."""
     from issuerisk.analysis.diff import DIFF
     from issuerisk.analysis.tune import TUNE
     from issuerisk.pipeline import RUN
     from issuerisk.queries import RUNS_COMMAND, SQL, TABLES_COMMAND
+    from issuerisk.replay import REPLAY
     from issuerisk.stages import REGISTRY
 
-    return {**REGISTRY, RUN.name: RUN, **{c.name: c for c in (SQL, TABLES_COMMAND, RUNS_COMMAND, DIFF, TUNE)}}
+    return {**REGISTRY, RUN.name: RUN, **{c.name: c for c in (REPLAY, SQL, TABLES_COMMAND, RUNS_COMMAND, DIFF, TUNE)}}
 
 
 def build_parser(known: dict[str, Any]) -> argparse.ArgumentParser:
@@ -143,8 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     from issuerisk.ledger import Run, mark_abandoned
     from issuerisk.stage import execute
 
+    pins: dict[str, int] = {}
+    if stage.configure is not None:
+        try:
+            cfg, pins = stage.configure(cfg, values)
+        except (ConfigError, LookupError, ValueError) as exc:
+            _say(f"issuerisk {args.command}: {exc}")
+            return 2
     run = Run(cfg, args.command, args=values)
-    ctx = Context.open(cfg, run, progress=not args.no_progress)
+    ctx = Context.open(cfg, run, progress=not args.no_progress, pins=pins)
     ctx.invoke = lambda name, **kw: execute(known[name], ctx, kw)
     previous = {s: signal.signal(s, _stop) for s in STOP_SIGNALS}
     try:

@@ -79,6 +79,36 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_models() -> str:
+    """The GPUs ``nvidia-smi`` lists (name and driver), or "none" on a machine without one."""
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        return "none"
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return "; ".join(line.strip() for line in out.stdout.splitlines() if line.strip()) or "none"
+
+
+def machine() -> dict[str, str]:
+    """What a run records of the machine it ran on: Python, OS, CPU and GPU models."""
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(), "gpu": gpu_models()}
+
+
 @dataclass
 class Run:
     """One command's manifest, filled in by the stages it runs."""
@@ -98,8 +128,7 @@ class Run:
         self.tables = ArrowTables(self.cfg)
         self.seeds.setdefault("project", self.cfg.project.seed)
         pid = os.getpid()
-        self.runtime.update({"python": platform.python_version(), "host": platform.node(), "platform": platform.platform(),
-                             "pid": str(pid), "pid_start": process_start(pid) or ""})
+        self.runtime.update({**machine(), "host": platform.node(), "pid": str(pid), "pid_start": process_start(pid) or ""})
         self._t0 = time.perf_counter()
         self._commit = git_commit()
         self._packages = package_versions()

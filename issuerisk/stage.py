@@ -51,6 +51,9 @@ class Stage:
         reads: tables it reads (for the manifest's narrative and the docs).
         writes: tables it writes.
         run: ``run(ctx, **args)`` returning the stage's counts (plain, JSON-able values).
+        configure: ``configure(cfg, args) -> (cfg, pins)``: the config the command runs under and the tables it
+            reads at fixed Delta versions, from the config its flags built (``replay``: the recorded run's); None
+            runs under the flags' config with nothing pinned.
     """
 
     name: str
@@ -59,6 +62,7 @@ class Stage:
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()
+    configure: Callable[[Any, dict[str, Any]], tuple[Any, dict[str, int]]] | None = None
 
     @property
     def arguments(self) -> tuple[str, ...]:

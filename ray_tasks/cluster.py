@@ -219,6 +219,7 @@ def run(ctx) -> dict[str, Any]:
     except ray.exceptions.RayTaskError as exc:  # the task's own error, not Ray's wrapper with a remote traceback
         raise (exc.cause if isinstance(exc.cause, Exception) else exc) from None
     ctx.run.wrote(GOLD_CLUSTERS.name, GOLD_QUALITY.name)
+    ctx.run.runtime["cluster_backend"] = counts["backend"]
     counts.update(seed=seed, resources=resources, seconds=round(time.perf_counter() - t0, 2))
     table("cluster", ["backend", "method", "issues", "clusters", "noise share", "DBCV", "seed", "fit s", "total s"],
           [[counts["backend"], counts["method"], counts["issues"], counts["clusters"], counts["noise_share"], counts["dbcv"],

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from issuerisk.conf.settings import EmbedConfig
 from issuerisk.ray_tasks.encoders import EncoderSpec, build_encoder
-from issuerisk.ray_tasks.models import resolve_model
+from issuerisk.ray_tasks.models import model_identity, resolve_model
 from issuerisk.schemas.ml import EMBED_FAILURES, GOLD_EMBEDDINGS
 from issuerisk.stage import Stage
 from issuerisk.vectors import pending
@@ -273,6 +273,7 @@ def run(ctx) -> dict[str, Any]:
     todo = pending(tables, cfg)
     count = todo.num_rows
     counts = {"model": embed.model, "actors": plan.actors, "device": plan.device, "pending": count, "embedded": 0, "failed": 0}
+    ctx.run.runtime.update(embed_model=model_identity(embed.model, embed.model_path), embed_device=plan.device)
     t0 = time.perf_counter()
     bar = progress(count, "embed", "text", ctx.progress)
 

@@ -296,6 +296,24 @@ class ArrowTables:
         except ValueError:
             return None
 
+    def missing_files(self, table: TableSpec | str, version: int) -> list[str]:
+        """Data files of ``table`` at ``version`` that are gone from storage (removed by VACUUM); [] when all are there.
+
+        Raises:
+            TableVersionError: the version's log entry itself is gone (log retention) or never existed.
+        """
+        from pyarrow import fs
+
+        opened = self._open(table, version)
+        if opened is None:
+            raise TableVersionError(f"{spec_of(table).name} does not exist")
+        uris = opened.file_uris()
+        if not uris:
+            return []
+        filesystem, _ = fs.FileSystem.from_uri(uris[0])
+        paths = [fs.FileSystem.from_uri(u)[1] if "://" in u else u for u in uris]
+        return [u for u, info in zip(uris, filesystem.get_file_info(paths)) if info.type == fs.FileType.NotFound]
+
     def file_records(self, table: TableSpec | str) -> tuple[list[int | None], bool] | None:
         """(records per data file from the Delta log's statistics, deletion vectors possible); [] for a table
         not created yet; None where delta-rs cannot read the log (e.g. a storage scheme it lacks)."""
