@@ -215,6 +215,40 @@ class MaskConfig(_Section):
     min_share: float = Field(0.8, gt=0.5, le=1, description="Share of those issues one repository must hold for the word to be its own.")
 
 
+class ProfileConfig(_Section):
+    """Precautions before clustering: each check warns in the report when its value crosses its threshold.
+
+    Upper limits warn when the value is at or above them; lower limits (``min_*``) when it is below them.
+    """
+
+    max_top_repository_share: float = Field(0.10, gt=0, le=1, description="Share of a scope's issues in its largest repository (a pattern of one repository is not a framework risk).")
+    max_top10_repository_share: float = Field(0.50, gt=0, le=1, description="Share of a scope's issues in its ten largest repositories.")
+    max_repository_gini: float = Field(0.80, gt=0, le=1, description="Gini coefficient of issues per repository (0 even, 1 all in one).")
+    min_framework_share: float = Field(0.10, ge=0, le=1, description="Share of all issues a framework must hold for comparisons to mean much.")
+    max_empty_body_share: float = Field(0.05, gt=0, le=1, description="Share of issues with an empty body.")
+    short_body_chars: int = Field(80, ge=1, description="A body shorter than this (characters, stripped) is very short.")
+    max_short_body_share: float = Field(0.20, gt=0, le=1, description="Share of issues with a very short body.")
+    min_label_coverage: float = Field(0.30, ge=0, le=1, description="Share of issues carrying at least one GitHub label (kinds from labels, not the classifier).")
+    max_open_share: float = Field(0.50, gt=0, le=1, description="Share of open issues (their time to resolve is censored).")
+    max_excluded_share: float = Field(0.50, gt=0, le=1, description="Share of bronze issues the filter excluded.")
+    drift_period_share: float = Field(0.25, gt=0, lt=0.5, description="The first and last periods compared for drift: the earliest and latest this share of a scope's issues.")
+    min_period_issues: int = Field(30, ge=5, description="Fewer issues than this in a period: no drift check for the scope.")
+    drift_sample: int = Field(400, ge=10, description="Issues per period the MMD is computed on (a seeded sample).")
+    drift_permutations: int = Field(200, ge=0, description="Permutations of the MMD test (its p-value).")
+    max_mmd: float = Field(0.02, gt=0, description="Squared MMD (RBF kernel, median-distance bandwidth) between the first and last periods' embeddings.")
+    max_centroid_shift: float = Field(0.05, gt=0, le=2, description="Cosine distance between the first and last periods' mean embeddings.")
+
+
+class ExplainConfig(_Section):
+    """Why an issue sits in its pattern: occlusion of sentences and tokens, and integrated gradients, toward the cluster centroid."""
+
+    representatives: int = Field(3, ge=0, description="Representative issues explained per graded cluster in a run (0: none).")
+    clusters: int = Field(10, ge=0, description="Graded clusters explained in a run, most severe first (0: none).")
+    steps: int = Field(20, ge=2, description="Interpolation steps of integrated gradients.")
+    top_tokens: int = Field(8, ge=0, description="Most salient words also checked by removing them (occlusion).")
+    max_chars: int = Field(2000, ge=100, description="Characters of the embedded text explained at most.")
+
+
 class ClusterConfig(_Section):
     """StandardScaler -> UMAP -> HDBSCAN; identical parameters for every backend."""
 
@@ -365,7 +399,9 @@ class Config(_Section):
     mask: MaskConfig = Field(default_factory=MaskConfig)
     kinds: KindsConfig = Field(default_factory=KindsConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    profile: ProfileConfig = Field(default_factory=ProfileConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     github: GitHubConfig = Field(default_factory=GitHubConfig)

@@ -134,6 +134,16 @@ class Run:
         self._packages = package_versions()
         self._lock = threading.Lock()
         self._beat: threading.Event | None = None
+        self._stage: str | None = None
+
+    def begin(self, stage: str | None) -> str | None:
+        """Attribute the reads and writes that follow to ``stage`` (its metrics' ``tables_read``/``tables_written``); return the previous one."""
+        previous, self._stage = self._stage, stage
+        return previous
+
+    def _note(self, kind: str, table: str, version: int) -> None:
+        if self._stage is not None:
+            self.metrics.setdefault(self._stage, {}).setdefault(kind, {})[table] = version
 
     def read(self, *tables: str) -> None:
         """Record the Delta version of tables as this run reads them."""
@@ -141,6 +151,7 @@ class Run:
             v = self.tables.version(table)
             if v is not None:
                 self.tables_read.setdefault(table, v)
+                self._note("tables_read", table, v)
 
     def wrote(self, *tables: str) -> None:
         """Record the Delta version of tables after this run wrote them."""
@@ -148,6 +159,7 @@ class Run:
             v = self.tables.version(table)
             if v is not None:
                 self.tables_written[table] = v
+                self._note("tables_written", table, v)
 
     def record_spark(self, spark: Any) -> None:
         """Add Spark's and Java's versions to the manifest."""

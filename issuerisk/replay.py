@@ -39,7 +39,7 @@ from issuerisk.schemas.risk import GOLD_RISK
 from issuerisk.stage import Option, Stage, execute
 from issuerisk.stages import REGISTRY
 
-REPLAYED = {"run": ("cluster", "topics", "risk", "compare", "report"), "cluster": ("cluster",)}
+REPLAYED = {"run": ("cluster", "topics", "risk", "compare", "report", "factsheet"), "cluster": ("cluster",)}
 """The stages a replay re-executes, by the recorded command: those whose every output is keyed by run id."""
 
 RUNTIME_KEYS = ("python", "platform", "cpu", "gpu", "spark", "java", "embed_model", "embed_device", "cluster_backend")

@@ -51,6 +51,7 @@ class Stage:
         reads: tables it reads (for the manifest's narrative and the docs).
         writes: tables it writes.
         run: ``run(ctx, **args)`` returning the stage's counts (plain, JSON-able values).
+        sections: the config sections whose keys steer it (for the run's narrative and factsheet).
         configure: ``configure(cfg, args) -> (cfg, pins)``: the config the command runs under and the tables it
             reads at fixed Delta versions, from the config its flags built (``replay``: the recorded run's); None
             runs under the flags' config with nothing pinned.
@@ -62,6 +63,7 @@ class Stage:
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()
+    sections: tuple[str, ...] = ()
     configure: Callable[[Any, dict[str, Any]], tuple[Any, dict[str, int]]] | None = None
 
     @property
@@ -108,8 +110,13 @@ def execute(stage: Stage, ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
                 raise
             print(f"issuerisk: {exc.args[0].split(';')[0]}; rebuilding them first", file=sys.stderr)
             ctx.invoke("filter")
+    ctx.run.stage(stage.name, {"did": stage.help, "config_sections": list(stage.sections), "step": len(ctx.run.metrics)})
     t0 = time.perf_counter()
-    result = stage.run(ctx, **{k: v for k, v in args.items() if k in stage.arguments}) or {}
+    previous = ctx.run.begin(stage.name)
+    try:
+        result = stage.run(ctx, **{k: v for k, v in args.items() if k in stage.arguments}) or {}
+    finally:
+        ctx.run.begin(previous)
     seconds = round(time.perf_counter() - t0, 2)
     ctx.run.stage(stage.name, {**{k: v for k, v in result.items() if jsonable(v)}, "stage_seconds": seconds})
     return {**result, "stage_seconds": seconds}

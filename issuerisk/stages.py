@@ -8,12 +8,12 @@ BERTopic analysis in ``issuerisk.analysis``, the HTML report in
 
 from __future__ import annotations
 
-from issuerisk.analysis import classify, compare, mask, risk, topics
+from issuerisk.analysis import classify, compare, mask, profile, risk, topics
 from issuerisk.github import crawl, discover
 from issuerisk.jobs import filter as silver_filter
 from issuerisk.jobs import ingest, summarize
 from issuerisk.ray_tasks import cluster, embed
-from issuerisk.report import report
+from issuerisk.report import factsheet, report
 from issuerisk.stage import Stage
 
 PIPELINE: tuple[Stage, ...] = (
@@ -21,13 +21,16 @@ PIPELINE: tuple[Stage, ...] = (
     silver_filter.STAGE,
     summarize.STAGE,
     mask.STAGE,
+    profile.PROFILE,
     embed.STAGE,
+    profile.DRIFT,
     classify.STAGE,
     cluster.STAGE,
     topics.STAGE,
     risk.STAGE,
     compare.STAGE,
     report.STAGE,
+    factsheet.STAGE,
 )
 """The stages ``issuerisk run`` runs, in order."""
 

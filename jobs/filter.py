@@ -283,5 +283,5 @@ def run(ctx: Context) -> dict[str, Any]:
 
 STAGE = Stage(
     "filter", "Build silver_issues from bronze: drop PRs, bots, non-English, duplicates, tutorial/UI repos", run,
-    reads=(BRONZE_ISSUES.name, BRONZE_REPOS.name), writes=(SILVER_ISSUES.name, SILVER_EXCLUDED.name, SILVER_REPOSITORIES.name),
+    reads=(BRONZE_ISSUES.name, BRONZE_REPOS.name), writes=(SILVER_ISSUES.name, SILVER_EXCLUDED.name, SILVER_REPOSITORIES.name), sections=("filter", "frameworks"),
 )

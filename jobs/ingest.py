@@ -580,5 +580,5 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
 
 STAGE = Stage(
     "ingest", "MERGE GitHub issue objects (JSON Lines / JSON arrays, gzip too) into bronze_issues", run,
-    writes=(BRONZE_ISSUES.name, BRONZE_REJECTS.name), options=(PATHS, FRAMEWORK),
+    writes=(BRONZE_ISSUES.name, BRONZE_REJECTS.name), options=(PATHS, FRAMEWORK), sections=("ingest",),
 )

@@ -229,7 +229,7 @@ def run(ctx) -> dict[str, Any]:
 
 STAGE = Stage(
     "cluster", "StandardScaler -> UMAP -> HDBSCAN (a consensus of seeded runs, as Ray tasks) into gold_clusters", run,
-    reads=("gold_embeddings", "silver_summaries", "silver_issues", "silver_project_terms"), writes=(GOLD_CLUSTERS.name, GOLD_QUALITY.name),
+    reads=("gold_embeddings", "silver_summaries", "silver_issues", "silver_project_terms"), writes=(GOLD_CLUSTERS.name, GOLD_QUALITY.name), sections=("cluster",),
     options=(Option(("--backend",), "override cluster.backend", "cluster.backend", {"choices": ("auto", "cpu", "cuml")}),
              Option(("--method",), "override cluster.method", "cluster.method", {"choices": ("consensus", "single")}),
              Option(("--unseeded",), "one multi-threaded UMAP run: faster, not bit-repeatable (cluster.seeded: false)", "cluster.seeded",

@@ -303,5 +303,5 @@ def run(ctx) -> dict[str, Any]:
 
 STAGE = Stage(
     "embed", "Embed summaries in Ray actors into gold_embeddings (incremental)", run,
-    reads=("silver_summaries", "silver_issues", "silver_project_terms", GOLD_EMBEDDINGS.name), writes=(GOLD_EMBEDDINGS.name, EMBED_FAILURES.name),
+    reads=("silver_summaries", "silver_issues", "silver_project_terms", GOLD_EMBEDDINGS.name), writes=(GOLD_EMBEDDINGS.name, EMBED_FAILURES.name), sections=("embed",),
 )

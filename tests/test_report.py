@@ -206,3 +206,18 @@ def test_not_graded_clusters_have_their_own_section_and_doubtful_grades_are_mark
     assert 'data-cluster="3" class="doubtful"' in graded and 'data-cluster="8"' not in graded
     assert 'data-cluster="8"' in not_graded and "not a defect pattern: 90% feature requests" in not_graded and "o/awesome" in not_graded
     assert '<li class="doubtful">' in html and "(62 % sure)" in html and "CUDA out of memory" in html
+
+
+def test_report_lists_profile_warnings_and_links_the_factsheet():
+    profile = [{"check": "top_repository_share", "scope": "all", "value": 0.23, "threshold": 0.1, "direction": "max", "warning": True,
+                "message": "o/big holds 23.0 % of all issues", "detail_json": "{}"},
+               {"check": "open_share", "scope": "all", "value": 0.2, "threshold": 0.5, "direction": "max", "warning": False,
+                "message": "20.0 % of all issues are open", "detail_json": "{}"},
+               {"check": "text_length", "scope": "all", "value": 300.0, "threshold": None, "direction": "info", "warning": False,
+                "message": "median 300 characters", "detail_json": '{"p50": 300}'}]
+    html = render(synthetic_view(profile=profile, profile_run="r0", factsheet="r1.factsheet.html"))
+    warnings = html.split('id="profile-warnings"')[1].split("</ul>")[0]
+    assert "o/big holds 23.0 % of all issues (threshold 0.1)" in warnings and "open" not in warnings
+    assert "newest one before it, run <code>r0</code>" in html
+    assert 'href="r1.factsheet.html"' in html
+    assert "No data profile was made" in render(synthetic_view())

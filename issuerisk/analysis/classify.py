@@ -139,5 +139,5 @@ def run(ctx) -> dict[str, Any]:
 
 STAGE = Stage(
     "classify", "Kind of every silver issue (defect, feature, question, documentation, other) into silver_issue_kinds", run,
-    reads=(SILVER_ISSUES.name, "gold_embeddings", "silver_summaries"), writes=(SILVER_ISSUE_KINDS.name,),
+    reads=(SILVER_ISSUES.name, "gold_embeddings", "silver_summaries"), writes=(SILVER_ISSUE_KINDS.name,), sections=("kinds",),
 )

@@ -159,5 +159,5 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
 STAGE = Stage(
     "compare", "Cross-framework comparison (shares, chi-square residuals, grades) into gold_framework_comparison", run,
     reads=("gold_clusters", "silver_issues", GOLD_RISK.name, GOLD_TOPICS.name), writes=(GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name),
-    options=(RUN_ID,),
+    options=(RUN_ID,), sections=("risk",),
 )

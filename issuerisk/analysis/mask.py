@@ -49,5 +49,5 @@ def run(ctx) -> dict[str, Any]:
 
 STAGE = Stage(
     "mask", "Learn each repository's project-only words (removed before embedding) into silver_project_terms", run,
-    reads=(SILVER_ISSUES.name,), writes=(SILVER_PROJECT_TERMS.name,),
+    reads=(SILVER_ISSUES.name,), writes=(SILVER_PROJECT_TERMS.name,), sections=("mask",),
 )

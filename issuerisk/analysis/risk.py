@@ -199,5 +199,5 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
 
 STAGE = Stage(
     "risk", "Grade the defect patterns (risk matrix per cluster, per framework and overall) into gold_risk", run,
-    reads=("gold_clusters", SILVER_ISSUES.name, GOLD_TOPICS.name, SILVER_ISSUE_KINDS.name), writes=(GOLD_RISK.name,), options=(RUN_ID,),
+    reads=("gold_clusters", SILVER_ISSUES.name, GOLD_TOPICS.name, SILVER_ISSUE_KINDS.name), writes=(GOLD_RISK.name,), options=(RUN_ID,), sections=("risk",),
 )

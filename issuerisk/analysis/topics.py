@@ -235,5 +235,5 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
 STAGE = Stage(
     "topics", "BERTopic keywords and representative issues per cluster into gold_topics", run,
     reads=(GOLD_CLUSTERS.name, "silver_issues", GOLD_EMBEDDINGS.name, SILVER_SUMMARIES.name, "silver_project_terms", GOLD_TOPICS.name),
-    writes=(GOLD_TOPICS.name, GOLD_QUALITY.name), options=(RUN_ID,),
+    writes=(GOLD_TOPICS.name, GOLD_QUALITY.name), options=(RUN_ID,), sections=("topics",),
 )

@@ -27,6 +27,7 @@ from issuerisk.analysis.risk_matrix import GRADES, IMPACTS, severity
 from issuerisk.constants import FRAMEWORKS
 from issuerisk.display import table
 from issuerisk.report.html import http_url, render_page
+from issuerisk.schemas.evidence import GOLD_PROFILE
 from issuerisk.schemas.lakehouse import RUNS
 from issuerisk.schemas.ml import GOLD_CLUSTERS
 from issuerisk.schemas.risk import GOLD_CATEGORY_COMPARISON, GOLD_FRAMEWORK_COMPARISON, GOLD_RISK, GOLD_TOPICS
@@ -132,6 +133,14 @@ def category_view(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                       "cells": [by_category[c].get(f) for f in view["frameworks"]]} for c in order]}
 
 
+def profile_view(rows: Sequence[Mapping[str, Any]], source_run: str | None, run_id: str) -> dict[str, Any]:
+    """The data profile's warnings (first) and every measured check, and which run measured them."""
+    order = {"all": 0, **{f: i + 1 for i, f in enumerate(FRAMEWORKS)}}
+    checks = sorted(rows, key=lambda r: (not r["warning"], order.get(r["scope"], 9), r["check"]))
+    return {"warnings": [r for r in checks if r["warning"]], "checks": [r for r in checks if r["direction"] != "info"],
+            "info": [r for r in checks if r["direction"] == "info"], "source_run": source_run, "own": source_run == run_id}
+
+
 def manifest_view(row: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     """The run's manifest as (key, value) pairs for display; empty when the run has no row in ``runs``."""
     if row is None:
@@ -155,7 +164,8 @@ def render(view: Mapping[str, Any]) -> str:
 
 def build_view(run_id: str, risk_rows: list[dict], topics: list[dict], comparison: list[dict],
                points: list[tuple[float, float, int]], manifest: dict | None, seed: int, min_confidence: float = 0.8,
-               categories: list[dict] | None = None) -> dict[str, Any]:
+               categories: list[dict] | None = None, profile: list[dict] | None = None, profile_run: str | None = None,
+               factsheet: str | None = None) -> dict[str, Any]:
     """Everything the template shows, from plain rows of the gold tables.
 
     Args:
@@ -201,9 +211,22 @@ def build_view(run_id: str, risk_rows: list[dict], topics: list[dict], compariso
         "comparison": comparison_view(comparison),
         "categories": category_view(categories or []),
         "manifest": manifest_view(manifest),
+        "profile": profile_view(profile or [], profile_run, run_id),
+        "factsheet": factsheet,
         "colours": GRADE_COLOURS,
         "palette": PALETTE,
     }
+
+
+def profile_source(tables, run_id: str) -> str | None:
+    """The run whose data profile the report shows: ``run_id``'s own, else the newest one made before it (None: none)."""
+    ids = sorted({r for r in tables.read(GOLD_PROFILE, columns=["run_id"]).column("run_id").to_pylist() if r <= run_id})
+    return ids[-1] if ids else None
+
+
+def factsheet_name(run_id: str) -> str:
+    """File name of a run's factsheet, written beside its report."""
+    return f"{run_id}.factsheet.html"
 
 
 def run(ctx, run_id: str | None = None, out: str | None = None) -> dict[str, Any]:
@@ -218,14 +241,16 @@ def run(ctx, run_id: str | None = None, out: str | None = None) -> dict[str, Any
     """
     tables = ctx.lake.arrow
     run_id = resolve_run_id(tables, run_id)
-    ctx.run.read("gold_risk", "gold_topics", "gold_framework_comparison", "gold_category_comparison", "gold_clusters", "runs")
+    ctx.run.read("gold_risk", "gold_topics", "gold_framework_comparison", "gold_category_comparison", "gold_clusters", "gold_profile", "runs")
     risk_rows = run_records(tables, GOLD_RISK, run_id)
     manifests = run_records(tables, RUNS, run_id)
     points = [(r["x"], r["y"], r["cluster"]) for r in run_records(tables, GOLD_CLUSTERS, run_id, ["x", "y", "cluster"]) if r["x"] is not None and r["y"] is not None]
+    profile_run = profile_source(tables, run_id)
+    path = Path(out or Path(ctx.cfg.resolve_path(ctx.cfg.project.reports_dir)) / f"{run_id}.html").resolve()
     view = build_view(run_id, risk_rows, run_records(tables, GOLD_TOPICS, run_id), run_records(tables, GOLD_FRAMEWORK_COMPARISON, run_id),
                       points, manifests[0] if manifests else None, ctx.cfg.project.seed, ctx.cfg.risk.min_grade_confidence,
-                      run_records(tables, GOLD_CATEGORY_COMPARISON, run_id))
-    path = Path(out or Path(ctx.cfg.resolve_path(ctx.cfg.project.reports_dir)) / f"{run_id}.html").resolve()
+                      run_records(tables, GOLD_CATEGORY_COMPARISON, run_id),
+                      run_records(tables, GOLD_PROFILE, profile_run) if profile_run else [], profile_run, factsheet_name(run_id))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(view), encoding="utf-8")
     table(f"Report of run {run_id}: {path}", ["cluster", "pattern", "n", "P_k", "impact h", "grade", "confidence", "action"],
@@ -235,6 +260,6 @@ def run(ctx, run_id: str | None = None, out: str | None = None) -> dict[str, Any
 
 STAGE = Stage(
     "report", "Self-contained HTML report of a run", run,
-    reads=(GOLD_RISK.name, GOLD_TOPICS.name, GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name, GOLD_CLUSTERS.name, RUNS.name),
+    reads=(GOLD_RISK.name, GOLD_TOPICS.name, GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name, GOLD_CLUSTERS.name, GOLD_PROFILE.name, RUNS.name),
     options=(RUN_ID, Option(("--out",), "HTML file to write (default: <reports_dir>/<run_id>.html)")),
 )
