@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     torch.set_num_threads(2)
+    load_before = os.getloadavg()[0]
     model = SentenceTransformer(packaged_minilm_path(), device="cpu")
     texts = real_issue_texts(max(args.pool, args.issues), args.chars, seed=args.seed)
     t0 = time.perf_counter()
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         return [float(np.mean(values)), float(np.median(values)), float(np.percentile(values, 95))]
 
     print(f"MiniLM-L6 on CPU, 2 threads; {len(texts)} pooled issues embedded in {embed_s:.1f} s, k-means k={args.clusters}; "
-          f"{len(results)} explained, steps={args.steps}, top_tokens={args.top_tokens}")
+          f"{len(results)} explained, steps={args.steps}, top_tokens={args.top_tokens}; "
+          f"1-min load average {load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end (other work slows the timings)")
     print_table("seconds per explained issue", ["part", "mean", "median", "p95"], [
         ["total", *stats([r.seconds for r in results])],
         ["perturbation (occlusion)", *stats([r.perturbation_seconds for r in results])],
@@ -115,9 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         ["similarity to own centroid (mean)", float(np.mean([r.similarity for r in results]))],
         [f"Spearman agreement, mean over {len(agreements)} issues with >= 3 sentences", float(np.mean(agreements)) if agreements else "n/a"],
         [f"same top sentence, share of {len(ranked)} issues with >= 2 sentences", float(np.mean(top_agree)) if ranked else "n/a"],
-        ["completeness gap (mean)", float(np.mean([r.completeness_gap for r in results]))],
-        ["completeness gap / |f(x) - f(baseline)| (mean)", float(np.mean(relative_gaps))],
-        ["completeness gap / |f(x) - f(baseline)| (max)", float(np.max(relative_gaps))],
+        ["completeness gap (mean)", f"{np.mean([r.completeness_gap for r in results]):.5f}"],
+        ["completeness gap / |f(x) - f(baseline)| (mean)", f"{100 * np.mean(relative_gaps):.2f} %"],
+        ["completeness gap / |f(x) - f(baseline)| (max)", f"{100 * np.max(relative_gaps):.2f} %"],
     ])
 
 

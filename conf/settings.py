@@ -96,6 +96,14 @@ class SparkConfig(_Section):
     shuffle_partitions: int = Field(8, ge=1)
     jars_dir: str | None = Field(None, description="Folder of Delta jars for air-gapped clusters; None resolves them from Maven.")
     metastore_uri: str | None = Field(None, description="thrift:// URI of a shared Hive metastore; None keeps an embedded one in the warehouse.")
+    metastore_jdbc_url: str | None = Field(None, description="JDBC URL of a shared metastore database (jdbc:postgresql://host:5432/metastore) that every driver opens "
+                                           "itself, its schema created on first use; the password comes from ISSUERISK_METASTORE_PASSWORD. None: metastore_uri or embedded.")
+    metastore_user: str | None = Field(None, description="User of metastore_jdbc_url.")
+    packages: list[str] = Field(default_factory=list, description="Further Maven packages (group:artifact:version) for the driver and executors.")
+    driver_class_path: list[str] = Field(default_factory=list, description="Jars on the driver JVM's own class path: a metastore database's JDBC driver "
+                                         "goes here, since java.sql.DriverManager does not see jars added at run time (spark.packages).")
+    remote: str | None = Field(None, description="sc://host:port of an `issuerisk serve` Spark Connect server: `issuerisk sql` uses it when it answers, "
+                               "else starts its own Spark; None: always its own. `issuerisk serve` listens on its port.")
     driver_java_options: str | None = Field(None, description="JVM options of the driver (in local mode the JVM that runs every task), e.g. -XX:TieredStopAtLevel=1; None keeps the JVM's defaults.")
     extra: dict[str, str] = Field(default_factory=dict, description="Any further spark.* settings.")
     log_level: str = "ERROR"
@@ -113,10 +121,46 @@ class SparkConfig(_Section):
                                           "remove them and " + STORAGE_CREDENTIALS, {"key": key, "where": where})
         return value
 
-    @field_validator("master", "metastore_uri")
+    @field_validator("master", "metastore_uri", "remote")
     @classmethod
     def _urls_without_credentials(cls, value: str | None) -> str | None:
         return _no_credentials(value, "give credentials through the environment")
+
+    @field_validator("metastore_jdbc_url")
+    @classmethod
+    def _jdbc_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("jdbc:") or "://" not in value:
+            raise ValueError("must be a JDBC URL such as jdbc:postgresql://metastore-db:5432/metastore")
+        _no_credentials(value.removeprefix("jdbc:"), "set spark.metastore_user and export the password as ISSUERISK_METASTORE_PASSWORD")
+        return value
+
+    @field_validator("packages")
+    @classmethod
+    def _maven_coordinates(cls, value: list[str]) -> list[str]:
+        bad = [p for p in value if len(p.split(":")) != 3 or not all(p.split(":"))]
+        if bad:
+            raise ValueError(f"{bad} must be Maven coordinates group:artifact:version, e.g. org.postgresql:postgresql:42.7.14")
+        return value
+
+    @field_validator("remote")
+    @classmethod
+    def _connect_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("sc://"):
+            raise ValueError("must be a Spark Connect URL such as sc://127.0.0.1:15002")
+        if value is not None and any(f";{word}=" in value.lower() for word in ("token", "user_id", "password")):
+            raise PydanticCustomError("credentials_in_url", "the Spark Connect URL carries credentials (a ;token= or ;user_id= parameter); "
+                                      "remove them: the resolved configuration is stored with every run", {})
+        return value
+
+    @model_validator(mode="after")
+    def _one_metastore(self) -> "SparkConfig":
+        if self.metastore_uri and self.metastore_jdbc_url:
+            raise ValueError("set spark.metastore_uri (a metastore service) or spark.metastore_jdbc_url (its database), not both")
+        if self.metastore_jdbc_url and not self.metastore_user:
+            raise ValueError("spark.metastore_jdbc_url needs spark.metastore_user (the password comes from ISSUERISK_METASTORE_PASSWORD)")
+        return self
 
 
 class RayConfig(_Section):

@@ -10,7 +10,7 @@ A replay:
    writes are refused), after checking that no pinned version was vacuumed away;
 2. prints what differs between the recorded environment and this one;
 3. re-executes the run's clustering stages (for a ``run``: cluster, topics, risk,
-   compare, report; for a ``cluster``: cluster) into a new run id; the content
+   compare, explain, report, factsheet; for a ``cluster``: cluster) into a new run id; the content
    caches before them (silver, summaries, masks, embeddings, issue kinds) are
    read as they were, not recomputed;
 4. compares the new ``gold_clusters`` labels and ``gold_risk`` grades with the
@@ -39,7 +39,7 @@ from issuerisk.schemas.risk import GOLD_RISK
 from issuerisk.stage import Option, Stage, execute
 from issuerisk.stages import REGISTRY
 
-REPLAYED = {"run": ("cluster", "topics", "risk", "compare", "report", "factsheet"), "cluster": ("cluster",)}
+REPLAYED = {"run": ("cluster", "topics", "risk", "compare", "explain", "report", "factsheet"), "cluster": ("cluster",)}
 """The stages a replay re-executes, by the recorded command: those whose every output is keyed by run id."""
 
 RUNTIME_KEYS = ("python", "platform", "cpu", "gpu", "spark", "java", "embed_model", "embed_device", "cluster_backend")

@@ -12,7 +12,7 @@ from issuerisk.analysis import classify, compare, mask, profile, risk, topics
 from issuerisk.github import crawl, discover
 from issuerisk.jobs import filter as silver_filter
 from issuerisk.jobs import ingest, summarize
-from issuerisk.ray_tasks import cluster, embed
+from issuerisk.ray_tasks import cluster, embed, explain
 from issuerisk.report import factsheet, report
 from issuerisk.stage import Stage
 
@@ -29,6 +29,7 @@ PIPELINE: tuple[Stage, ...] = (
     topics.STAGE,
     risk.STAGE,
     compare.STAGE,
+    explain.STAGE,
     report.STAGE,
     factsheet.STAGE,
 )

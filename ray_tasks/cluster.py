@@ -88,14 +88,23 @@ def _coords(cfg: Config, prepared: Prepared, seed: int) -> np.ndarray:
     return _backend(cfg).reduce(_writable(prepared), cfg.cluster, seed, 2)
 
 
+MIN_DBCV_MEMBERS = 3
+
+
 def dbcv(reduced: np.ndarray, labels: np.ndarray, sample: int, seed: int) -> float | None:
-    """DBCV (density-based clustering validity) of ``labels`` in a reduced space, on a seeded sample (it is quadratic)."""
+    """DBCV (density-based clustering validity) of ``labels`` in a reduced space, on a seeded sample (it is quadratic).
+
+    Clusters with fewer than :data:`MIN_DBCV_MEMBERS` issues in the sample are left out (many small clusters
+    of a large corpus have one or two there, and DBCV's per-cluster spanning tree needs more).
+    """
     from hdbscan.validity import validity_index
 
     if len(set(labels.tolist()) - {-1}) < 2:
         return None
     pick = np.sort(np.random.default_rng(seed).permutation(len(labels))[:sample])
     clustered = pick[labels[pick] >= 0]
+    sampled, counts = np.unique(labels[clustered], return_counts=True)
+    clustered = clustered[np.isin(labels[clustered], sampled[counts >= MIN_DBCV_MEMBERS])]  # a cluster's own MST needs members
     if len(set(labels[clustered].tolist())) < 2:
         return None
     return float(validity_index(reduced[clustered].astype(np.float64), labels[clustered]))

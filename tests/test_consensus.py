@@ -60,3 +60,14 @@ def test_coassociation_ignores_noise_and_absent_points():
 def test_blob_share_counts_runs_with_one_giant_cluster():
     runs = np.array([[0] * 9 + [1], [0, 0, 1, 1, 2, 2, 3, 3, -1, -1]])
     assert blob_share(runs) == 0.5
+
+
+def test_dbcv_leaves_out_clusters_with_too_few_sampled_members():
+    from issuerisk.ray_tasks.cluster import dbcv
+
+    rng = np.random.default_rng(0)
+    reduced = np.vstack([rng.normal(0, 0.1, (40, 2)), rng.normal(5, 0.1, (40, 2)), [[10.0, 10.0]]])
+    labels = np.array([0] * 40 + [1] * 40 + [2])  # cluster 2 has one member: its own spanning tree cannot be built
+    value = dbcv(reduced, labels, sample=1000, seed=0)
+    assert value is not None and 0.5 < value <= 1
+    assert dbcv(reduced, np.array([0] * 80 + [1]), sample=1000, seed=0) is None

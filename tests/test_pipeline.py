@@ -59,7 +59,7 @@ def test_issuerisk_run_grades_the_defect_patterns_and_not_the_feature_requests(t
     env.update({"ISSUERISK_WAREHOUSE": str(tmp_path / "wh"), "ISSUERISK__SPARK__MASTER": "local[2]", "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
                 "ISSUERISK__SPARK__DRIVER_MEMORY": "1g", "ISSUERISK__RAY__NUM_CPUS": "2", "ISSUERISK__CLUSTER__CONSENSUS_RUNS": "3",
                 "ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE": "10", "ISSUERISK__CLUSTER__N_NEIGHBORS": "10", "ISSUERISK__KINDS__EVAL_FOLDS": "3",
-                "ISSUERISK__RISK__BOOTSTRAP_ROUNDS": "30", "ISSUERISK__FILTER__LANGUAGE_MIN_CHARS": "20"})
+                "ISSUERISK__RISK__BOOTSTRAP_ROUNDS": "30", "ISSUERISK__EXPLAIN__CLUSTERS": "1", "ISSUERISK__EXPLAIN__REPRESENTATIVES": "1", "ISSUERISK__FILTER__LANGUAGE_MIN_CHARS": "20"})
     proc = subprocess.run([sys.executable, "-m", "issuerisk.cli", "--no-progress", "run", str(data), "--framework", "pytorch"], env=env,
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -72,7 +72,8 @@ def test_issuerisk_run_grades_the_defect_patterns_and_not_the_feature_requests(t
     pipeline = next(r for r in run if r["command"] == "run")
     metrics = json.loads(pipeline["metrics_json"])
     assert pipeline["status"] == "succeeded"
-    assert set(metrics) >= {"ingest", "filter", "summarize", "mask", "embed", "classify", "cluster", "topics", "risk", "compare", "report"}
+    assert set(metrics) >= {"ingest", "filter", "summarize", "mask", "profile", "embed", "drift", "classify", "cluster", "topics", "risk", "compare",
+                            "explain", "report", "factsheet"}
     risk = [r for r in lake.read("gold_risk").to_pylist() if r["scope"] == "all"]
     clusters = lake.read("gold_clusters").to_pylist()
     theme_of = {(obj["repository_url"].split("/repos/")[1], obj["number"]): theme for theme, obj in issues}
@@ -90,4 +91,11 @@ def test_issuerisk_run_grades_the_defect_patterns_and_not_the_feature_requests(t
     assert graded and all(r["defect_share"] >= 0.5 and r["repositories"] >= 3 for r in graded)
     assert all(0 <= r["grade_confidence"] <= 1 for r in graded)
     report = metrics["report"]["report"]
-    assert os.path.isfile(report) and "Not graded" in open(report, encoding="utf-8").read()
+    page = open(report, encoding="utf-8").read()
+    assert "Not graded" in page and "Before clustering: precautions" in page and 'class="expl"' in page
+    checks = {(r["check"], r["scope"]) for r in lake.read("gold_profile", where={"run_id": pipeline["run_id"]}).to_pylist()}
+    assert {("top_repository_share", "all"), ("label_coverage", "pytorch"), ("embedding_mmd", "all")} <= checks
+    explained = lake.read("gold_explanations", where={"run_id": pipeline["run_id"]}).to_pylist()
+    assert explained and {r["cluster"] for r in explained} <= {r["cluster"] for r in graded}
+    sheet = json.load(open(metrics["factsheet"]["factsheet"].replace(".html", ".json"), encoding="utf-8"))
+    assert [s["stage"] for s in sheet["narrative"]][:3] == ["ingest", "filter", "summarize"] and sheet["replay"].endswith(pipeline["run_id"])

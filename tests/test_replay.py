@@ -66,7 +66,7 @@ def test_replay_is_identical_on_real_issues_and_reads_the_old_versions_after_a_l
     env.update({"ISSUERISK_WAREHOUSE": str(tmp_path / "wh"), "ISSUERISK__SPARK__MASTER": "local[2]", "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
                 "ISSUERISK__SPARK__DRIVER_MEMORY": "1g", "ISSUERISK__RAY__NUM_CPUS": "2", "ISSUERISK__CLUSTER__CONSENSUS_RUNS": "3",
                 "ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE": "8", "ISSUERISK__CLUSTER__N_NEIGHBORS": "10", "ISSUERISK__KINDS__EVAL_FOLDS": "3",
-                "ISSUERISK__RISK__BOOTSTRAP_ROUNDS": "30"})
+                "ISSUERISK__RISK__BOOTSTRAP_ROUNDS": "30", "ISSUERISK__EXPLAIN__CLUSTERS": "1", "ISSUERISK__EXPLAIN__REPRESENTATIVES": "1"})
     files = [str(real_issues_dir / f"{name}.jsonl.gz") for name in FIRST]
     first = _cli(env, "run", *files, "--framework", "pytorch")
     assert first.returncode == 0, first.stderr[-4000:]

@@ -221,3 +221,18 @@ def test_report_lists_profile_warnings_and_links_the_factsheet():
     assert "newest one before it, run <code>r0</code>" in html
     assert 'href="r1.factsheet.html"' in html
     assert "No data profile was made" in render(synthetic_view())
+
+
+def test_report_shades_explained_sentences_by_each_method():
+    base = {"repository": "o/r", "number": 1, "cluster": 3, "similarity": 0.71, "agreement": 0.5, "seconds": 0.4, "completeness_gap": 0.0}
+    rows = [{**base, "unit": "sentence", "position": 0, "text": "Thanks for the library.", "perturbation": 0.01, "gradient": 0.02, "truncated": False},
+            {**base, "unit": "sentence", "position": 1, "text": "CUDA out of memory <here>.", "perturbation": 0.30, "gradient": 0.50, "truncated": False},
+            {**base, "unit": "sentence", "position": 2, "text": "Later text.", "perturbation": 0.0, "gradient": 0.0, "truncated": True},
+            {**base, "unit": "token", "position": 0, "text": "CUDA", "perturbation": 0.2, "gradient": 0.3, "truncated": False}]
+    html = render(synthetic_view(explanations=rows, issue_urls={("o/r", 1): "https://github.com/o/r/issues/1"}))
+    block = html.split('data-issue="o/r#1"')[1]
+    assert '<span class="p3" title="+0.3000">CUDA out of memory &lt;here&gt;.</span>' in block
+    assert '<span class="none" title="+0.0100">Thanks for the library.</span>' in block
+    assert '<span class="cut"' in block and "agreement 0.50" in block and "CUDA (+0.300)" in block
+    assert 'href="https://github.com/o/r/issues/1"' in block
+    assert "No explanations for this run" in render(synthetic_view())

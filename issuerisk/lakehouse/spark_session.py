@@ -2,9 +2,15 @@
 
 Delta's jars come through Spark's package resolution (delta-spark's
 ``configure_spark_with_delta_pip``, which names the artifact after the installed
-Spark) or, for air-gapped clusters, from ``spark.jars_dir``. The catalog is a Hive
-metastore: embedded Derby inside the warehouse by default (so tables survive the
-process), or a shared metastore at ``spark.metastore_uri``.
+Spark, plus ``spark.packages``) or, for air-gapped clusters, from ``spark.jars_dir``.
+The catalog is a Hive metastore: embedded Derby inside the warehouse by default (so
+tables survive the process), a shared metastore service at ``spark.metastore_uri``,
+or a shared metastore database at ``spark.metastore_jdbc_url`` that each driver opens
+with Spark's built-in Hive client (the schema is created on first use; the password
+comes from ``ISSUERISK_METASTORE_PASSWORD``, never from config).
+
+With ``spark.remote`` set, :func:`remote_session` gives a Spark Connect session of an
+``issuerisk serve`` server instead, when that server answers.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ import errno
 import fcntl
 import glob
 import os
+import socket
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
@@ -28,6 +36,17 @@ DELTA_CONF = {
 
 LOCAL_SNAPSHOT_PARTITIONS = 2
 LOOPBACK = "127.0.0.1"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+METASTORE_PASSWORD_ENV = "ISSUERISK_METASTORE_PASSWORD"
+JDBC_DRIVERS = {
+    "postgresql": "org.postgresql.Driver",
+    "mysql": "com.mysql.cj.jdbc.Driver",
+    "mariadb": "org.mariadb.jdbc.Driver",
+    "sqlserver": "com.microsoft.sqlserver.jdbc.SQLServerDriver",
+    "oracle": "oracle.jdbc.OracleDriver",
+}
+"""The JDBC driver class of each metastore database kind (the part after ``jdbc:``); its jar goes on ``spark.driver_class_path``."""
+REMOTE_PROBE_S = 0.3
 
 
 class SparkSetupError(RuntimeError):
@@ -39,6 +58,38 @@ def _local_metastore(cfg: Config) -> Path:
     base = Path(warehouse) if "://" not in warehouse else Path.home() / ".issuerisk"
     base.mkdir(parents=True, exist_ok=True)
     return base / "metastore_db"
+
+
+def _on_this_machine(master: str) -> bool:
+    """A local master, or a standalone master on the loopback interface (``infra/local-cluster.sh``): every executor runs here."""
+    if master.startswith("local"):
+        return True
+    return master.startswith("spark://") and (urlsplit(master).hostname or "") in LOOPBACK_HOSTS
+
+
+def _jdbc_metastore(builder: SparkSession.Builder, url: str, user: str | None) -> SparkSession.Builder:
+    """Spark's built-in Hive client on a shared metastore database: DataNucleus creates the schema on first use.
+
+    Raises:
+        SparkSetupError: the URL names a database kind without a known JDBC driver.
+    """
+    kind = url.removeprefix("jdbc:").split(":", 1)[0]
+    if kind not in JDBC_DRIVERS:
+        raise SparkSetupError(f"spark.metastore_jdbc_url names a {kind!r} database; the metastore supports {', '.join(sorted(JDBC_DRIVERS))}")
+    settings = {
+        "javax.jdo.option.ConnectionURL": url,
+        "javax.jdo.option.ConnectionDriverName": JDBC_DRIVERS[kind],
+        "datanucleus.schema.autoCreateAll": "true",
+        "hive.metastore.schema.verification": "false",
+    }
+    if user:
+        settings["javax.jdo.option.ConnectionUserName"] = user
+    password = os.environ.get(METASTORE_PASSWORD_ENV)
+    if password:
+        settings["javax.jdo.option.ConnectionPassword"] = password  # Spark redacts *password* keys in its UI and logs
+    for key, value in settings.items():
+        builder = builder.config(f"spark.hadoop.{key}", value)
+    return builder
 
 
 def _local_only(builder: SparkSession.Builder, extra: dict[str, str]) -> SparkSession.Builder:
@@ -69,33 +120,43 @@ def builder_for(cfg: Config) -> SparkSession.Builder:
         .config("spark.sql.catalogImplementation", "hive")
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
     )
+    if _on_this_machine(s.master):
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors on this machine use this venv's interpreter
+        builder = _local_only(builder, s.extra)
     if s.master.startswith("local"):
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # local workers use this venv's interpreter
         # Delta rebuilds a table's snapshot in 50 partitions by default: seconds per table read on a
         # laptop for logs of a few files (bench/ingest.py). spark.extra may set it back.
         builder = builder.config("spark.databricks.delta.snapshotPartitions", str(LOCAL_SNAPSHOT_PARTITIONS))
-        builder = _local_only(builder, s.extra)
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)
     java_options = [s.driver_java_options] if s.driver_java_options else []
     if s.metastore_uri:
         builder = builder.config("spark.hadoop.hive.metastore.uris", s.metastore_uri)
+    elif s.metastore_jdbc_url:
+        builder = _jdbc_metastore(builder, s.metastore_jdbc_url, s.metastore_user)
     else:
         metastore = _local_metastore(cfg)
         builder = builder.config("spark.hadoop.javax.jdo.option.ConnectionURL", f"jdbc:derby:;databaseName={metastore};create=true")
         java_options += [f"-Dderby.system.home={metastore.parent}", f"-Dderby.stream.error.file={metastore.parent / 'derby.log'}"]
     if java_options:
         builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options))
+    if s.driver_class_path:
+        missing = [jar for jar in s.driver_class_path if "://" not in jar and not os.path.exists(jar)]
+        if missing:
+            raise SparkSetupError(f"spark.driver_class_path names jars that do not exist: {missing}; "
+                                  "infra/local-cluster.sh up fetches the metastore's JDBC driver, or fix the path")
+        builder = builder.config("spark.driver.extraClassPath", os.pathsep.join(s.driver_class_path))
     for key, value in s.extra.items():
         builder = builder.config(key, value)
     if s.jars_dir:
         jars = sorted(glob.glob(os.path.join(s.jars_dir, "*.jar")))
         if not jars:
             raise SparkSetupError(f"spark.jars_dir={s.jars_dir!r} holds no .jar files; put delta-spark and delta-storage jars there or set it to null to resolve them from Maven")
-        return builder.config("spark.jars", ",".join(jars))
+        builder = builder.config("spark.jars", ",".join(jars))
+        return builder.config("spark.jars.packages", ",".join(s.packages)) if s.packages else builder
     from delta import configure_spark_with_delta_pip
 
-    return configure_spark_with_delta_pip(builder)
+    return configure_spark_with_delta_pip(builder, extra_packages=list(s.packages))
 
 
 def ensure_metastore_free(cfg: Config) -> None:
@@ -108,7 +169,7 @@ def ensure_metastore_free(cfg: Config) -> None:
     Raises:
         SparkSetupError: another process holds the lock, or the lock file cannot be opened.
     """
-    if cfg.spark.metastore_uri:
+    if cfg.spark.metastore_uri or cfg.spark.metastore_jdbc_url:
         return
     metastore = _local_metastore(cfg)
     try:
@@ -143,10 +204,52 @@ def get_spark(cfg: Config) -> SparkSession:
         ensure_metastore_free(cfg)
     try:
         spark = builder_for(cfg).getOrCreate()
+    except SparkSetupError:
+        raise
     except Exception as exc:  # py4j/JVM start-up errors carry no useful type
         raise SparkSetupError(
             f"could not start Spark ({exc}); check that Java 17 is installed (java -version) and that Maven Central is reachable for the Delta jars, or set spark.jars_dir"
         ) from exc
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.project.database} LOCATION '{cfg.project.warehouse.rstrip('/')}/{cfg.project.database}.db'")
+    try:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.project.database} LOCATION '{cfg.project.warehouse.rstrip('/')}/{cfg.project.database}.db'")
+    except Exception as exc:
+        if not (cfg.spark.metastore_jdbc_url or cfg.spark.metastore_uri):
+            raise
+        where = cfg.spark.metastore_jdbc_url or cfg.spark.metastore_uri
+        raise SparkSetupError(
+            f"Spark started but the shared Hive metastore at {where} did not answer ({str(exc).splitlines()[0][:300]}); check that it is up "
+            f"(infra/local-cluster.sh status), that {METASTORE_PASSWORD_ENV} holds the password of spark.metastore_user, "
+            "and that spark.driver_class_path holds its JDBC driver"
+        ) from exc
     return spark
+
+
+def remote_answers(url: str, timeout_s: float = REMOTE_PROBE_S) -> bool:
+    """Whether something accepts TCP connections at a Spark Connect URL's host and port (a quick probe, no RPC)."""
+    parts = urlsplit(url.replace("sc://", "http://", 1))
+    try:
+        with socket.create_connection((parts.hostname or LOOPBACK, parts.port or 15002), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def remote_session(cfg: Config) -> SparkSession | None:
+    """A Spark Connect session of the ``issuerisk serve`` server at ``spark.remote``, or None when none is set or it does not answer.
+
+    No JVM starts in this process. The server holds the catalog (the same metastore and warehouse
+    as its configuration), Delta and the executors.
+
+    Raises:
+        SparkSetupError: the server answers TCP but Spark Connect fails (e.g. the client's
+            dependencies, ``pyspark[connect]``, are missing).
+    """
+    url = cfg.spark.remote
+    if not url or not remote_answers(url):
+        return None
+    try:
+        return SparkSession.builder.remote(url).getOrCreate()
+    except Exception as exc:
+        raise SparkSetupError(f"the Spark Connect server at spark.remote={url} answers but no session could be opened ({exc}); "
+                              "install pyspark[connect] (grpcio-status, zstandard) or set spark.remote to null") from exc

@@ -27,8 +27,8 @@ from issuerisk.analysis.risk_matrix import GRADES, IMPACTS, severity
 from issuerisk.constants import FRAMEWORKS
 from issuerisk.display import table
 from issuerisk.report.html import http_url, render_page
-from issuerisk.schemas.evidence import GOLD_PROFILE
-from issuerisk.schemas.lakehouse import RUNS
+from issuerisk.schemas.evidence import GOLD_EXPLANATIONS, GOLD_PROFILE
+from issuerisk.schemas.lakehouse import RUNS, SILVER_ISSUES
 from issuerisk.schemas.ml import GOLD_CLUSTERS
 from issuerisk.schemas.risk import GOLD_CATEGORY_COMPARISON, GOLD_FRAMEWORK_COMPARISON, GOLD_RISK, GOLD_TOPICS
 from issuerisk.stage import RUN_ID, Option, Stage
@@ -141,6 +141,36 @@ def profile_view(rows: Sequence[Mapping[str, Any]], source_run: str | None, run_
             "info": [r for r in checks if r["direction"] == "info"], "source_run": source_run, "own": source_run == run_id}
 
 
+def _level(score: float | None, top: float) -> str:
+    """A highlight class for a score relative to the issue's largest: p3..p1 (toward the cluster), n1..n3 (away), or none."""
+    if score is None or top == 0:
+        return "none"
+    x = score / top
+    return "p3" if x > 0.66 else "p2" if x > 0.33 else "p1" if x > 0.1 else "n3" if x < -0.66 else "n2" if x < -0.33 else "n1" if x < -0.1 else "none"
+
+
+def explanation_view(rows: Sequence[Mapping[str, Any]], names: Mapping[int, str], urls: Mapping[tuple[str, int], str]) -> list[dict[str, Any]]:
+    """Per explained issue (grouped by cluster, in row order): its sentences with a highlight class per method, its top words, agreement."""
+    issues: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        issues.setdefault((r["repository"], int(r["number"])), []).append(r)
+    out = []
+    for (repository, number), spans in issues.items():
+        sentences = sorted((r for r in spans if r["unit"] == "sentence"), key=lambda r: r["position"])
+        words = sorted((r for r in spans if r["unit"] == "token"), key=lambda r: -(r["gradient"] or 0))[:8]
+        tops = {m: max((abs(r[m]) for r in sentences if r[m] is not None), default=0.0) for m in ("perturbation", "gradient")}
+        first = spans[0]
+        out.append({"repository": repository, "number": number, "cluster": first["cluster"], "name": names.get(first["cluster"]) or "",
+                    "href": http_url(urls.get((repository, number))), "similarity": first["similarity"], "agreement": first["agreement"],
+                    "seconds": first["seconds"],
+                    "sentences": [{"text": r["text"], "perturbation": r["perturbation"], "gradient": r["gradient"], "truncated": r["truncated"],
+                                   "p_class": _level(r["perturbation"], tops["perturbation"]), "g_class": _level(r["gradient"], tops["gradient"])}
+                                  for r in sentences],
+                    "words": [{"text": r["text"], "gradient": r["gradient"], "perturbation": r["perturbation"]} for r in words]})
+    out.sort(key=lambda e: (e["cluster"], e["repository"], e["number"]))
+    return out
+
+
 def manifest_view(row: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     """The run's manifest as (key, value) pairs for display; empty when the run has no row in ``runs``."""
     if row is None:
@@ -165,7 +195,7 @@ def render(view: Mapping[str, Any]) -> str:
 def build_view(run_id: str, risk_rows: list[dict], topics: list[dict], comparison: list[dict],
                points: list[tuple[float, float, int]], manifest: dict | None, seed: int, min_confidence: float = 0.8,
                categories: list[dict] | None = None, profile: list[dict] | None = None, profile_run: str | None = None,
-               factsheet: str | None = None) -> dict[str, Any]:
+               factsheet: str | None = None, explanations: list[dict] | None = None, issue_urls: Mapping[tuple[str, int], str] | None = None) -> dict[str, Any]:
     """Everything the template shows, from plain rows of the gold tables.
 
     Args:
@@ -213,6 +243,7 @@ def build_view(run_id: str, risk_rows: list[dict], topics: list[dict], compariso
         "manifest": manifest_view(manifest),
         "profile": profile_view(profile or [], profile_run, run_id),
         "factsheet": factsheet,
+        "explanations": explanation_view(explanations or [], names, issue_urls or {}),
         "colours": GRADE_COLOURS,
         "palette": PALETTE,
     }
@@ -222,6 +253,15 @@ def profile_source(tables, run_id: str) -> str | None:
     """The run whose data profile the report shows: ``run_id``'s own, else the newest one made before it (None: none)."""
     ids = sorted({r for r in tables.read(GOLD_PROFILE, columns=["run_id"]).column("run_id").to_pylist() if r <= run_id})
     return ids[-1] if ids else None
+
+
+def issue_urls(tables, rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], str]:
+    """Links of the issues in ``rows`` (from silver_issues)."""
+    wanted = {(r["repository"], int(r["number"])) for r in rows}
+    if not wanted:
+        return {}
+    issues = tables.read(SILVER_ISSUES, columns=["repository", "number", "html_url"]).to_pylist()
+    return {(r["repository"], r["number"]): r["html_url"] for r in issues if (r["repository"], r["number"]) in wanted}
 
 
 def factsheet_name(run_id: str) -> str:
@@ -241,16 +281,18 @@ def run(ctx, run_id: str | None = None, out: str | None = None) -> dict[str, Any
     """
     tables = ctx.lake.arrow
     run_id = resolve_run_id(tables, run_id)
-    ctx.run.read("gold_risk", "gold_topics", "gold_framework_comparison", "gold_category_comparison", "gold_clusters", "gold_profile", "runs")
+    ctx.run.read("gold_risk", "gold_topics", "gold_framework_comparison", "gold_category_comparison", "gold_clusters", "gold_profile", "gold_explanations", "runs")
     risk_rows = run_records(tables, GOLD_RISK, run_id)
     manifests = run_records(tables, RUNS, run_id)
     points = [(r["x"], r["y"], r["cluster"]) for r in run_records(tables, GOLD_CLUSTERS, run_id, ["x", "y", "cluster"]) if r["x"] is not None and r["y"] is not None]
     profile_run = profile_source(tables, run_id)
+    explanations = run_records(tables, GOLD_EXPLANATIONS, run_id)
     path = Path(out or Path(ctx.cfg.resolve_path(ctx.cfg.project.reports_dir)) / f"{run_id}.html").resolve()
     view = build_view(run_id, risk_rows, run_records(tables, GOLD_TOPICS, run_id), run_records(tables, GOLD_FRAMEWORK_COMPARISON, run_id),
                       points, manifests[0] if manifests else None, ctx.cfg.project.seed, ctx.cfg.risk.min_grade_confidence,
                       run_records(tables, GOLD_CATEGORY_COMPARISON, run_id),
-                      run_records(tables, GOLD_PROFILE, profile_run) if profile_run else [], profile_run, factsheet_name(run_id))
+                      run_records(tables, GOLD_PROFILE, profile_run) if profile_run else [], profile_run, factsheet_name(run_id),
+                      explanations, issue_urls(tables, explanations))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(view), encoding="utf-8")
     table(f"Report of run {run_id}: {path}", ["cluster", "pattern", "n", "P_k", "impact h", "grade", "confidence", "action"],
@@ -260,6 +302,6 @@ def run(ctx, run_id: str | None = None, out: str | None = None) -> dict[str, Any
 
 STAGE = Stage(
     "report", "Self-contained HTML report of a run", run,
-    reads=(GOLD_RISK.name, GOLD_TOPICS.name, GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name, GOLD_CLUSTERS.name, GOLD_PROFILE.name, RUNS.name),
+    reads=(GOLD_RISK.name, GOLD_TOPICS.name, GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name, GOLD_CLUSTERS.name, GOLD_PROFILE.name, GOLD_EXPLANATIONS.name, RUNS.name),
     options=(RUN_ID, Option(("--out",), "HTML file to write (default: <reports_dir>/<run_id>.html)")),
 )

@@ -1,0 +1,181 @@
+"""``issuerisk run`` against BERTopic's defaults on the same real issues, cold processes, side by side.
+
+Run ``.venv/bin/python -m bench.pipeline`` (``--subsets small,large``). Two subsets of
+``../shared/data/lai2024-ml-issues``: *small* is every 25th repository file (about
+1,570 issues), *large* whole repositories in a seeded order until about 9,400
+issues. For each, in fresh processes:
+
+* ours: ``issuerisk run FILES`` into a fresh warehouse with the default configuration, the stage times
+  taken from the run's ledger row;
+* BERTopic 0.17 with its defaults and the same MiniLM model on title + body (``fit_transform``), timed from
+  the process start (imports included).
+
+It prints wall times and their ratio, our per-stage breakdown, and beside them the quality of both
+clusterings on the issues both clustered: noise share, clusters, agreement of the clusters with the issues'
+own GitHub label kinds (NMI over defect/feature/question, labelled issues outside noise), and the share of
+clustered issues in clusters that one repository dominates (> 50 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.stability import OUT, REAL_ISSUES
+
+BERTOPIC_SCRIPT = r"""
+import gzip, json, sys, time
+t0 = time.perf_counter()
+from bertopic import BERTopic
+from sentence_transformers import SentenceTransformer
+from issuerisk.ray_tasks.models import packaged_minilm_path
+files, out = sys.argv[1].split(","), sys.argv[2]
+keys, docs = [], []
+for f in files:
+    repository = f.rsplit("/", 1)[1].removesuffix(".jsonl.gz").replace("__", "/")
+    with gzip.open(f, "rt") as fh:
+        for line in fh:
+            o = json.loads(line)
+            if "pull_request" in o:
+                continue
+            keys.append([repository, o["number"]])
+            docs.append((o.get("title") or "") + "\n" + (o.get("body") or ""))
+model = SentenceTransformer(packaged_minilm_path(), device="cpu")
+topics, _ = BERTopic(embedding_model=model).fit_transform(docs)
+json.dump({"keys": keys, "labels": [int(t) for t in topics], "seconds": time.perf_counter() - t0}, open(out, "w"))
+"""
+
+
+def subsets() -> dict[str, list[Path]]:
+    """small: every 25th repository file from the 25th (1,571 issues, the issue's subset); large: whole repositories in a seeded order until about 9,400 issues."""
+    files = sorted(REAL_ISSUES.glob("*.jsonl.gz"))
+    shuffled = files[:]
+    random.Random(0).shuffle(shuffled)
+    large, total = [], 0
+    for f in shuffled:
+        large.append(f)
+        total += _issues(f)
+        if total >= 9400:
+            break
+    return {"small": files[24::25], "large": large}
+
+
+def _issues(file: Path) -> int:
+    import gzip
+
+    with gzip.open(file, "rt") as fh:
+        return sum(1 for line in fh if '"pull_request"' not in line)
+
+
+def ours(files: list[Path], workdir: Path) -> dict:
+    """Run ``issuerisk run`` cold into a fresh warehouse; wall time, stage times and the clustering's labels."""
+    warehouse = workdir / "warehouse"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUERISK")}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "issuerisk.cli", "--warehouse", str(warehouse), "--no-progress", "run", *map(str, files)],
+                          env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"issuerisk run failed: {proc.stderr[-2000:]}")
+    from issuerisk.conf import load_config
+    from issuerisk.lakehouse import ArrowTables
+
+    tables = ArrowTables(load_config(environ={"ISSUERISK_WAREHOUSE": str(warehouse)}))
+    row = next(r for r in tables.read("runs").to_pylist() if r["command"] == "run")
+    metrics = json.loads(row["metrics_json"])
+    clusters = tables.read("gold_clusters", where={"run_id": row["run_id"]}).to_pylist()
+    quality = {r["measure"]: r["value"] for r in tables.read("gold_quality", where={"run_id": row["run_id"]}).to_pylist()}
+    return {"seconds": seconds, "stages": {k: v["stage_seconds"] for k, v in metrics.items() if isinstance(v, dict) and "stage_seconds" in v and k != "run"},
+            "labels": {(r["repository"], r["number"]): r["cluster"] for r in clusters}, "stability": quality.get("stability_mean")}
+
+
+def bertopic(files: list[Path], workdir: Path) -> dict:
+    """BERTopic's defaults with MiniLM on title + body, in a fresh process."""
+    out = workdir / "bertopic.json"
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", BERTOPIC_SCRIPT, ",".join(map(str, files)), str(out)], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"BERTopic failed: {proc.stderr[-2000:]}")
+    data = json.loads(out.read_text())
+    return {"seconds": seconds, "labels": {(r, n): t for (r, n), t in zip(data["keys"], data["labels"])}}
+
+
+def label_kinds(files: list[Path]) -> dict[tuple[str, int], str | None]:
+    """Each issue's kind from its own GitHub labels (None when its labels name none)."""
+    import gzip
+
+    from issuerisk.analysis.kinds import compile_label_patterns, kind_of_labels
+    from issuerisk.conf.settings import KIND_LABEL_PATTERNS
+
+    patterns = compile_label_patterns(KIND_LABEL_PATTERNS)
+    kinds = {}
+    for f in files:
+        repository = f.name.removesuffix(".jsonl.gz").replace("__", "/")
+        with gzip.open(f, "rt") as fh:
+            for line in fh:
+                o = json.loads(line)
+                if "pull_request" not in o:
+                    kinds[(repository, o["number"])] = kind_of_labels([lab.get("name") if isinstance(lab, dict) else str(lab) for lab in o.get("labels") or []], patterns)
+    return kinds
+
+
+def quality(labels: dict, keys: set, kinds: dict) -> dict:
+    """Noise share, clusters, NMI with the label kinds (defect/feature/question) and repository-dominated share, on ``keys``."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from bench.quality import dominance
+
+    keys = sorted(keys)
+    lab = np.array([labels[k] for k in keys])
+    core = [(labels[k], kinds[k]) for k in keys if labels[k] >= 0 and kinds.get(k) in ("defect", "feature", "question")]
+    nmi = normalized_mutual_info_score([c for c, _ in core], [k for _, k in core]) if core else float("nan")
+    _, dominated = dominance([{"repository": k[0]} for k in keys], lab)
+    return {"noise": float((lab < 0).mean()), "clusters": len(set(lab.tolist()) - {-1}), "nmi_kinds": float(nmi), "labelled": len(core),
+            "dominated": dominated}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from issuerisk.display import table
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--subsets", default="small,large", help="which subsets to run (small, large)")
+    args = p.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    rows, stages, qualities = [], [], []
+    for name in args.subsets.split(","):
+        files = subsets()[name]
+        kinds = label_kinds(files)
+        with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+            work = Path(tmp)
+            a = ours(files, work)
+            b = bertopic(files, work)
+        both = set(a["labels"]) & set(b["labels"])
+        rows.append([name, f"{len(kinds):,} ({len(files)} repositories)", f"{a['seconds']:.0f}", f"{b['seconds']:.0f}", f"{a['seconds'] / b['seconds']:.2f}"])
+        stages.append([name, *(f"{a['stages'].get(s, 0):.1f}" for s in STAGES)])
+        for side, result in (("issuerisk", a), ("BERTopic", b)):
+            q = quality(result["labels"], both, kinds)
+            qualities.append([name, side, f"{q['noise']:.3f}", q["clusters"], f"{q['nmi_kinds']:.3f}", q["labelled"], f"{q['dominated']:.3f}",
+                              "" if result.get("stability") is None else f"{result['stability']:.3f}"])
+        print(f"{name}: ours {a['seconds']:.0f} s, BERTopic {b['seconds']:.0f} s", flush=True)
+    table("issuerisk run vs BERTopic defaults (cold processes, same issues)", ["subset", "issues", "issuerisk s", "BERTopic s", "ratio"], rows)
+    table("issuerisk stage seconds", ["subset", *STAGES], stages)
+    table("quality on the issues both clustered", ["subset", "side", "noise", "clusters", "NMI label kinds", "labelled", "repo-dominated share",
+                                                    "stability mean"], qualities)
+
+
+STAGES = ("ingest", "filter", "summarize", "mask", "profile", "embed", "drift", "classify", "cluster", "topics", "risk", "compare", "explain",
+          "report", "factsheet")
+
+if __name__ == "__main__":
+    main()
