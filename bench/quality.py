@@ -27,7 +27,6 @@ import random
 import re
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

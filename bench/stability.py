@@ -86,7 +86,7 @@ def embeddings(texts: list[str]) -> np.ndarray:
 
 def consensus_labels(prepared, params, seeds: list[int]) -> tuple[np.ndarray, np.ndarray, float]:
     """(labels, per-cluster stability, seconds) of the consensus of seeded member runs, in this process."""
-    from issuerisk.ray_tasks.cluster import combine, selections_of
+    from issuerisk.ray_tasks.consensus import combine, selections_of
     from issuerisk.ray_tasks.cluster_backends import CpuBackend, member_run
 
     t0 = time.perf_counter()

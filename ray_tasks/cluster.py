@@ -27,7 +27,7 @@ import pyarrow as pa
 from issuerisk.conf import Config
 from issuerisk.lakehouse import ArrowTables
 from issuerisk.ray_tasks.cluster_backends import ClusterResult, Prepared, enable_jit_cache, get_backend, member_run, single_run
-from issuerisk.ray_tasks.consensus import blob_share, bootstrap_jaccard, consensus, edges_of
+from issuerisk.ray_tasks.consensus import combine, dbcv, member_seeds, selections_of
 from issuerisk.schemas.ml import GOLD_CLUSTERS
 from issuerisk.schemas.risk import GOLD_QUALITY
 from issuerisk.stage import Option, Stage
@@ -39,11 +39,6 @@ def jit_cache_dir(cfg: Config) -> str:
     if cfg.cluster.jit_cache_dir:
         return cfg.resolve_path(cfg.cluster.jit_cache_dir)
     return str(Path(cfg.project.warehouse.rstrip("/")).parent / ".numba_cache")
-
-
-def member_seeds(seed: int, runs: int) -> list[int]:
-    """The member runs' seeds: ``runs`` consecutive seeds from the project's (disjoint sets for seeds ``runs`` apart)."""
-    return [seed + i for i in range(runs)]
 
 
 def cluster_rows(keys: pa.Table, result: ClusterResult, model: str, run_id: str) -> pa.Table:
@@ -86,44 +81,6 @@ def _member(cfg: Config, prepared: Prepared, seed: int, selections: tuple[str, .
 def _coords(cfg: Config, prepared: Prepared, seed: int) -> np.ndarray:
     """The 2-D map of the issues (the body of a Ray task)."""
     return _backend(cfg).reduce(_writable(prepared), cfg.cluster, seed, 2)
-
-
-MIN_DBCV_MEMBERS = 3
-
-
-def dbcv(reduced: np.ndarray, labels: np.ndarray, sample: int, seed: int) -> float | None:
-    """DBCV (density-based clustering validity) of ``labels`` in a reduced space, on a seeded sample (it is quadratic).
-
-    Clusters with fewer than :data:`MIN_DBCV_MEMBERS` issues in the sample are left out (many small clusters
-    of a large corpus have one or two there, and DBCV's per-cluster spanning tree needs more).
-    """
-    from hdbscan.validity import validity_index
-
-    if len(set(labels.tolist()) - {-1}) < 2:
-        return None
-    pick = np.sort(np.random.default_rng(seed).permutation(len(labels))[:sample])
-    clustered = pick[labels[pick] >= 0]
-    sampled, counts = np.unique(labels[clustered], return_counts=True)
-    clustered = clustered[np.isin(labels[clustered], sampled[counts >= MIN_DBCV_MEMBERS])]  # a cluster's own MST needs members
-    if len(set(labels[clustered].tolist())) < 2:
-        return None
-    return float(validity_index(reduced[clustered].astype(np.float64), labels[clustered]))
-
-
-def combine(members: list[dict], prepared: Prepared, params, auto: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """(labels, vote share, per-cluster stability, selection used) of member runs (see :func:`member_run`)."""
-    used = "eom" if "eom" in members[0] else "leaf"
-    if auto and blob_share(np.stack([m["eom"][0] for m in members])) > 0.1:
-        used = "leaf"
-    raw = np.stack([m[used][0] for m in members])
-    filled = np.stack([m[used][1] for m in members])
-    labels, share = consensus(len(prepared.x), edges_of(prepared.knn_indices), raw, filled, params.min_cluster_size,
-                              params.core_threshold, params.attach_threshold)
-    return labels, share, bootstrap_jaccard(labels, filled) if labels.max() >= 0 else np.zeros(0), used
-
-
-def selections_of(params) -> tuple[str, ...]:
-    return ("eom", "leaf") if params.member_selection == "auto" else (params.member_selection,)
 
 
 def fit_consensus(cfg: Config, prepared: Prepared, seed: int, resources: dict[str, float]) -> tuple[ClusterResult, dict[str, Any]]:

@@ -21,9 +21,14 @@ stable). With R = 20 on 2,000 and 10,000 real issues, disjoint seed sets agree a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
+
+if TYPE_CHECKING:
+    from issuerisk.ray_tasks.cluster_backends import Prepared
 
 ABSENT = -2
 
@@ -143,3 +148,46 @@ def bootstrap_jaccard(labels: np.ndarray, resamples: np.ndarray) -> np.ndarray:
         union = sized[:, None] + np.bincount(theirs[theirs >= 0], minlength=n_other)[None, :] - inter
         total += np.where(sized > 0, np.where(union > 0, inter / np.maximum(union, 1), 0.0).max(1), 0.0)
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def member_seeds(seed: int, runs: int) -> list[int]:
+    """The member runs' seeds: ``runs`` consecutive seeds from the project's (disjoint sets for seeds ``runs`` apart)."""
+    return [seed + i for i in range(runs)]
+
+
+MIN_DBCV_MEMBERS = 3
+
+
+def dbcv(reduced: np.ndarray, labels: np.ndarray, sample: int, seed: int) -> float | None:
+    """DBCV (density-based clustering validity) of ``labels`` in a reduced space, on a seeded sample (it is quadratic).
+
+    Clusters with fewer than :data:`MIN_DBCV_MEMBERS` issues in the sample are left out (many small clusters
+    of a large corpus have one or two there, and DBCV's per-cluster spanning tree needs more).
+    """
+    from hdbscan.validity import validity_index
+
+    if len(set(labels.tolist()) - {-1}) < 2:
+        return None
+    pick = np.sort(np.random.default_rng(seed).permutation(len(labels))[:sample])
+    clustered = pick[labels[pick] >= 0]
+    sampled, counts = np.unique(labels[clustered], return_counts=True)
+    clustered = clustered[np.isin(labels[clustered], sampled[counts >= MIN_DBCV_MEMBERS])]  # a cluster's own MST needs members
+    if len(set(labels[clustered].tolist())) < 2:
+        return None
+    return float(validity_index(reduced[clustered].astype(np.float64), labels[clustered]))
+
+
+def combine(members: list[dict], prepared: "Prepared", params: Any, auto: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(labels, vote share, per-cluster stability, selection used) of member runs (see :func:`member_run`)."""
+    used = "eom" if "eom" in members[0] else "leaf"
+    if auto and blob_share(np.stack([m["eom"][0] for m in members])) > 0.1:
+        used = "leaf"
+    raw = np.stack([m[used][0] for m in members])
+    filled = np.stack([m[used][1] for m in members])
+    labels, share = consensus(len(prepared.x), edges_of(prepared.knn_indices), raw, filled, params.min_cluster_size,
+                              params.core_threshold, params.attach_threshold)
+    return labels, share, bootstrap_jaccard(labels, filled) if labels.max() >= 0 else np.zeros(0), used
+
+
+def selections_of(params: Any) -> tuple[str, ...]:
+    return ("eom", "leaf") if params.member_selection == "auto" else (params.member_selection,)

@@ -14,52 +14,18 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from issuerisk.conf.settings import EmbedConfig
-from issuerisk.ray_tasks.encoders import EncoderSpec, build_encoder
-from issuerisk.ray_tasks.models import model_identity, resolve_model
+from issuerisk.ray_tasks.encoders import EncoderSpec, PoolPlan, build_encoder, encoder_spec, plan_pool
+from issuerisk.ray_tasks.models import model_identity
 from issuerisk.schemas.ml import EMBED_FAILURES, GOLD_EMBEDDINGS
 from issuerisk.stage import Stage
 from issuerisk.vectors import pending
 
-
-
-class EmbedError(RuntimeError):
-    """The embed stage cannot start (no usable model or resources)."""
-
-
-@dataclass(frozen=True)
-class PoolPlan:
-    """How many actors to start and what each one reserves."""
-
-    actors: int
-    num_cpus: float
-    num_gpus: float
-    device: str
-    threads: int
-
-
-def plan_pool(cfg: EmbedConfig, cluster_cpus: float, cluster_gpus: float) -> PoolPlan:
-    """Size the actor pool from the cluster's resources.
-
-    One fp16 actor per GPU on a GPU cluster; otherwise CPU actors of
-    ``cpus_per_actor`` threads. ``embed.actors`` overrides the count.
-
-    Raises:
-        EmbedError: the cluster reports no CPU at all.
-    """
-    if cluster_cpus < 1 and cluster_gpus < 1:
-        raise EmbedError(f"the Ray cluster offers no CPU or GPU ({cluster_cpus} CPUs, {cluster_gpus} GPUs); check ray.address or ray.num_cpus")
-    if cluster_gpus >= 1:
-        return PoolPlan(cfg.actors or int(cluster_gpus), 1, 1, "cuda", 1)
-    per = max(1, min(cfg.cpus_per_actor, int(cluster_cpus)))
-    return PoolPlan(cfg.actors or max(1, int(cluster_cpus) // per), per, 0, "cpu", per)
 
 
 def rechunk(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
@@ -209,15 +175,6 @@ class EmbedPool:
 
         for actor in self.actors:
             ray.kill(actor)
-
-
-def encoder_spec(embed: EmbedConfig, plan: PoolPlan) -> EncoderSpec:
-    """The spec every actor builds its encoder from (the model resolved to a local folder, offline)."""
-    return EncoderSpec(
-        model=embed.model, path=resolve_model(embed.model, embed.model_path), query_prefix=embed.query_prefix,
-        max_seq_length=embed.max_seq_length, batch_size=embed.batch_size, device=plan.device,
-        fp16=embed.fp16_on_gpu and plan.device == "cuda", threads=plan.threads,
-    )
 
 
 def _embeddable(chunks: Iterable[pa.Table], reject: Callable[[pa.Table, list[tuple[int, str]]], None]) -> Iterator[pa.Table]:

@@ -1,4 +1,4 @@
-"""The encoder behind the embedding actors: a sentence-transformers model, offline.
+"""The encoder behind the embedding actors (a sentence-transformers model, offline), and where it runs.
 
 It takes plain texts and returns L2-normalized float32 vectors. It caps the
 sequence length and sorts texts by length (sentence-transformers does that per
@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+
+from issuerisk.conf.settings import EmbedConfig
+from issuerisk.ray_tasks.models import resolve_model
 
 
 class Encoder(Protocol):
@@ -76,3 +79,44 @@ class TransformerEncoder:
 def build_encoder(spec: EncoderSpec) -> Encoder:
     """The encoder a spec names."""
     return TransformerEncoder(spec)
+
+
+class EmbedError(RuntimeError):
+    """The embed stage cannot start (no usable model or resources)."""
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """How many actors to start and what each one reserves."""
+
+    actors: int
+    num_cpus: float
+    num_gpus: float
+    device: str
+    threads: int
+
+
+def plan_pool(cfg: EmbedConfig, cluster_cpus: float, cluster_gpus: float) -> PoolPlan:
+    """Size the actor pool from the cluster's resources.
+
+    One fp16 actor per GPU on a GPU cluster; otherwise CPU actors of
+    ``cpus_per_actor`` threads. ``embed.actors`` overrides the count.
+
+    Raises:
+        EmbedError: the cluster reports no CPU at all.
+    """
+    if cluster_cpus < 1 and cluster_gpus < 1:
+        raise EmbedError(f"the Ray cluster offers no CPU or GPU ({cluster_cpus} CPUs, {cluster_gpus} GPUs); check ray.address or ray.num_cpus")
+    if cluster_gpus >= 1:
+        return PoolPlan(cfg.actors or int(cluster_gpus), 1, 1, "cuda", 1)
+    per = max(1, min(cfg.cpus_per_actor, int(cluster_cpus)))
+    return PoolPlan(cfg.actors or max(1, int(cluster_cpus) // per), per, 0, "cpu", per)
+
+
+def encoder_spec(embed: EmbedConfig, plan: PoolPlan) -> EncoderSpec:
+    """The spec every actor builds its encoder from (the model resolved to a local folder, offline)."""
+    return EncoderSpec(
+        model=embed.model, path=resolve_model(embed.model, embed.model_path), query_prefix=embed.query_prefix,
+        max_seq_length=embed.max_seq_length, batch_size=embed.batch_size, device=plan.device,
+        fp16=embed.fp16_on_gpu and plan.device == "cuda", threads=plan.threads,
+    )

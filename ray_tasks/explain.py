@@ -22,14 +22,14 @@ import pyarrow as pa
 
 from issuerisk.analysis.gold import resolve_run_id, run_rows
 from issuerisk.analysis.risk_matrix import severity
-from issuerisk.analysis.topics import representatives
+from issuerisk.constants import NOISE
+from issuerisk.analysis.centroids import centroids, representatives
 from issuerisk.schemas.evidence import GOLD_EXPLANATIONS
 from issuerisk.schemas.ml import GOLD_CLUSTERS
 from issuerisk.schemas.risk import GOLD_RISK
 from issuerisk.stage import Option, Stage
 
 ISSUE_REF = re.compile(r"(?P<repository>[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+)#(?P<number>\d+)")
-NOISE = -1
 
 
 def parse_issue(ref: str) -> tuple[str, int]:
@@ -42,17 +42,6 @@ def parse_issue(ref: str) -> tuple[str, int]:
     if not match:
         raise ValueError(f"issue {ref!r} is not OWNER/REPO#NUMBER (e.g. pytorch/vision#1234)")
     return match["repository"], int(match["number"])
-
-
-def centroids(vectors: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
-    """Per cluster (noise excluded) the normalized mean of its members' unit vectors."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = vectors / np.where(norms == 0, 1.0, norms)
-    out = {}
-    for cluster in sorted(set(labels.tolist()) - {NOISE}):
-        mean = unit[labels == cluster].mean(axis=0)
-        out[int(cluster)] = mean / (np.linalg.norm(mean) or 1.0)
-    return out
 
 
 def explain_batch(spec: Any, items: list[dict[str, Any]], steps: int, top_tokens: int, max_chars: int) -> list[dict[str, Any]]:
@@ -119,7 +108,7 @@ def run(ctx, run_id: str | None = None, issue: str | None = None) -> dict[str, A
     """
     import ray
 
-    from issuerisk.ray_tasks.embed import encoder_spec, plan_pool
+    from issuerisk.ray_tasks.encoders import encoder_spec, plan_pool
 
     wanted = parse_issue(issue) if issue else None
     tables = ctx.lake.arrow

@@ -63,7 +63,7 @@ def test_blob_share_counts_runs_with_one_giant_cluster():
 
 
 def test_dbcv_leaves_out_clusters_with_too_few_sampled_members():
-    from issuerisk.ray_tasks.cluster import dbcv
+    from issuerisk.ray_tasks.consensus import dbcv
 
     rng = np.random.default_rng(0)
     reduced = np.vstack([rng.normal(0, 0.1, (40, 2)), rng.normal(5, 0.1, (40, 2)), [[10.0, 10.0]]])

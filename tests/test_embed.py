@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 
 from issuerisk.conf.settings import EmbedConfig
-from issuerisk.ray_tasks.embed import EmbedError, gold_rows, plan_pool, rechunk, split_embeddable
+from issuerisk.ray_tasks.embed import gold_rows, rechunk, split_embeddable
+from issuerisk.ray_tasks.encoders import EmbedError, plan_pool
 from issuerisk.ray_tasks.encoders import EncoderSpec, build_encoder
 from issuerisk.sampling import restrict
 from issuerisk.schemas.ml import GOLD_EMBEDDINGS
@@ -175,7 +176,8 @@ def test_gpu_pool_embeds_in_fp16_close_to_cpu(minilm_path, ray_session):
     """On a GPU machine: one fp16 actor per GPU gives vectors within 1e-2 of fp32 CPU ones."""
     import ray
 
-    from issuerisk.ray_tasks.embed import EmbedPool, PoolPlan
+    from issuerisk.ray_tasks.embed import EmbedPool
+    from issuerisk.ray_tasks.encoders import PoolPlan
 
     spec = EncoderSpec(model="m", path=minilm_path, device="cuda", fp16=True)
     pool = EmbedPool(spec, PoolPlan(int(ray.cluster_resources().get("GPU", 1)), 1, 1, "cuda", 1))

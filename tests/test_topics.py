@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from issuerisk.analysis.topics import TopicsInputError, fit_topics, representatives, short_label
+from issuerisk.analysis.centroids import representatives
+from issuerisk.analysis.topics import TopicsInputError, fit_topics, short_label
 
 RUN_ID = "20260101T000000Z-synthetic"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from issuerisk.lakehouse import ArrowTables
 from issuerisk.schemas import TableSpec
+from issuerisk.schemas.evidence import GOLD_PROFILE
 from issuerisk.schemas.lakehouse import SILVER_ISSUES
 from issuerisk.schemas.ml import GOLD_CLUSTERS
 from issuerisk.schemas.risk import GOLD_TOPICS
@@ -95,3 +96,9 @@ def run_table(spec: TableSpec, rows: list[dict[str, Any]]) -> pa.Table:
 
 def _none_if_nan(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def profile_source(tables: ArrowTables, run_id: str) -> str | None:
+    """The run whose data profile the report shows: ``run_id``'s own, else the newest one made before it (None: none)."""
+    ids = sorted({r for r in tables.read(GOLD_PROFILE, columns=["run_id"]).column("run_id").to_pylist() if r <= run_id})
+    return ids[-1] if ids else None

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from issuerisk.analysis.gold import resolve_run_id, run_issues, run_rows, run_table
+from issuerisk.analysis.centroids import representatives
 from issuerisk.constants import NOISE
 from issuerisk.display import table
 from issuerisk.lakehouse import ArrowTables
@@ -64,20 +65,6 @@ def short_label(keywords: Sequence[str], size: int = 3) -> str:
         if len(chosen) == size:
             break
     return " / ".join(chosen)
-
-
-def representatives(embeddings: np.ndarray, labels: np.ndarray, k: int) -> dict[int, list[int]]:
-    """Per cluster (noise excluded) the positions of the ``k`` embeddings most cosine-similar to its centroid."""
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-    unit = embeddings / np.where(norms == 0, 1.0, norms)
-    result = {}
-    for cluster in sorted(set(labels.tolist()) - {NOISE}):
-        members = np.flatnonzero(labels == cluster)
-        centroid = unit[members].mean(axis=0)
-        scores = unit[members] @ centroid
-        order = np.lexsort((members, -scores))
-        result[int(cluster)] = members[order[:k]].tolist()
-    return result
 
 
 def fit_topics(docs: Sequence[str], embeddings: np.ndarray, labels: Sequence[int], *, top_n_words: int,

@@ -54,7 +54,7 @@ def suggest(trial) -> dict[str, Any]:
 
 def score(vectors: np.ndarray, params, runs: int, seed: int) -> dict[str, float | None]:
     """DBCV, mean stability, noise share and clusters of a small consensus with ``params`` (in this process)."""
-    from issuerisk.ray_tasks.cluster import combine, dbcv, member_seeds, selections_of
+    from issuerisk.ray_tasks.consensus import combine, dbcv, member_seeds, selections_of
     from issuerisk.ray_tasks.cluster_backends import CpuBackend, member_run
 
     backend = CpuBackend()

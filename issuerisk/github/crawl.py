@@ -186,10 +186,8 @@ def _crawl(ctx, client: GitHubClient, store: CheckpointStore,
     return latest, dict(totals), failures
 
 
-def _ingest(ctx: Context, store: CheckpointStore, fetched: dict[str, Checkpoint], targets: dict[str, str | None]) -> dict[str, Any]:
-    """MERGE fetched raw files into bronze_issues (one ingest per framework tag), then mark those repositories done."""
-    from issuerisk.jobs import ingest
-
+def _ingest(ctx: Any, store: CheckpointStore, fetched: dict[str, Checkpoint], targets: dict[str, str | None]) -> dict[str, Any]:
+    """MERGE fetched raw files into bronze_issues (one ingest per framework tag, through the runner), then mark those repositories done."""
     groups: dict[str | None, list[str]] = {}
     for repo, cp in sorted(fetched.items()):
         if cp.raw_file and os.path.exists(cp.raw_file):

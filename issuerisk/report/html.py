@@ -49,3 +49,8 @@ def render_page(template: str, **view: Any) -> str:
     env.filters["http_url"] = http_url
     env.filters["csp_hash"] = csp_hash
     return env.get_template(template).render(**view)
+
+
+def factsheet_name(run_id: str) -> str:
+    """File name of a run's factsheet, written beside its report."""
+    return f"{run_id}.factsheet.html"

@@ -22,11 +22,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from issuerisk.analysis.gold import resolve_run_id, run_records
+from issuerisk.analysis.gold import profile_source, resolve_run_id, run_records
 from issuerisk.analysis.risk_matrix import GRADES, IMPACTS, severity
 from issuerisk.constants import FRAMEWORKS
 from issuerisk.display import table
-from issuerisk.report.html import http_url, render_page
+from issuerisk.report.html import factsheet_name, http_url, render_page
 from issuerisk.schemas.evidence import GOLD_EXPLANATIONS, GOLD_PROFILE
 from issuerisk.schemas.lakehouse import RUNS, SILVER_ISSUES
 from issuerisk.schemas.ml import GOLD_CLUSTERS
@@ -249,12 +249,6 @@ def build_view(run_id: str, risk_rows: list[dict], topics: list[dict], compariso
     }
 
 
-def profile_source(tables, run_id: str) -> str | None:
-    """The run whose data profile the report shows: ``run_id``'s own, else the newest one made before it (None: none)."""
-    ids = sorted({r for r in tables.read(GOLD_PROFILE, columns=["run_id"]).column("run_id").to_pylist() if r <= run_id})
-    return ids[-1] if ids else None
-
-
 def issue_urls(tables, rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], str]:
     """Links of the issues in ``rows`` (from silver_issues)."""
     wanted = {(r["repository"], int(r["number"])) for r in rows}
@@ -262,11 +256,6 @@ def issue_urls(tables, rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int
         return {}
     issues = tables.read(SILVER_ISSUES, columns=["repository", "number", "html_url"]).to_pylist()
     return {(r["repository"], r["number"]): r["html_url"] for r in issues if (r["repository"], r["number"]) in wanted}
-
-
-def factsheet_name(run_id: str) -> str:
-    """File name of a run's factsheet, written beside its report."""
-    return f"{run_id}.factsheet.html"
 
 
 def run(ctx, run_id: str | None = None, out: str | None = None) -> dict[str, Any]:
