@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 SECRET_VARIABLES = ("GITHUB_TOKEN", "GITHUB_TOKENS", "OPENAI_API_KEY")
+# redacted like the others but not format-checked: a database password may hold spaces
+REDACTED_VARIABLES = (*SECRET_VARIABLES, "ISSUERISK_METASTORE_PASSWORD")
 TOKEN_LISTS = ("GITHUB_TOKEN", "GITHUB_TOKENS")  # comma-separated, spaces around the commas ignored
 MIN_SECRET_LENGTH = 8  # shorter values (and shorter pieces of a value) would blank ordinary words out of messages
 REDACTED = "***"
@@ -114,7 +116,7 @@ def env_secrets(environ: Mapping[str, str]) -> list[str]:
     """Every secret in ``environ``, longest first: each variable's whole value, each comma-separated token
     and each piece of a value broken by whitespace or control characters (pieces under 8 characters are left)."""
     found: set[str] = set()
-    for name in SECRET_VARIABLES:
+    for name in REDACTED_VARIABLES:
         value = environ.get(name) or ""
         found.update((value, value.strip()))
         found.update(_pieces(value))

@@ -383,6 +383,7 @@ status_detail() {
 
 cmd_down() {
     local component failed=0 left
+    [ -d "$STATE" ] && mkdir -p "$LOGS" "$PIDS"
     # Ray's GCS server ignores SIGTERM for a while; its state is not kept anyway
     stop_session ray-worker 5 || failed=1
     stop_session ray-head 5 || failed=1

@@ -98,15 +98,16 @@ def _redact_logs() -> None:
 
 
 def commands() -> dict[str, Any]:
-    """Every command by name: the registered stages, then ``run``, ``replay``, ``sql``, ``tables``, ``runs``, ``diff`` and ``tune``."""
+    """Every command by name: the registered stages, then ``run``, ``replay``, ``sql``, ``tables``, ``runs``, ``diff``, ``tune`` and ``serve``."""
     from issuerisk.analysis.diff import DIFF
     from issuerisk.analysis.tune import TUNE
     from issuerisk.pipeline import RUN
     from issuerisk.queries import RUNS_COMMAND, SQL, TABLES_COMMAND
     from issuerisk.replay import REPLAY
+    from issuerisk.serve import SERVE
     from issuerisk.stages import REGISTRY
 
-    return {**REGISTRY, RUN.name: RUN, **{c.name: c for c in (REPLAY, SQL, TABLES_COMMAND, RUNS_COMMAND, DIFF, TUNE)}}
+    return {**REGISTRY, RUN.name: RUN, **{c.name: c for c in (REPLAY, SQL, TABLES_COMMAND, RUNS_COMMAND, DIFF, TUNE, SERVE)}}
 
 
 def build_parser(known: dict[str, Any]) -> argparse.ArgumentParser:

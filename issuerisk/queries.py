@@ -1,4 +1,8 @@
-"""Commands ``sql`` and ``tables``: ad hoc Spark SQL over the project's Delta tables, and the table listing."""
+"""Commands ``sql`` and ``tables``: ad hoc Spark SQL over the project's Delta tables, and the table listing.
+
+``sql`` runs on the ``issuerisk serve`` Spark Connect server at ``spark.remote`` when one answers (no JVM
+starts here), else on its own SparkSession.
+"""
 
 from __future__ import annotations
 
@@ -8,100 +12,28 @@ import sys
 from typing import Any
 
 from issuerisk.context import Context
+from issuerisk.lakehouse.read_only import check_read_only, check_read_only_remote
 from issuerisk.display import table
 from issuerisk.schemas import TABLES
 from issuerisk.schemas.lakehouse import RUNS
 from issuerisk.stage import Option, Stage
 
-_LOGICAL = "org.apache.spark.sql.catalyst.plans.logical."
-_ANALYSIS = "org.apache.spark.sql.catalyst.analysis."
-_COMMAND = "org.apache.spark.sql.execution.command."
-_DELTA = "org.apache.spark.sql.delta.commands."
+def _session(ctx: Context, query: str, write: bool) -> Any:
+    """The SparkSession the statement runs on, after the read-only check unless ``write``: the Connect server's, else this process's."""
+    from issuerisk.lakehouse.spark_session import remote_session
 
-QUERY_NODES = frozenset(
-    [_LOGICAL + n for n in ("Project", "Filter", "Aggregate", "Sort", "GlobalLimit", "LocalLimit", "LimitAll", "Offset", "Distinct",
-                            "Join", "LateralJoin", "Union", "Intersect", "Except", "Generate", "Pivot", "Unpivot", "Sample",
-                            "SubqueryAlias", "UnresolvedWith", "WithWindowDefinition", "UnresolvedHint", "RepartitionByExpression",
-                            "OneRowRelation", "LocalRelation")]
-    + [_ANALYSIS + n for n in ("UnresolvedRelation", "UnresolvedTableValuedFunction", "UnresolvedTVFAliases", "UnresolvedInlineTable",
-                               "UnresolvedSubqueryColumnAliases", "UnresolvedHaving", "UnresolvedQualify", "RelationTimeTravel")]
-    + ["org.apache.spark.sql.catalyst.expressions.PipeOperator"]
-)
-"""The unresolved plan nodes a query (SELECT, WITH, VALUES, TABLE, FROM ..., pipe syntax) parses into."""
-
-READ_ONLY_COMMANDS = frozenset(
-    [_LOGICAL + n for n in ("ShowTables", "ShowTablesExtended", "ShowViews", "ShowColumns", "ShowFunctions", "ShowTableProperties",
-                            "DescribeRelation", "DescribeColumn", "DescribeNamespace", "DescribeFunction")]
-    + [_COMMAND + n for n in ("ShowNamespacesCommand", "ShowCatalogsCommand", "ShowCurrentNamespaceCommand", "DescribeQueryCommand", "ExplainCommand")]
-    + [_DELTA + n for n in ("DescribeDeltaHistory", "DescribeDeltaDetailCommand")]
-    + [_ANALYSIS + n for n in ("CurrentNamespace$", "UnresolvedNamespace", "UnresolvedTable", "UnresolvedTableOrView", "UnresolvedFunctionName")]
-)
-"""SHOW, DESCRIBE and EXPLAIN statements (commands in Spark's plan tree, but they change nothing), with the names they refer to."""
-
-JAVA_CALLING_FUNCTIONS = frozenset({"reflect", "java_method", "try_reflect"})
-
-
-class ReadOnlyError(RuntimeError):
-    """``issuerisk sql`` was given a statement that may change something, without ``--write``."""
-
-
-def _scala_seq(seq: Any) -> list[Any]:
-    items, iterator = [], seq.iterator()
-    while iterator.hasNext():
-        items.append(iterator.next())
-    return items
-
-
-def _refusal(plan: Any) -> str | None:
-    """Why an unresolved logical plan is not read-only, or None when every node of it is a query or a SHOW/DESCRIBE/EXPLAIN."""
-    pending = [plan]
-    while pending:
-        node = pending.pop()
-        name = node.getClass().getName()
-        if name not in QUERY_NODES and name not in READ_ONLY_COMMANDS:
-            return f"its plan has {name.rsplit('.', 1)[-1].rstrip('$')}, which is neither a query nor SHOW, DESCRIBE or EXPLAIN"
-        if name == _COMMAND + "ExplainCommand":
-            pending.append(node.logicalPlan())
-        elif name == _COMMAND + "DescribeQueryCommand":
-            pending.append(node.plan())
-        expressions = _scala_seq(node.expressions())
-        while expressions:
-            expression = expressions.pop()
-            kind = expression.getClass().getSimpleName()
-            if kind == "UnresolvedFunction" and str(expression.nameParts().last()).lower() in JAVA_CALLING_FUNCTIONS:
-                return f"it calls {str(expression.nameParts().last()).lower()}(), which runs Java methods"
-            if kind == "ExpressionWithUnresolvedIdentifier":
-                return "it names a function or column through IDENTIFIER(...), which cannot be checked before it runs"
-            expressions.extend(_scala_seq(expression.children()))
-        pending.extend(_scala_seq(node.children()) + _scala_seq(node.innerChildren()))  # inner: CTE definitions, subqueries
-    return None
-
-
-def check_read_only(spark: Any, query: str) -> None:
-    """Refuse a statement that is not a query, as Spark's own parser (with Delta's extension) reads it.
-
-    Allowed: queries (SELECT, WITH, VALUES, TABLE, FROM ..., pipe syntax, time travel) whose every
-    plan node is in :data:`QUERY_NODES`, and the SHOW, DESCRIBE and EXPLAIN statements of
-    :data:`READ_ONLY_COMMANDS` (EXPLAIN only of a query). Everything else is refused, including node
-    kinds this list does not know yet, ``SELECT TRANSFORM ... USING`` (a shell command), and the
-    functions that call Java methods (``reflect``, ``java_method``, ``try_reflect``).
-
-    Raises:
-        ReadOnlyError: the statement is not read-only (pass ``--write`` to run it anyway).
-        pyspark.errors.ParseException: the statement is not valid SQL (Spark's own message).
-    """
-    from py4j.protocol import Py4JJavaError
-    from pyspark.errors.exceptions.captured import convert_exception
-
-    try:
-        plan = spark._jsparkSession.sessionState().sqlParser().parsePlan(query)
-    except Py4JJavaError as exc:
-        raise convert_exception(exc.java_exception) from None
-    reason = _refusal(plan)
-    if reason:
-        shown = " ".join(query.split())
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        raise ReadOnlyError(f"refused {shown!r}: {reason}; issuerisk sql only reads (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) unless you pass --write")
+    remote = remote_session(ctx.cfg)
+    if remote is None:
+        spark = ctx.spark
+        if not write:
+            check_read_only(spark, query)
+    else:
+        ctx.run.runtime.update({"spark": remote.version, "spark_remote": ctx.cfg.spark.remote or ""})
+        if not write:
+            check_read_only_remote(ctx.cfg.spark.remote, query)
+        spark = remote
+    spark.catalog.setCurrentDatabase(ctx.cfg.project.database)
+    return spark
 
 
 def sql(ctx: Context, query: str, format: str = "table", limit: int = 1000, write: bool = False) -> dict[str, Any]:
@@ -109,20 +41,19 @@ def sql(ctx: Context, query: str, format: str = "table", limit: int = 1000, writ
 
     The project's tables live in the ``{database}`` database, e.g.
     ``SELECT framework, count(*) FROM issuerisk.silver_issues GROUP BY 1``. Only read-only
-    statements run (:func:`check_read_only`) unless ``write`` is set.
+    statements run (:func:`check_read_only`, on the server for Spark Connect) unless ``write`` is set.
+    With ``spark.remote`` set and an ``issuerisk serve`` answering there, the statement runs on that
+    server and no JVM starts here; otherwise on this process's own SparkSession.
 
     Raises:
         ReadOnlyError: the statement may change something and ``write`` is not set.
         pyspark.errors.ParseException: the statement is not valid SQL.
     """
-    spark = ctx.spark
-    spark.catalog.setCurrentDatabase(ctx.cfg.project.database)
-    if not write:
-        check_read_only(spark, query)
+    spark = _session(ctx, query, write)
     df = spark.sql(query)
     rows = df.limit(limit + 1).collect()
     shown, more = rows[:limit], len(rows) > limit
-    columns = df.columns
+    columns = list(rows[0].__fields__) if rows else df.columns  # over Connect, df.columns is one more round trip
     if format == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)

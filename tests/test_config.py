@@ -24,7 +24,8 @@ def test_default_config_loads_and_resolves_the_warehouse(tmp_path):
 
 def test_cluster_example_is_valid():
     cfg = load_config(CONF_DIR / "cluster.example.yaml", environ={})
-    assert cfg.project.warehouse.startswith("s3a://") and cfg.ray.address.startswith("ray://")
+    assert cfg.project.warehouse.startswith("s3a://") and cfg.ray.address == "ray-head:6379"
+    assert cfg.spark.metastore_jdbc_url.startswith("jdbc:postgresql://") and cfg.spark.remote.startswith("sc://")
 
 
 def test_every_problem_is_named_at_once(tmp_path):

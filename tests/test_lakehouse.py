@@ -6,11 +6,14 @@ process, a Spark table read by delta-rs) is in ``tests/test_cli.py``.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import pyarrow as pa
 import pytest
 
+from issuerisk.conf import load_config
 from issuerisk.lakehouse import ArrowTables, TableVersionError
 from issuerisk.lakehouse.arrow_tables import check_merge, spec_of
 from issuerisk.schemas.crawl import BRONZE_REPOS
@@ -141,3 +144,13 @@ def test_reading_an_older_table_gives_the_new_columns_as_null_without_writing(cf
     rows = tables.read(GOLD_TOPICS)
     assert rows.column_names == GOLD_TOPICS.names and rows.column("n").to_pylist() == [None]
     assert tables.version(GOLD_TOPICS) == version
+
+
+def test_commands_starting_at_once_on_a_fresh_warehouse_all_record_their_runs(tmp_path):
+    """Four commands writing the ``runs`` table at the same instant: the losers of each commit race repeat their MERGE."""
+    procs = [subprocess.Popen([sys.executable, "-m", "issuerisk.cli", "--warehouse", str(tmp_path), "--no-progress", "runs", "--limit", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert all(rc == 0 for rc, _ in results), [err[-500:] for rc, err in results if rc]
+    runs = ArrowTables(load_config(environ={"ISSUERISK_WAREHOUSE": str(tmp_path)})).read("runs").to_pylist()
+    assert len(runs) == 4 and {r["status"] for r in runs} == {"succeeded"}

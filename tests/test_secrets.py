@@ -65,6 +65,13 @@ def test_env_secrets_holds_the_whole_value_each_token_and_each_piece():
     assert redact(quote(f"{TOKEN_A}, {TOKEN_B}"), env_secrets(env)) == "***"
 
 
+def test_the_metastore_password_is_redacted_though_it_may_hold_spaces():
+    env = {"ISSUERISK_METASTORE_PASSWORD": "synthetic pass word"}
+    check_secret_values(env)  # not a token: spaces are allowed
+    message = "FATAL: password authentication failed for 'synthetic pass word'"
+    assert redact(message, env_secrets(env)) == "FATAL: password authentication failed for '***'"
+
+
 def test_redact_leaves_text_without_secrets_alone():
     assert redact("nothing secret here", []) == "nothing secret here"
     assert redact("nothing secret here", ["", TOKEN_A]) == "nothing secret here"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from issuerisk.queries import ReadOnlyError, check_read_only, sql
+from issuerisk.lakehouse.read_only import ReadOnlyError, check_read_only
+from issuerisk.queries import sql
 
 pytestmark = pytest.mark.slow
 
@@ -129,7 +130,7 @@ def test_syntax_errors_and_a_second_statement_keep_sparks_parse_error(spark):
 
 def _plan_classes(spark, query):
     """Every class name in the parsed plan of ``query`` (EXPLAIN's and DESCRIBE QUERY's inner plans too)."""
-    from issuerisk.queries import _scala_seq
+    from issuerisk.lakehouse.read_only import _scala_seq
 
     seen, pending = set(), [spark._jsparkSession.sessionState().sqlParser().parsePlan(query)]
     while pending:
@@ -143,7 +144,7 @@ def _plan_classes(spark, query):
 
 
 def test_every_allowed_plan_node_is_exercised_by_a_read_only_form(spark):
-    from issuerisk.queries import QUERY_NODES, READ_ONLY_COMMANDS
+    from issuerisk.lakehouse.read_only import QUERY_NODES, READ_ONLY_COMMANDS
 
     seen = set().union(*(_plan_classes(spark, q.format(db="d")) for q in READ_ONLY))
     assert (QUERY_NODES | READ_ONLY_COMMANDS) - seen == set()

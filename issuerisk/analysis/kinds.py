@@ -36,15 +36,16 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score, precision_recall_fscore_support
-from sklearn.model_selection import GroupKFold
 
 from issuerisk.conf.settings import KIND_LABEL_PATTERNS, KINDS
+
+# scikit-learn and scipy are imported where they are used: the CLI imports every stage to build its
+# registry, and their 0.7 s would land on every command, an ad hoc `issuerisk sql` included
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 CORE_KINDS = ("defect", "feature", "question")
 
@@ -229,6 +230,8 @@ class KindFeaturizer:
         ]
 
     def fit_transform(self, titles, bodies, embeddings=None):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         bodies = [clip_body(b, self.config.max_body_chars) for b in bodies]
         self.vectorizers = [(field_, TfidfVectorizer(**kw)) for field_, kw in self._specs()]
         blocks = [vec.fit_transform(titles if field_ == "title" else bodies) for field_, vec in self.vectorizers]
@@ -240,6 +243,8 @@ class KindFeaturizer:
         return self._finish(blocks, titles, bodies, embeddings)
 
     def _finish(self, blocks, titles, bodies, embeddings):
+        import scipy.sparse as sp
+
         hand = np.vstack([hand_features(t, b) for t, b in zip(titles, bodies)]) if titles else np.zeros((0, len(HAND_FEATURE_NAMES)))
         blocks.append(sp.csr_matrix(hand))
         if embeddings is not None:
@@ -291,6 +296,8 @@ def train(texts, embeddings, kinds, seed: int = 0, *, config: FeatureConfig | No
     y = np.asarray(kinds)
     featurizer = KindFeaturizer(config)
     x = featurizer.fit_transform(titles, bodies, embeddings)
+    from sklearn.linear_model import LogisticRegression
+
     classifier = LogisticRegression(C=C, class_weight="balanced", max_iter=3000, random_state=seed).fit(x, y)
     dim = 0 if embeddings is None else int(np.asarray(embeddings).shape[1])
     return KindModel(featurizer, classifier, tuple(str(c) for c in classifier.classes_), dim, time.perf_counter() - t0,
@@ -325,6 +332,8 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
 
 
 def _report(y_true, y_pred, conf, classes):
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(classes), zero_division=0)
     core = [k for k in CORE_KINDS if k in classes]
     correct = np.asarray(y_true) == np.asarray(y_pred)
@@ -348,6 +357,8 @@ def _report(y_true, y_pred, conf, classes):
 def grouped_folds(groups: Sequence[str], n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) index arrays of a K-fold in which every group (repository) is in exactly one test fold."""
     groups = np.asarray(groups)
+    from sklearn.model_selection import GroupKFold
+
     return list(GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(groups, groups, groups))
 
 

@@ -10,6 +10,8 @@ Spark created is read and merged here alike.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -20,6 +22,10 @@ from issuerisk.schemas import TABLES, TableSpec
 
 MergeHow = Literal["upsert", "insert", "replace_run"]
 MERGE_MODES: tuple[str, ...] = ("upsert", "insert", "replace_run")
+
+
+COMMIT_ATTEMPTS = 8
+"""A MERGE that loses a commit race (two commands writing ``runs`` at once) is repeated, with jittered backoff, this often."""
 
 
 class TableVersionError(LookupError):
@@ -254,6 +260,7 @@ class ArrowTables:
 
         Raises:
             ValueError: an unknown mode, ``replace_run`` without a run id, or a column of the spec missing from ``rows``.
+            deltalake.exceptions.CommitFailedError: other processes kept committing first, :data:`COMMIT_ATTEMPTS` times.
         """
         spec = spec_of(table)
         check_merge(spec, how, run_id)
@@ -261,13 +268,22 @@ class ArrowTables:
         source = conform(rows, spec)
         if rows.num_rows == 0 and how != "replace_run":
             return
-        merger = self.create(spec).merge(source, predicate=key_predicate(spec), source_alias="s", target_alias="t")
-        if how != "insert":
-            merger = merger.when_matched_update_all(predicate=update_condition)
-        merger = merger.when_not_matched_insert_all()
-        if how == "replace_run":
-            merger = merger.when_not_matched_by_source_delete(predicate=f"t.run_id = {sql_text(run_id)}")
-        merger.execute()
+        from deltalake.exceptions import CommitFailedError
+
+        for attempt in range(COMMIT_ATTEMPTS):
+            merger = self.create(spec).merge(source, predicate=key_predicate(spec), source_alias="s", target_alias="t")
+            if how != "insert":
+                merger = merger.when_matched_update_all(predicate=update_condition)
+            merger = merger.when_not_matched_insert_all()
+            if how == "replace_run":
+                merger = merger.when_not_matched_by_source_delete(predicate=f"t.run_id = {sql_text(run_id)}")
+            try:
+                merger.execute()
+                return
+            except CommitFailedError:  # another process committed first; a keyed MERGE is safe to repeat on the new version
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
 
     def overwrite(self, table: TableSpec | str, rows: pa.Table, note: dict[str, Any] | None = None) -> None:
         """Replace the table's content with ``rows`` (one commit noting ``note``, read back by :meth:`commit_metadata`)."""

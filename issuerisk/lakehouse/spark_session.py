@@ -122,11 +122,10 @@ def builder_for(cfg: Config) -> SparkSession.Builder:
     )
     if _on_this_machine(s.master):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors on this machine use this venv's interpreter
-        builder = _local_only(builder, s.extra)
-    if s.master.startswith("local"):
         # Delta rebuilds a table's snapshot in 50 partitions by default: seconds per table read on a
         # laptop for logs of a few files (bench/ingest.py). spark.extra may set it back.
         builder = builder.config("spark.databricks.delta.snapshotPartitions", str(LOCAL_SNAPSHOT_PARTITIONS))
+        builder = _local_only(builder, s.extra)
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)
     java_options = [s.driver_java_options] if s.driver_java_options else []
