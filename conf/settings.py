@@ -313,7 +313,7 @@ class ClusterConfig(_Section):
     attach_threshold: float = Field(0.3, ge=0, le=1, description="Vote share an issue needs across member runs to join a core's cluster; below it it is noise.")
     replay_min_ari: float = Field(0.95, ge=0, le=1, description="A replay of a cuML (GPU) clustering, which is not bit-repeatable, passes when its labels agree with the original's to this ARI; CPU replays must be identical.")
     dbcv_sample: int = Field(3000, ge=100, description="Issues DBCV (relative validity) is computed on for a consensus (a seeded sample; it is quadratic).")
-    jit_cache_dir: str | None = Field(None, description="NUMBA_CACHE_DIR for the clustering process; None uses <warehouse>/../.numba_cache.")
+    jit_cache_dir: str | None = Field(None, description="NUMBA_CACHE_DIR for the clustering process; None uses this user's cache folder on the machine that fits (~/.cache/issuerisk/numba).")
 
 
 KINDS = ("defect", "feature", "question", "documentation", "other")

@@ -35,10 +35,12 @@ from issuerisk.vectors import load_current_vectors
 
 
 def jit_cache_dir(cfg: Config) -> str:
-    """Where numba caches UMAP's compiled code: ``cluster.jit_cache_dir`` or ``<warehouse>/../.numba_cache``."""
+    """Where numba caches UMAP's compiled code: ``cluster.jit_cache_dir``, else this user's cache folder
+    (``$XDG_CACHE_HOME/issuerisk/numba``, ``~/.cache/issuerisk/numba``) on the machine the fit runs on, so a
+    new warehouse (or an object-store one) does not pay the compile again in every Ray worker."""
     if cfg.cluster.jit_cache_dir:
         return cfg.resolve_path(cfg.cluster.jit_cache_dir)
-    return str(Path(cfg.project.warehouse.rstrip("/")).parent / ".numba_cache")
+    return str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "issuerisk" / "numba")
 
 
 def cluster_rows(keys: pa.Table, result: ClusterResult, model: str, run_id: str) -> pa.Table:

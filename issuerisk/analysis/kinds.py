@@ -31,6 +31,7 @@ another has no question label), which a repository never seen cannot teach.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import unicodedata
@@ -362,6 +363,12 @@ def grouped_folds(groups: Sequence[str], n_splits: int, seed: int) -> list[tuple
     return list(GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(groups, groups, groups))
 
 
+def _fold(texts, emb, y, tr, te, seed, config, C) -> tuple[list[str], np.ndarray]:
+    """Train on one fold's training rows and predict its test rows."""
+    model = train([texts[i] for i in tr], None if emb is None else emb[tr], y[tr], seed, config=config, C=C)
+    return predict(model, [texts[i] for i in te], None if emb is None else emb[te])
+
+
 def grouped_evaluation(texts, embeddings, kinds, groups, *, classes: Sequence[str] = KINDS, n_splits: int = 5,
                        seed: int = 0, config: FeatureConfig | None = None, C: float = 0.5) -> dict:
     """Repository-grouped K-fold (no repository in both training and test), out-of-fold predictions pooled.
@@ -387,9 +394,13 @@ def grouped_evaluation(texts, embeddings, kinds, groups, *, classes: Sequence[st
     conf = np.zeros(len(y))
     folds = []
     t0 = time.perf_counter()
-    for tr, te in grouped_folds(g, n_splits, seed):
-        model = train([texts[i] for i in tr], None if emb is None else emb[tr], y[tr], seed, config=config, C=C)
-        p, c = predict(model, [texts[i] for i in te], None if emb is None else emb[te])
+    from joblib import Parallel, delayed
+
+    splits = grouped_folds(g, n_splits, seed)
+    # the folds are independent fits: one process per core (the fits are single-threaded), same results in any order
+    outcomes = Parallel(n_jobs=min(len(splits), os.cpu_count() or 1))(
+        delayed(_fold)(texts, emb, y, tr, te, seed, config, C) for tr, te in splits)
+    for (_, te), (p, c) in zip(splits, outcomes):
         pred[te], conf[te] = p, c
         folds.append(_report(y[te], list(p), c, classes))
     core = np.array([f["macro_f1_core"] for f in folds])
