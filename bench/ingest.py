@@ -20,7 +20,10 @@ import random
 import resource
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.github_objects import issue
 
@@ -32,8 +35,9 @@ TRACE = ('Traceback (most recent call last):\n  File "train.py", line {n}, in <m
 OTHER = ("模型训练时出现错误，请问应该怎么解决这个问题", "Der Fehler tritt beim Training des Modells auf und ich weiß nicht warum")
 
 
-def synthetic_body(rng: random.Random, n: int) -> str:
-    target = int(min(20000, rng.lognormvariate(6.55, 1.1)))
+def synthetic_body(rng: random.Random, n: int, chars: int | None = None) -> str:
+    """Prose, code blocks and tracebacks of about ``chars`` characters (None: lognormal, median ~700, at most 20,000)."""
+    target = int(min(20000, rng.lognormvariate(6.55, 1.1))) if chars is None else chars
     parts, size = [], 0
     while size < target:
         kind = rng.random()
@@ -48,28 +52,62 @@ def synthetic_body(rng: random.Random, n: int) -> str:
     return "\n\n".join(parts)
 
 
-def generate(folder: Path, issues: int, files: int, seed: int = 0) -> None:
+@dataclass(frozen=True)
+class Draw:
+    """What one synthetic issue is: its state and kind, its body length (None: lognormal) and labels."""
+
+    closed: bool
+    other_language: bool = False
+    pull_request: bool = False
+    bot: bool = False
+    duplicate: bool = False
+    body_chars: int | None = None
+    labels: tuple[str, ...] = ()
+
+
+def default_draw(rng: random.Random) -> Draw:
+    """1% non-English, 5% pull requests, 1% bots, 2% written twice (duplicates); 70% closed."""
+    r = rng.random()
+    return Draw(closed=r > 0.3, other_language=r < 0.01, pull_request=0.01 <= r < 0.06, bot=0.06 <= r < 0.07, duplicate=0.07 <= r < 0.09)
+
+
+@dataclass(frozen=True)
+class SyntheticRepo:
+    """A repository to generate: its name, how many issues, and how each issue is drawn."""
+
+    name: str
+    issues: int
+    draw: Callable[[random.Random], Draw] = default_draw
+
+
+def generate(folder: Path, issues: int, files: int, seed: int = 0, repos: list[SyntheticRepo] | None = None) -> None:
+    """Write ``issues`` SYNTHETIC issue objects (duplicates counted) as gzip JSON Lines into ``folder``.
+
+    Args:
+        repos: the repositories, spread in order over at most ``files`` files; None gives
+            ``files`` equal repositories drawn by :func:`default_draw`, one per file.
+    """
     rng = random.Random(seed)
-    per_file = -(-issues // files)
+    repos = repos or [SyntheticRepo(f"synthetic-org/project-{f:04d}", -(-issues // files)) for f in range(files)]
+    n_files = min(files, len(repos))
     n = 0
-    for f in range(files):
-        repo = f"synthetic-org/project-{f:04d}"
+    for f in range(n_files):
         with gzip.open(folder / f"{f:04d}.jsonl.gz", "wt", compresslevel=1) as fh:
-            for k in range(1, per_file + 1):
-                if n >= issues:
-                    break
-                n += 1
-                r = rng.random()
-                title = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10)))
-                body = rng.choice(OTHER) * 3 if r < 0.01 else synthetic_body(rng, n)
-                closed = r > 0.3
-                obj = issue(repo, k, title, body, state="closed" if closed else "open", created="2021-03-01T10:00:00Z",
-                            closed="2021-03-0%dT10:00:00Z" % rng.randint(2, 9) if closed else None,
-                            pull_request=0.01 <= r < 0.06, login="ci-bot[bot]" if 0.06 <= r < 0.07 else f"user{k}")
-                fh.write(json.dumps(obj) + "\n")
-                if 0.07 <= r < 0.09:
+            for repo in repos[f * len(repos) // n_files:(f + 1) * len(repos) // n_files]:
+                for k in range(1, repo.issues + 1):
+                    if n >= issues:
+                        break
                     n += 1
-                    fh.write(json.dumps({**obj, "number": k + 100000, "id": obj["id"] + 1}) + "\n")
+                    draw = repo.draw(rng)
+                    title = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10)))
+                    body = rng.choice(OTHER) * 3 if draw.other_language else synthetic_body(rng, n, draw.body_chars)
+                    obj = issue(repo.name, k, title, body, state="closed" if draw.closed else "open", created="2021-03-01T10:00:00Z",
+                                closed="2021-03-0%dT10:00:00Z" % rng.randint(2, 9) if draw.closed else None, labels=draw.labels,
+                                pull_request=draw.pull_request, login="ci-bot[bot]" if draw.bot else f"user{k}")
+                    fh.write(json.dumps(obj) + "\n")
+                    if draw.duplicate:
+                        n += 1
+                        fh.write(json.dumps({**obj, "number": k + 100000, "id": obj["id"] + 1}) + "\n")
 
 
 def peak_mb(spark) -> tuple[float, float]:
@@ -95,18 +133,45 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def open_context(warehouse: Path) -> Any:
+    """A Context on a fresh warehouse folder (Spark starts on first use), as the CLI builds one."""
+    from issuerisk.conf import load_config
+    from issuerisk.context import Context
+    from issuerisk.ledger import Run
+
+    cfg = load_config(environ={**os.environ, "ISSUERISK_WAREHOUSE": str(warehouse)})
+    return Context.open(cfg, Run(cfg, "bench"), progress=False)
+
+
+def ingest_and_filter(ctx: Any, data: Path) -> dict[str, Any]:
+    """Start Spark and create the tables, then run the ingest and filter stages on ``data``, each timed.
+
+    Returns:
+        seconds of ``start``, ``ingest`` and ``filter``, and what the two stages returned (``ingested``, ``filtered``).
+    """
+    from issuerisk.jobs import filter as silver_filter
+    from issuerisk.jobs import ingest
+
+    t0 = time.perf_counter()
+    ctx.spark  # noqa: B018  (start Spark and create the tables outside the timed steps)
+    start = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    got = ingest.run(ctx, [str(data)])
+    t_ingest = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    kept = silver_filter.run(ctx)
+    return {"start": start, "ingest": t_ingest, "filter": time.perf_counter() - t0, "ingested": got, "filtered": kept}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--issues", type=int, default=100_000)
     parser.add_argument("--files", type=int, default=200)
     args = parser.parse_args()
 
-    from issuerisk.conf import load_config
-    from issuerisk.context import Context
     from issuerisk.display import table
     from issuerisk.jobs import filter as silver_filter
     from issuerisk.jobs import ingest
-    from issuerisk.ledger import Run
 
     with tempfile.TemporaryDirectory() as tmp:
         data, wh = Path(tmp) / "data", Path(tmp) / "wh"
@@ -114,18 +179,9 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(data, args.issues, args.files)
         gen = time.perf_counter() - t0
-        env = {**os.environ, "ISSUERISK_WAREHOUSE": str(wh)}
-        cfg = load_config(environ=env)
-        ctx = Context.open(cfg, Run(cfg, "bench"), progress=False)
-        t0 = time.perf_counter()
-        ctx.spark  # noqa: B018  (start Spark and create the tables outside the timed steps)
-        start = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        got = ingest.run(ctx, [str(data)])
-        t_ingest = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        kept = silver_filter.run(ctx)
-        t_filter = time.perf_counter() - t0
+        ctx = open_context(wh)
+        first = ingest_and_filter(ctx, data)
+        start, t_ingest, t_filter, got, kept = (first[k] for k in ("start", "ingest", "filter", "ingested", "filtered"))
         # The same files again in the same JVM: every issue matches one in bronze and none is newer, and
         # neither step pays the JVM's first-use compilation (the target is measured cold, above).
         version = ctx.lake.spark.version("bronze_issues")
