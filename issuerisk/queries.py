@@ -12,11 +12,12 @@ import sys
 from typing import Any
 
 from issuerisk.context import Context
-from issuerisk.lakehouse.read_only import check_read_only, check_read_only_remote
 from issuerisk.display import table
+from issuerisk.lakehouse.read_only import check_read_only, check_read_only_remote
 from issuerisk.schemas import TABLES
 from issuerisk.schemas.lakehouse import RUNS
 from issuerisk.stage import Option, Stage
+
 
 def _session(ctx: Context, query: str, write: bool) -> Any:
     """The SparkSession the statement runs on, after the read-only check unless ``write``: the Connect server's, else this process's."""
