@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.stability import OUT, REAL_ISSUES
+from bench.stability import OUT, REAL_ISSUES, read_repository
 
 BERTOPIC_SCRIPT = r"""
 import gzip, json, sys, time
@@ -113,20 +113,15 @@ def bertopic(files: list[Path], workdir: Path) -> dict:
 
 def label_kinds(files: list[Path]) -> dict[tuple[str, int], str | None]:
     """Each issue's kind from its own GitHub labels (None when its labels name none)."""
-    import gzip
-
     from issuerisk.analysis.kinds import compile_label_patterns, kind_of_labels
     from issuerisk.conf.settings import KIND_LABEL_PATTERNS
 
     patterns = compile_label_patterns(KIND_LABEL_PATTERNS)
     kinds = {}
     for f in files:
-        repository = f.name.removesuffix(".jsonl.gz").replace("__", "/")
-        with gzip.open(f, "rt") as fh:
-            for line in fh:
-                o = json.loads(line)
-                if "pull_request" not in o:
-                    kinds[(repository, o["number"])] = kind_of_labels([lab.get("name") if isinstance(lab, dict) else str(lab) for lab in o.get("labels") or []], patterns)
+        repository, objects = read_repository(f)
+        for o in objects:
+            kinds[(repository, o["number"])] = kind_of_labels([lab.get("name") if isinstance(lab, dict) else str(lab) for lab in o.get("labels") or []], patterns)
     return kinds
 
 

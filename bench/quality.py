@@ -20,8 +20,6 @@ No model is tuned on these figures; the classifier is evaluated on repositories 
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import random
 import re
@@ -31,7 +29,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from bench.stability import OUT, REAL_ISSUES, embeddings
+from bench.stability import OUT, REAL_ISSUES, embeddings, read_repository
 
 FAILURE_WORDS = frozenset(
     "error errors exception crash crashes segfault nan inf memory oom cuda gpu shape shapes dtype mismatch install installation "
@@ -47,12 +45,8 @@ def repositories_sample(issues: int, seed: int = 0) -> list[dict]:
     random.Random(seed).shuffle(files)
     rows: list[dict] = []
     for file in files:
-        repository = file.name.removesuffix(".jsonl.gz").replace("__", "/")
-        with gzip.open(file, "rt") as fh:
-            for line in fh:
-                obj = json.loads(line)
-                if "pull_request" not in obj:
-                    rows.append(_row(repository, obj))
+        repository, objects = read_repository(file)
+        rows += [_row(repository, obj) for obj in objects]
         if len(rows) >= issues:
             break
     return rows
@@ -71,9 +65,8 @@ def _row(repository: str, obj: dict) -> dict:
 def corpus() -> list[dict]:
     rows = []
     for file in sorted(REAL_ISSUES.glob("*.jsonl.gz")):
-        repository = file.name.removesuffix(".jsonl.gz").replace("__", "/")
-        with gzip.open(file, "rt") as fh:
-            rows += [_row(repository, json.loads(line)) for line in fh]
+        repository, objects = read_repository(file)
+        rows += [_row(repository, obj) for obj in objects]
     return rows
 
 

@@ -30,7 +30,6 @@ consensus extrapolated from it).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import random
@@ -48,23 +47,22 @@ from typing import Any
 import numpy as np
 
 from bench.ingest import Draw, SyntheticRepo, generate
+from bench.stability import REAL_ISSUES, read_repository
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
-REAL_ISSUES = REPO.parent / "shared" / "data" / "lai2024-ml-issues" / "issues"
 EMBED_SIZES = (10_000, 40_000)
 
 
 def real_repositories(folder: Path = REAL_ISSUES) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """(owner/name, its issue objects) per file of the real corpus, in file order."""
+    """(owner/name, its issue objects) per file of the real corpus, in file order (it holds no pull requests)."""
     files = sorted(folder.glob("*.jsonl.gz"))
     if not files:
         raise FileNotFoundError(f"no *.jsonl.gz under {folder}; the real corpus lives in ../shared/data/lai2024-ml-issues")
     for file in files:
-        with gzip.open(file, "rt", encoding="utf-8") as fh:
-            yield file.name.removesuffix(".jsonl.gz").replace("__", "/", 1), [json.loads(line) for line in fh]
+        yield read_repository(file)
 
 
 @dataclass(frozen=True)

@@ -35,16 +35,19 @@ REAL_ISSUES = REPO.parent / "shared" / "data" / "lai2024-ml-issues" / "issues"
 OUT = REPO / "bench" / "out"
 
 
+def read_repository(file: Path) -> tuple[str, list[dict]]:
+    """One file of the real corpus: its repository (``owner/name``) and its issue objects, pull requests left out."""
+    with gzip.open(file, "rt", encoding="utf-8") as fh:
+        objects = [json.loads(line) for line in fh]
+    return file.name.removesuffix(".jsonl.gz").replace("__", "/", 1), [o for o in objects if "pull_request" not in o]
+
+
 def real_sample(n: int, seed: int = 0) -> list[dict]:
     """A seeded sample of ``n`` real issues (repository, number, title, body): sorted (file, line), then shuffled."""
     rows = []
     for file in sorted(REAL_ISSUES.glob("*.jsonl.gz")):
-        repository = file.name.removesuffix(".jsonl.gz").replace("__", "/")
-        with gzip.open(file, "rt") as fh:
-            for line in fh:
-                obj = json.loads(line)
-                if "pull_request" not in obj:
-                    rows.append({"repository": repository, "number": obj["number"], "title": obj.get("title") or "", "body": obj.get("body") or ""})
+        repository, objects = read_repository(file)
+        rows += [{"repository": repository, "number": o["number"], "title": o.get("title") or "", "body": o.get("body") or ""} for o in objects]
     random.Random(seed).shuffle(rows)
     return rows[:n] if n else rows
 
