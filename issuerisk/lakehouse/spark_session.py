@@ -28,6 +28,7 @@ from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from issuerisk.conf import Config
+from issuerisk.lakehouse.read_only import endpoints
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -226,9 +227,9 @@ def get_spark(cfg: Config) -> SparkSession:
 
 def remote_answers(url: str, timeout_s: float = REMOTE_PROBE_S) -> bool:
     """Whether something accepts TCP connections at a Spark Connect URL's host and port (a quick probe, no RPC)."""
-    parts = urlsplit(url.replace("sc://", "http://", 1))
+    host, port, _ = endpoints(url)
     try:
-        with socket.create_connection((parts.hostname or LOOPBACK, parts.port or 15002), timeout=timeout_s):
+        with socket.create_connection((host, port), timeout=timeout_s):
             return True
     except OSError:
         return False
