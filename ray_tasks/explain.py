@@ -46,16 +46,12 @@ def parse_issue(ref: str) -> tuple[str, int]:
 
 def explain_batch(spec: Any, items: list[dict[str, Any]], steps: int, top_tokens: int, max_chars: int) -> list[dict[str, Any]]:
     """Explain each item (repository, number, cluster, text, centroid) with one model load; the rows of ``gold_explanations`` (no run id)."""
-    from sentence_transformers import SentenceTransformer
+    from dataclasses import replace
 
     from issuerisk.ray_tasks.attributions import explain
+    from issuerisk.ray_tasks.encoders import TransformerEncoder
 
-    if spec.threads:
-        import torch
-
-        torch.set_num_threads(spec.threads)
-    model = SentenceTransformer(spec.path, device=spec.device)
-    model.max_seq_length = spec.max_seq_length
+    model = TransformerEncoder(replace(spec, fp16=False)).model  # gradients in full precision, on any device
     rows = []
     for item in items:
         result = explain(model, item["text"][:max_chars], np.asarray(item["centroid"], dtype=np.float32), prefix=spec.query_prefix,
