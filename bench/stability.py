@@ -42,12 +42,16 @@ def read_repository(file: Path) -> tuple[str, list[dict]]:
     return file.name.removesuffix(".jsonl.gz").replace("__", "/", 1), [o for o in objects if "pull_request" not in o]
 
 
-def real_sample(n: int, seed: int = 0) -> list[dict]:
-    """A seeded sample of ``n`` real issues (repository, number, title, body): sorted (file, line), then shuffled."""
+def real_sample(n: int, seed: int = 0, exclude: frozenset[str] = frozenset()) -> list[dict]:
+    """A seeded sample of ``n`` real issues (repository, number, title, body, label names): sorted (file, line), then
+    shuffled; files named in ``exclude`` left out."""
     rows = []
     for file in sorted(REAL_ISSUES.glob("*.jsonl.gz")):
+        if file.name in exclude:
+            continue
         repository, objects = read_repository(file)
-        rows += [{"repository": repository, "number": o["number"], "title": o.get("title") or "", "body": o.get("body") or ""} for o in objects]
+        rows += [{"repository": repository, "number": o["number"], "title": o.get("title") or "", "body": o.get("body") or "",
+                  "labels": [lab.get("name") if isinstance(lab, dict) else str(lab) for lab in o.get("labels") or []]} for o in objects]
     random.Random(seed).shuffle(rows)
     return rows[:n] if n else rows
 
@@ -87,15 +91,38 @@ def embeddings(texts: list[str]) -> np.ndarray:
     return vectors
 
 
+def _member(prepared, params, seed: int) -> dict:
+    """One member run in a worker process (its own numba cache switch-on)."""
+    from issuerisk.ray_tasks.cluster_backends import CpuBackend, enable_jit_cache, member_run
+    from issuerisk.ray_tasks.consensus import selections_of
+
+    enable_jit_cache(str(OUT / "numba"))
+    return member_run(CpuBackend(), prepared, params, seed, selections_of(params))
+
+
 def consensus_labels(prepared, params, seeds: list[int]) -> tuple[np.ndarray, np.ndarray, float]:
-    """(labels, per-cluster stability, seconds) of the consensus of seeded member runs, in this process."""
-    from issuerisk.ray_tasks.consensus import combine, selections_of
-    from issuerisk.ray_tasks.cluster_backends import CpuBackend, member_run
+    """(labels, per-cluster stability, wall seconds) of the consensus of seeded member runs, one worker process per core
+    (as the pipeline's Ray tasks)."""
+    from joblib import Parallel, delayed
+
+    from issuerisk.ray_tasks.consensus import combine
 
     t0 = time.perf_counter()
-    members = [member_run(CpuBackend(), prepared, params, s, selections_of(params)) for s in seeds]
+    members = Parallel(n_jobs=os.cpu_count())(delayed(_member)(prepared, params, s) for s in seeds)
     labels, _, stability, _ = combine(members, prepared, params, params.member_selection == "auto")
     return labels, stability, time.perf_counter() - t0
+
+
+def kind_agreement(labels: np.ndarray, issues: list[dict]) -> float:
+    """NMI of the clusters with the issues' own GitHub label kinds (defect/feature/question), on labelled issues outside noise."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from issuerisk.analysis.kinds import compile_label_patterns, kind_of_labels
+    from issuerisk.conf.settings import KIND_LABEL_PATTERNS
+
+    patterns = compile_label_patterns(KIND_LABEL_PATTERNS)
+    pairs = [(c, k) for c, r in zip(labels.tolist(), issues) if c >= 0 and (k := kind_of_labels(r["labels"], patterns)) in ("defect", "feature", "question")]
+    return float(normalized_mutual_info_score(*zip(*pairs))) if pairs else float("nan")
 
 
 def describe(labels: np.ndarray) -> tuple[int, float, float]:
@@ -104,12 +131,19 @@ def describe(labels: np.ndarray) -> tuple[int, float, float]:
             float(np.bincount(clustered).max() / len(labels)) if len(clustered) else 0.0)
 
 
+def held_out_files() -> frozenset[str]:
+    """The corpus files of bench.pipeline's subsets (the figures reported against BERTopic), kept out of a ``dev`` sample."""
+    from bench.pipeline import subsets
+
+    return frozenset(f.name for files in subsets().values() for f in files)
+
+
 def main(argv: list[str] | None = None) -> None:
     from sklearn.metrics import adjusted_rand_score
 
     from issuerisk.conf.settings import ClusterConfig
     from issuerisk.display import table
-    from issuerisk.ray_tasks.cluster_backends import CpuBackend, enable_jit_cache, single_run
+    from issuerisk.ray_tasks.cluster_backends import CpuBackend, enable_jit_cache, single_run, umap_epochs
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--issues", type=int, default=2000)
@@ -118,14 +152,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--single-seeds", type=int, default=6, help="seeds of the single run (all pairs compared)")
     p.add_argument("--budget", type=int, default=96, help="extractive summary budget in whitespace tokens (the pipeline's default: 96); "
                    "another budget also reports the ARI of its consensus against the default budget's on the same seeds")
+    p.add_argument("--n-epochs", type=int, default=None, help="UMAP epochs (cluster.n_epochs; default: 500 under 5,000 issues, 200 from there)")
+    p.add_argument("--repositories", choices=("all", "dev"), default="all",
+                   help="dev: only repositories outside bench.pipeline's subsets (choose settings there, report on those subsets)")
     args = p.parse_args(argv)
     enable_jit_cache(str(OUT / "numba"))
-    corpus = real_sample(0)
+    corpus = real_sample(0, exclude=held_out_files() if args.repositories == "dev" else frozenset())
     issues = corpus[:args.issues]
     texts = pipeline_texts(issues, corpus, budget=args.budget)
     vectors = embeddings(texts)
     print(f"budget {args.budget}: {np.mean([len(t.split()) for t in texts]):.1f} words per text on average", flush=True)
-    params = ClusterConfig()
+    params = ClusterConfig(n_epochs=args.n_epochs)
     backend = CpuBackend()
     prepared = backend.prepare(vectors, params)
     rows = []
@@ -138,7 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     aris = [adjusted_rand_score(a, b) for i, a in enumerate(singles) for b in singles[i + 1:]]
     shapes = np.array([describe(s) for s in singles])
     rows.append(["single run (eom)", f"seeds 0..{args.single_seeds - 1}, all pairs", round(float(np.mean(aris)), 3), round(float(np.min(aris)), 3),
-                 round(float(shapes[:, 0].mean()), 1), round(float(shapes[:, 1].mean()), 3), round(float(shapes[:, 2].mean()), 3), "", round(float(np.mean(seconds)), 1)])
+                 round(float(shapes[:, 0].mean()), 1), round(float(shapes[:, 1].mean()), 3), round(float(shapes[:, 2].mean()), 3), "",
+                 round(float(np.mean([kind_agreement(s, issues) for s in singles])), 3), round(float(np.mean(seconds)), 1)])
 
     consensus_runs = []
     for k in range(2 * args.pairs):
@@ -150,14 +188,17 @@ def main(argv: list[str] | None = None) -> None:
         clusters, noise, largest = describe(a)
         rows.append([f"consensus R={args.runs}", f"seeds {2 * k * args.runs}.. vs {(2 * k + 1) * args.runs}..", round(adjusted_rand_score(a, b), 3), "",
                      clusters, round(noise, 3), round(largest, 3),
-                     f"median {np.nanmedian(stab_a):.2f}, {np.mean(stab_a >= 0.75):.0%} >= 0.75, {np.mean(stab_a < 0.6):.0%} < 0.6", round((t_a + t_b) / 2, 1)])
+                     f"median {np.nanmedian(stab_a):.2f}, {np.mean(stab_a >= 0.75):.0%} >= 0.75, {np.mean(stab_a < 0.6):.0%} < 0.6",
+                     round((kind_agreement(a, issues) + kind_agreement(b, issues)) / 2, 3), round((t_a + t_b) / 2, 1)])
     if args.budget != 96:
         reference, _, _ = consensus_labels(backend.prepare(embeddings(pipeline_texts(issues, corpus)), params), params, list(range(args.runs)))
         rows.append([f"consensus R={args.runs}, budget {args.budget} vs 96", f"seeds 0..{args.runs - 1} both",
-                     round(adjusted_rand_score(consensus_runs[0][0], reference), 3), "", *describe(reference)[:1], "", "", "", ""])
-    table(f"bench.stability: {len(issues):,} real issues (MiniLM, extractive r2 summaries of {args.budget} words, project words masked), "
-          f"{os.cpu_count()} cores",
-          ["method", "seeds", "ARI mean", "ARI min", "clusters", "noise share", "largest share", "cluster stability (Jaccard)", "seconds per clustering"], rows)
+                     round(adjusted_rand_score(consensus_runs[0][0], reference), 3), "", *describe(reference)[:1], "", "", "",
+                     round(kind_agreement(reference, issues), 3), ""])
+    table(f"bench.stability: {len(issues):,} real issues of {'dev repositories' if args.repositories == 'dev' else 'all repositories'} "
+          f"(MiniLM, extractive r2 summaries of {args.budget} words, project words masked), UMAP epochs {umap_epochs(params, len(issues))}, {os.cpu_count()} cores",
+          ["method", "seeds", "ARI mean", "ARI min", "clusters", "noise share", "largest share", "cluster stability (Jaccard)", "NMI label kinds",
+           "seconds per clustering"], rows)
 
 
 if __name__ == "__main__":

@@ -232,7 +232,7 @@ class SummarizeConfig(_Section):
     summarizer: Literal["extractive", "llm"] = "extractive"
     token_budget: int = Field(96, ge=8, description="Extractive summary length in whitespace tokens.")
     rules: Literal["r1", "r2"] = Field("r2", description="Extractive rules: r2 puts the failure first (errors, API calls, versions), r1 is the earlier order.")
-    batch_size: int = Field(1000, ge=1, description="Summaries MERGEd into silver_summaries per batch (a crash loses at most one batch).")
+    batch_size: int = Field(1000, ge=1, description="LLM summaries MERGEd into silver_summaries per batch (a crash loses at most one batch); extractive ones are MERGEd once.")
     llm: LLMConfig = Field(default_factory=LLMConfig)
 
 
@@ -301,6 +301,8 @@ class ClusterConfig(_Section):
     n_neighbors: int = Field(15, ge=2)
     n_components: int = Field(5, ge=1)
     min_dist: float = Field(0.0, ge=0)
+    n_epochs: int | None = Field(None, ge=10, description="UMAP optimization epochs; None: 500 under 5,000 issues, 200 from 5,000 "
+                                 "(umap-learn's own rule switches at 10,000; python -m bench.stability --n-epochs measures the trade).")
     metric: str = "cosine"
     min_cluster_size: int = Field(15, ge=2)
     min_samples: int | None = Field(None, ge=1)

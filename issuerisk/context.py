@@ -23,6 +23,7 @@ class Context:
     Attributes:
         invoke: runs another registered stage by name within this run (the crawler hands its
             files to ``ingest`` this way); set by the runner.
+        warmed: what a stage's ``warm`` started ahead of its ``run`` (see :class:`issuerisk.stage.Stage`).
     """
 
     cfg: Config
@@ -31,6 +32,7 @@ class Context:
     progress: bool = True
     invoke: Callable[..., dict[str, Any]] | None = None
     ray_started: bool = field(default=False, init=False)
+    warmed: dict[str, Any] = field(default_factory=dict, init=False)
 
     @classmethod
     def open(cls, cfg: Config, run: Run, progress: bool = True, spark: Any = None, pins: dict[str, int] | None = None) -> "Context":

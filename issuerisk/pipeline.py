@@ -27,12 +27,21 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
     find_files(paths)  # a missing path is named before any engine starts
     started = _start_engines(ctx)
     results: dict[str, Any] = {}
-    for stage in PIPELINE:
-        console.rule(f"[bold]{stage.name}")
-        results[stage.name] = execute(stage, ctx, args)
-        ctx.run.save("running")
-        if stage.name == "filter":
-            _framework_counts(ctx)
+    try:
+        for stage in PIPELINE:
+            if stage.warm is not None:
+                stage.warm(ctx)
+        for stage in PIPELINE:
+            console.rule(f"[bold]{stage.name}")
+            results[stage.name] = execute(stage, ctx, args)
+            ctx.run.save("running")
+            if stage.name == "filter":
+                _framework_counts(ctx)
+    finally:
+        for ready in ctx.warmed.values():  # a stage pops what it uses; the rest (a failed run's) is released here
+            ready.close()
+        ctx.warmed.clear()
+    ctx.lake.registered()
     table("stage times (s)", ["stage", "seconds"],
           [["Spark + Ray start (together)", f"{started:,.1f}"]] + [[name, f"{r['stage_seconds']:,.1f}"] for name, r in results.items()])
     _closing(ctx, results["report"])
@@ -51,7 +60,7 @@ def _start_engines(ctx: Context) -> float:
 
     def spark() -> None:
         try:
-            ctx.lake.spark  # noqa: B018 (starts Spark, the catalog and the Spark side of the lakehouse)
+            ctx.lake.start_spark(register_in_background=True)  # Spark, the catalog and the Spark side; tables registered meanwhile
         except BaseException as exc:  # re-raised in the main thread below
             failed.append(exc)
 

@@ -10,8 +10,10 @@ that times a stage and records its counts in the run's metrics.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +57,9 @@ class Stage:
         configure: ``configure(cfg, args) -> (cfg, pins)``: the config the command runs under and the tables it
             reads at fixed Delta versions, from the config its flags built (``replay``: the recorded run's); None
             runs under the flags' config with nothing pinned.
+        warm: ``warm(ctx)``, called by ``run`` once the engines are up: starts, without waiting, what the stage's
+            ``run`` needs that takes seconds to get ready (actors loading a model) and leaves it in
+            ``ctx.warmed[name]`` (an object with ``close()``), so it gets ready while earlier stages work.
     """
 
     name: str
@@ -65,6 +70,7 @@ class Stage:
     options: tuple[Option, ...] = ()
     sections: tuple[str, ...] = ()
     configure: Callable[[Any, dict[str, Any]], tuple[Any, dict[str, int]]] | None = None
+    warm: Callable[[Any], None] | None = None
 
     @property
     def arguments(self) -> tuple[str, ...]:
@@ -74,6 +80,35 @@ class Stage:
     def overrides(self, values: dict[str, Any]) -> dict[str, Any]:
         """Config overrides (dotted key -> value) of the options given in ``values``."""
         return {o.config_key: values[o.dest] for o in self.options if o.config_key and values.get(o.dest) is not None}
+
+
+class Preload:
+    """A stage's ``warm`` that imports heavy modules in a daemon thread while earlier stages work (the import
+    lock makes the stage's own import wait for it); an import error is left for the stage's own import to raise."""
+
+    def __init__(self, *modules: str) -> None:
+        self._thread = threading.Thread(target=self._load, args=(modules,), name="issuerisk-preload", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _load(modules: tuple[str, ...]) -> None:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception:  # noqa: BLE001 (the stage imports it again and reports the error there)
+                return
+
+    def close(self) -> None:
+        """Nothing to release (the thread ends by itself)."""
+
+
+def preload(name: str, *modules: str) -> Callable[[Any], None]:
+    """A ``warm`` for stage ``name`` that imports ``modules`` in the background (see :class:`Preload`)."""
+
+    def warm(ctx: Any) -> None:
+        ctx.warmed[name] = Preload(*modules)
+
+    return warm
 
 
 RUN_ID = Option(("run_id",), "run to use (default: the latest)", argparse={"nargs": "?"})

@@ -3,9 +3,9 @@
 Every issue gets a cache key, the SHA-256 of the summarizer's identity (kind,
 model, prompt version), the issue key, title and body, computed in Spark; only
 issues whose key is not in ``silver_summaries`` are summarized, so a rerun asks
-the model only for new or edited issues. Answers are MERGEd in batches of
-``summarize.batch_size`` while the next requests are in flight, so a crash loses
-at most one batch. Failures (with reasons) go to ``silver_summary_failures`` and
+the model only for new or edited issues. An LLM's answers are MERGEd in batches
+of ``summarize.batch_size`` while the next requests are in flight, so a crash
+loses at most one batch; the extractive summarizer's are MERGEd once. Failures (with reasons) go to ``silver_summary_failures`` and
 are tried again by the next run; they are never stored as summaries.
 """
 
@@ -187,7 +187,8 @@ def run(ctx: Context, limit: int | None = None) -> dict[str, Any]:
 
     with progress(len(work.todo), f"summarize ({identity.summarizer})", "issue", ctx.progress) as bar:
         try:
-            tally = asyncio.run(summarize_all(engine, work.todo, flush, cfg.summarize.batch_size, on_done=lambda: bar.update(1)))
+            batch_size = cfg.summarize.batch_size if engine.remote else max(len(work.todo), 1)
+            tally = asyncio.run(summarize_all(engine, work.todo, flush, batch_size, on_done=lambda: bar.update(1)))
         finally:
             ctx.run.wrote(SILVER_SUMMARIES.name, SILVER_SUMMARY_FAILURES.name)
     return _report(identity, work, tally)

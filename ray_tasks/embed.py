@@ -141,12 +141,21 @@ class EmbedPool:
         import ray
 
         actor = ray.remote(EmbedWorker).options(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus)
-        self.actors = [actor.remote(spec) for _ in range(plan.actors)]
+        self.actors = [actor.remote(spec) for _ in range(plan.actors)]  # they load their model meanwhile
         self.depth = max_in_flight
-        self.dim = ray.get([a.dim.remote() for a in self.actors])[0]
+        self.dim: int | None = None
+
+    def ready(self) -> int:
+        """Wait until every actor loaded its model (a load error is raised here, not per batch); the vector size."""
+        import ray
+
+        if self.dim is None:
+            self.dim = ray.get([a.dim.remote() for a in self.actors])[0]
+        return self.dim
 
     def map(self, batches: Iterable[pa.Table]) -> Iterator[tuple[pa.Table, np.ndarray | Exception]]:
         """Encode each batch's ``text`` column; yield (batch, vectors) or (batch, the error)."""
+        self.ready()
         load = {i: 0 for i in range(len(self.actors))}
         in_flight: dict[Any, tuple[int, pa.Table]] = {}
         for batch in batches:
@@ -175,6 +184,7 @@ class EmbedPool:
 
         for actor in self.actors:
             ray.kill(actor)
+        self.actors = []
 
 
 def _embeddable(chunks: Iterable[pa.Table], reject: Callable[[pa.Table, list[tuple[int, str]]], None]) -> Iterator[pa.Table]:
@@ -247,9 +257,12 @@ def run(ctx) -> dict[str, Any]:
 
     window = embed.rows_per_task * plan.actors * embed.max_in_flight
     batches = _embeddable(rechunk(by_length(todo.to_batches(), window), embed.rows_per_task), reject)
+    warmed = ctx.warmed.pop("embed", None)
     try:
-        embed_all(lambda: EmbedPool(encoder_spec(embed, plan), plan, embed.max_in_flight), batches, store, reject)
+        embed_all(lambda: warmed or EmbedPool(encoder_spec(embed, plan), plan, embed.max_in_flight), batches, store, reject)
     finally:
+        if warmed is not None:
+            warmed.close()
         bar.close()
         ctx.run.wrote("gold_embeddings", "embed_failures")
     counts["seconds"] = round(time.perf_counter() - t0, 2)
@@ -258,7 +271,19 @@ def run(ctx) -> dict[str, Any]:
     return counts
 
 
+def warm(ctx) -> None:
+    """Start the actor pool ahead of ``run`` (``issuerisk run`` calls this once Ray is up): the actors load their model
+    while the Spark stages work, which takes seconds per actor (torch and the model)."""
+    import ray
+
+    ctx.ray()
+    resources = ray.cluster_resources()
+    plan = plan_pool(ctx.cfg.embed, resources.get("CPU", 0), resources.get("GPU", 0))
+    ctx.warmed["embed"] = EmbedPool(encoder_spec(ctx.cfg.embed, plan), plan, ctx.cfg.embed.max_in_flight)
+
+
 STAGE = Stage(
     "embed", "Embed summaries in Ray actors into gold_embeddings (incremental)", run,
     reads=("silver_summaries", "silver_issues", "silver_project_terms", GOLD_EMBEDDINGS.name), writes=(GOLD_EMBEDDINGS.name, EMBED_FAILURES.name), sections=("embed",),
+    warm=warm,
 )

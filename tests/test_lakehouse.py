@@ -154,3 +154,19 @@ def test_commands_starting_at_once_on_a_fresh_warehouse_all_record_their_runs(tm
     assert all(rc == 0 for rc, _ in results), [err[-500:] for rc, err in results if rc]
     runs = ArrowTables(load_config(environ={"ISSUERISK_WAREHOUSE": str(tmp_path)})).read("runs").to_pylist()
     assert len(runs) == 4 and {r["status"] for r in runs} == {"succeeded"}
+
+
+def test_tables_registered_in_the_background_while_a_stage_creates_its_own(cfg, spark):
+    """``run`` registers every table in a thread (delta-rs creates the missing ones first) while stages create theirs."""
+    from issuerisk.lakehouse import Lakehouse
+    from issuerisk.schemas import TABLES
+    from issuerisk.schemas.lakehouse import SILVER_ISSUES
+
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.project.database} LOCATION '{cfg.project.warehouse}/{cfg.project.database}.db'")
+    lake = Lakehouse(cfg, lambda: spark)
+    lake.start_spark(register_in_background=True)
+    assert all(lake.arrow.exists(spec) for spec in TABLES.values())
+    assert lake.spark.read(SILVER_ISSUES).count() == 0  # a stage's own table, under the same lock
+    lake.registered()
+    names = {r.tableName for r in spark.sql(f"SHOW TABLES IN {cfg.project.database}").collect()}
+    assert names >= set(TABLES)

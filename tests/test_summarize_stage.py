@@ -101,3 +101,12 @@ def test_llm_stage_records_failures_and_calls_the_model_only_for_misses(ctx, mon
         assert (second["cached"], second["summarized"], second["failed"]) == (1, 2, 0)
         third = summarize.run(llm_ctx)
         assert server.count == 6 and third["cached"] == 3 and third["calls"] == 0
+
+
+def test_extractive_summaries_land_in_one_merge_whatever_the_batch_size(ctx):
+    """A local summarizer redoes its work in seconds, so its summaries cost one Delta commit, not one per batch."""
+    _write_silver(ctx, ISSUES)
+    ctx = make_ctx(ctx.cfg.updated("summarize", batch_size=1), ctx.spark)
+    before = ctx.lake.arrow.version("silver_summaries")
+    assert summarize.run(ctx)["summarized"] == 3
+    assert ctx.lake.arrow.version("silver_summaries") == (0 if before is None else before + 1)

@@ -19,10 +19,6 @@ import numpy as np
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
 
-def _occurs(keyword: str, doc: str) -> bool:
-    return f" {keyword} " in doc
-
-
 def npmi(topics: Sequence[Sequence[str]], docs: Sequence[str], top_n: int = 10) -> float | None:
     """Mean NPMI over the keyword pairs of every topic (None without a topic of two keywords).
 
@@ -31,15 +27,17 @@ def npmi(topics: Sequence[Sequence[str]], docs: Sequence[str], top_n: int = 10) 
         docs: the documents the keywords came from.
         top_n: keywords per topic taken.
     """
-    normalized = [" " + " ".join(_WORD.findall(d.lower())) + " " for d in docs]
-    n = len(normalized)
-    if not n:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    normalized = pa.array([" " + " ".join(_WORD.findall(d.lower())) + " " for d in docs], pa.large_string())
+    if not len(normalized):
         return None
     presence: dict[str, np.ndarray] = {}
 
-    def seen(word: str) -> np.ndarray:
+    def seen(word: str) -> np.ndarray:  # a keyword occurs in a document when its words do, in order (Arrow's substring kernel)
         if word not in presence:
-            presence[word] = np.fromiter((_occurs(word, d) for d in normalized), dtype=bool, count=n)
+            presence[word] = pc.match_substring(normalized, f" {word} ").to_numpy(zero_copy_only=False)
         return presence[word]
 
     scores = []

@@ -33,7 +33,7 @@ from issuerisk.analysis.naming import map_categories, readable_names
 from issuerisk.analysis.quality import diversity, npmi
 from issuerisk.text.masking import mask, repository_words
 from issuerisk.vectors import load_current_vectors, project_words
-from issuerisk.stage import RUN_ID, Stage
+from issuerisk.stage import RUN_ID, Stage, preload
 
 
 class TopicsInputError(ValueError):
@@ -223,4 +223,5 @@ STAGE = Stage(
     "topics", "BERTopic keywords and representative issues per cluster into gold_topics", run,
     reads=(GOLD_CLUSTERS.name, "silver_issues", GOLD_EMBEDDINGS.name, SILVER_SUMMARIES.name, "silver_project_terms", GOLD_TOPICS.name),
     writes=(GOLD_TOPICS.name, GOLD_QUALITY.name), options=(RUN_ID,), sections=("topics",),
+    warm=preload("topics", "bertopic"),  # 5 s of imports (sentence-transformers, torch) off the critical path
 )

@@ -14,11 +14,13 @@ and by Spark SQL by name in a later process. No other module opens a Delta table
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from issuerisk.conf import Config
 from issuerisk.lakehouse.arrow_tables import ArrowTables, PinnedTableError, TableVersionError, spec_of
+from issuerisk.schemas import TABLES
 
 __all__ = ["ArrowTables", "Lakehouse", "PinnedTableError", "TableVersionError", "spec_of"]
 
@@ -31,6 +33,8 @@ class Lakehouse:
         self.arrow = ArrowTables(cfg, pins)
         self._spark_factory = spark_factory
         self._spark_tables = None
+        self._registering: threading.Thread | None = None
+        self._registration_error: BaseException | None = None
 
     @property
     def spark(self):
@@ -40,12 +44,47 @@ class Lakehouse:
         finds each by name, also those delta-rs created.
         """
         if self._spark_tables is None:
-            from issuerisk.lakehouse.spark_tables import SparkTables
+            self.start_spark()
+        return self._spark_tables
 
-            tables = SparkTables(self._spark_factory(), self.cfg, self.arrow)
+    def start_spark(self, register_in_background: bool = False) -> None:
+        """Start Spark and register every declared table in the catalog, now or in a background thread.
+
+        Registering the 23 tables of a new warehouse costs about 10 s of catalog work here, which a
+        ``run`` overlaps with its stages (each stage's own Spark tables are created on demand, under the
+        Spark side's lock): delta-rs first creates every missing table (0.3 s), so the thread only adds
+        existing Delta folders to the catalog and never races a writer for a table's first commit.
+        :meth:`registered` waits for it.
+        """
+        from issuerisk.lakehouse.spark_tables import SparkTables
+
+        tables = SparkTables(self._spark_factory(), self.cfg, self.arrow)
+        if not register_in_background:
             tables.create_all()
             self._spark_tables = tables
-        return self._spark_tables
+            return
+        for spec in TABLES.values():
+            if not self.arrow.exists(spec):
+                self.arrow.create(spec)
+
+        def register() -> None:
+            try:
+                tables.create_all()
+            except BaseException as exc:  # re-raised by registered()
+                self._registration_error = exc
+
+        self._spark_tables = tables
+        self._registering = threading.Thread(target=register, name="issuerisk-register-tables", daemon=True)
+        self._registering.start()
+
+    def registered(self) -> None:
+        """Wait until a background registration (:meth:`start_spark`) is done; re-raise its error."""
+        if self._registering is not None:
+            self._registering.join()
+            self._registering = None
+        if self._registration_error is not None:
+            error, self._registration_error = self._registration_error, None
+            raise error
 
     @property
     def spark_started(self) -> bool:

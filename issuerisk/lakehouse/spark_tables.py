@@ -10,6 +10,7 @@ rerun is idempotent, or whole-table overwrites for tables rebuilt from their inp
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -45,6 +46,7 @@ class SparkTables:
         self.cfg = cfg
         self.arrow = arrow or ArrowTables(cfg)
         self._checked: set[str] = set()
+        self._lock = threading.RLock()  # a background registration (Lakehouse.start_spark) and the stages create tables at once
 
     def name(self, table: TableSpec | str) -> str:
         """``database.table`` for SQL."""
@@ -64,6 +66,12 @@ class SparkTables:
         """
         spec = spec_of(table)
         name = self.name(spec)
+        if name in self._checked:
+            return name
+        with self._lock:
+            return self._create(spec, name)
+
+    def _create(self, spec: TableSpec, name: str) -> str:
         if name in self._checked:
             return name
         if not self.spark.catalog.tableExists(name):

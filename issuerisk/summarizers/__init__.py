@@ -44,10 +44,17 @@ class Outcome:
 
 
 class Summarizer(Protocol):
-    """Summarizes one issue at a time; ``concurrency`` issues may be in flight at once."""
+    """Summarizes one issue at a time; ``concurrency`` issues may be in flight at once.
+
+    ``remote`` is True when answers cost requests (an LLM): the stage then MERGEs every
+    ``summarize.batch_size`` answers so a crash loses at most one batch; a local summarizer
+    redoes its work in seconds, so its summaries are MERGEd once (each MERGE costs a Spark job
+    and a Delta commit, about a second here).
+    """
 
     identity: SummaryIdentity
     concurrency: int
+    remote: bool
 
     async def summarize(self, title: str, body: str) -> Outcome:
         """Summarize one issue; failures come back as an Outcome with a reason, never as an exception
@@ -70,6 +77,7 @@ class ExtractiveSummarizer:
     """:func:`issuerisk.summarizers.extractive.summarize` behind the protocol."""
 
     concurrency = 1
+    remote = False
 
     def __init__(self, token_budget: int, rules: str = "r2") -> None:
         self.token_budget = token_budget

@@ -167,6 +167,7 @@ class LLMSummarizer:
         self.client = client
         self.identity = llm_identity(cfg)
         self.concurrency = cfg.concurrency
+        self.remote = True
         self._sleep = sleep
         self._clock = clock
         self._owns_client = owns_client
