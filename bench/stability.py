@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--single-seeds", type=int, default=6, help="seeds of the single run (all pairs compared)")
     p.add_argument("--budget", type=int, default=96, help="extractive summary budget in whitespace tokens (the pipeline's default: 96); "
                    "another budget also reports the ARI of its consensus against the default budget's on the same seeds")
-    p.add_argument("--n-epochs", type=int, default=None, help="UMAP epochs (cluster.n_epochs; default: 500 under 5,000 issues, 200 from there)")
+    p.add_argument("--n-epochs", type=int, default=None, help="UMAP epochs (cluster.n_epochs; default: 500 under cluster.fewer_epochs_from issues, 200 from there)")
     p.add_argument("--repositories", choices=("all", "dev"), default="all",
                    help="dev: only repositories outside bench.pipeline's subsets (choose settings there, report on those subsets)")
     args = p.parse_args(argv)

@@ -301,8 +301,10 @@ class ClusterConfig(_Section):
     n_neighbors: int = Field(15, ge=2)
     n_components: int = Field(5, ge=1)
     min_dist: float = Field(0.0, ge=0)
-    n_epochs: int | None = Field(None, ge=10, description="UMAP optimization epochs; None: 500 under 5,000 issues, 200 from 5,000 "
-                                 "(umap-learn's own rule switches at 10,000; python -m bench.stability --n-epochs measures the trade).")
+    n_epochs: int | None = Field(None, ge=10, description="UMAP optimization epochs; None: 500 under cluster.fewer_epochs_from issues, 200 from there "
+                                 "(python -m bench.stability --n-epochs measures the trade).")
+    fewer_epochs_from: int = Field(5000, ge=0, description="Issues from which UMAP runs 200 epochs instead of 500 when n_epochs is null; umap-learn's own "
+                                   "switch is 10,000, which replays of runs recorded before this key use.")
     metric: str = "cosine"
     min_cluster_size: int = Field(15, ge=2)
     min_samples: int | None = Field(None, ge=1)

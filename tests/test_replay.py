@@ -15,7 +15,7 @@ import sys
 import pandas as pd
 import pytest
 
-from issuerisk.replay import compare_answers, environment_differences, input_pins
+from issuerisk.replay import as_recorded, compare_answers, environment_differences, input_pins
 
 FIRST = ["justinshenk__fer", "salesforce__decaNLP", "textpipe__textpipe", "waspinator__pycococreator", "XiaoMi__mobile-ai-bench",
          "mnicnc404__CartoonGan-tensorflow", "kLabUM__rrcf", "castorini__hedwig", "santi-pdp__pase", "akanimax__BMSG-GAN"]
@@ -43,6 +43,17 @@ def test_compare_answers_counts_moved_issues_and_changed_grades():
     assert got["grade_differences"] == 2 and got["issues"] == 5
     same = compare_answers(a, a, ra, ra)
     assert same["label_differences"] == 0 and same["grade_differences"] == 0 and same["ari"] == 1.0
+
+
+def test_a_config_recorded_before_the_epoch_switch_replays_with_umaps_own_switch():
+    from issuerisk.conf.settings import ClusterConfig
+    from issuerisk.ray_tasks.cluster_backends import umap_epochs
+
+    old = ClusterConfig.model_validate(as_recorded({"cluster": {"method": "consensus"}})["cluster"])  # recorded before the key
+    assert umap_epochs(old, 8000) == 500  # what umap-learn ran under 10,000 points
+    new = ClusterConfig.model_validate(as_recorded({"cluster": {"method": "consensus", "fewer_epochs_from": 5000}})["cluster"])
+    assert umap_epochs(new, 8000) == 200 and umap_epochs(new, 4999) == 500
+    assert umap_epochs(ClusterConfig(n_epochs=50), 8000) == 50
 
 
 def test_input_pins_skip_what_the_replay_writes():

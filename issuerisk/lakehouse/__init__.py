@@ -77,12 +77,12 @@ class Lakehouse:
         self._registering = threading.Thread(target=register, name="issuerisk-register-tables", daemon=True)
         self._registering.start()
 
-    def registered(self) -> None:
-        """Wait until a background registration (:meth:`start_spark`) is done; re-raise its error."""
+    def registered(self, check: bool = True) -> None:
+        """Wait until a background registration (:meth:`start_spark`) is done; re-raise its error when ``check``."""
         if self._registering is not None:
             self._registering.join()
             self._registering = None
-        if self._registration_error is not None:
+        if check and self._registration_error is not None:
             error, self._registration_error = self._registration_error, None
             raise error
 
