@@ -92,8 +92,8 @@ def bench_embed(args) -> list[list]:
     import torch
 
     from issuerisk.conf.settings import EmbedConfig, RayConfig
-    from issuerisk.ray_tasks.embed import EmbedPool, by_length, plan_pool
-    from issuerisk.ray_tasks.encoders import EncoderSpec, build_encoder
+    from issuerisk.ray_tasks.embed import EmbedPool, by_length
+    from issuerisk.ray_tasks.encoders import EncoderSpec, build_encoder, plan_pool
     from issuerisk.ray_tasks.models import packaged_minilm_path
     from issuerisk.ray_tasks.runtime import init_ray
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.stability import OUT, REAL_ISSUES, read_repository
+from bench.stability import OUT, REAL_ISSUES, kind_agreement, label_kinds, label_names, read_repository
 
 BERTOPIC_SCRIPT = r"""
 import gzip, json, sys, time
@@ -111,32 +111,25 @@ def bertopic(files: list[Path], workdir: Path) -> dict:
     return {"seconds": seconds, "labels": {(r, n): t for (r, n), t in zip(data["keys"], data["labels"])}}
 
 
-def label_kinds(files: list[Path]) -> dict[tuple[str, int], str | None]:
+def issue_kinds(files: list[Path]) -> dict[tuple[str, int], str | None]:
     """Each issue's kind from its own GitHub labels (None when its labels name none)."""
-    from issuerisk.analysis.kinds import compile_label_patterns, kind_of_labels
-    from issuerisk.conf.settings import KIND_LABEL_PATTERNS
-
-    patterns = compile_label_patterns(KIND_LABEL_PATTERNS)
-    kinds = {}
+    keys, names = [], []
     for f in files:
         repository, objects = read_repository(f)
-        for o in objects:
-            kinds[(repository, o["number"])] = kind_of_labels([lab.get("name") if isinstance(lab, dict) else str(lab) for lab in o.get("labels") or []], patterns)
-    return kinds
+        keys += [(repository, o["number"]) for o in objects]
+        names += [label_names(o) for o in objects]
+    return dict(zip(keys, label_kinds(names)))
 
 
 def quality(labels: dict, keys: set, kinds: dict) -> dict:
     """Noise share, clusters, NMI with the label kinds (defect/feature/question) and repository-dominated share, on ``keys``."""
-    from sklearn.metrics import normalized_mutual_info_score
-
     from bench.quality import dominance
 
     keys = sorted(keys)
     lab = np.array([labels[k] for k in keys])
-    core = [(labels[k], kinds[k]) for k in keys if labels[k] >= 0 and kinds.get(k) in ("defect", "feature", "question")]
-    nmi = normalized_mutual_info_score([c for c, _ in core], [k for _, k in core]) if core else float("nan")
+    nmi, labelled = kind_agreement(lab.tolist(), [kinds.get(k) for k in keys])
     _, dominated = dominance([{"repository": k[0]} for k in keys], lab)
-    return {"noise": float((lab < 0).mean()), "clusters": len(set(lab.tolist()) - {-1}), "nmi_kinds": float(nmi), "labelled": len(core),
+    return {"noise": float((lab < 0).mean()), "clusters": len(set(lab.tolist()) - {-1}), "nmi_kinds": nmi, "labelled": labelled,
             "dominated": dominated}
 
 
@@ -150,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     rows, stages, qualities = [], [], []
     for name in args.subsets.split(","):
         files = subsets()[name]
-        kinds = label_kinds(files)
+        kinds = issue_kinds(files)
         with tempfile.TemporaryDirectory(dir=OUT) as tmp:
             work = Path(tmp)
             a = ours(files, work)

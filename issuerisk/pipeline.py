@@ -15,8 +15,8 @@ Spark stages, so it is ready when its stage comes.
 
 from __future__ import annotations
 
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from issuerisk.constants import grade_order_sql
@@ -63,22 +63,10 @@ def _start_engines(ctx: Context) -> float:
     thread starts Ray (which must be the main thread: it installs signal handlers).
     """
     t0 = time.perf_counter()
-    failed: list[BaseException] = []
-
-    def spark() -> None:
-        try:
-            ctx.lake.start_spark(register_in_background=True)  # Spark, the catalog and the Spark side; tables registered meanwhile
-        except BaseException as exc:  # re-raised in the main thread below
-            failed.append(exc)
-
-    thread = threading.Thread(target=spark, name="issuerisk-spark-start", daemon=True)
-    thread.start()
-    try:
+    with ThreadPoolExecutor(1, thread_name_prefix="issuerisk-spark-start") as pool:  # waits for Spark also when Ray fails
+        spark = pool.submit(ctx.lake.start_spark, register_in_background=True)  # tables registered meanwhile
         ctx.ray()
-    finally:
-        thread.join()
-    if failed:
-        raise failed[0]
+    spark.result()  # Spark's own error, if it failed
     return time.perf_counter() - t0
 
 

@@ -5,8 +5,9 @@ model, prompt version), the issue key, title and body, computed in Spark; only
 issues whose key is not in ``silver_summaries`` are summarized, so a rerun asks
 the model only for new or edited issues. An LLM's answers are MERGEd in batches
 of ``summarize.batch_size`` while the next requests are in flight, so a crash
-loses at most one batch; the extractive summarizer's are MERGEd once. Failures (with reasons) go to ``silver_summary_failures`` and
-are tried again by the next run; they are never stored as summaries.
+loses at most one batch; the extractive summarizer's are MERGEd once. Failures
+(with reasons) go to ``silver_summary_failures`` and are tried again by the next
+run; they are never stored as summaries.
 """
 
 from __future__ import annotations

@@ -14,17 +14,20 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from issuerisk.ray_tasks.encoders import EncoderSpec, PoolPlan, build_encoder, encoder_spec, plan_pool
+from issuerisk.ray_tasks.encoders import EncoderSpec, PoolPlan, build_encoder, cluster_pool_plan, encoder_spec
 from issuerisk.ray_tasks.models import model_identity
 from issuerisk.schemas.ml import EMBED_FAILURES, GOLD_EMBEDDINGS
 from issuerisk.stage import Stage
 from issuerisk.vectors import pending
+
+if TYPE_CHECKING:
+    from issuerisk.conf.settings import EmbedConfig
 
 
 
@@ -187,6 +190,11 @@ class EmbedPool:
         self.actors = []
 
 
+def start_pool(embed: EmbedConfig, plan: PoolPlan) -> EmbedPool:
+    """The configured model's actor pool for ``plan`` (the actors load the model in the background)."""
+    return EmbedPool(encoder_spec(embed, plan), plan, embed.max_in_flight)
+
+
 def _embeddable(chunks: Iterable[pa.Table], reject: Callable[[pa.Table, list[tuple[int, str]]], None]) -> Iterator[pa.Table]:
     for chunk in chunks:
         good, bad = split_embeddable(chunk)
@@ -228,15 +236,12 @@ def run(ctx) -> dict[str, Any]:
     Raises:
         EmbedError: no usable model or cluster resources.
     """
-    import ray
-
     from issuerisk.display import progress, table
 
     cfg, embed, tables = ctx.cfg, ctx.cfg.embed, ctx.lake.arrow
     ctx.ray()
     ctx.run.read("silver_summaries", "silver_issues", "silver_project_terms", "gold_embeddings")
-    resources = ray.cluster_resources()
-    plan = plan_pool(embed, resources.get("CPU", 0), resources.get("GPU", 0))
+    plan = cluster_pool_plan(embed)
     todo = pending(tables, cfg)
     count = todo.num_rows
     counts = {"model": embed.model, "actors": plan.actors, "device": plan.device, "pending": count, "embedded": 0, "failed": 0}
@@ -259,7 +264,7 @@ def run(ctx) -> dict[str, Any]:
     batches = _embeddable(rechunk(by_length(todo.to_batches(), window), embed.rows_per_task), reject)
     warmed = ctx.warmed.pop("embed", None)
     try:
-        embed_all(lambda: warmed or EmbedPool(encoder_spec(embed, plan), plan, embed.max_in_flight), batches, store, reject)
+        embed_all(lambda: warmed or start_pool(embed, plan), batches, store, reject)
     finally:
         if warmed is not None:
             warmed.close()
@@ -274,12 +279,8 @@ def run(ctx) -> dict[str, Any]:
 def warm(ctx) -> None:
     """Start the actor pool ahead of ``run`` (``issuerisk run`` calls this once Ray is up): the actors load their model
     while the Spark stages work, which takes seconds per actor (torch and the model)."""
-    import ray
-
     ctx.ray()
-    resources = ray.cluster_resources()
-    plan = plan_pool(ctx.cfg.embed, resources.get("CPU", 0), resources.get("GPU", 0))
-    ctx.warmed["embed"] = EmbedPool(encoder_spec(ctx.cfg.embed, plan), plan, ctx.cfg.embed.max_in_flight)
+    ctx.warmed["embed"] = start_pool(ctx.cfg.embed, cluster_pool_plan(ctx.cfg.embed))
 
 
 STAGE = Stage(

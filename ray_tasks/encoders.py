@@ -113,6 +113,14 @@ def plan_pool(cfg: EmbedConfig, cluster_cpus: float, cluster_gpus: float) -> Poo
     return PoolPlan(cfg.actors or max(1, int(cluster_cpus) // per), per, 0, "cpu", per)
 
 
+def cluster_pool_plan(cfg: EmbedConfig) -> PoolPlan:
+    """:func:`plan_pool` for the resources of the Ray cluster this process joined."""
+    import ray
+
+    resources = ray.cluster_resources()
+    return plan_pool(cfg, resources.get("CPU", 0), resources.get("GPU", 0))
+
+
 def encoder_spec(embed: EmbedConfig, plan: PoolPlan) -> EncoderSpec:
     """The spec every actor builds its encoder from (the model resolved to a local folder, offline)."""
     return EncoderSpec(

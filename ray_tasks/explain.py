@@ -104,7 +104,7 @@ def run(ctx, run_id: str | None = None, issue: str | None = None) -> dict[str, A
     """
     import ray
 
-    from issuerisk.ray_tasks.encoders import encoder_spec, plan_pool
+    from issuerisk.ray_tasks.encoders import cluster_pool_plan, encoder_spec
 
     wanted = parse_issue(issue) if issue else None
     tables = ctx.lake.arrow
@@ -114,8 +114,7 @@ def run(ctx, run_id: str | None = None, issue: str | None = None) -> dict[str, A
     if not items:
         return {"run_id": run_id, "explained": 0}
     ctx.ray()
-    resources = ray.cluster_resources()
-    plan = plan_pool(ctx.cfg.embed, resources.get("CPU", 0), resources.get("GPU", 0))
+    plan = cluster_pool_plan(ctx.cfg.embed)
     spec = encoder_spec(ctx.cfg.embed, plan)
     conf = ctx.cfg.explain
     task = ray.remote(explain_batch).options(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus, max_retries=0)

@@ -14,8 +14,8 @@ and by Spark SQL by name in a later process. No other module opens a Delta table
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from issuerisk.conf import Config
@@ -33,8 +33,7 @@ class Lakehouse:
         self.arrow = ArrowTables(cfg, pins)
         self._spark_factory = spark_factory
         self._spark_tables = None
-        self._registering: threading.Thread | None = None
-        self._registration_error: BaseException | None = None
+        self._registration: Future | None = None
 
     @property
     def spark(self):
@@ -66,25 +65,20 @@ class Lakehouse:
         for spec in TABLES.values():
             if not self.arrow.exists(spec):
                 self.arrow.create(spec)
-
-        def register() -> None:
-            try:
-                tables.create_all()
-            except BaseException as exc:  # re-raised by registered()
-                self._registration_error = exc
-
         self._spark_tables = tables
-        self._registering = threading.Thread(target=register, name="issuerisk-register-tables", daemon=True)
-        self._registering.start()
+        pool = ThreadPoolExecutor(1, thread_name_prefix="issuerisk-register-tables")
+        self._registration = pool.submit(tables.create_all)
+        pool.shutdown(wait=False)
 
     def registered(self, check: bool = True) -> None:
         """Wait until a background registration (:meth:`start_spark`) is done; re-raise its error when ``check``."""
-        if self._registering is not None:
-            self._registering.join()
-            self._registering = None
-        if check and self._registration_error is not None:
-            error, self._registration_error = self._registration_error, None
-            raise error
+        if self._registration is None:
+            return
+        error = self._registration.exception()  # waits
+        if check:
+            self._registration = None
+            if error is not None:
+                raise error
 
     @property
     def spark_started(self) -> bool:
