@@ -356,6 +356,11 @@ class KindsConfig(_Section):
     eval_folds: int = Field(5, ge=2, description="Folds of the repository-grouped evaluation (no repository in both training and test).")
     use_embeddings: bool = Field(True, description="Add each issue's sentence embedding to its text features when every silver issue has one.")
     regularization: float = Field(0.5, gt=0, description="C of the logistic regression.")
+    reference_corpus: list[str] = Field(default_factory=list, description=(
+        "Files or folders of GitHub issue objects (as ingest reads them) whose labelled issues train the classifier when "
+        "the input has labelled issues of fewer than eval_folds repositories; relative paths from the current folder. "
+        "The input's own repositories are left out of it, so its labelled issues check the model."))
+    model_cache_dir: str | None = Field(None, description="Where trained classifiers are kept by the hash of their training data; None uses this user's cache folder (~/.cache/issuerisk/kinds), shared by every warehouse on the machine.")
 
     @field_validator("label_patterns")
     @classmethod
@@ -485,6 +490,13 @@ class Config(_Section):
         if "://" in path or os.path.isabs(path):
             return path
         return f"{self.project.warehouse.rstrip('/')}/{path}"
+
+    def cache_dir(self, configured: str | None, name: str) -> str:
+        """A cache folder shared by every warehouse of this user on this machine: ``configured`` (a path from
+        config, see :meth:`resolve_path`), else ``$XDG_CACHE_HOME/issuerisk/<name>`` (``~/.cache/issuerisk/<name>``)."""
+        if configured:
+            return self.resolve_path(configured)
+        return str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "issuerisk" / name)
 
     def updated(self, section: str, **values: Any) -> "Config":
         """A copy with some keys of one section replaced (validated again)."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,9 +37,7 @@ def jit_cache_dir(cfg: Config) -> str:
     """Where numba caches UMAP's compiled code: ``cluster.jit_cache_dir``, else this user's cache folder
     (``$XDG_CACHE_HOME/issuerisk/numba``, ``~/.cache/issuerisk/numba``) on the machine the fit runs on, so a
     new warehouse (or an object-store one) does not pay the compile again in every Ray worker."""
-    if cfg.cluster.jit_cache_dir:
-        return cfg.resolve_path(cfg.cluster.jit_cache_dir)
-    return str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "issuerisk" / "numba")
+    return cfg.cache_dir(cfg.cluster.jit_cache_dir, "numba")
 
 
 def cluster_rows(keys: pa.Table, result: ClusterResult, model: str, run_id: str) -> pa.Table:

@@ -46,7 +46,7 @@ def warehouse(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def base_cfg(warehouse) -> Config:
+def base_cfg(warehouse, tmp_path_factory) -> Config:
     """The default config pointed at the session's warehouse, small and local."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUERISK")}
     env.update({
@@ -55,6 +55,7 @@ def base_cfg(warehouse) -> Config:
         "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
         "ISSUERISK__SPARK__DRIVER_MEMORY": "2g",
         "ISSUERISK__RAY__NUM_CPUS": "2",
+        "ISSUERISK__KINDS__MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("kinds-models")),  # no model from an earlier session
     })
     return load_config(environ=env)
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from issuerisk.jobs import ingest
-from issuerisk.jobs.ingest import IngestError, RecordError, parse_file, parse_record
+from issuerisk.github.issue_files import IngestError, RecordError, find_files, parse_file, parse_record
 from tests.github_objects import issue
 
 REPO = "acme/vision"
@@ -90,9 +90,9 @@ def test_a_cut_gzip_file_keeps_its_readable_lines_and_is_rejected_after_them(tmp
 
 def test_find_files_names_the_missing_path(tmp_path):
     with pytest.raises(IngestError, match="nope.*does not exist"):
-        ingest.find_files([str(tmp_path / "nope")])
+        find_files([str(tmp_path / "nope")])
     with pytest.raises(IngestError, match="no issue files"):
-        ingest.find_files([str(tmp_path)])
+        find_files([str(tmp_path)])
 
 
 # ---- the job on Spark + Delta ---------------------------------------------------------------

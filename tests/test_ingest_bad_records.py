@@ -11,7 +11,8 @@ import pyarrow as pa
 import pytest
 
 from issuerisk.jobs import ingest
-from issuerisk.jobs.ingest import PARSED, IngestError, parse_file, to_batch, to_batches
+from issuerisk.github import issue_files
+from issuerisk.github.issue_files import PARSED, IngestError, parse_file, to_batch, to_batches
 from tests.conftest import make_ctx
 from tests.github_objects import issue
 
@@ -85,7 +86,7 @@ def test_one_bad_record_is_one_reject_and_the_good_one_lands(tmp_path, bad, reas
     rows = parse_file(write(tmp_path / "mixed.jsonl", [good(1), bad, good(3)]))
     assert outcome(rows) == [(1, None), (2, reason), (3, None)]
     assert named in rows[1]["detail"]
-    assert rows[1]["raw"] == bad[:ingest.RAW_LIMIT]
+    assert rows[1]["raw"] == bad[:issue_files.RAW_LIMIT]
     stored(rows)
 
 
@@ -248,7 +249,7 @@ def test_a_gzip_bomb_is_never_decompressed_past_the_limit(tmp_path):
     limit = 1 << 20
     tracemalloc.start()
     try:
-        data, reason, _ = ingest._read(str(bomb), limit)
+        data, reason, _ = issue_files._read(str(bomb), limit)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -281,14 +282,14 @@ def test_an_unexpected_error_in_one_record_is_a_bad_value_reject(tmp_path, monke
             raise KeyError("boom")
         return real(obj, check_text)
 
-    real = ingest.parse_record
-    monkeypatch.setattr(ingest, "parse_record", flaky)
+    real = issue_files.parse_record
+    monkeypatch.setattr(issue_files, "parse_record", flaky)
     rows = parse_file(write(tmp_path / "x.jsonl", [good(1), good(2), good(3)]))
     assert [(r["source_line"], r.get("reason"), r.get("detail")) for r in rows] == [(1, None, None), (2, "bad_value", "KeyError: 'boom'"), (3, None, None)]
 
 
 def test_an_unforeseen_fault_reading_a_file_keeps_the_rows_before_it(tmp_path, monkeypatch):
-    real, calls = ingest._loads, []
+    real, calls = issue_files._loads, []
 
     def failing(text):
         calls.append(text)
@@ -296,7 +297,7 @@ def test_an_unforeseen_fault_reading_a_file_keeps_the_rows_before_it(tmp_path, m
             raise MemoryError("no room")
         return real(text)
 
-    monkeypatch.setattr(ingest, "_loads", failing)
+    monkeypatch.setattr(issue_files, "_loads", failing)
     rows = parse_file(write(tmp_path / "x.jsonl", [good(1), good(2), good(3)]))
     assert [(r["source_line"], r.get("reason"), r.get("detail")) for r in rows] == [
         (1, None, None), (2, "unreadable_file", "reading stopped here: MemoryError: no room")]

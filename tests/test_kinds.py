@@ -118,3 +118,61 @@ def test_the_classify_stage_keeps_label_kinds_and_predicts_the_rest(cfg):
     assert got[0]["source"] == "model" and got[0]["model_id"] == result["model_id"] and got[0]["kind"] == kinds[0]
     again = classify.run(make_ctx(ctx.cfg))
     assert again["model_id"] == result["model_id"] and again["seconds"] < result["seconds"], "the model comes from the cache"
+
+
+REFERENCE_REPOSITORIES = ("f90__Wave-U-Net", "SimGus__Chatette", "mikgroup__sigpy", "jgraving__DeepPoseKit", "nubank__fklearn",
+                          "zhou13__lcnn", "Farama-Foundation__Miniworld", "brendanhasz__probflow")
+
+
+def test_the_classify_stage_learns_from_the_reference_corpus_when_the_input_has_too_few_labelled_repositories(cfg, real_issues_dir, tmp_path):
+    """One REAL repository as the input (f90/Wave-U-Net, 31 of its 49 issues labelled), a reference corpus of eight real
+    repositories that includes it: the stage must not abort, must leave the input's repository out of the reference,
+    keep the input's labels, predict the rest, check the model on the input's labels and say which model gave the kinds."""
+    import shutil
+
+    import pyarrow as pa
+
+    from issuerisk.analysis import classify
+    from issuerisk.github.issue_files import parse_file
+    from issuerisk.schemas.lakehouse import SILVER_ISSUES
+    from tests.conftest import make_ctx
+    from tests.test_embed import _issue
+
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for name in REFERENCE_REPOSITORIES:
+        shutil.copy(real_issues_dir / f"{name}.jsonl.gz", reference)
+    real = [r for r in parse_file(str(real_issues_dir / "f90__Wave-U-Net.jsonl.gz")) if "reason" not in r]
+    rows = [{**_issue(r["repository"], r["number"]), "title": r["title"], "body": r["body"] or "", "labels": r["labels"]} for r in real]
+    ctx = make_ctx(cfg.updated("kinds", reference_corpus=[str(reference)], eval_folds=5))
+    ctx.lake.arrow.merge(SILVER_ISSUES, pa.Table.from_pylist(rows, schema=SILVER_ISSUES.arrow))
+    result = classify.run(ctx)
+
+    labelled = sum(kind_of_labels(r["labels"]) is not None for r in real)
+    assert (result["from_labels"], result["predicted"], result["input_labelled_repositories"]) == (labelled, len(real) - labelled, 1)
+    model = result["model"]
+    assert model["source"] == "reference corpus" and model["left_out_input_repositories"] == 1 and not model["reused"]
+    assert result["model_id"].startswith("kinds-ref-lr-") and result["embeddings"].startswith("the reference corpus is not embedded")
+    assert result["evaluation"]["labelled_repositories"] == len(REFERENCE_REPOSITORIES) - 1, "the input's repository is not trained on"
+    assert model["input_check"]["issues"] == sum(kind_of_labels(r["labels"]) in ("defect", "feature", "question") for r in real)
+    assert 0.0 <= model["input_check"]["macro_f1_core"] <= 1.0
+    kinds = ctx.lake.arrow.read("silver_issue_kinds").to_pylist()
+    assert {r["source"] for r in kinds} == {"label", "model"}
+    assert {r["model_id"] for r in kinds if r["source"] == "model"} == {result["model_id"]}
+
+    again = classify.run(make_ctx(ctx.cfg))
+    assert again["model_id"] == result["model_id"] and again["model"]["reused"], "the same input and reference reuse the cached model"
+
+
+def test_without_a_reference_corpus_too_few_labelled_repositories_is_a_clear_error(cfg):
+    import pyarrow as pa
+
+    from issuerisk.analysis import classify
+    from issuerisk.schemas.lakehouse import SILVER_ISSUES
+    from tests.conftest import make_ctx
+    from tests.test_embed import _issue
+
+    ctx = make_ctx(cfg.updated("kinds", reference_corpus=[]))
+    ctx.lake.arrow.merge(SILVER_ISSUES, pa.Table.from_pylist([{**_issue("a/b", 1), "labels": ["bug"]}], schema=SILVER_ISSUES.arrow))
+    with pytest.raises(classify.ClassifierError, match="no kinds.reference_corpus is configured"):
+        classify.run(ctx)

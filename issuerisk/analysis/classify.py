@@ -1,37 +1,56 @@
 """Stage ``classify``: the kind of every silver issue into ``silver_issue_kinds``.
 
 An issue whose own GitHub labels name a kind keeps it (``source`` label). The
-others are predicted by a classifier trained on the labelled issues
-(:mod:`issuerisk.analysis.kinds`: text features of title and body, plus each
-issue's sentence embedding when every silver issue has one), with the
-probability of the predicted kind as its confidence (``source`` model). The
-classifier is judged first by a repository-grouped K-fold on the labelled
-issues (no repository in both training and test): macro-F1 over
-defect/feature/question and per-class precision and recall go to the run's
-metrics and the report. Model and evaluation are cached on disk by a hash of
-their training data and settings, so an unchanged corpus costs nothing the second time.
+others are predicted by a classifier (:mod:`issuerisk.analysis.kinds`: text
+features of title and body, plus each issue's sentence embedding when every silver
+issue has one), with the probability of the predicted kind as its confidence
+(``source`` model). The classifier learns from
+
+- the input's own labelled issues when they come from at least ``kinds.eval_folds``
+  repositories, judged by a repository-grouped K-fold on them (no repository in
+  both training and test); or else
+- the labelled issues of ``kinds.reference_corpus`` (GitHub issue files, the
+  shared corpus of 428 ML projects by default) with the input's repositories
+  left out, judged by the same grouped K-fold on the reference and by the input's
+  own labelled issues, which it never saw. So a team can analyse one repository.
+
+Macro-F1 over defect/feature/question and per-class precision and recall go to the
+run's metrics (with the model's id and where its training data came from), the
+report and the factsheet. Model and evaluation are cached outside the warehouse
+(``kinds.model_cache_dir``, by default this user's cache folder) by a hash of their
+training data and settings, so an unchanged corpus costs nothing the second time,
+in any warehouse of the machine.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
+import re
 import time
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from issuerisk.analysis.kinds import CORE_KINDS, compile_label_patterns, grouped_evaluation, kind_of_labels, predict, train
+from issuerisk.analysis.kinds import (CORE_KINDS, compile_label_patterns, grouped_evaluation, kind_of_labels, predict, score_report,
+                                      train)
 from issuerisk.conf.settings import KINDS
-from issuerisk.display import table
+from issuerisk.display import console, table
+from issuerisk.github.issue_files import IngestError, find_files, parse_file
 from issuerisk.schemas.lakehouse import SILVER_ISSUE_KINDS, SILVER_ISSUES
 from issuerisk.silver import silver_build
 from issuerisk.stage import Stage
 from issuerisk.vectors import NoVectorsError, load_current_vectors
+
+
+class ClassifierError(ValueError):
+    """No classifier can be trained for the issues' kinds (too few labelled repositories, no reference corpus)."""
 
 
 def issue_embeddings(ctx, keys: list[tuple[str, int]]) -> tuple[np.ndarray | None, str]:
@@ -51,22 +70,24 @@ def issue_embeddings(ctx, keys: list[tuple[str, int]]) -> tuple[np.ndarray | Non
     return vectors[[row[k] for k in keys]], f"{ctx.cfg.embed.model} vectors of the embedded texts"
 
 
-def model_id(texts: list[tuple[str, str]], kinds: list[str | None], embedded: bool, cfg) -> str:
+def model_id(texts: list[tuple[str, str]], kinds: list[str | None], embedded: bool, cfg, prefix: str = "kinds-lr") -> str:
     """A hash of the training data (texts and label kinds) and settings: the classifier's identity and cache key."""
     digest = hashlib.sha256()
     for (title, body), kind in zip(texts, kinds):
         digest.update(f"{kind}\x1f{title}\x1f{body}\x1e".encode("utf-8", "surrogatepass"))
-    digest.update(json.dumps({"kinds": cfg.kinds.model_dump(mode="json"), "embedded": embedded,
+    settings = cfg.kinds.model_dump(mode="json", exclude={"reference_corpus", "model_cache_dir"})  # where, not what, it learned from
+    digest.update(json.dumps({"kinds": settings, "embedded": embedded,
                               "model": cfg.embed.model if embedded else None, "seed": cfg.project.seed}, sort_keys=True).encode())
-    return f"kinds-lr-{'emb-' if embedded else ''}{digest.hexdigest()[:16]}"
+    return f"{prefix}-{'emb-' if embedded else ''}{digest.hexdigest()[:16]}"
 
 
-def fitted(cache: Path, name: str, texts, embeddings, kinds, groups, cfg) -> tuple[Any, dict]:
-    """The trained model and its grouped evaluation, from the cache when present."""
+def fitted(cache: Path, name: str, texts, embeddings, kinds, groups, cfg) -> tuple[Any, dict, str | None]:
+    """The trained model, its grouped evaluation and, when it came from the cache, when it was trained."""
     path = cache / f"{name}.pkl"
     if path.is_file():
         with open(path, "rb") as f:
-            return pickle.load(f)
+            model, evaluation = pickle.load(f)
+        return model, evaluation, datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
     labelled = [i for i, k in enumerate(kinds) if k is not None]
     t = [texts[i] for i in labelled]
     e = None if embeddings is None else embeddings[labelled]
@@ -78,11 +99,50 @@ def fitted(cache: Path, name: str, texts, embeddings, kinds, groups, cfg) -> tup
     }
     model = train(t, e, y, cfg.project.seed, C=cfg.kinds.regularization)
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         pickle.dump((model, evaluation), f)
-    tmp.rename(path)
-    return model, evaluation
+    tmp.replace(path)
+    return model, evaluation, None
+
+
+def reference_examples(cfg, leave_out: set[str]) -> tuple[list[tuple[str, str]], list[str], list[str], set[str]]:
+    """(title, body), label kind and repository of every labelled issue of ``kinds.reference_corpus``, and the
+    repositories of ``leave_out`` that it holds.
+
+    One row per issue (the newest ``updated_at`` of its records); pull requests, bot authors, records
+    ingest would reject and the repositories in ``leave_out`` (lower case) are left out.
+
+    Raises:
+        ClassifierError: no reference corpus is configured, or its paths hold no issue files.
+    """
+    paths = [os.path.expanduser(p) for p in cfg.kinds.reference_corpus]
+    if not paths:
+        raise ClassifierError("no kinds.reference_corpus is configured to train the classifier on; set it to files or folders of "
+                              "labelled GitHub issues (e.g. ISSUERISK__KINDS__REFERENCE_CORPUS='[\"../shared/data/lai2024-ml-issues/issues\"]')")
+    try:
+        files = find_files(paths)
+    except IngestError as exc:
+        raise ClassifierError(f"kinds.reference_corpus: {exc}") from None
+    patterns = compile_label_patterns(cfg.kinds.label_patterns)
+    bots = re.compile("|".join(f"(?:{p})" for p in cfg.filter.bot_login_patterns), re.IGNORECASE)
+    newest: dict[tuple[str, int], dict] = {}
+    held: set[str] = set()
+    for path in files:
+        for row in parse_file(path, cfg.ingest.max_record_bytes, cfg.ingest.max_file_bytes):
+            if "reason" in row or row["is_pull_request"] or row["user_type"] == "Bot" or bots.search(row["user_login"] or ""):
+                continue
+            if row["repository"].lower() in leave_out:
+                held.add(row["repository"])
+                continue
+            kind = kind_of_labels(row["labels"] or [], patterns, cfg.kinds.priority or None)
+            key = (row["repository"], row["number"])
+            seen = newest.get(key)
+            if kind is not None and (seen is None or (row["updated_at"] or datetime.min.replace(tzinfo=timezone.utc))
+                                     >= (seen["updated_at"] or datetime.min.replace(tzinfo=timezone.utc))):
+                newest[key] = {**row, "kind": kind}
+    rows = [newest[k] for k in sorted(newest)]
+    return [(r["title"], r["body"] or "") for r in rows], [r["kind"] for r in rows], [r["repository"] for r in rows], held
 
 
 def summary(evaluation: dict, labelled: int, repositories: int) -> dict[str, Any]:
@@ -92,13 +152,33 @@ def summary(evaluation: dict, labelled: int, repositories: int) -> dict[str, Any
         "labelled_issues": labelled, "labelled_repositories": repositories,
         "macro_f1_core": round(core["macro_f1_core"], 4), "macro_f1_core_folds": [round(f["macro_f1_core"], 4) for f in evaluation["core"]["folds"]],
         "macro_f1_all": round(every["macro_f1"], 4), "accuracy_core": round(core["accuracy"], 4), "ece_core": round(core["ece"], 4),
-        "per_class": {k: {m: round(v, 4) if isinstance(v, float) else v for m, v in scores.items()} for k, scores in every["per_class"].items()},
-        "per_class_core": {k: {m: round(v, 4) if isinstance(v, float) else v for m, v in scores.items()} for k, scores in core["per_class"].items()},
+        "per_class": _rounded(every["per_class"]), "per_class_core": _rounded(core["per_class"]),
     }
 
 
+def _rounded(per_class: dict) -> dict:
+    return {k: {m: round(v, 4) if isinstance(v, float) else v for m, v in scores.items()} for k, scores in per_class.items()}
+
+
+def input_check(model, texts, by_label) -> dict[str, Any] | None:
+    """How the reference model does on the input's own labelled defects, features and questions (it never saw
+    their repositories), or None when the input has none."""
+    rows = [i for i, k in enumerate(by_label) if k in CORE_KINDS]
+    if not rows:
+        return None
+    predicted, confidence = predict(model, [texts[i] for i in rows])
+    report = score_report([by_label[i] for i in rows], predicted, confidence, CORE_KINDS)
+    return {"issues": len(rows), "macro_f1_core": round(report["macro_f1_core"], 4), "accuracy": round(report["accuracy"], 4),
+            "per_class_core": _rounded(report["per_class"])}
+
+
 def run(ctx) -> dict[str, Any]:
-    """Decide the kind of every silver issue: its labels, else the classifier (evaluated by repository-grouped folds)."""
+    """Decide the kind of every silver issue: its labels, else a classifier (evaluated on repositories it never saw).
+
+    Raises:
+        ClassifierError: the input has labelled issues of fewer than ``kinds.eval_folds`` repositories and the
+            reference corpus cannot stand in (none configured, no issue files, too few labelled repositories).
+    """
     cfg, tables = ctx.cfg, ctx.lake.arrow
     ctx.run.read(SILVER_ISSUES.name, SILVER_ISSUE_KINDS.name, "gold_embeddings")
     issues = tables.read(SILVER_ISSUES, columns=["repository", "number", "title", "body", "labels"])
@@ -108,13 +188,32 @@ def run(ctx) -> dict[str, Any]:
     by_label = [kind_of_labels(labels or [], patterns, cfg.kinds.priority or None) for labels in issues.column("labels").to_pylist()]
     labelled = sum(k is not None for k in by_label)
     repositories = len({r for (r, _), k in zip(keys, by_label) if k is not None})
-    if labelled == 0 or repositories < cfg.kinds.eval_folds:
-        raise ValueError(f"{labelled} silver issues of {repositories} repositories carry a kind label; the classifier needs labelled issues "
-                         f"of at least kinds.eval_folds={cfg.kinds.eval_folds} repositories (or set kinds.label_patterns to your labels)")
     t0 = time.perf_counter()
-    embeddings, why = issue_embeddings(ctx, keys)
-    name = model_id(texts, by_label, embeddings is not None, cfg)
-    model, evaluation = fitted(Path(cfg.resolve_path("models/kinds")), name, texts, embeddings, by_label, [r for r, _ in keys], cfg)
+    if repositories >= cfg.kinds.eval_folds:
+        embeddings, why = issue_embeddings(ctx, keys)
+        train_texts, train_kinds, groups, prefix = texts, by_label, [r for r, _ in keys], "kinds-lr"
+        origin: dict[str, Any] = {"source": "input labels"}
+    else:
+        embeddings, why = None, "the reference corpus is not embedded: text features only"
+        console.print(f"classify: {labelled:,} silver issues of {repositories} repositories carry a kind label, fewer than "
+                      f"kinds.eval_folds={cfg.kinds.eval_folds} repositories to train and evaluate a classifier on; learning from "
+                      f"the labelled issues of kinds.reference_corpus instead (without the input's repositories)")
+        leave_out = {r.lower() for r, _ in keys}
+        train_texts, train_kinds, groups, held = reference_examples(cfg, leave_out)
+        prefix = "kinds-ref-lr"
+        reference_repositories = len(set(groups))
+        if reference_repositories < cfg.kinds.eval_folds:
+            raise ClassifierError(f"kinds.reference_corpus {cfg.kinds.reference_corpus} holds labelled issues of {reference_repositories} "
+                                  f"repositories other than the input's; a classifier needs at least kinds.eval_folds={cfg.kinds.eval_folds}: "
+                                  "point it at a larger corpus, or set kinds.label_patterns to your labels")
+        origin = {"source": "reference corpus", "reference_corpus": list(cfg.kinds.reference_corpus),
+                  "left_out_input_repositories": len(held)}
+    name = model_id(train_texts, train_kinds, embeddings is not None, cfg, prefix)
+    cache = Path(cfg.cache_dir(cfg.kinds.model_cache_dir, "kinds"))
+    model, evaluation, trained_at = fitted(cache, name, train_texts, embeddings, train_kinds, groups, cfg)
+    train_labelled, train_repositories = sum(k is not None for k in train_kinds), len({g for g, k in zip(groups, train_kinds) if k is not None})
+    console.print(f"classify: classifier {name} " + (f"reused from {cache} (trained {trained_at})" if trained_at else f"trained and kept in {cache}")
+                  + f" on {train_labelled:,} labelled issues of {train_repositories} repositories ({origin['source']})")
     todo = [i for i, k in enumerate(by_label) if k is None]
     predicted, confidence = predict(model, [texts[i] for i in todo], None if embeddings is None else embeddings[todo]) if todo else ([], np.zeros(0))
     kinds, conf, source = list(by_label), [1.0 if k else None for k in by_label], ["label" if k else "model" for k in by_label]
@@ -125,16 +224,26 @@ def run(ctx) -> dict[str, Any]:
                      "model_id": [None if s == "label" else name for s in source], "run_id": [ctx.run.run_id] * len(keys)})
     tables.overwrite(SILVER_ISSUE_KINDS, rows, {"silver_build": silver_build(tables), "model_id": name})
     ctx.run.wrote(SILVER_ISSUE_KINDS.name)
-    report = summary(evaluation, labelled, repositories)
-    table(f"classify: repository-grouped {cfg.kinds.eval_folds}-fold evaluation on {labelled:,} labelled issues of {repositories} repositories",
+    report = summary(evaluation, train_labelled, train_repositories)
+    table(f"classify: repository-grouped {cfg.kinds.eval_folds}-fold evaluation on {train_labelled:,} labelled issues of "
+          f"{train_repositories} repositories ({origin['source']})",
           ["kind", "precision", "recall", "F1", "issues"],
           [(k, v["precision"], v["recall"], v["f1"], v["support"]) for k, v in report["per_class_core"].items()]
           + [("macro-F1 (defect, feature, question)", "", "", report["macro_f1_core"], ""), ("macro-F1 (5 kinds)", "", "", report["macro_f1_all"], "")])
+    check = None if origin["source"] == "input labels" else input_check(model, texts, by_label)
+    if check:
+        table(f"classify: the reference model on the input's {check['issues']:,} labelled issues (repositories it never saw)",
+              ["kind", "precision", "recall", "F1", "issues"],
+              [(k, v["precision"], v["recall"], v["f1"], v["support"]) for k, v in check["per_class_core"].items()]
+              + [("macro-F1 (defect, feature, question)", "", "", check["macro_f1_core"], "")])
     mix = Counter(zip(kinds, source))
     table("classify: kinds of the silver issues", ["kind", "from labels", "predicted"],
           [(k, mix[(k, "label")], mix[(k, "model")]) for k in KINDS])
-    return {"model_id": name, "embeddings": why, "evaluation": report, "seconds": round(time.perf_counter() - t0, 2),
-            "kinds": {k: mix[(k, "label")] + mix[(k, "model")] for k in KINDS}, "from_labels": labelled, "predicted": len(todo)}
+    return {"model_id": name, "model": {**origin, "model_id": name, "reused": trained_at is not None, "trained_at": trained_at,
+                                        "input_check": check},
+            "embeddings": why, "evaluation": report, "seconds": round(time.perf_counter() - t0, 2),
+            "kinds": {k: mix[(k, "label")] + mix[(k, "model")] for k in KINDS}, "from_labels": labelled, "predicted": len(todo),
+            "input_labelled_repositories": repositories}
 
 
 STAGE = Stage(

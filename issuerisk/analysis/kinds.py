@@ -332,7 +332,9 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     return float(ece)
 
 
-def _report(y_true, y_pred, conf, classes):
+def score_report(y_true, y_pred, conf, classes) -> dict:
+    """Accuracy, macro-F1 (over ``classes`` and over defect/feature/question), per-class precision, recall, F1
+    and support, and the calibration error of predictions ``y_pred`` with confidences ``conf``."""
     from sklearn.metrics import f1_score, precision_recall_fscore_support
 
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(classes), zero_division=0)
@@ -402,7 +404,7 @@ def grouped_evaluation(texts, embeddings, kinds, groups, *, classes: Sequence[st
         delayed(_fold)(texts, emb, y, tr, te, seed, config, C) for tr, te in splits)
     for (_, te), (p, c) in zip(splits, outcomes):
         pred[te], conf[te] = p, c
-        folds.append(_report(y[te], list(p), c, classes))
+        folds.append(score_report(y[te], list(p), c, classes))
     core = np.array([f["macro_f1_core"] for f in folds])
-    return {"pooled": _report(y, list(pred), conf, classes), "folds": folds, "fold_macro_f1_core_mean": float(core.mean()),
+    return {"pooled": score_report(y, list(pred), conf, classes), "folds": folds, "fold_macro_f1_core_mean": float(core.mean()),
             "fold_macro_f1_core_std": float(core.std()), "seconds": time.perf_counter() - t0}
