@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from issuerisk.context import Context
-from issuerisk.display import table
+from issuerisk.display import plain, table
 from issuerisk.lakehouse.read_only import check_read_only, check_read_only_remote
 from issuerisk.schemas import TABLES
 from issuerisk.schemas.lakehouse import RUNS
@@ -58,7 +58,7 @@ def sql(ctx: Context, query: str, format: str = "table", limit: int = 1000, writ
     if format == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
-        writer.writerows([list(r) for r in shown])
+        writer.writerows([[plain(v) if isinstance(v, str) else v for v in r] for r in shown])
     elif format == "json":
         for r in shown:
             print(json.dumps(r.asDict(recursive=True), default=str))

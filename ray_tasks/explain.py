@@ -152,13 +152,13 @@ def show(rows: list[dict[str, Any]]) -> None:
     """Print one issue's sentences highlighted by each method (terminal colours) and their agreement."""
     from rich.text import Text
 
-    from issuerisk.display import console, table
+    from issuerisk.display import console, plain, shown, table
 
     sentences = sorted((r for r in rows if r["unit"] == "sentence"), key=lambda r: r["position"])
     if not sentences:
         return
     first = sentences[0]
-    console.print(f"{first['repository']}#{first['number']} in cluster {first['cluster']}: similarity {first['similarity']:.3f} to its centroid; "
+    console.print(f"{shown(first['repository'])}#{first['number']} in cluster {first['cluster']}: similarity {first['similarity']:.3f} to its centroid; "
                   f"agreement of the methods over sentences (Spearman) {first['agreement'] if first['agreement'] is None else round(first['agreement'], 2)}")
     for method in ("perturbation", "gradient"):
         scores = np.array([r[method] or 0.0 for r in sentences])
@@ -166,7 +166,7 @@ def show(rows: list[dict[str, Any]]) -> None:
         text = Text(f"{method}: ")
         for r, score in zip(sentences, scores):
             level = score / top
-            text.append(r["text"] + " ", style=f"on {'dark_green' if level > 0.5 else 'green4' if level > 0.2 else 'red3' if level < -0.2 else 'default'}")
+            text.append(plain(r["text"]) + " ", style=f"on {'dark_green' if level > 0.5 else 'green4' if level > 0.2 else 'red3' if level < -0.2 else 'default'}")
         console.print(text)
     table("sentences (higher: pulls the text toward the cluster)", ["#", "perturbation", "gradient", "sentence"],
           [[r["position"], f"{r['perturbation']:+.4f}" if r["perturbation"] is not None else "", f"{r['gradient']:+.4f}", r["text"][:90]] for r in sentences])

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from issuerisk.jobs import ingest
+from issuerisk.github import issue_files
 from issuerisk.github.issue_files import IngestError, RecordError, find_files, parse_file, parse_record
 from tests.github_objects import issue
 
@@ -77,7 +78,7 @@ def test_a_cut_gzip_file_keeps_its_readable_lines_and_is_rejected_after_them(tmp
     assert last["raw"].startswith('{"')
     members = tmp_path / "members.jsonl.gz"  # two gzip members read in chunks smaller than each
     members.write_bytes(gzip.compress(b'{"a": 1}\n' * 50) + gzip.compress(b"{broken\n"))
-    monkeypatch.setattr(ingest, "GZIP_CHUNK", 16)
+    monkeypatch.setattr(issue_files, "GZIP_CHUNK", 16)
     assert [(r["source_line"], r["reason"]) for r in parse_file(str(members))][-2:] == [(50, "missing_field"), (51, "broken_json")]
     garbage = tmp_path / "garbage.jsonl.gz"  # bytes after the last member that are not gzip: every line kept, then the reject
     garbage.write_bytes(gzip.compress(b'{"a": 1}\n' * 3) + b"junk")

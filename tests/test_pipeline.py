@@ -51,18 +51,29 @@ def corpus(per_theme_repo: int = 6, repos: int = 6, seed: int = 0) -> list[tuple
     return rows
 
 
-def test_issuerisk_run_grades_the_defect_patterns_and_not_the_feature_requests(tmp_path):
-    data = tmp_path / "issues.jsonl"
-    issues = corpus()
-    data.write_text("".join(json.dumps(obj) + "\n" for _, obj in issues))
+def small_run_env(tmp_path, **extra: str) -> dict[str, str]:
+    """The environment of an ``issuerisk run`` subprocess sized for a test corpus of a few dozen issues."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUERISK")}
     env.update({"ISSUERISK_WAREHOUSE": str(tmp_path / "wh"), "ISSUERISK__SPARK__MASTER": "local[2]", "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
                 "ISSUERISK__SPARK__DRIVER_MEMORY": "1g", "ISSUERISK__RAY__NUM_CPUS": "2", "ISSUERISK__CLUSTER__CONSENSUS_RUNS": "3",
                 "ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE": "10", "ISSUERISK__CLUSTER__N_NEIGHBORS": "10", "ISSUERISK__KINDS__EVAL_FOLDS": "3",
-                "ISSUERISK__RISK__BOOTSTRAP_ROUNDS": "30", "ISSUERISK__EXPLAIN__CLUSTERS": "1", "ISSUERISK__EXPLAIN__REPRESENTATIVES": "1", "ISSUERISK__FILTER__LANGUAGE_MIN_CHARS": "20"})
-    proc = subprocess.run([sys.executable, "-m", "issuerisk.cli", "--no-progress", "run", str(data), "--framework", "pytorch"], env=env,
-                          capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+                "ISSUERISK__KINDS__MODEL_CACHE_DIR": str(tmp_path / "kinds-models"),
+                "ISSUERISK__RISK__BOOTSTRAP_ROUNDS": "30", "ISSUERISK__EXPLAIN__CLUSTERS": "1", "ISSUERISK__EXPLAIN__REPRESENTATIVES": "1", "ISSUERISK__FILTER__LANGUAGE_MIN_CHARS": "20",
+                **extra})
+    return env
+
+
+def issuerisk_run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "issuerisk.cli", "--no-progress", "run", *args], env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    return proc
+
+
+def test_issuerisk_run_grades_the_defect_patterns_and_not_the_feature_requests(tmp_path):
+    data = tmp_path / "issues.jsonl"
+    issues = corpus()
+    data.write_text("".join(json.dumps(obj) + "\n" for _, obj in issues))
+    issuerisk_run(small_run_env(tmp_path), str(data), "--framework", "pytorch")
 
     from issuerisk.conf import load_config
     from issuerisk.lakehouse import ArrowTables
@@ -99,3 +110,44 @@ def test_issuerisk_run_grades_the_defect_patterns_and_not_the_feature_requests(t
     assert explained and {r["cluster"] for r in explained} <= {r["cluster"] for r in graded}
     sheet = json.load(open(metrics["factsheet"]["factsheet"].replace(".html", ".json"), encoding="utf-8"))
     assert [s["stage"] for s in sheet["narrative"]][:3] == ["ingest", "filter", "summarize"] and sheet["replay"].endswith(pipeline["run_id"])
+
+
+def test_issuerisk_run_on_one_repository_and_then_on_two(tmp_path, real_issues_dir):
+    """REAL issues: a team analysing its own one repository (IBM/MAX-Object-Detector), then a second one
+    (f90/Wave-U-Net) in the same warehouse. Too few labelled repositories to train a classifier on: both runs take
+    the kinds from a model of the reference corpus (eight real repositories, Wave-U-Net among them, so the second
+    run must leave it out), say so in the manifest, and grade with the cross-project rule off."""
+    import shutil
+
+    from issuerisk.conf import load_config
+    from issuerisk.lakehouse import ArrowTables
+    from tests.test_kinds import REFERENCE_REPOSITORIES
+
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for name in REFERENCE_REPOSITORIES:
+        shutil.copy(real_issues_dir / f"{name}.jsonl.gz", reference)
+    env = small_run_env(tmp_path, ISSUERISK__KINDS__EVAL_FOLDS="5", ISSUERISK__KINDS__REFERENCE_CORPUS=json.dumps([str(reference)]),
+                        ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE="6", ISSUERISK__CLUSTER__N_NEIGHBORS="8")
+    lake = ArrowTables(load_config(environ={"ISSUERISK_WAREHOUSE": str(tmp_path / "wh")}))
+    for repositories, path, left_out in ((1, "IBM__MAX-Object-Detector", 0), (2, "f90__Wave-U-Net", 1)):
+        proc = issuerisk_run(env, str(real_issues_dir / f"{path}.jsonl.gz"), "--framework", "tensorflow")
+        assert "learning from the labelled issues of kinds.reference_corpus" in proc.stdout
+        run = max((r for r in lake.read("runs").to_pylist() if r["command"] == "run"), key=lambda r: r["started_at"])
+        metrics = json.loads(run["metrics_json"])
+        assert run["status"] == "succeeded"
+        model = metrics["classify"]["model"]
+        assert metrics["classify"]["input_labelled_repositories"] == repositories
+        assert model["source"] == "reference corpus" and model["model_id"].startswith("kinds-ref-lr-")
+        assert model["left_out_input_repositories"] == left_out and model["input_check"]["issues"] > 0
+        assert metrics["classify"]["evaluation"]["labelled_repositories"] == len(REFERENCE_REPOSITORIES) - left_out
+        assert "cross-project rule off" in metrics["risk"]["rule_notes"]["all"]
+        silver = lake.read("silver_issues", columns=["repository", "number"]).to_pylist()
+        kinds = lake.read("silver_issue_kinds", columns=["repository", "number", "kind"]).to_pylist()
+        assert len({r["repository"] for r in silver}) == repositories
+        assert {(r["repository"], r["number"]) for r in kinds} == {(r["repository"], r["number"]) for r in silver}
+        risk = [r for r in lake.read("gold_risk", where={"run_id": run["run_id"]}).to_pylist() if r["scope"] == "all"]
+        assert risk and not any((r["excluded_reason"] or "").startswith("project-specific") for r in risk)
+        sheet = json.load(open(metrics["factsheet"]["factsheet"].replace(".html", ".json"), encoding="utf-8"))
+        assert sheet["models"]["issue_kinds"]["model_id"] == model["model_id"]
+        assert any("cross-project rule off" in line for line in sheet["limitations"])

@@ -107,6 +107,27 @@ def test_resolve_run_id_rejects_sql_in_a_run_id(base_cfg):
     assert resolve_run_id(ArrowTables(base_cfg), "20260101T000000Z-ab12") == "20260101T000000Z-ab12"
 
 
+def test_without_a_run_id_the_newest_clustering_run_that_succeeded_is_analysed(cfg):
+    import pyarrow as pa
+
+    from issuerisk.analysis.gold import NoClusteringError
+    from issuerisk.ledger import Run
+    from issuerisk.schemas.ml import GOLD_CLUSTERS
+
+    tables = ArrowTables(cfg)
+    rows = [{"repository": "a/b", "number": 1, "cluster": 0, "probability": 1.0, "outlier_score": 0.0, "x": 0.0, "y": 0.0, "model": "m", "run_id": run_id}
+            for run_id in ("20260101T000000Z-old", "20260102T000000Z-failed", "20260103T000000Z-running")]
+    tables.merge(GOLD_CLUSTERS, pa.Table.from_pylist(rows[1:], schema=GOLD_CLUSTERS.arrow))
+    Run(cfg, "run", run_id="20260102T000000Z-failed").save("failed", "boom")
+    Run(cfg, "run", run_id="20260103T000000Z-running").save("running")
+    with pytest.raises(NoClusteringError, match="no clustering run in gold_clusters succeeded; the newest, 20260103T000000Z-running, is running"):
+        resolve_run_id(tables, None)
+    tables.merge(GOLD_CLUSTERS, pa.Table.from_pylist(rows[:1], schema=GOLD_CLUSTERS.arrow))
+    Run(cfg, "cluster", run_id="20260101T000000Z-old").save("succeeded")
+    assert resolve_run_id(tables, None) == "20260101T000000Z-old"
+    assert resolve_run_id(tables, "20260103T000000Z-running") == "20260103T000000Z-running", "named, any run is used"
+
+
 def test_the_readme_grade_order_is_the_one_fact():
     assert grade_order_sql() == "array_position(array('L1', 'L2', 'M1', 'M2', 'H1', 'H2', 'H3'), grade)"
     assert grade_order_sql() in EXAMPLE_QUERIES["top_risks_per_framework"]

@@ -95,6 +95,9 @@ def seed_run(ctx, run_id: str = RUN_ID, rows: list[dict] | None = None) -> list[
     embeddings = [{"repository": r["repository"], "number": r["number"], "model": MODEL, "summary_key": keys[(r["repository"], r["number"])],
                    "dim": len(r["vector"]), "vector": r["vector"], "run_id": run_id} for r in rows]
     ctx.lake.spark.merge(GOLD_EMBEDDINGS, ctx.spark.createDataFrame([tuple(d[n] for n in GOLD_EMBEDDINGS.names) for d in embeddings], GOLD_EMBEDDINGS.spark))
+    from issuerisk.ledger import Run
+
+    Run(ctx.cfg, "cluster", run_id=run_id).save("succeeded")  # the clustering command that wrote these rows finished
     return rows
 
 

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from issuerisk.lakehouse import ArrowTables
 from issuerisk.schemas import TableSpec
 from issuerisk.schemas.evidence import GOLD_PROFILE
-from issuerisk.schemas.lakehouse import SILVER_ISSUES
+from issuerisk.schemas.lakehouse import RUNS, SILVER_ISSUES
 from issuerisk.schemas.ml import GOLD_CLUSTERS
 from issuerisk.schemas.risk import GOLD_TOPICS
 
@@ -30,20 +30,29 @@ class NoClusteringError(RuntimeError):
 
 
 def resolve_run_id(tables: ArrowTables, run_id: str | None) -> str:
-    """The clustering run to analyse: the one given, else the newest in ``gold_clusters``.
+    """The clustering run to analyse: the one given, else the newest in ``gold_clusters`` whose command succeeded.
+
+    A failed, abandoned or still running command may have left clusters behind; they are used only when
+    named (a report of a half-written run would read as a finished answer).
 
     Raises:
-        NoClusteringError: ``gold_clusters`` is empty.
+        NoClusteringError: ``gold_clusters`` holds no run, or none of a command that succeeded.
         ValueError: ``run_id`` is not shaped like a run id (letters, digits, '-', '_', '.').
     """
     if run_id is not None:
         if not RUN_ID_PATTERN.fullmatch(run_id):
             raise ValueError(f"run id {run_id!r} is not valid; run ids look like 20260101T120000Z-1a2b3c4d")
         return run_id
-    ids = tables.read(GOLD_CLUSTERS, columns=["run_id"]).column("run_id")
-    if len(ids) == 0:
+    ids = pc.unique(tables.read(GOLD_CLUSTERS, columns=["run_id"]).column("run_id")).to_pylist()
+    if not ids:
         raise NoClusteringError("gold_clusters holds no run; run `issuerisk cluster` (or `issuerisk run`) first")
-    return pc.max(ids).as_py()
+    ledger = {r["run_id"]: r["status"] for r in tables.read(RUNS, columns=["run_id", "status"]).to_pylist()}
+    succeeded = [i for i in ids if ledger.get(i) == "succeeded"]
+    if not succeeded:
+        newest = max(ids)
+        raise NoClusteringError(f"no clustering run in gold_clusters succeeded; the newest, {newest}, is {ledger.get(newest, 'not in the runs ledger')}: "
+                                f"pass its id to use it anyway, or run `issuerisk run` again")
+    return max(succeeded)
 
 
 def run_rows(tables: ArrowTables, table, run_id: str, columns: list[str] | None = None) -> pd.DataFrame:

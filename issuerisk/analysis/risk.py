@@ -9,7 +9,9 @@ decides first whether the cluster is graded at all, and records why not:
    is not a defect pattern ("not a defect pattern: 82 % feature requests");
 3. a cluster whose bootstrap stability is under ``risk.min_stability`` has dissolved;
 4. a cluster seen in fewer than ``risk.min_repositories`` repositories of the scope, or with more than
-   ``risk.max_repository_share`` of its issues from one, is project-specific, not a framework risk.
+   ``risk.max_repository_share`` of its issues from one, is project-specific, not a framework risk. A scope
+   whose issues come from fewer repositories than that (a team analysing its own one or two) cannot hold a
+   cross-project pattern: there the rule is off, and the run's counts and the report say so.
 
 The graded clusters then get :func:`issuerisk.analysis.risk_matrix.assess` (``P_k`` over the graded
 clusters' issues; impact from ``risk.impact_measure``, open issues censored at the corpus's snapshot
@@ -33,7 +35,7 @@ from issuerisk.analysis.risk_matrix import assess, severity
 from issuerisk.analysis.survival import censored_durations
 from issuerisk.conf.settings import RiskConfig
 from issuerisk.constants import FRAMEWORKS, NOISE
-from issuerisk.display import table
+from issuerisk.display import console, table
 from issuerisk.schemas.lakehouse import SILVER_ISSUE_KINDS, SILVER_ISSUES
 from issuerisk.schemas.risk import GOLD_RISK, GOLD_TOPICS
 from issuerisk.stage import RUN_ID, Stage
@@ -109,6 +111,16 @@ def exclusion(cluster: int, text: str, overall: ClusterFacts, scoped: ClusterFac
     return None
 
 
+def repository_rules(rules: RiskConfig, repositories: int) -> tuple[RiskConfig, str | None]:
+    """The rules for a scope whose issues come from ``repositories`` repositories, and why they differ from
+    ``rules``: under ``risk.min_repositories`` no cluster can recur across projects, so the cross-project rule is off."""
+    if repositories >= rules.min_repositories:
+        return rules, None
+    note = (f"cross-project rule off: the input holds {repositories} repositor{'y' if repositories == 1 else 'ies'} "
+            f"(< risk.min_repositories={rules.min_repositories}), so its patterns are graded as the project's own")
+    return rules.model_copy(update={"min_repositories": 1, "max_repository_share": 1.0}), note
+
+
 def open_hours(created: pd.Series, snapshot: pd.Timestamp) -> np.ndarray:
     """Hours each issue has been open at the snapshot (what an open issue is censored at)."""
     return ((snapshot - pd.to_datetime(created, utc=True)).dt.total_seconds() / 3600.0).clip(lower=0).to_numpy()
@@ -173,12 +185,16 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     texts = {int(c): " ".join([str(n or ""), str(lab or ""), *list(k if k is not None else [])]).lower()
              for c, n, lab, k in zip(topics["cluster"], topics["name"], topics["label"], topics["keywords"])}
     overall = {int(c): cluster_facts(g) for c, g in issues.groupby("cluster")}
-    rows, decisions = [], {}
+    rows, decisions, notes = [], {}, {}
     for scope in scopes(issues):
         in_scope = issues if scope == "all" else issues[issues["framework"] == scope]
         facts = {int(c): cluster_facts(g) for c, g in in_scope.groupby("cluster")}
-        decisions[scope] = {c: exclusion(c, texts.get(c, ""), overall[c], facts[c], rules) for c in facts}
-        rows += scope_rows(run_id, scope, in_scope, decisions[scope], facts, labels, rules, ctx.cfg.project.seed, snapshot)
+        scope_rules, note = repository_rules(rules, int(in_scope["repository"].nunique()))
+        if note:
+            notes[scope] = note
+            console.print(f"risk ({scope}): {note}")
+        decisions[scope] = {c: exclusion(c, texts.get(c, ""), overall[c], facts[c], scope_rules) for c in facts}
+        rows += scope_rows(run_id, scope, in_scope, decisions[scope], facts, labels, scope_rules, ctx.cfg.project.seed, snapshot)
     tables.merge(GOLD_RISK, run_table(GOLD_RISK, rows), how="replace_run", run_id=run_id)
     ctx.run.wrote(GOLD_RISK.name)
     graded = sorted((r for r in rows if r["scope"] == "all" and r.get("grade")), key=lambda r: (-severity(r["grade"]), -r["n"]))
@@ -193,7 +209,7 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
         "run_id": run_id, "rows": len(rows), "snapshot_at": str(snapshot),
         "graded": {scope: sum(1 for r in decided.values() if r is None) for scope, decided in decisions.items()},
         "excluded": {scope: sum(1 for r in decided.values() if r) for scope, decided in decisions.items()},
-        "missing_from_silver": missing,
+        "missing_from_silver": missing, "rule_notes": notes,
     }
 
 

@@ -118,9 +118,17 @@ def build_factsheet(row: Mapping[str, Any], profile: Sequence[Mapping[str, Any]]
     classifier = (metrics.get("classify") or {}).get("evaluation") or {}
     quality_values = {q["measure"]: q["value"] for q in quality}
     limitations = list(STATIC_LIMITATIONS)
+    kinds_model = (metrics.get("classify") or {}).get("model") or {}
     if classifier.get("macro_f1_core") is not None:
+        learned = (f" It learned from the reference corpus ({classifier.get('labelled_issues')} labelled issues of "
+                   f"{classifier.get('labelled_repositories')} other repositories), because the input's labels cover too few repositories"
+                   if kinds_model.get("source") == "reference corpus" else "")
+        check = kinds_model.get("input_check") or {}
+        checked = f"; on the input's own {check['issues']} labelled issues it reaches {check['macro_f1_core']:.2f}" if check else ""
         limitations.append(f"The issue-kind classifier reaches macro-F1 {classifier['macro_f1_core']:.2f} (defect/feature/question) on repositories "
-                           "it never saw; a defect share near the 0.5 line is uncertain.")
+                           f"it never saw{checked}; a defect share near the 0.5 line is uncertain.{learned}")
+    for scope, note in sorted(((metrics.get("risk") or {}).get("rule_notes") or {}).items()):
+        limitations.append(f"Grading ({scope}): {note}; such a pattern is a risk of these projects, not evidence about the framework.")
     if doubtful:
         limitations.append(f"{len(doubtful)} of {len(graded)} grades have bootstrap confidence under "
                            f"{100 * config.get('risk', {}).get('min_grade_confidence', 0.8):.0f} %: the grade could be a neighbour on resampling.")
@@ -147,7 +155,8 @@ def build_factsheet(row: Mapping[str, Any], profile: Sequence[Mapping[str, Any]]
             "summarizer": {k: (metrics.get("summarize") or {}).get(k) for k in ("summarizer", "model", "prompt_version")},
             "embedding": {"model": runtime.get("embed_model") or config.get("embed", {}).get("model"), "device": runtime.get("embed_device"),
                           "query_prefix": config.get("embed", {}).get("query_prefix"), "max_seq_length": config.get("embed", {}).get("max_seq_length")},
-            "issue_kinds": {k: classifier.get(k) for k in ("macro_f1_core", "macro_f1_all", "labelled_issues", "labelled_repositories")},
+            "issue_kinds": {**{k: classifier.get(k) for k in ("macro_f1_core", "macro_f1_all", "labelled_issues", "labelled_repositories")},
+                            **{k: kinds_model.get(k) for k in ("model_id", "source", "reference_corpus", "input_check")}},
             "clustering": {**_steering(config, ("cluster",)), "backend": runtime.get("cluster_backend")},
             "topics": _steering(config, ("topics",)),
             "seeds": dict(row.get("seeds") or {}),
