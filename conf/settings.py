@@ -439,6 +439,25 @@ class GitHubConfig(_Section):
         return _no_credentials(value, "export the token as GITHUB_TOKENS (or GITHUB_TOKEN)")
 
 
+class ServeConfig(_Section):
+    """``issuerisk serve``: who may connect, and what one statement may cost (see ``issuerisk.serve``)."""
+
+    token_file: str | None = Field(None, description="Where serve writes the Spark Connect token (mode 0600) and issuerisk sql reads it; None: "
+                                   "$XDG_CONFIG_HOME/issuerisk/serve-<port>.token (~/.config/...). The token itself comes from ISSUERISK_SERVE_TOKEN, "
+                                   "spark.extra['spark.connect.authenticate.token'] or a new random one.")
+    statement_timeout_s: float = Field(900.0, gt=0, description="Spark jobs running longer than this are cancelled (Connect and JDBC alike).")
+    max_result_size: str = Field("512m", description="spark.driver.maxResultSize of the server: a statement whose result is larger fails instead of filling the driver.")
+    check_threads: int = Field(8, ge=1, description="Threads answering read-only checks; more requests at once are refused with 503.")
+    check_timeout_s: float = Field(10.0, gt=0, description="Socket timeout of a read-only check request.")
+    max_query_bytes: int = Field(262_144, ge=1024, description="Largest statement the read-only check accepts.")
+
+
+CONNECT_TOKEN_KEY = "spark.connect.authenticate.token"
+"""The one secret ``spark.extra`` may carry: Spark Connect's pre-shared token. It never reaches a JVM's command line
+(the factory hands it over in the environment) nor the run ledger (:meth:`Config.to_dict` redacts it)."""
+REDACTED = "<redacted>"
+
+
 class Config(_Section):
     """The whole resolved configuration."""
 
@@ -458,6 +477,7 @@ class Config(_Section):
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     github: GitHubConfig = Field(default_factory=GitHubConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @model_validator(mode="after")
     def _no_secrets(self) -> "Config":
@@ -466,13 +486,16 @@ class Config(_Section):
             if leaf in SECRET_NAMES or any(leaf.endswith("_" + word) for word in SECRET_NAMES if word != "tokens"):
                 raise ValueError(f"'{key}' looks like a secret; secrets come only from the environment (GITHUB_TOKENS, OPENAI_API_KEY)")
         for key in self.spark.extra:
-            if any(word in key.lower() for word in ("secret", "password", "token", "access.key")):
+            if key != CONNECT_TOKEN_KEY and any(word in key.lower() for word in ("secret", "password", "token", "access.key")):
                 raise ValueError(f"spark.extra['{key}'] looks like a secret; give credentials through the environment (e.g. a credentials provider), not config")
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved configuration as plain data (it never holds secrets)."""
-        return self.model_dump(mode="json")
+        """The resolved configuration as plain data, without secrets (what the run ledger records)."""
+        data = self.model_dump(mode="json")
+        if CONNECT_TOKEN_KEY in data["spark"]["extra"]:
+            data["spark"]["extra"][CONNECT_TOKEN_KEY] = REDACTED
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -500,7 +523,7 @@ class Config(_Section):
 
     def updated(self, section: str, **values: Any) -> "Config":
         """A copy with some keys of one section replaced (validated again)."""
-        data = self.to_dict()
+        data = self.model_dump(mode="json")
         data[section].update(values)
         return validate(data)
 

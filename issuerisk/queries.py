@@ -13,6 +13,7 @@ from typing import Any
 
 from issuerisk.context import Context
 from issuerisk.display import plain, table
+from issuerisk.lakehouse.connect_auth import client_token
 from issuerisk.lakehouse.read_only import check_read_only, check_read_only_remote
 from issuerisk.schemas import TABLES
 from issuerisk.schemas.lakehouse import RUNS
@@ -27,11 +28,12 @@ def _session(ctx: Context, query: str, write: bool) -> Any:
     if remote is None:
         spark = ctx.spark
         if not write:
+            spark.conf.set("spark.sql.runSQLOnFiles", "false")  # a second wall behind the check: no file is a table here
             check_read_only(spark, query)
     else:
         ctx.run.runtime.update({"spark": remote.version, "spark_remote": ctx.cfg.spark.remote or ""})
         if not write:
-            check_read_only_remote(ctx.cfg.spark.remote, query)
+            check_read_only_remote(ctx.cfg.spark.remote, query, client_token(ctx.cfg))
         spark = remote
     spark.catalog.setCurrentDatabase(ctx.cfg.project.database)
     return spark

@@ -193,7 +193,8 @@ def test_sql_runs_on_a_warm_serve_behind_the_same_read_only_check_and_falls_back
     """No cluster needed: a local ``issuerisk serve`` on an embedded metastore."""
     port = _free_port()
     env = {**_clean_env(), "ISSUERISK_WAREHOUSE": str(tmp_path / "wh"), "ISSUERISK__SPARK__MASTER": "local[1]",
-           "ISSUERISK__SPARK__DRIVER_MEMORY": "1g", "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2", "ISSUERISK__SPARK__REMOTE": f"sc://127.0.0.1:{port}"}
+           "ISSUERISK__SPARK__DRIVER_MEMORY": "1g", "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2", "ISSUERISK__SPARK__REMOTE": f"sc://127.0.0.1:{port}",
+           "ISSUERISK__SERVE__TOKEN_FILE": str(tmp_path / "serve.token")}
     server = _cli(env, "serve")
     try:
         for line in server.stdout:

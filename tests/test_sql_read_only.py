@@ -102,6 +102,10 @@ REFUSED = [
     ("SELECT * FROM t WHERE a IN (SELECT java_method('java.lang.System', 'exit', 0))", "java_method()"),
     ("WITH x AS (SELECT try_reflect('java.lang.System', 'exit', 0)) SELECT * FROM x", "try_reflect()"),
     ("SELECT IDENTIFIER('reflect')('java.lang.System', 'exit', 0)", "IDENTIFIER"),
+    ("SELECT * FROM text.`/etc/passwd`", "the file path"),
+    ("SELECT content FROM binaryFile.`/root/.ssh/id_rsa`", "the file path"),
+    ("SELECT * FROM t JOIN delta.`/any/path` USING (a)", "the file path"),
+    ("SELECT * FROM parquet.`hdfs://nn/x`", "the file path"),
 ]
 
 

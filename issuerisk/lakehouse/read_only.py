@@ -39,6 +39,10 @@ READ_ONLY_COMMANDS = frozenset(
 """SHOW, DESCRIBE and EXPLAIN statements (commands in Spark's plan tree, but they change nothing), with the names they refer to."""
 
 JAVA_CALLING_FUNCTIONS = frozenset({"reflect", "java_method", "try_reflect"})
+FILE_SOURCES = frozenset({"text", "binaryfile", "delta", "parquet", "json", "csv", "orc", "avro", "xml", "libsvm", "image", "jdbc", "hive",
+                          "file", "noop", "console", "rate", "socket"})
+"""Data source names that ``source.`path``` reads a path with (``spark.sql.runSQLOnFiles``): never a table of ours."""
+MAX_VIEW_DEPTH = 8
 
 
 class ReadOnlyError(RuntimeError):
@@ -52,14 +56,51 @@ def _scala_seq(seq: Any) -> list[Any]:
     return items
 
 
-def _refusal(plan: Any) -> str | None:
-    """Why an unresolved logical plan is not read-only, or None when every node of it is a query or a SHOW/DESCRIBE/EXPLAIN."""
+def _name_parts(relation: Any) -> list[str]:
+    return [str(p) for p in _scala_seq(relation.multipartIdentifier())]
+
+
+def _view_text(spark: Any, parts: list[str]) -> str | None:
+    """The SQL text of the catalog view ``parts`` names, or None (not a view of the session catalog, or no such table)."""
+    if not 1 <= len(parts) <= 3 or (len(parts) == 3 and parts[0].lower() != "spark_catalog"):
+        return None
+    jvm, catalog = spark._jvm, spark._jsparkSession.sessionState().catalog()
+    database = parts[-2] if len(parts) > 1 else catalog.getCurrentDatabase()
+    ident = jvm.org.apache.spark.sql.catalyst.TableIdentifier(parts[-1], jvm.scala.Some(database), jvm.scala.Option.empty())
+    if not catalog.tableExists(ident):
+        return None
+    text = catalog.getTableRawMetadata(ident).viewText()
+    return str(text.get()) if text.isDefined() else None
+
+
+def _relation_refusal(relation: Any, spark: Any, depth: int) -> str | None:
+    """Why reading this relation is not a read of our tables: a file path (``text.`/etc/passwd```), or a view whose
+    definition is not read-only itself."""
+    parts = _name_parts(relation)
+    if len(parts) >= 2 and parts[0].lower() in FILE_SOURCES or any("/" in p or ":" in p for p in parts):
+        return f"it reads the file path {'.'.join(parts)!r} directly; only the catalog's tables can be queried"
+    text = None if spark is None else _view_text(spark, parts)
+    if text is None:
+        return None
+    if depth >= MAX_VIEW_DEPTH:
+        return f"its view {'.'.join(parts)} nests views more than {MAX_VIEW_DEPTH} deep"
+    inner = _refusal(spark._jsparkSession.sessionState().sqlParser().parsePlan(text), spark, depth + 1)
+    return f"its view {'.'.join(parts)} is not read-only: {inner}" if inner else None
+
+
+def _refusal(plan: Any, spark: Any = None, depth: int = 0) -> str | None:
+    """Why an unresolved logical plan is not read-only, or None when every node of it is a query or a SHOW/DESCRIBE/EXPLAIN
+    of the catalog's tables (the views it names checked by their definitions when ``spark`` is given)."""
     pending = [plan]
     while pending:
         node = pending.pop()
         name = node.getClass().getName()
         if name not in QUERY_NODES and name not in READ_ONLY_COMMANDS:
             return f"its plan has {name.rsplit('.', 1)[-1].rstrip('$')}, which is neither a query nor SHOW, DESCRIBE or EXPLAIN"
+        if name == _ANALYSIS + "UnresolvedRelation":
+            reason = _relation_refusal(node, spark, depth)
+            if reason:
+                return reason
         if name == _COMMAND + "ExplainCommand":
             pending.append(node.logicalPlan())
         elif name == _COMMAND + "DescribeQueryCommand":
@@ -83,8 +124,10 @@ def check_read_only(spark: Any, query: str) -> None:
     Allowed: queries (SELECT, WITH, VALUES, TABLE, FROM ..., pipe syntax, time travel) whose every
     plan node is in :data:`QUERY_NODES`, and the SHOW, DESCRIBE and EXPLAIN statements of
     :data:`READ_ONLY_COMMANDS` (EXPLAIN only of a query). Everything else is refused, including node
-    kinds this list does not know yet, ``SELECT TRANSFORM ... USING`` (a shell command), and the
-    functions that call Java methods (``reflect``, ``java_method``, ``try_reflect``).
+    kinds this list does not know yet, ``SELECT TRANSFORM ... USING`` (a shell command), the
+    functions that call Java methods (``reflect``, ``java_method``, ``try_reflect``), file paths read as
+    tables (``text.`/etc/passwd```, ``binaryFile.`…```, ``delta.`/any/path```) and views whose own definition
+    is refused by these rules.
 
     Raises:
         ReadOnlyError: the statement is not read-only (pass ``--write`` to run it anyway).
@@ -97,21 +140,24 @@ def check_read_only(spark: Any, query: str) -> None:
         plan = spark._jsparkSession.sessionState().sqlParser().parsePlan(query)
     except Py4JJavaError as exc:
         raise convert_exception(exc.java_exception) from None
-    reason = _refusal(plan)
+    reason = _refusal(plan, spark)
     if reason:
         shown = " ".join(query.split())
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
         raise ReadOnlyError(f"refused {shown!r}: {reason}; issuerisk sql only reads (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) unless you pass --write")
 
 
-def check_read_only_remote(remote: str, query: str, timeout_s: float = 30.0) -> None:
+def check_read_only_remote(remote: str, query: str, token: str | None, timeout_s: float = 30.0) -> None:
     """:func:`check_read_only` run by the ``issuerisk serve`` server at ``remote``, on its JVM's parser.
 
     A Spark Connect client has no parser of its own, and Connect runs a command the moment it
     receives it, so the verdict comes first, from the server's check endpoint (:mod:`issuerisk.serve`).
 
+    Args:
+        token: the server's Spark Connect token (:mod:`issuerisk.lakehouse.connect_auth`), sent as a bearer token.
+
     Raises:
-        ReadOnlyError: the statement is not read-only, or the server gave no verdict (nothing runs then).
+        ReadOnlyError: the statement is not read-only, the server refused the token, or it gave no verdict (nothing runs then).
         pyspark.errors.ParseException: the statement is not valid SQL (Spark's own message).
     """
     import urllib.error
@@ -120,10 +166,17 @@ def check_read_only_remote(remote: str, query: str, timeout_s: float = 30.0) -> 
     from pyspark.errors import ParseException
 
     url = check_url(remote)
-    request = urllib.request.Request(url, data=query.encode(), method="POST", headers={"Content-Type": "text/plain; charset=utf-8"})
+    headers = {"Content-Type": "text/plain; charset=utf-8", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(url, data=query.encode(), method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise ReadOnlyError(f"the Spark Connect server at {remote} refused this client: {'its token is not the server’s' if token else 'it has no token'}. "
+                                "issuerisk serve writes its token to serve.token_file (~/.config/issuerisk/serve-<port>.token) for the user "
+                                "who started it; another user sets ISSUERISK_SERVE_TOKEN") from None
+        raise ReadOnlyError(f"the Spark Connect server at {remote} gave no read-only verdict at {url} (HTTP {exc.code}); nothing ran") from None
     except (OSError, ValueError) as exc:
         raise ReadOnlyError(f"the Spark Connect server at {remote} gave no read-only verdict at {url} ({exc}); nothing ran. "
                             "Restart issuerisk serve, or set spark.remote to null to use a local Spark") from None

@@ -28,6 +28,8 @@ from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from issuerisk.conf import Config
+from issuerisk.conf.settings import CONNECT_TOKEN_KEY, REDACTED
+from issuerisk.lakehouse.connect_auth import LOOPBACK_HOSTS, SPARK_TOKEN_ENV, client_token, client_url
 from issuerisk.lakehouse.read_only import endpoints
 
 DELTA_CONF = {
@@ -37,7 +39,6 @@ DELTA_CONF = {
 
 LOCAL_SNAPSHOT_PARTITIONS = 2
 LOOPBACK = "127.0.0.1"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 METASTORE_PASSWORD_ENV = "ISSUERISK_METASTORE_PASSWORD"
 JDBC_DRIVERS = {
     "postgresql": "org.postgresql.Driver",
@@ -147,6 +148,10 @@ def builder_for(cfg: Config) -> SparkSession.Builder:
                                   "infra/local-cluster.sh up fetches the metastore's JDBC driver, or fix the path")
         builder = builder.config("spark.driver.extraClassPath", os.pathsep.join(s.driver_class_path))
     for key, value in s.extra.items():
+        if key == CONNECT_TOKEN_KEY:  # a secret: to the JVM through its environment, never its command line (ps)
+            if value != REDACTED:
+                os.environ[SPARK_TOKEN_ENV] = value
+            continue
         builder = builder.config(key, value)
     if s.jars_dir:
         jars = sorted(glob.glob(os.path.join(s.jars_dir, "*.jar")))
@@ -241,15 +246,19 @@ def remote_session(cfg: Config) -> SparkSession | None:
     No JVM starts in this process. The server holds the catalog (the same metastore and warehouse
     as its configuration), Delta and the executors.
 
+    The client sends the server's token (:mod:`issuerisk.lakehouse.connect_auth`): without it the server
+    refuses every call.
+
     Raises:
         SparkSetupError: the server answers TCP but Spark Connect fails (e.g. the client's
             dependencies, ``pyspark[connect]``, are missing).
+        TokenError: the token file is readable by other users.
     """
     url = cfg.spark.remote
     if not url or not remote_answers(url):
         return None
     try:
-        return SparkSession.builder.remote(url).getOrCreate()
+        return SparkSession.builder.remote(client_url(url, client_token(cfg))).getOrCreate()
     except Exception as exc:
         raise SparkSetupError(f"the Spark Connect server at spark.remote={url} answers but no session could be opened ({exc}); "
                               "install pyspark[connect] (grpcio-status, zstandard) or set spark.remote to null") from exc
