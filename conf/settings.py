@@ -219,6 +219,7 @@ class LLMConfig(_Section):
     input_token_budget: int = Field(3000, ge=64)
     prompt: Literal["failure", "reference"] = Field("failure", description="failure: symptom, trigger, component and environment in a fixed short form; reference: the reference study's generic summary prompt.")
     prompt_version: str = "v1"
+    max_answer_chars: int = Field(1200, ge=80, description="Longer answers are not summaries: the issue gets its extractive summary instead (counted by reason).")
 
     @field_validator("base_url")
     @classmethod

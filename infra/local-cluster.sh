@@ -8,9 +8,14 @@
 #   infra/local-cluster.sh down     stop everything; no process or listening port is left behind
 #   infra/local-cluster.sh purge    down, then delete the state (metastore database, logs, tokens)
 #
-# State (logs, pids, tokens, the metastore's password, Spark's work dir) lives in
+# State (logs, pids, tokens, the metastore's password, Spark's authentication secret, Spark's work dir) lives in
 # ${ISSUERISK_CLUSTER_DIR:-$HOME/.issuerisk/local-cluster}. Ports and sizes come from the ISSUERISK_CLUSTER_* variables
 # below. See infra/README.md for what each part is for and what is not loopback-only (Ray).
+#
+# Secrets never go on a command line (ps shows command lines to every user): Spark's master, worker and every
+# application share a generated secret (spark.authenticate) handed over in the environment or a 0600 file, psql
+# reads its statements from standard input. A folder is only deleted by purge when it holds this script's marker,
+# and a process is only stopped when it belongs to the session this script started (same boot, same leader).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -50,6 +55,8 @@ RAY_TMP=$STATE/ray
 RAY_TOKEN=$STATE/ray-auth-token
 PG_PASSWORD_FILE=$STATE/metastore.password
 PG_ADMIN_PASSWORD_FILE=$STATE/postgres-admin.password
+SPARK_SECRET_FILE=$STATE/spark-auth.secret
+MARKER=.issuerisk-local-cluster
 JDBC_JAR=$STATE/jars/postgresql-$JDBC_VERSION.jar
 
 say() { printf '%s\n' "local-cluster: $*" >&2; }
@@ -88,9 +95,17 @@ wait_until() {  # wait_until SECONDS COMPONENT CHECK...: run CHECK until it succ
     done
 }
 
-session_pids() {  # every live process whose session is the one recorded for a component (its setsid leader)
-    local sid
+boot_id() { cat /proc/sys/kernel/random/boot_id 2>/dev/null || echo unknown; }
+
+start_ticks() { awk '{sub(/.*\) /, ""); print $20}' "/proc/$1/stat" 2>/dev/null; }  # clock ticks after boot the process started at
+
+session_pids() {  # every live process of the session recorded for a component, when that session is still the one we started
+    local sid boot ticks now
     sid=$(cat "$PIDS/$1.sid" 2>/dev/null) || return 0
+    read -r boot ticks <"$PIDS/$1.owner" 2>/dev/null || return 0
+    [ "$boot" = "$(boot_id)" ] || return 0  # recorded before a reboot: that session id may be anyone's now
+    now=$(start_ticks "$sid")
+    [ -z "$now" ] || [ "$now" = "$ticks" ] || return 0  # its leader's pid is alive but started later: reused, not ours
     ps -eo pid=,sid=,stat= | awk -v s="$sid" '$2 == s && $3 !~ /^Z/ {print $1}'
 }
 
@@ -102,18 +117,19 @@ start_session() {  # start_session COMPONENT CMD...: CMD in a new session, its o
     : >"$LOGS/$component.log"
     setsid "$@" >>"$LOGS/$component.log" 2>&1 </dev/null &
     echo $! >"$PIDS/$component.sid"
+    echo "$(boot_id) $(start_ticks $!)" >"$PIDS/$component.owner"
 }
 
 stop_session() {  # stop_session COMPONENT GRACE_S: SIGTERM a component's session, then SIGKILL what is left after GRACE_S
     local component=$1 grace=$2 pids tries=0
     pids=$(session_pids "$component")
-    [ -z "$pids" ] && { rm -f "$PIDS/$component.sid"; return 0; }
+    [ -z "$pids" ] && { rm -f "$PIDS/$component.sid" "$PIDS/$component.owner"; return 0; }
     kill -TERM $pids 2>/dev/null || true
     while [ -n "$(session_pids "$component")" ] && [ $tries -lt "$grace" ]; do sleep 1; tries=$((tries + 1)); done
     pids=$(session_pids "$component")
     if [ -n "$pids" ]; then kill -KILL $pids 2>/dev/null || true; sleep 1; fi
     [ -z "$(session_pids "$component")" ] || { say "$component: processes $(session_pids "$component" | tr '\n' ' ')would not stop"; return 1; }
-    rm -f "$PIDS/$component.sid"
+    rm -f "$PIDS/$component.sid" "$PIDS/$component.owner"
 }
 
 # --- PostgreSQL: the metastore's database --------------------------------------------------------------------
@@ -144,6 +160,7 @@ init_postgres() {  # a new database cluster: TCP on 127.0.0.1 only, no Unix sock
     as_pg "$bin/initdb" -D "$data" -U postgres --pwfile="$pwfile" --auth=scram-sha-256 -E UTF8 --locale=C.UTF-8 \
         >>"$LOGS/postgres.log" 2>&1 || { rm -f "$pwfile"; say "postgres: initdb failed; see $LOGS/postgres.log"; return 1; }
     rm -f "$pwfile"
+    as_pg touch "$data/$MARKER"
     as_pg sh -c "cat >>'$data/postgresql.conf'" <<EOF
 # issuerisk local cluster
 listen_addresses = '$HOST'
@@ -179,7 +196,8 @@ prepare_metastore() {  # the metastore's role, database, JDBC driver and schema,
     local password
     password=$(cat "$PG_PASSWORD_FILE")
     if [ "$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = '$METASTORE_USER'")" != 1 ]; then
-        psql_admin -c "CREATE ROLE $METASTORE_USER LOGIN PASSWORD '$password'" >>"$LOGS/postgres.log" 2>&1 \
+        # the statement (and its password) on standard input: psql's arguments are visible to every user in ps
+        printf "CREATE ROLE %s LOGIN PASSWORD '%s'\n" "$METASTORE_USER" "$password" | psql_admin -f - >>"$LOGS/postgres.log" 2>&1 \
             || { say "postgres: could not create role $METASTORE_USER; see $LOGS/postgres.log"; return 1; }
     fi
     if [ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$METASTORE_DB'")" != 1 ]; then
@@ -252,10 +270,14 @@ spark_java() {  # spark_java COMPONENT HEAP MAINCLASS ARGS...: one Spark daemon 
     local home scala
     home=$(spark_home)
     scala=$(basename "$(ls "$home"/jars/spark-core_*.jar)" | sed -E 's/spark-core_([0-9.]+)-.*/\1/')  # the launcher's executor command needs it
-    start_session "$component" env SPARK_HOME="$home" SPARK_SCALA_VERSION="$scala" SPARK_LOCAL_IP="$HOST" SPARK_LOCAL_HOSTNAME="$HOST" PYSPARK_PYTHON="$PY" \
+    # spark.authenticate: master, worker, executors and every application share the secret; Spark reads it from
+    # _SPARK_AUTH_SECRET, exported in this subshell only, so it is in no command line
+    ( export _SPARK_AUTH_SECRET
+      _SPARK_AUTH_SECRET=$(cat "$SPARK_SECRET_FILE")
+      start_session "$component" env SPARK_HOME="$home" SPARK_SCALA_VERSION="$scala" SPARK_LOCAL_IP="$HOST" SPARK_LOCAL_HOSTNAME="$HOST" PYSPARK_PYTHON="$PY" \
         SPARK_WORKER_DIR="$STATE/spark/work" SPARK_LOG_DIR="$LOGS" \
-        java -Xmx"$heap" -cp "$home/conf:$home/jars/*" \
-        -Dspark.deploy.defaultCores=1 -Dspark.master.rest.enabled=false -Dspark.worker.cleanup.enabled=true "$@"
+        java -Xmx"$heap" -cp "$home/conf:$home/jars/*" -Dspark.authenticate=true \
+        -Dspark.deploy.defaultCores=1 -Dspark.master.rest.enabled=false -Dspark.worker.cleanup.enabled=true "$@" )
 }
 
 master_json() { "$PY" - "$SPARK_UI_PORT" <<'EOF'
@@ -287,9 +309,23 @@ spark_worker_up() { session_alive spark-worker && [ "$(master_json)" -ge 1 ]; }
 
 # --- Ray ------------------------------------------------------------------------------------------------------------
 
+own_folder() {  # own_folder DIR: DIR made 0700 with our marker, or refused when it exists and is not ours
+    local dir=$1
+    if [ -e "$dir" ] || [ -L "$dir" ]; then
+        # ours: a folder (not a link) of this user that holds the marker, is empty, or is the state of an earlier version (pids/)
+        [ -d "$dir" ] && [ ! -L "$dir" ] && [ "$(stat -c %u "$dir")" = "$(id -u)" ] \
+            && { [ -f "$dir/$MARKER" ] || [ -z "$(ls -A "$dir")" ] || [ -d "$dir/pids" ]; } \
+            || die "$dir exists but was not made by this script for this user (no $MARKER, another owner or a link); remove it or set ISSUERISK_CLUSTER_DIR"
+        chmod 700 "$dir"
+        : >"$dir/$MARKER"
+    else
+        mkdir -m 700 -p "$dir" && : >"$dir/$MARKER"
+    fi
+}
+
 start_ray_head() {
     [ -f "$RAY_TOKEN" ] || (umask 077 && "$PY" -c 'import secrets; print(secrets.token_hex(32))' >"$RAY_TOKEN")
-    mkdir -p "$RAY_TMP"
+    own_folder "$RAY_TMP"
     start_session ray-head env RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$RAY_TOKEN" RAY_USAGE_STATS_ENABLED=0 "$VENV/bin/ray" start --head --node-ip-address "$HOST" --port "$RAY_PORT" \
         --ray-client-server-port "$RAY_CLIENT_PORT" --num-cpus "$RAY_HEAD_CPUS" --num-gpus 0 --include-dashboard false \
         --dashboard-agent-listen-port $((RAY_PORT + 2)) --min-worker-port $((RAY_PORT + 10)) --max-worker-port $((RAY_PORT + 59)) \
@@ -320,6 +356,7 @@ export ISSUERISK__SPARK__DRIVER_CLASS_PATH='[$JDBC_JAR]'
 export ISSUERISK__SPARK__REMOTE=sc://$HOST:$CONNECT_PORT
 export ISSUERISK__RAY__ADDRESS=$HOST:$RAY_PORT
 export ISSUERISK_METASTORE_PASSWORD="\$(cat $PG_PASSWORD_FILE)"
+export ISSUERISK_SPARK_AUTH_SECRET="\$(cat $SPARK_SECRET_FILE)"
 export RAY_AUTH_MODE=token
 export RAY_AUTH_TOKEN_PATH=$RAY_TOKEN
 EOF
@@ -337,8 +374,9 @@ component_up() {
 
 cmd_up() {
     local t0=$SECONDS component
+    own_folder "$STATE"
     mkdir -p "$LOGS" "$PIDS"
-    chmod 700 "$STATE"
+    [ -f "$SPARK_SECRET_FILE" ] || (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(32))' >"$SPARK_SECRET_FILE")
     for component in "${COMPONENTS[@]}"; do
         if component_up "$component"; then
             say "$component: already up"
@@ -399,10 +437,19 @@ cmd_down() {
     return $failed
 }
 
-cmd_purge() {
-    cmd_down
-    rm -rf "$(pg_data)" "$RAY_TMP" "$STATE"
-    say "purged $STATE"
+cmd_purge() {  # down, then each folder removed only when it holds our marker; a failed down is reported, not a half purge
+    local failed=0 dir
+    cmd_down || failed=1
+    for dir in "$(pg_data)" "$RAY_TMP" "$STATE"; do
+        if [ -f "$dir/$MARKER" ]; then
+            rm -rf "$dir"
+        elif [ -e "$dir" ]; then
+            say "left $dir in place: it holds no $MARKER, so this script did not make it"
+            failed=1
+        fi
+    done
+    [ $failed = 0 ] && say "purged $STATE"
+    return $failed
 }
 
 case ${1:-} in

@@ -134,6 +134,7 @@ class Run:
         self._packages = package_versions()
         self._lock = threading.Lock()
         self._beat: threading.Event | None = None
+        self._final = False
         self._stage: str | None = None
 
     def begin(self, stage: str | None) -> str | None:
@@ -192,15 +193,23 @@ class Run:
         return pa.Table.from_pylist([row], schema=RUNS.arrow)
 
     def save(self, status: str = "running", error: str | None = None) -> None:
-        """MERGE this run's row into ``runs`` (insert at start, update at the end); a final status stops the heartbeat."""
+        """MERGE this run's row into ``runs`` (insert at start, update at the end); a final status stops the heartbeat.
+
+        ``running`` is compare-and-set: it updates the row only while the row still says ``running``, so a heartbeat
+        that wakes as the run ends never writes ``running`` over its final status, in this process or another.
+        """
         ended = None if status == "running" else datetime.now(timezone.utc)
         if ended is not None:
             self.metrics.setdefault("wall_seconds", round(time.perf_counter() - self._t0, 3))
             if self._beat is not None:
                 self._beat.set()
         with self._lock:
+            if ended is None and self._final:
+                return
             self.runtime["heartbeat"] = datetime.now(timezone.utc).isoformat()
-            self.tables.merge(RUNS, self._row(status, redact(error, env_secrets(os.environ)) if error else error, ended))
+            self.tables.merge(RUNS, self._row(status, redact(error, env_secrets(os.environ)) if error else error, ended),
+                              update_condition=RUNNING if ended is None else None)
+            self._final = ended is not None
 
     def start_heartbeat(self) -> None:
         """Re-save the row every ``project.heartbeat_s`` until a final status is saved (a daemon thread)."""
@@ -214,6 +223,10 @@ class Run:
                     continue
 
         threading.Thread(target=beat, name=f"heartbeat-{self.run_id}", daemon=True).start()
+
+
+RUNNING = "t.status = 'running'"
+"""The MERGE condition of a compare-and-set from ``running``: the row is updated only while it still says so."""
 
 
 def abandoned_reason(row: dict[str, Any], host: str, now: datetime, stale_after_s: float) -> str | None:
@@ -251,6 +264,7 @@ def mark_abandoned(tables: ArrowTables, cfg: Config, by_run: str) -> list[str]:
         row.update(status="abandoned", error=f"abandoned: {reason} (found by run {by_run})",
                    ended_at=datetime.fromisoformat(beat) if beat else now)
         stale.append(row)
-    if stale:
-        tables.merge(RUNS, pa.Table.from_pylist(stale, schema=RUNS.arrow))
-    return [r["run_id"] for r in stale]
+    if stale:  # compare-and-set: a row that reached its final status since it was read keeps it
+        tables.merge(RUNS, pa.Table.from_pylist(stale, schema=RUNS.arrow), update_condition=RUNNING)
+    still = {r["run_id"] for r in tables.read(RUNS, where={"status": "abandoned"}).to_pylist()}
+    return [r["run_id"] for r in stale if r["run_id"] in still]

@@ -27,6 +27,8 @@ NEWER = (
     "s.updated_at > t.updated_at OR (t.updated_at IS NULL AND s.updated_at IS NOT NULL)"
     " OR (s.updated_at <=> t.updated_at AND s.framework IS NOT NULL AND NOT (s.framework <=> t.framework))"
 )
+FILE_FAULTS = ("file_too_large", "unreadable_file")
+"""Reject reasons after which the rest of a file did not land (what follows the fault was never read)."""
 # A reject is rewritten only when the record at its file and line is rejected differently now.
 CHANGED_REJECT = "NOT (" + " AND ".join(f"s.{c} <=> t.{c}" for c in ("reason", "detail", "raw", "repository", "number")) + ")"
 
@@ -78,7 +80,8 @@ def to_rejects(parsed: DataFrame, run_id: str) -> DataFrame:
 
 
 def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[str, Any]:
-    """MERGE the issue files under ``paths`` into bronze; record rejects. Returns counts.
+    """MERGE the issue files under ``paths`` into bronze; record rejects. Returns counts, and in ``incomplete_files``
+    each file whose rest did not land (cut at ``ingest.max_file_bytes``, or unreadable from some point) with why.
 
     Raises:
         IngestError: a path is missing, no issue file was found, or ``framework`` is unknown.
@@ -99,16 +102,18 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
         bronze = to_bronze(parsed, framework, ctx.run.run_id, repeated_keys=counts["issues"] < records - rejected)
         rejects = to_rejects(parsed, ctx.run.run_id)
         tables.merge(BRONZE_ISSUES, bronze, update_condition=NEWER)
-        by_reason = {}
+        by_reason, incomplete = {}, {}
         if rejected:
             tables.merge(BRONZE_REJECTS, rejects, update_condition=CHANGED_REJECT)
             by_reason = {r["reason"]: r["count"] for r in rejects.groupBy("reason").count().collect()}
+            incomplete = {r["source_file"]: r["reason"] for r in rejects.where(F.col("reason").isin(*FILE_FAULTS))
+                          .select("source_file", "reason").distinct().collect()}
     finally:
         parsed.unpersist()
     after = tables.row_count(BRONZE_ISSUES)
     ctx.run.wrote(BRONZE_ISSUES.name, BRONZE_REJECTS.name)
     result = {"files": len(files), "records": records, "accepted": records - rejected, "rejected": rejected,
-              "new_issues": after - before, "bronze_issues": after, "rejects_by_reason": by_reason}
+              "new_issues": after - before, "bronze_issues": after, "rejects_by_reason": by_reason, "incomplete_files": incomplete}
     table("ingest", ["files", "records", "accepted", "rejected", "new issues", "bronze total"],
           [[len(files), records, records - rejected, rejected, after - before, after]])
     if by_reason:

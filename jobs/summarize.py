@@ -54,6 +54,7 @@ class Tally:
 
     summarized: int = 0
     failed: Counter = field(default_factory=Counter)
+    fallback: Counter = field(default_factory=Counter)
     calls: int = 0
     retries: int = 0
     input_tokens: int = 0
@@ -62,6 +63,8 @@ class Tally:
     def add(self, outcome: Outcome) -> None:
         if outcome.summary is not None:
             self.summarized += 1
+            if outcome.reason:
+                self.fallback[outcome.reason] += 1
         else:
             self.failed[outcome.reason or "unknown"] += 1
         self.calls += outcome.calls
@@ -205,6 +208,7 @@ def _report(identity: SummaryIdentity, work: Plan, tally: Tally) -> dict[str, An
         "summarized": tally.summarized,
         "failed": sum(tally.failed.values()),
         "failed_by_reason": dict(sorted(tally.failed.items())),
+        "fallback_by_reason": dict(sorted(tally.fallback.items())),
         "not_attempted": work.missing - len(work.todo),
         "calls": tally.calls,
         "retries": tally.retries,
@@ -213,6 +217,7 @@ def _report(identity: SummaryIdentity, work: Plan, tally: Tally) -> dict[str, An
     }
     rows = [("summarized", tally.summarized), ("cached", counts["cached"])]
     rows += [(f"failed: {reason}", n) for reason, n in counts["failed_by_reason"].items()]
+    rows += [(f"extractive instead of the answer: {reason.removeprefix('fallback_')}", n) for reason, n in counts["fallback_by_reason"].items()]
     if counts["not_attempted"]:
         rows.append(("left for later (--limit)", counts["not_attempted"]))
     rows += [("requests", tally.calls), ("retries", tally.retries), ("input tokens", tally.input_tokens), ("output tokens", tally.output_tokens)]

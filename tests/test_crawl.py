@@ -200,6 +200,24 @@ def test_crawl_ingests_then_reruns_incrementally_with_since_and_etag(ctx, spark,
     assert fourth["objects"] == 0 and fourth["not_modified"] == len(repos)
 
 
+def test_a_raw_file_cut_at_ingest_leaves_its_repository_fetched_until_all_of_it_landed(ctx, spark, server, clock):
+    cfg = ctx.cfg.updated("github", per_page=50, concurrency=2, raw_dir=f"raw/{ctx.cfg.project.database}")
+    small = make_ctx(cfg.updated("ingest", max_file_bytes=1 << 16), spark)
+    small.invoke = lambda name, **kw: execute(REGISTRY[name], small, kw)
+    with client_for(server, clock) as client:
+        first = crawl.run(small, repos=["synthetic-org/alpha"], client=client)
+    assert first["incomplete_repositories"] == 1 and 0 < first["ingested_new_issues"] < GOOD["synthetic-org/alpha"]
+    [cp] = CheckpointStore(small.lake.arrow).load().values()
+    assert cp.status == "fetched" and "file_too_large" in cp.error and "raise ingest.max_file_bytes" in cp.error
+    whole = make_ctx(cfg, spark)
+    whole.invoke = lambda name, **kw: execute(REGISTRY[name], whole, kw)
+    with client_for(server, clock) as client:
+        second = crawl.run(whole, repos=["synthetic-org/alpha"], client=client)
+    assert second["incomplete_repositories"] == 0 and second["objects"] == 0, "nothing is fetched again: the file is ingested again"
+    assert [c.status for c in CheckpointStore(whole.lake.arrow).load().values()] == ["done"]
+    assert whole.spark.table(f"{cfg.project.database}.bronze_issues").count() == GOOD["synthetic-org/alpha"]
+
+
 def test_discover_merges_frameworks_and_records_exclusions(cfg, clock):
     keras = synthetic_repos(30, "keras")
     shared = dict(keras[0], description="SYNTHETIC library built on keras and pytorch", topics=["keras", "pytorch"], language="Python", has_issues=False)

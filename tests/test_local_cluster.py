@@ -69,6 +69,23 @@ def _finish(proc: subprocess.Popen, timeout: int = 900) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+def _serving(env: dict[str, str]) -> subprocess.Popen:
+    """``issuerisk serve`` under ``env``, once it says it serves (else the test fails with its error output)."""
+    server = _cli(env, "serve")
+    for line in server.stdout:
+        if line.startswith("Spark Connect at"):
+            break
+    assert server.poll() is None, server.stderr.read()[-3000:]
+    return server
+
+
+def _sql_writes(env: dict[str, str], *statements: str) -> None:
+    """Run each statement with ``issuerisk sql --write`` under ``env``; each must succeed."""
+    for statement in statements:
+        code, _, err = _finish(_cli(env, "sql", "--write", statement), timeout=300)
+        assert code == 0, err[-3000:]
+
+
 def _listening(ports: list[int]) -> list[str]:
     lines = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout.splitlines()
     return [line.split()[3] for line in lines if any(line.split()[3].endswith(f":{p}") for p in ports)]
@@ -170,6 +187,34 @@ def test_a_run_on_the_local_cluster_gives_the_local_answer_and_sql_reads_while_a
 
 @pytest.mark.cluster
 @pytest.mark.slow
+def test_serve_on_the_cluster_shows_no_secret_and_the_master_refuses_an_application_without_the_secret(cluster, tmp_path):
+    env = {**_clean_env(), **cluster["exports"], "ISSUERISK_WAREHOUSE": str(tmp_path / "served"), "ISSUERISK__SPARK__DRIVER_MEMORY": "1g",
+           "ISSUERISK__SERVE__TOKEN_FILE": str(tmp_path / "serve.token")}
+    secrets = {"metastore password": cluster["exports"]["ISSUERISK_METASTORE_PASSWORD"], "Spark secret": cluster["exports"]["ISSUERISK_SPARK_AUTH_SECRET"]}
+    assert all(len(value) >= 16 for value in secrets.values())
+    server = _serving(env)
+    try:
+        code, out, err = _finish(_cli(env, "sql", "SELECT count(*) AS n FROM issuerisk.runs", "--format", "csv"), timeout=300)
+        assert code == 0, err[-3000:]
+        secrets["Connect token"] = (tmp_path / "serve.token").read_text().strip()
+        commands = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert [name for name, value in secrets.items() if value in commands] == []
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _finish(server, timeout=120)
+    stranger = ("from pyspark.sql import SparkSession\n"
+                f"s = SparkSession.builder.master('{cluster['exports']['ISSUERISK__SPARK__MASTER']}').config('spark.ui.enabled', 'false').getOrCreate()\n"
+                "print('ran', s.range(3).count())")
+    try:
+        proc = subprocess.run([sys.executable, "-c", stranger], env=_clean_env(), capture_output=True, text=True, timeout=150)
+        ran = "ran 3" in proc.stdout
+    except subprocess.TimeoutExpired as exc:
+        ran = "ran 3" in (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else "ran 3" in (exc.stdout or "")
+    assert not ran, "an application without the cluster's secret ran on its master"
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_down_leaves_no_process_or_port(cluster):
     down = _script(cluster["script_env"], "down")
     assert down.returncode == 0, down.stderr
@@ -195,17 +240,11 @@ def test_sql_runs_on_a_warm_serve_behind_the_same_read_only_check_and_falls_back
     env = {**_clean_env(), "ISSUERISK_WAREHOUSE": str(tmp_path / "wh"), "ISSUERISK__SPARK__MASTER": "local[1]",
            "ISSUERISK__SPARK__DRIVER_MEMORY": "1g", "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2", "ISSUERISK__SPARK__REMOTE": f"sc://127.0.0.1:{port}",
            "ISSUERISK__SERVE__TOKEN_FILE": str(tmp_path / "serve.token")}
-    server = _cli(env, "serve")
+    server = _serving(env)
     try:
-        for line in server.stdout:
-            if line.startswith("Spark Connect at"):
-                break
-        assert server.poll() is None, server.stderr.read()[-3000:]
         bound = _listening([port, port + 1])
         assert len(bound) == 2 and all(a.rsplit(":", 1)[0] in ("127.0.0.1", "[::ffff:127.0.0.1]") for a in bound), bound
-        for statement in ("CREATE TABLE issuerisk.t (a INT, b STRING) USING delta", "INSERT INTO issuerisk.t VALUES (1, 'x'), (2, 'y')"):
-            code, _, err = _finish(_cli(env, "sql", "--write", statement), timeout=300)
-            assert code == 0, err[-3000:]
+        _sql_writes(env, "CREATE TABLE issuerisk.t (a INT, b STRING) USING delta", "INSERT INTO issuerisk.t VALUES (1, 'x'), (2, 'y')")
         t0 = time.perf_counter()
         code, warm, err = _finish(_cli(env, "sql", "SELECT a, b FROM issuerisk.t ORDER BY a", "--format", "csv"), timeout=300)
         warm_s = time.perf_counter() - t0

@@ -139,3 +139,62 @@ def test_signals_and_kills_leave_a_true_ledger_and_no_mixed_silver(tmp_path):
     assert [r["status"] for r in ledger.values()].count("running") == 0
     summarize_run = next(r for r in ledger.values() if r["command"] == "summarize")
     assert set(json.loads(summarize_run["metrics_json"])) >= {"filter", "summarize"}, "the rebuild is part of the summarize run"
+
+
+def test_a_late_heartbeat_never_writes_running_over_a_final_status(cfg):
+    """Two copies of one run's manifest: the run ends, then a heartbeat of the copy wakes (the race of issue 25.5)."""
+    from issuerisk.lakehouse import ArrowTables
+    from issuerisk.ledger import Run
+
+    run = Run(cfg, "test")
+    late = Run(cfg, "test", run_id=run.run_id)
+    run.save("running")
+    run.save("succeeded")
+    late.save("running")
+    run.save("running")  # the run's own heartbeat thread, woken after the end
+    rows = ArrowTables(cfg).read("runs", where={"run_id": run.run_id}).to_pylist()
+    assert [(r["status"], r["ended_at"] is not None) for r in rows] == [("succeeded", True)]
+
+
+def test_marking_abandoned_keeps_a_status_committed_after_it_read_the_row(cfg):
+    """mark_abandoned reads a ``running`` row of a dead process; before it writes, that run commits ``succeeded``."""
+    from issuerisk.lakehouse import ArrowTables
+    from issuerisk.ledger import Run, mark_abandoned
+
+    gone = Run(cfg, "test")
+    gone.runtime["pid"] = str(2**22 + 12345)  # no such process on this host
+    gone.save("running")
+    finisher = Run(cfg, "test", run_id=gone.run_id)
+
+    class RacingTables(ArrowTables):
+        def read(self, table, *args, **kwargs):
+            rows = super().read(table, *args, **kwargs)
+            if kwargs.get("where") == {"status": "running"}:
+                finisher.save("succeeded")  # commits between mark_abandoned's read and its write
+            return rows
+
+    assert mark_abandoned(RacingTables(cfg), cfg, by_run="someone-else") == []
+    rows = ArrowTables(cfg).read("runs", where={"run_id": gone.run_id}).to_pylist()
+    assert [r["status"] for r in rows] == ["succeeded"]
+
+
+@pytest.mark.slow
+def test_concurrent_spark_merges_into_one_table_are_retried_and_all_land(ctx):
+    """Four threads of the shared SparkSession MERGE new keys into one unpartitioned Delta table at once: every MERGE
+    reads the whole table, so the later commits conflict (ConcurrentAppendException) and must be retried, not lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from issuerisk.schemas.lakehouse import SILVER_REPOSITORIES
+
+    spark, tables = ctx.spark, ctx.lake.spark
+    columns = SILVER_REPOSITORIES.names
+    values = {"frameworks": ["pytorch"], "framework": "pytorch", "framework_source": "given", "issues": 1, "run_id": "r"}
+    row = lambda i: tuple(f"org/repo{i}" if c == "repository" else values.get(c) for c in columns)  # noqa: E731
+    tables.merge(SILVER_REPOSITORIES, spark.createDataFrame([row(0)], SILVER_REPOSITORIES.spark))
+
+    def write(i: int) -> None:
+        tables.merge(SILVER_REPOSITORIES, spark.createDataFrame([row(i)], SILVER_REPOSITORIES.spark))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(1, 13)))
+    assert sorted(r.repository for r in tables.read(SILVER_REPOSITORIES).collect()) == sorted(f"org/repo{i}" for i in range(13))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_local_cluster import _clean_env, _cli, _finish, _free_port
+from tests.test_local_cluster import _clean_env, _cli, _finish, _free_port, _serving, _sql_writes
 
 pytestmark = pytest.mark.slow
 
@@ -39,17 +39,11 @@ def served(tmp_path_factory):
            "ISSUERISK__SERVE__CHECK_TIMEOUT_S": "3"}
     secret = tmp / "secret.txt"
     secret.write_text("the metastore password\n")
-    server = _cli(env, "serve")
+    server = _serving(env)
     try:
-        for line in server.stdout:
-            if line.startswith("Spark Connect at"):
-                break
-        assert server.poll() is None, server.stderr.read()[-3000:]
-        for statement in ("CREATE TABLE issuerisk.t (a INT, b STRING) USING delta", "INSERT INTO issuerisk.t VALUES (1, 'x'), (2, 'y')",
-                          "CREATE VIEW issuerisk.v_env AS SELECT java_method('java.lang.System', 'getenv', 'HOME') AS home",
-                          "CREATE VIEW issuerisk.v_ok AS SELECT a FROM issuerisk.t"):
-            code, _, err = _finish(_cli(env, "sql", "--write", statement), timeout=300)
-            assert code == 0, err[-3000:]
+        _sql_writes(env, "CREATE TABLE issuerisk.t (a INT, b STRING) USING delta", "INSERT INTO issuerisk.t VALUES (1, 'x'), (2, 'y')",
+                    "CREATE VIEW issuerisk.v_env AS SELECT java_method('java.lang.System', 'getenv', 'HOME') AS home",
+                    "CREATE VIEW issuerisk.v_ok AS SELECT a FROM issuerisk.t")
         yield {"env": env, "port": port, "token_file": Path(env["ISSUERISK__SERVE__TOKEN_FILE"]), "secret": secret, "server": server}
     finally:
         server.send_signal(signal.SIGTERM)

@@ -94,7 +94,7 @@ def test_llm_stage_records_failures_and_calls_the_model_only_for_misses(ctx, mon
         assert "sk-stage" not in str(failures)
         summaries = _table(ctx, "silver_summaries")
         assert [(s["repository"], s["number"], s["summarizer"], s["model"]) for s in summaries] == [("org/b", 7, "llm", "fake-model")]
-        assert summaries[0]["summary"].startswith("Crash on import. Summary:")
+        assert summaries[0]["summary"].startswith("Crash on import. Symptom:") and first["fallback_by_reason"] == {}
 
         second = summarize.run(llm_ctx)
         assert server.count == 6

@@ -99,7 +99,8 @@ def run(ctx, repos: list[str] | None = None, framework: str | None = None, no_in
     stats = client.stats.as_dict()
     result = {"repositories": len(targets), **{f"status_{k}": v for k, v in sorted(statuses.items())}, "failed": len(failures),
               **{k: v for k, v in stats.items() if k != "by_status"}, "http_status": stats["by_status"], **totals,
-              "raw_files": len(fetched), "ingested_new_issues": ingested.get("new_issues", 0)}
+              "raw_files": len(fetched), "ingested_new_issues": ingested.get("new_issues", 0),
+              "incomplete_repositories": ingested.get("incomplete_repositories", 0)}
     table("crawl", ["repos", "requests", "304s", "retries", "rate waits", "secondary waits", "waited s", "objects", "PRs", "new", "updated"],
           [[len(targets), stats["requests"], stats["not_modified"], stats["retries"], stats["rate_limit_waits"], stats["secondary_waits"],
             stats["wait_seconds"], totals["objects"], totals["pull_requests"], totals["new"], totals["updated"]]])
@@ -187,17 +188,27 @@ def _crawl(ctx, client: GitHubClient, store: CheckpointStore,
 
 
 def _ingest(ctx: Any, store: CheckpointStore, fetched: dict[str, Checkpoint], targets: dict[str, str | None]) -> dict[str, Any]:
-    """MERGE fetched raw files into bronze_issues (one ingest per framework tag, through the runner), then mark those repositories done."""
+    """MERGE fetched raw files into bronze_issues (one ingest per framework tag, through the runner), then mark done the
+    repositories whose file landed whole; the others stay ``fetched`` with why, so the next crawl ingests them again."""
     groups: dict[str | None, list[str]] = {}
     for repo, cp in sorted(fetched.items()):
         if cp.raw_file and os.path.exists(cp.raw_file):
             groups.setdefault(targets.get(repo), []).append(cp.raw_file)
     result: Counter[str] = Counter()
+    incomplete: dict[str, str] = {}
     for tag, paths in groups.items():
         counts = ctx.invoke("ingest", paths=paths, framework=tag)
         result.update({k: v for k, v in counts.items() if isinstance(v, int)})
-    store.save([cp.but(status=DONE) for cp in fetched.values()], ctx.run.run_id)
-    return dict(result)
+        incomplete.update(counts.get("incomplete_files") or {})
+    marked = []
+    for cp in fetched.values():
+        why = incomplete.get(os.path.abspath(cp.raw_file)) if cp.raw_file else None
+        # a file that did not land whole stays fetched: the next crawl ingests it again (after the limit is raised)
+        marked.append(cp.but(status=DONE) if why is None else
+                      cp.but(error=f"ingest kept only part of {cp.raw_file} ({why}); raise ingest.max_file_bytes or repair the file, then crawl "
+                                   "again: it is ingested again, and the repository is done only when all of it landed"))
+    store.save(marked, ctx.run.run_id)
+    return {**dict(result), "incomplete_repositories": sum(cp.status != DONE for cp in marked)}
 
 
 STAGE = Stage(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -122,6 +122,23 @@ def plain_types(batch: pa.RecordBatch) -> pa.RecordBatch:
 class PinnedTableError(RuntimeError):
     """A write to a table pinned at a past version (a replay reads its inputs as they were and changes none)."""
 
+
+
+def with_commit_retries(attempt: Callable[[], None], conflicts: tuple[type[BaseException], ...]) -> None:
+    """Run one keyed MERGE ``attempt``; when another writer committed first (``conflicts``), run it again on the new
+    version (a keyed MERGE is safe to repeat), with jittered exponential backoff, :data:`COMMIT_ATTEMPTS` times at most.
+
+    Raises:
+        the last conflict, when every attempt met one.
+    """
+    for tries in range(COMMIT_ATTEMPTS):
+        try:
+            attempt()
+            return
+        except conflicts:
+            if tries == COMMIT_ATTEMPTS - 1:
+                raise
+            time.sleep(min(2.0, 0.05 * 2**tries) * (0.5 + random.random()))
 
 class ArrowTables:
     """Create, read, query, MERGE and version the project's Delta tables with delta-rs.
@@ -270,20 +287,16 @@ class ArrowTables:
             return
         from deltalake.exceptions import CommitFailedError
 
-        for attempt in range(COMMIT_ATTEMPTS):
+        def attempt() -> None:
             merger = self.create(spec).merge(source, predicate=key_predicate(spec), source_alias="s", target_alias="t")
             if how != "insert":
                 merger = merger.when_matched_update_all(predicate=update_condition)
             merger = merger.when_not_matched_insert_all()
             if how == "replace_run":
                 merger = merger.when_not_matched_by_source_delete(predicate=f"t.run_id = {sql_text(run_id)}")
-            try:
-                merger.execute()
-                return
-            except CommitFailedError:  # another process committed first; a keyed MERGE is safe to repeat on the new version
-                if attempt == COMMIT_ATTEMPTS - 1:
-                    raise
-                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            merger.execute()
+
+        with_commit_retries(attempt, (CommitFailedError,))
 
     def overwrite(self, table: TableSpec | str, rows: pa.Table, note: dict[str, Any] | None = None) -> None:
         """Replace the table's content with ``rows`` (one commit noting ``note``, read back by :meth:`commit_metadata`)."""

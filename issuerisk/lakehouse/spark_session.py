@@ -19,8 +19,13 @@ import errno
 import fcntl
 import glob
 import os
+import shlex
+import shutil
 import socket
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,6 +45,7 @@ DELTA_CONF = {
 LOCAL_SNAPSHOT_PARTITIONS = 2
 LOOPBACK = "127.0.0.1"
 METASTORE_PASSWORD_ENV = "ISSUERISK_METASTORE_PASSWORD"
+SPARK_AUTH_SECRET_ENV = "ISSUERISK_SPARK_AUTH_SECRET"
 JDBC_DRIVERS = {
     "postgresql": "org.postgresql.Driver",
     "mysql": "com.mysql.cj.jdbc.Driver",
@@ -86,10 +92,7 @@ def _jdbc_metastore(builder: SparkSession.Builder, url: str, user: str | None) -
     }
     if user:
         settings["javax.jdo.option.ConnectionUserName"] = user
-    password = os.environ.get(METASTORE_PASSWORD_ENV)
-    if password:
-        settings["javax.jdo.option.ConnectionPassword"] = password  # Spark redacts *password* keys in its UI and logs
-    for key, value in settings.items():
+    for key, value in settings.items():  # the password is a secret: see secret_settings
         builder = builder.config(f"spark.hadoop.{key}", value)
     return builder
 
@@ -164,6 +167,51 @@ def builder_for(cfg: Config) -> SparkSession.Builder:
     return configure_spark_with_delta_pip(builder, extra_packages=list(s.packages))
 
 
+def secret_settings(cfg: Config) -> dict[str, str]:
+    """The Spark settings that carry secrets: the metastore database's password (``ISSUERISK_METASTORE_PASSWORD``) and
+    Spark's own authentication secret (``ISSUERISK_SPARK_AUTH_SECRET``, which ``infra/local-cluster.sh`` gives its master,
+    worker and applications). They reach the JVM in a private properties file (:func:`private_properties`), never
+    on its command line, where ``ps`` shows them to every user of the machine."""
+    settings = {}
+    password = os.environ.get(METASTORE_PASSWORD_ENV)
+    if password and cfg.spark.metastore_jdbc_url:
+        settings["spark.hadoop.javax.jdo.option.ConnectionPassword"] = password  # Spark redacts *password* keys in its UI and logs
+    secret = os.environ.get(SPARK_AUTH_SECRET_ENV)
+    if secret:
+        settings.update({"spark.authenticate": "true", "spark.authenticate.secret": secret})
+    return settings
+
+
+def _property(text: str) -> str:
+    """``text`` escaped for a Java properties file (backslashes, line breaks, leading blanks)."""
+    text = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return "\\" + text if text[:1] in (" ", "\t") else text
+
+
+@contextmanager
+def private_properties(settings: dict[str, str]) -> Iterator[None]:
+    """While the JVM starts, ``settings`` wait for it in a properties file readable by this user only (in a 0700 temporary
+    folder), named to spark-submit through ``PYSPARK_SUBMIT_ARGS``; the file is gone once the JVM has read it."""
+    if not settings or SparkContext._gateway is not None:  # a running JVM keeps the settings it started with
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="issuerisk-spark-")
+    path = os.path.join(folder, "secrets.properties")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.writelines(f"{key}={_property(value)}\n" for key, value in settings.items())
+    previous = os.environ.get("PYSPARK_SUBMIT_ARGS")
+    os.environ["PYSPARK_SUBMIT_ARGS"] = f"--properties-file {shlex.quote(path)} {previous or 'pyspark-shell'}"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PYSPARK_SUBMIT_ARGS", None)
+        else:
+            os.environ["PYSPARK_SUBMIT_ARGS"] = previous
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def ensure_metastore_free(cfg: Config) -> None:
     """Refuse an embedded metastore that another process has open (Derby admits one process at a time).
 
@@ -208,7 +256,9 @@ def get_spark(cfg: Config) -> SparkSession:
     if SparkContext._gateway is None:  # this process's JVM (also after spark.stop()) holds the lock itself
         ensure_metastore_free(cfg)
     try:
-        spark = builder_for(cfg).getOrCreate()
+        builder = builder_for(cfg)
+        with private_properties(secret_settings(cfg)):
+            spark = builder.getOrCreate()
     except SparkSetupError:
         raise
     except Exception as exc:  # py4j/JVM start-up errors carry no useful type

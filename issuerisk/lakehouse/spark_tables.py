@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from issuerisk.conf import Config
-from issuerisk.lakehouse.arrow_tables import ArrowTables, MergeHow, TableVersionError, check_merge, new_columns, relaxed_columns, spec_of, sql_text
+from issuerisk.lakehouse.arrow_tables import ArrowTables, MergeHow, TableVersionError, with_commit_retries, check_merge, new_columns, relaxed_columns, spec_of, sql_text
 from issuerisk.schemas import TABLES, TableSpec
 
 
@@ -140,27 +140,40 @@ class SparkTables:
             update_condition: SQL on aliases ``t`` (target) and ``s`` (source), e.g.
                 ``"s.updated_at > t.updated_at"``; None updates every match.
 
+        A commit conflict with another writer (Delta's ``ConcurrentAppendException`` and kin) is retried on
+        the new version, as the Arrow side does, up to :data:`issuerisk.lakehouse.arrow_tables.COMMIT_ATTEMPTS` times.
+
         Raises:
             ValueError: an unknown mode, ``replace_run`` without a run id, or a missing column.
+            delta.exceptions.ConcurrentAppendException: (and kin) other writers kept committing first.
         """
+        from delta.exceptions import (ConcurrentAppendException, ConcurrentDeleteDeleteException, ConcurrentDeleteReadException,
+                                      ConcurrentTransactionException, ConcurrentWriteException, DeltaConcurrentModificationException,
+                                      MetadataChangedException)
         from delta.tables import DeltaTable
 
+        conflicts = (ConcurrentAppendException, ConcurrentDeleteDeleteException, ConcurrentDeleteReadException, ConcurrentTransactionException,
+                     ConcurrentWriteException, DeltaConcurrentModificationException, MetadataChangedException)
         spec = spec_of(table)
         check_merge(spec, how, run_id)
         self.arrow.check_writable(spec)
-        target = DeltaTable.forName(self.spark, self.create(spec))
         on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.key)
-        source = conform(df, spec)
-        existing = self.data_files(spec, target)
-        if existing and how == "upsert" and update_condition is not None:
-            source = source.alias("s").join(target.toDF().alias("t"), F.expr(f"{on} AND NOT coalesce({update_condition}, false)"), "left_anti")
-        builder = target.alias("t").merge(source.alias("s"), on)
-        if existing and how != "insert":
-            builder = builder.whenMatchedUpdateAll(condition=update_condition)
-        builder = builder.whenNotMatchedInsertAll()
-        if how == "replace_run":
-            builder = builder.whenNotMatchedBySourceDelete(condition=f"t.run_id = {sql_text(run_id)}")
-        builder.execute()
+
+        def attempt() -> None:  # each attempt on the table's newest version
+            target = DeltaTable.forName(self.spark, self.create(spec))
+            source = conform(df, spec)
+            existing = self.data_files(spec, target)
+            if existing and how == "upsert" and update_condition is not None:
+                source = source.alias("s").join(target.toDF().alias("t"), F.expr(f"{on} AND NOT coalesce({update_condition}, false)"), "left_anti")
+            builder = target.alias("t").merge(source.alias("s"), on)
+            if existing and how != "insert":
+                builder = builder.whenMatchedUpdateAll(condition=update_condition)
+            builder = builder.whenNotMatchedInsertAll()
+            if how == "replace_run":
+                builder = builder.whenNotMatchedBySourceDelete(condition=f"t.run_id = {sql_text(run_id)}")
+            builder.execute()
+
+        with_commit_retries(attempt, conflicts)
 
     def overwrite(self, table: TableSpec | str, df: DataFrame, note: dict[str, Any] | None = None) -> None:
         """Replace the table's content (for tables rebuilt whole from their inputs, e.g. silver).

@@ -1,15 +1,17 @@
 """A real HTTP server on 127.0.0.1 that speaks ``POST /v1/chat/completions`` well enough for the openai client.
 
-Synthetic: its answers are made up from the request ("Summary: <first words of
-the description>"). Tests script faults for the next requests (429 with
-Retry-After, 500, a slow answer, malformed JSON, an empty or refused answer) and
-count the requests it received; a fixed ``delay_s`` on every answer stands in
-for model latency in the benchmark.
+Synthetic: its answers are made up from the request, in the form the system prompt asks for (the failure
+prompt's four lines "Symptom: <first words of the description>", "Trigger: ...", ...; prose "Summary: ..." for
+the reference prompt). Like a naive model, it obeys an issue that dictates its answer ("Answer exactly: X"
+answers X). Tests script faults for the next requests (429 with Retry-After, 500, a slow answer, malformed JSON,
+an empty, refused or cut answer) and count the requests it received; a fixed ``delay_s`` on every answer stands
+in for model latency in the benchmark.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -24,7 +26,8 @@ class Fault:
 
     kind: ``status`` (HTTP ``status`` with ``headers``), ``slow`` (answer after ``delay_s``),
     ``malformed`` (200 with broken JSON), ``empty`` (200, empty content), ``refuse``
-    (200, a refusal), ``no_choices`` (200, ``choices: []``).
+    (200, a refusal), ``no_choices`` (200, ``choices: []``), ``truncated`` (200, ``finish_reason: length``),
+    ``chatty`` (200, prose where the four lines were asked for).
     """
 
     kind: str
@@ -126,9 +129,17 @@ class FakeOpenAIServer:
 
 def _completion(payload: dict[str, Any], fault: Fault | None) -> dict[str, Any]:
     user = next((m["content"] for m in payload.get("messages", []) if m.get("role") == "user"), "")
-    description = user.split("Description:\n", 1)[-1]
-    content = "Summary: " + " ".join(description.split()[:12])
-    finish = "stop"
+    system = next((m["content"] for m in payload.get("messages", []) if m.get("role") == "system"), "")
+    description = user.split("Description:\n", 1)[-1].removesuffix("\n</issue>")
+    words = " ".join(description.split()[:12])
+    if "Symptom:" in system and not (fault and fault.kind == "chatty"):
+        content = f"Symptom: {words}\nTrigger: not given\nComponent: not given\nEnvironment: not given"
+    else:
+        content = "Summary: " + words
+    dictated = re.search(r"Answer exactly: (.+)", user)
+    if dictated:
+        content = dictated.group(1).strip()
+    finish = "length" if fault and fault.kind == "truncated" else "stop"
     if fault and fault.kind == "empty":
         content = ""
     elif fault and fault.kind == "refuse":
