@@ -82,13 +82,19 @@ def _closing(ctx: Context, report: dict[str, Any]) -> None:
     console.print(f"\nDelta tables: {ctx.cfg.project.warehouse}/{db}.db  (catalog database '{db}')")
     if report.get("report"):
         console.print(f"Report: {report['report']}")
-    if report.get("top_risks"):
-        table("top risk clusters", list(report["top_risks"][0].keys()), [list(r.values()) for r in report["top_risks"]])
+    if report.get("top_risks"):  # what a person reads first, narrow enough for 80 columns; the rest is in the report and SQL
+        table("top risks (all frameworks)", ["pattern", "grade", "conf.", "n", "repos", "defect"],
+              [[(r["name"] or "")[:34], r["grade"], _percent(r["grade_confidence"]), r["n"], r["repositories"], _percent(r["defect_share"])]
+               for r in report["top_risks"]])
     console.print(
         "Try:  .venv/bin/issuerisk sql \"SELECT scope, cluster, label, n, likelihood, impact, grade "
         f"FROM {db}.gold_risk WHERE run_id = '{ctx.run.run_id}' "
         f"ORDER BY {grade_order_sql()} DESC, n DESC LIMIT 10\""
     )
+
+
+def _percent(share: float | None) -> str:
+    return "" if share is None else f"{100 * share:.0f}%"
 
 
 RUN = Stage(

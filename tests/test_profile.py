@@ -74,6 +74,8 @@ def test_framework_share_and_exclusions():
     excluded = by_check(checks)["excluded_share"]
     assert excluded.value == 0.5 and excluded.warning and "pull_request 99" in excluded.message
     assert {c.scope for c in checks} == {"all", "pytorch", "keras"}
+    sampled = by_check(profile_checks(issues, {"pull_request": 99}, cfg, silver_total=9_901))["excluded_share"]  # 99 issues a sample of 9,901
+    assert sampled.value == pytest.approx(0.0099) and not sampled.warning and "of the 10,000 ingested issues" in sampled.message
 
 
 def test_gini_and_quarters():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -175,3 +176,20 @@ def test_assess_empty_and_bad_input():
         assess(pd.DataFrame({"cluster": [0]}), measure="mean_closed")
     with pytest.raises(RiskInputError, match="cluster 3: .*< 0"):
         assess(_issues({3: [-2.0]}), measure="mean_closed")
+
+
+def test_the_vectorised_grades_are_the_matrix_grades():
+    """grades_of (the bootstrap's) must give what likelihood_band, tertiles, impact_level and grade give, cluster by cluster."""
+    from issuerisk.analysis.risk_matrix import grade, grades_of, impact_level, likelihood_band, tertiles
+
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        k = int(rng.integers(1, 40))
+        shares = rng.dirichlet(np.ones(k) * rng.uniform(0.1, 3))
+        shares[rng.random(k) < 0.1] = rng.choice([0.01, 0.05, 0.15])  # exactly on a band's edge
+        impacts = rng.gamma(2.0, 100.0, k)
+        impacts[rng.random(k) < 0.15] = np.nan
+        impacts[rng.random(k) < 0.2] = impacts[0]  # ties with a tertile
+        cuts = tertiles(impacts)
+        expected = [grade(likelihood_band(float(min(p, 1.0))), None if cuts is None else impact_level(i, *cuts)) or "" for p, i in zip(shares, impacts)]
+        assert list(grades_of(np.minimum(shares, 1.0), impacts)) == expected

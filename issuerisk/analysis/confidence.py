@@ -17,12 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from issuerisk.analysis.risk_matrix import GRADES, LIKELIHOOD_BANDS
-from issuerisk.analysis.survival import restricted_mean
-
-LIKELIHOOD_EDGES = np.array([upper for _, upper in LIKELIHOOD_BANDS[:-1]])
-GRID = np.array([GRADES[band] for band, _ in LIKELIHOOD_BANDS])
-IMPACT_MEASURES = ("rmst", "mean_closed")
+from issuerisk.analysis.risk_matrix import grades_of, impact
 
 
 @dataclass(frozen=True)
@@ -44,34 +39,6 @@ class GradeConfidence:
     impact_high: float | None
     grade_shares: dict[str, float]
     grade_confidence: float | None
-
-
-def impact(durations: np.ndarray, events: np.ndarray, measure: str, horizon_hours: float) -> float:
-    """The impact measure of one group: ``rmst`` (Kaplan–Meier restricted mean, open issues censored) or
-    ``mean_closed`` (the reference study's mean over closed issues); NaN when it has none.
-
-    Raises:
-        ValueError: an unknown measure.
-    """
-    if measure == "rmst":
-        return restricted_mean(durations, events, horizon_hours) if len(durations) else float("nan")
-    if measure == "mean_closed":
-        closed = durations[events]
-        return float(closed.mean()) if len(closed) else float("nan")
-    raise ValueError(f"risk.impact_measure={measure!r} is unknown; use one of {IMPACT_MEASURES}")
-
-
-def grades_of(shares: np.ndarray, impacts: np.ndarray) -> np.ndarray:
-    """Grades of clusters from their shares and impacts, tertiles taken over the impacts that exist ('' without impact)."""
-    known = ~np.isnan(impacts)
-    out = np.full(len(shares), "", dtype=object)
-    if not known.any():
-        return out
-    q33, q66 = np.quantile(impacts[known], [1 / 3, 2 / 3])
-    band = np.searchsorted(LIKELIHOOD_EDGES, shares, side="right")
-    level = np.where(impacts <= q33, 0, np.where(impacts <= q66, 1, 2))
-    out[known] = GRID[band[known], level[known]]
-    return out
 
 
 def bootstrap(samples: Sequence[ClusterSample], reported: dict[int, str | None], measure: str, horizon_hours: float,

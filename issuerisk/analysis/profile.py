@@ -128,8 +128,13 @@ def quarter_counts(created: pd.Series) -> dict[str, int]:
     return {q: int(c) for q, c in quarters.value_counts().sort_index().items()}
 
 
-def profile_checks(issues: pd.DataFrame, excluded: Mapping[str, int], cfg: ProfileConfig) -> list[Check]:
-    """Every check of the data profile over ``issues`` (columns of :data:`ISSUE_COLUMNS`) and the filter's exclusions by reason."""
+def profile_checks(issues: pd.DataFrame, excluded: Mapping[str, int], cfg: ProfileConfig, silver_total: int | None = None) -> list[Check]:
+    """Every check of the data profile over ``issues`` (columns of :data:`ISSUE_COLUMNS`) and the filter's exclusions by reason.
+
+    Args:
+        silver_total: every silver issue (the filter's survivors), when ``issues`` is a sample of them: the excluded
+            share is of everything the filter saw, one denominator (default: ``issues`` are all of them).
+    """
     if issues.empty:
         return []
     n = len(issues)
@@ -146,11 +151,11 @@ def profile_checks(issues: pd.DataFrame, excluded: Mapping[str, int], cfg: Profi
             checks.append(Check("framework_share", framework, share, cfg.min_framework_share, "min",
                                 f"{framework} holds {_pct(share)} of all issues ({int(count):,})"
                                 + ("; its comparisons rest on few issues" if share < cfg.min_framework_share else ""), {"issues": int(count)}))
-    dropped = sum(excluded.values())
-    share = dropped / (dropped + n) if dropped + n else 0.0
+    dropped, kept = sum(excluded.values()), n if silver_total is None else silver_total
+    share = dropped / (dropped + kept) if dropped + kept else 0.0
     reasons = ", ".join(f"{reason} {count:,}" for reason, count in sorted(excluded.items(), key=lambda kv: -kv[1]))
     checks.append(Check("excluded_share", "all", share, cfg.max_excluded_share, "max",
-                        f"the filter excluded {_pct(share)} of the ingested issues ({reasons or 'none'})", dict(excluded)))
+                        f"the filter excluded {_pct(share)} of the {dropped + kept:,} ingested issues ({reasons or 'none'})", dict(excluded)))
     return checks
 
 
@@ -231,7 +236,8 @@ def run_profile(ctx) -> dict[str, Any]:
     ctx.run.read(SILVER_ISSUES.name, SILVER_EXCLUDED.name)
     reasons = ctx.lake.arrow.read(SILVER_EXCLUDED, columns=["reason"]).column("reason").to_pylist()
     excluded = pd.Series(reasons, dtype=object).value_counts().to_dict() if reasons else {}
-    return _store(ctx, profile_checks(in_scope(ctx), {str(k): int(v) for k, v in excluded.items()}, ctx.cfg.profile), "data profile")
+    silver_total = ctx.lake.arrow.read(SILVER_ISSUES, columns=["number"]).num_rows
+    return _store(ctx, profile_checks(in_scope(ctx), {str(k): int(v) for k, v in excluded.items()}, ctx.cfg.profile, silver_total), "data profile")
 
 
 def run_drift(ctx) -> dict[str, Any]:

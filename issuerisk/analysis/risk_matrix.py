@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from issuerisk.analysis.survival import censored_durations, restricted_mean
 from issuerisk.constants import GRADE_ORDER, NOISE
 LIKELIHOOD_BANDS: tuple[tuple[str, float], ...] = (("P1", 0.01), ("P2", 0.05), ("P3", 0.15), ("P4", math.inf))
 IMPACTS = ("I1", "I2", "I3")
@@ -173,9 +174,6 @@ def assess(issues: pd.DataFrame, excluded: Iterable[int] = (), measure: str = "r
     Raises:
         RiskInputError: a column is missing or a cluster's resolution times are invalid.
     """
-    from issuerisk.analysis.confidence import impact
-    from issuerisk.analysis.survival import censored_durations
-
     need = {"cluster", "is_closed", "resolution_hours"} | ({"open_hours"} if measure == "rmst" else set())
     missing = need - set(issues.columns)
     if missing:
@@ -206,6 +204,40 @@ def assess(issues: pd.DataFrame, excluded: Iterable[int] = (), measure: str = "r
         cell = grade(band, level)
         rows.append(ClusterRisk(cluster, n, p_k, band, mean, median, open_share, level, cell, action(cell), rmst, value))
     return sorted(rows, key=lambda r: (-severity(r.grade), -r.n, r.cluster))
+
+
+IMPACT_MEASURES = ("rmst", "mean_closed")
+LIKELIHOOD_EDGES = np.array([upper for _, upper in LIKELIHOOD_BANDS[:-1]])
+GRID = np.array([GRADES[band] for band, _ in LIKELIHOOD_BANDS])
+
+
+def impact(durations: np.ndarray, events: np.ndarray, measure: str, horizon_hours: float) -> float:
+    """The impact measure of one group: ``rmst`` (Kaplan–Meier restricted mean, open issues censored) or
+    ``mean_closed`` (the reference study's mean over closed issues); NaN when it has none.
+
+    Raises:
+        ValueError: an unknown measure.
+    """
+    if measure == "rmst":
+        return restricted_mean(durations, events, horizon_hours) if len(durations) else float("nan")
+    if measure == "mean_closed":
+        closed = durations[events]
+        return float(closed.mean()) if len(closed) else float("nan")
+    raise ValueError(f"risk.impact_measure={measure!r} is unknown; use one of {IMPACT_MEASURES}")
+
+
+def grades_of(shares: np.ndarray, impacts: np.ndarray) -> np.ndarray:
+    """:func:`grade` of :func:`likelihood_band` and :func:`impact_level` over :func:`tertiles`, for many clusters at
+    once (the bootstrap's thousands of matrices): the same rule as :func:`assess`, '' where a cluster has no impact."""
+    known = ~np.isnan(impacts)
+    out = np.full(len(shares), "", dtype=object)
+    if not known.any():
+        return out
+    q33, q66 = np.quantile(impacts[known], [1 / 3, 2 / 3])
+    band = np.searchsorted(LIKELIHOOD_EDGES, shares, side="right")
+    level = np.where(impacts <= q33, 0, np.where(impacts <= q66, 1, 2))
+    out[known] = GRID[band[known], level[known]]
+    return out
 
 
 def severity(grade_: str | None) -> int:
