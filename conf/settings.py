@@ -24,13 +24,14 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from issuerisk.conf.secrets import url_credentials
+from issuerisk.constants import DISSOLVED_BELOW, FRAMEWORKS
 
 CONF_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = CONF_DIR / "default.yaml"
@@ -406,7 +407,7 @@ class RiskConfig(_Section):
     min_defect_share: float = Field(0.5, ge=0, le=1, description="A cluster with a smaller share of defect issues is not a defect pattern and gets no grade.")
     min_repositories: int = Field(3, ge=1, description="A cluster graded as a framework risk must hold issues of at least this many repositories.")
     max_repository_share: float = Field(0.5, gt=0, le=1, description="...and no repository may hold more than this share of its issues (else it is project-specific).")
-    min_stability: float = Field(0.6, ge=0, le=1, description="A cluster whose bootstrap Jaccard stability is below this has dissolved (Hennig) and gets no grade.")
+    min_stability: float = Field(DISSOLVED_BELOW, ge=0, le=1, description="A cluster whose bootstrap Jaccard stability is below this has dissolved (Hennig) and gets no grade.")
     include_clusters: list[int | str] = Field(default_factory=list, description="Clusters graded whatever the rules say: ids, or words of their name, label or keywords.")
     exclude_clusters: list[int | str] = Field(default_factory=list, description="Clusters never graded: ids, or words of their name, label or keywords (e.g. docs, chat, setup).")
 
@@ -427,7 +428,7 @@ class GitHubConfig(_Section):
     timeout_s: float = Field(30.0, gt=0)
     raw_dir: str = Field("raw/github", description="JSON Lines of raw issue objects, relative to the warehouse unless absolute.")
     framework_queries: dict[str, list[str]] = Field(
-        default_factory=lambda: {fw: [f"{fw} in:name,description,readme", f"topic:{fw}"] for fw in ("pytorch", "tensorflow", "keras")},
+        default_factory=lambda: {fw: [f"{fw} in:name,description,readme", f"topic:{fw}"] for fw in FRAMEWORKS},
         description="Search queries per framework (keyword and topic); language, stars and created qualifiers are added.",
     )
     secondary_wait_s: float = Field(60.0, ge=0, description="Wait after a secondary rate limit that gives no Retry-After (GitHub: at least one minute).")
@@ -527,6 +528,17 @@ class Config(_Section):
         data = self.model_dump(mode="json")
         data[section].update(values)
         return validate(data)
+
+
+def literal_choices(dotted_key: str) -> tuple[Any, ...] | None:
+    """The values a ``Literal`` config key allows (``cluster.backend`` -> ``("auto", "cpu", "cuml")``), else None."""
+    model: Any = Config
+    for part in dotted_key.split("."):
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return None
+        model = field.annotation
+    return get_args(model) if get_origin(model) is Literal else None
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

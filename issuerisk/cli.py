@@ -119,7 +119,7 @@ def build_parser(known: dict[str, Any]) -> argparse.ArgumentParser:
     for name, stage in known.items():
         p = sub.add_parser(name, help=stage.help, description=stage.help)
         for option in stage.options:
-            p.add_argument(*option.flags, help=option.help, **option.argparse)
+            p.add_argument(*option.flags, help=option.help, **option.parser_arguments())
     return parser
 
 

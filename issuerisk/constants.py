@@ -11,6 +11,11 @@ UNKNOWN_FRAMEWORK = "unknown"
 NOISE = -1
 """HDBSCAN's label for an issue that belongs to no cluster."""
 
+DISSOLVED_BELOW = 0.6
+"""Bootstrap Jaccard stability under which a cluster has dissolved (Hennig 2007); ``risk.min_stability`` defaults to it."""
+STABLE_FROM = 0.75
+"""Bootstrap Jaccard stability from which Hennig calls a cluster stable (what gold_quality counts)."""
+
 GRADE_ORDER: tuple[str, ...] = ("L1", "L2", "M1", "M2", "H1", "H2", "H3")
 """Risk grades from the mildest to the most severe."""
 

@@ -101,6 +101,6 @@ RUN = Stage(
     "run", "Run every stage from ingest to report", run,
     options=(PATHS, FRAMEWORK,
              Option(("--sample",), "keep this many silver issues (seeded sample) for a quick run", "project.sample_size", {"type": int}),
-             Option(("--summarizer",), "override summarize.summarizer", "summarize.summarizer", {"choices": ("extractive", "llm")}),
-             Option(("--cluster-backend",), "override cluster.backend", "cluster.backend", {"choices": ("auto", "cpu", "cuml")})),
+             Option(("--summarizer",), "override summarize.summarizer", "summarize.summarizer"),
+             Option(("--cluster-backend",), "override cluster.backend", "cluster.backend")),
 )

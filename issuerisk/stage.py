@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from issuerisk.conf.settings import literal_choices
 from issuerisk.constants import FRAMEWORKS
 from issuerisk.silver import SILVER_NAMES, MixedSilverError, silver_build
 
@@ -38,6 +39,14 @@ class Option:
     help: str
     config_key: str | None = None
     argparse: dict[str, Any] = field(default_factory=dict)
+
+    def parser_arguments(self) -> dict[str, Any]:
+        """``add_argument`` keywords: ``argparse``, with the config key's allowed values as ``choices`` when the key
+        is a ``Literal`` (stated once, in ``conf/settings.py``)."""
+        if self.config_key is None or "choices" in self.argparse:
+            return dict(self.argparse)
+        choices = literal_choices(self.config_key)
+        return {**self.argparse, "choices": choices} if choices else dict(self.argparse)
 
     @property
     def dest(self) -> str:

@@ -228,6 +228,6 @@ def _report(identity: SummaryIdentity, work: Plan, tally: Tally) -> dict[str, An
 STAGE = Stage(
     "summarize", "Summarize silver issues into silver_summaries (cached)", run,
     reads=(SILVER_ISSUES.name, SILVER_SUMMARIES.name), writes=(SILVER_SUMMARIES.name, SILVER_SUMMARY_FAILURES.name), sections=("summarize",),
-    options=(Option(("--summarizer",), "override summarize.summarizer", "summarize.summarizer", {"choices": ("extractive", "llm")}),
+    options=(Option(("--summarizer",), "override summarize.summarizer", "summarize.summarizer"),
              Option(("--limit",), "summarize at most this many issues", argparse={"type": int})),
 )

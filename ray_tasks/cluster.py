@@ -24,9 +24,11 @@ import numpy as np
 import pyarrow as pa
 
 from issuerisk.conf import Config
+from issuerisk.constants import DISSOLVED_BELOW, STABLE_FROM
 from issuerisk.lakehouse import ArrowTables
 from issuerisk.ray_tasks.cluster_backends import ClusterResult, Prepared, enable_jit_cache, get_backend, member_run, single_run
-from issuerisk.ray_tasks.consensus import combine, dbcv, member_seeds, selections_of
+from issuerisk.ray_tasks.consensus import dbcv, member_seeds
+from issuerisk.ray_tasks.consensus import fit as consensus_fit
 from issuerisk.schemas.ml import GOLD_CLUSTERS
 from issuerisk.schemas.risk import GOLD_QUALITY
 from issuerisk.stage import Option, Stage
@@ -91,8 +93,8 @@ def fit_consensus(cfg: Config, prepared: Prepared, seed: int, resources: dict[st
     shared = ray.put(prepared)
     task = ray.remote(_member).options(**resources, max_retries=0)
     coords = ray.remote(_coords).options(**resources, max_retries=0).remote(cfg, shared, seed)
-    members = ray.get([task.remote(cfg, shared, s, selections_of(params), i == 0) for i, s in enumerate(seeds)])
-    labels, share, stability, used = combine(members, prepared, params, params.member_selection == "auto")
+    members, labels, share, stability, used = consensus_fit(
+        lambda seeds, selections: ray.get([task.remote(cfg, shared, s, selections, i == 0) for i, s in enumerate(seeds)]), prepared, params, seed)
     per_point = np.where(labels >= 0, stability[np.maximum(labels, 0)] if len(stability) else np.nan, np.nan)
     result = ClusterResult(labels.astype(np.int32), share, 1.0 - share, np.asarray(ray.get(coords), dtype=np.float64),
                            stability=per_point, agreement=share,
@@ -145,8 +147,10 @@ def quality_rows(run_id: str, result: ClusterResult, cfg: Config) -> list[dict[s
         values = np.array(list(per_cluster.values()))
         rows += [{"run_id": run_id, "measure": "stability_mean", "value": float(values.mean()) if len(values) else None,
                   "detail": f"mean bootstrap Jaccard of the clusters over {cfg.cluster.consensus_runs} member runs"},
-                 {"run_id": run_id, "measure": "unstable_clusters", "value": float((values < 0.6).sum()), "detail": "clusters with Jaccard < 0.6 (dissolved)"},
-                 {"run_id": run_id, "measure": "stable_clusters", "value": float((values >= 0.75).sum()), "detail": "clusters with Jaccard >= 0.75"}]
+                 {"run_id": run_id, "measure": "unstable_clusters", "value": float((values < DISSOLVED_BELOW).sum()),
+                  "detail": f"clusters with Jaccard < {DISSOLVED_BELOW} (dissolved)"},
+                 {"run_id": run_id, "measure": "stable_clusters", "value": float((values >= STABLE_FROM).sum()),
+                  "detail": f"clusters with Jaccard >= {STABLE_FROM}"}]
     return rows
 
 
@@ -195,8 +199,8 @@ def run(ctx) -> dict[str, Any]:
 STAGE = Stage(
     "cluster", "StandardScaler -> UMAP -> HDBSCAN (a consensus of seeded runs, as Ray tasks) into gold_clusters", run,
     reads=("gold_embeddings", "silver_summaries", "silver_issues", "silver_project_terms"), writes=(GOLD_CLUSTERS.name, GOLD_QUALITY.name), sections=("cluster",),
-    options=(Option(("--backend",), "override cluster.backend", "cluster.backend", {"choices": ("auto", "cpu", "cuml")}),
-             Option(("--method",), "override cluster.method", "cluster.method", {"choices": ("consensus", "single")}),
+    options=(Option(("--backend",), "override cluster.backend", "cluster.backend"),
+             Option(("--method",), "override cluster.method", "cluster.method"),
              Option(("--unseeded",), "one multi-threaded UMAP run: faster, not bit-repeatable (cluster.seeded: false)", "cluster.seeded",
                     {"action": "store_const", "const": False})),
 )

@@ -21,6 +21,7 @@ stable). With R = 20 on 2,000 and 10,000 real issues, disjoint seed sets agree a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -191,3 +192,12 @@ def combine(members: list[dict], prepared: "Prepared", params: Any, auto: bool) 
 
 def selections_of(params: Any) -> tuple[str, ...]:
     return ("eom", "leaf") if params.member_selection == "auto" else (params.member_selection,)
+
+
+def fit(members_of: Callable[[list[int], tuple[str, ...]], list[dict]], prepared: "Prepared", params: Any, seed: int
+        ) -> tuple[list[dict], np.ndarray, np.ndarray, np.ndarray, str]:
+    """The consensus of ``params.consensus_runs`` seeded member runs: (members, labels, vote share, per-cluster stability,
+    selection used). ``members_of(seeds, selections)`` runs the members (Ray tasks in ``cluster``, in this process in
+    ``tune``), each as :func:`issuerisk.ray_tasks.cluster_backends.member_run`, the first keeping its reduced vectors."""
+    members = members_of(member_seeds(seed, params.consensus_runs), selections_of(params))
+    return (members, *combine(members, prepared, params, params.member_selection == "auto"))

@@ -121,8 +121,13 @@ def cluster_pool_plan(cfg: EmbedConfig) -> PoolPlan:
     return plan_pool(cfg, resources.get("CPU", 0), resources.get("GPU", 0))
 
 
-def encoder_spec(embed: EmbedConfig, plan: PoolPlan) -> EncoderSpec:
-    """The spec every actor builds its encoder from (the model resolved to a local folder, offline)."""
+IN_PROCESS = PoolPlan(actors=1, num_cpus=0, num_gpus=0, device="cpu", threads=0)
+"""The plan of an encoder built in the calling process for a few texts (the category descriptions): CPU, torch's own threads."""
+
+
+def encoder_spec(embed: EmbedConfig, plan: PoolPlan = IN_PROCESS) -> EncoderSpec:
+    """The spec every actor (or, with the default plan, this process) builds its encoder from (the model resolved to a
+    local folder, offline): the one place the ``embed`` section becomes an encoder."""
     return EncoderSpec(
         model=embed.model, path=resolve_model(embed.model, embed.model_path), query_prefix=embed.query_prefix,
         max_seq_length=embed.max_seq_length, batch_size=embed.batch_size, device=plan.device,

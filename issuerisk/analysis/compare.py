@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from issuerisk.analysis.gold import resolve_run_id, run_issues, run_rows, run_table, topic_labels
-from issuerisk.constants import FRAMEWORKS
+from issuerisk.constants import FRAMEWORKS, UNKNOWN_FRAMEWORK
 from issuerisk.display import table
 from issuerisk.analysis.naming import UNMAPPED
 from issuerisk.schemas.risk import GOLD_CATEGORY_COMPARISON, GOLD_FRAMEWORK_COMPARISON, GOLD_RISK, GOLD_TOPICS
@@ -152,7 +152,7 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     return {
         "run_id": run_id, "rows": len(rows), "clusters": int(counts.shape[0]), "frameworks": list(counts.columns),
         "chi2": test.chi2, "p_value": test.p_value, "dof": test.dof, "significant_cells": len(notable),
-        "unknown_framework_issues": int((issues["framework"] == "unknown").sum()), "missing_from_silver": missing,
+        "unknown_framework_issues": int((issues["framework"] == UNKNOWN_FRAMEWORK).sum()), "missing_from_silver": missing,
     }
 
 

@@ -163,12 +163,9 @@ def identify(tables: ArrowTables, run_id: str, frame: pd.DataFrame, vectors: np.
 
 def embed_texts(cfg, texts: list[str]) -> np.ndarray:
     """A few texts embedded here with the configured model (the category descriptions; a second or two on a CPU)."""
-    from issuerisk.ray_tasks.encoders import EncoderSpec, build_encoder
-    from issuerisk.ray_tasks.models import resolve_model
+    from issuerisk.ray_tasks.encoders import build_encoder, encoder_spec
 
-    spec = EncoderSpec(model=cfg.embed.model, path=resolve_model(cfg.embed.model, cfg.embed.model_path), query_prefix=cfg.embed.query_prefix,
-                       max_seq_length=cfg.embed.max_seq_length, batch_size=cfg.embed.batch_size)
-    return build_encoder(spec).encode(texts) if texts else np.zeros((0, 1), np.float32)
+    return build_encoder(encoder_spec(cfg.embed)).encode(texts) if texts else np.zeros((0, 1), np.float32)
 
 
 def _float(value: Any) -> float | None:

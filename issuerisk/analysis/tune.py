@@ -53,14 +53,17 @@ def suggest(trial) -> dict[str, Any]:
 
 
 def score(vectors: np.ndarray, params, runs: int, seed: int) -> dict[str, float | None]:
-    """DBCV, mean stability, noise share and clusters of a small consensus with ``params`` (in this process)."""
-    from issuerisk.ray_tasks.consensus import combine, dbcv, member_seeds, selections_of
-    from issuerisk.ray_tasks.cluster_backends import CpuBackend, member_run
+    """DBCV, mean stability, noise share and clusters of a small consensus with ``params`` (in this process, on the
+    configured backend: cuML where ``cluster.backend`` picks it, as the cluster stage would)."""
+    from issuerisk.ray_tasks.cluster_backends import get_backend, member_run
+    from issuerisk.ray_tasks.consensus import dbcv
+    from issuerisk.ray_tasks.consensus import fit as consensus_fit
 
-    backend = CpuBackend()
+    params = params.model_copy(update={"consensus_runs": runs})
+    backend = get_backend(params.backend)
     prepared = backend.prepare(vectors, params)
-    members = [member_run(backend, prepared, params, s, selections_of(params), i == 0) for i, s in enumerate(member_seeds(seed, runs))]
-    labels, _, stability, _ = combine(members, prepared, params, params.member_selection == "auto")
+    members, labels, _, stability, _ = consensus_fit(
+        lambda seeds, selections: [member_run(backend, prepared, params, s, selections, i == 0) for i, s in enumerate(seeds)], prepared, params, seed)
     return {"dbcv": dbcv(members[0]["reduced"], labels, params.dbcv_sample, seed),
             "stability": float(np.nanmean(stability)) if len(stability) else None,
             "noise_share": float(np.mean(labels < 0)), "clusters": int(labels.max() + 1)}

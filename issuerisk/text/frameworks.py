@@ -21,8 +21,8 @@ from pyspark.sql import Column, Row
 from pyspark.sql import functions as F
 
 from issuerisk.conf.settings import FrameworkInferenceConfig
+from issuerisk.constants import UNKNOWN_FRAMEWORK
 
-UNKNOWN = "unknown"
 
 # Case-sensitive where the API is (tf., torch.).
 EVIDENCE: dict[str, str] = {
@@ -95,7 +95,7 @@ def tag(evidence: dict[str, int], given: str | None, cfg: FrameworkInferenceConf
         return [given], given, "given"
     ranked = sorted(((n, fw) for fw, n in evidence.items() if n), key=lambda t: (-t[0], t[1]))
     if not ranked or ranked[0][0] < cfg.min_evidence:
-        return [UNKNOWN], UNKNOWN, "inferred"
+        return [UNKNOWN_FRAMEWORK], UNKNOWN_FRAMEWORK, "inferred"
     top = ranked[0][0]
     tags = [fw for n, fw in ranked if n >= cfg.min_evidence and n >= cfg.min_share * top]
     return tags, tags[0], "inferred"
