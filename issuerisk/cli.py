@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     run = Run(cfg, args.command, args=values)
     ctx = Context.open(cfg, run, progress=not args.no_progress, pins=pins)
+    ctx.stages = known
     ctx.invoke = lambda name, **kw: execute(known[name], ctx, kw)
     previous = {s: signal.signal(s, _stop) for s in STOP_SIGNALS}
     try:

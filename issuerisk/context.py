@@ -7,7 +7,7 @@ once and tests inject their own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,8 @@ class Context:
     Attributes:
         invoke: runs another registered stage by name within this run (the crawler hands its
             files to ``ingest`` this way); set by the runner.
+        stages: the registry of stages by name (set by the runner), where the runner finds the stage that rebuilds
+            a table it needs.
         warmed: what a stage's ``warm`` started ahead of its ``run`` (see :class:`issuerisk.stage.Stage`).
     """
 
@@ -31,6 +33,7 @@ class Context:
     lake: Lakehouse
     progress: bool = True
     invoke: Callable[..., dict[str, Any]] | None = None
+    stages: Mapping[str, Any] | None = None
     ray_started: bool = field(default=False, init=False)
     warmed: dict[str, Any] = field(default_factory=dict, init=False)
 

@@ -41,8 +41,6 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
             console.rule(f"[bold]{stage.name}")
             results[stage.name] = execute(stage, ctx, args)
             ctx.run.save("running")
-            if stage.name == "filter":
-                _framework_counts(ctx)
     finally:
         for ready in ctx.warmed.values():  # a stage pops what it uses; the rest (a failed run's) is released here
             ready.close()
@@ -68,13 +66,6 @@ def _start_engines(ctx: Context) -> float:
         ctx.ray()
     spark.result()  # Spark's own error, if it failed
     return time.perf_counter() - t0
-
-
-def _framework_counts(ctx: Context) -> None:
-    db = ctx.cfg.project.database
-    query = f"SELECT framework, framework_source, count(*) AS issues FROM {db}.silver_issues GROUP BY 1, 2 ORDER BY 3 DESC"
-    rows = [list(r) for r in ctx.spark.sql(query).collect()]
-    table("silver issues per framework (Spark SQL)", ["framework", "source", "issues"], rows)
 
 
 def _closing(ctx: Context, report: dict[str, Any]) -> None:

@@ -9,10 +9,10 @@ A replay:
    at the version the run left it (:meth:`ArrowTables.pinned`: reads time-travel,
    writes are refused), after checking that no pinned version was vacuumed away;
 2. prints what differs between the recorded environment and this one;
-3. re-executes the run's clustering stages (for a ``run``: cluster, topics, risk,
-   compare, explain, report, factsheet; for a ``cluster``: cluster) into a new run id; the content
-   caches before them (silver, summaries, masks, embeddings, issue kinds) are
-   read as they were, not recomputed;
+3. re-executes the run's stages whose every output is keyed by run id (:func:`replayed_stages`, from the
+   registry: for a ``run`` profile, drift, cluster, topics, risk, compare, explain, report, factsheet; for a
+   ``cluster`` cluster) into a new run id; the content caches before them (silver, summaries, masks,
+   embeddings, issue kinds) are read as they were, not recomputed;
 4. compares the new ``gold_clusters`` labels and ``gold_risk`` grades with the
    original's and prints every difference. On the CPU backend they must be
    identical; a cuML (GPU) clustering is not bit-repeatable, so there the replay
@@ -37,10 +37,15 @@ from issuerisk.schemas.lakehouse import RUNS
 from issuerisk.schemas.ml import GOLD_CLUSTERS
 from issuerisk.schemas.risk import GOLD_RISK
 from issuerisk.stage import Option, Stage, execute
-from issuerisk.stages import REGISTRY
+from issuerisk.stages import PIPELINE, REGISTRY
 
-REPLAYED = {"run": ("cluster", "topics", "risk", "compare", "explain", "report", "factsheet"), "cluster": ("cluster",)}
-"""The stages a replay re-executes, by the recorded command: those whose every output is keyed by run id."""
+def replayed_stages(command: str) -> tuple[Stage, ...]:
+    """The stages a replay of ``command`` re-executes, from the registry: those of the pipeline (for ``run``) or the
+    command's own stage whose every output table is keyed by run id, so they write under the replay's own id and
+    change nothing a run shares; empty unless one of them clusters (writes ``gold_clusters``): only a clustering is replayed."""
+    stages = PIPELINE if command == "run" else (REGISTRY[command],) if command in REGISTRY else ()
+    replayed = tuple(s for s in stages if all("run_id" in TABLES[t].key for t in s.writes))
+    return replayed if any(GOLD_CLUSTERS.name in s.writes for s in replayed) else ()
 
 RUNTIME_KEYS = ("python", "platform", "cpu", "gpu", "spark", "java", "embed_model", "embed_device", "cluster_backend")
 
@@ -61,7 +66,7 @@ def recorded_run(tables: ArrowTables, run_id: str) -> dict[str, Any]:
     if not rows:
         raise ReplayError(f"run {run_id} is not in {tables.cfg.project.database}.runs of {tables.cfg.project.warehouse}; list runs with `issuerisk runs`")
     row = rows[0]
-    if row["command"] not in REPLAYED:
+    if not replayed_stages(row["command"]):
         raise ReplayError(f"run {run_id} was `issuerisk {row['command']}`; replay re-runs clusterings (`run` or `cluster`): "
                           "replay the run that made the clustering instead (`issuerisk runs --command run`)")
     if row["status"] != "succeeded":
@@ -72,7 +77,7 @@ def recorded_run(tables: ArrowTables, run_id: str) -> dict[str, Any]:
 def input_pins(row: dict[str, Any]) -> dict[str, int]:
     """Table -> version a replay reads: each table the run read, as the run last left it; the tables the
     replayed stages write (keyed by run id) and the ledger itself are not pinned."""
-    written = {t for name in REPLAYED[row["command"]] for t in REGISTRY[name].writes} | {RUNS.name}
+    written = {t for stage in replayed_stages(row["command"]) for t in stage.writes} | {RUNS.name}
     versions = {**dict(row["tables_read"] or {}), **dict(row["tables_written"] or {})}
     return {t: int(v) for t, v in sorted(versions.items()) if t not in written and t in TABLES}
 
@@ -184,9 +189,9 @@ def replay(ctx, run_id: str) -> dict[str, Any]:
     console.print("inputs read as recorded: " + ", ".join(f"{t}@v{v}" for t, v in pins.items()))
     ctx.run.runtime["replay_of"] = run_id
     args = {"run_id": ctx.run.run_id}
-    for name in REPLAYED[row["command"]]:
-        console.rule(f"[bold]{name}")
-        execute(REGISTRY[name], ctx, args)
+    for stage in replayed_stages(row["command"]):
+        console.rule(f"[bold]{stage.name}")
+        execute(stage, ctx, args)
         ctx.run.save("running")
     result = compare_answers(*(run_rows(tables, GOLD_CLUSTERS, r, ["repository", "number", "cluster"]) for r in (run_id, ctx.run.run_id)),
                              *(run_rows(tables, GOLD_RISK, r, ["scope", "cluster", "grade", "n"]) for r in (run_id, ctx.run.run_id)))

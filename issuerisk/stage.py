@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any
 
 from issuerisk.conf.settings import literal_choices
 from issuerisk.constants import FRAMEWORKS
+from issuerisk.lakehouse.arrow_tables import STRICT_ENV, Contract
 from issuerisk.silver import SILVER_NAMES, MixedSilverError, silver_build
 
 
@@ -137,29 +139,45 @@ def jsonable(value: Any) -> bool:
 
 
 def execute(stage: Stage, ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    """Run one stage with the arguments it takes from ``args``; record its counts and wall time in the run's metrics.
+    """Run one stage with the arguments it takes from ``args``; record its counts, wall time and tables in the run's metrics.
 
-    A stage that reads silver tables never sees a mix of filter builds: when the three
-    tables disagree (a filter killed between its commits), ``filter`` runs first through
-    ``ctx.invoke``, or, without a runner to invoke it, the stage is refused.
+    The stage's declared ``reads`` and ``writes`` are its contract: the runner records their Delta versions in the
+    run's manifest (reads as the stage starts, writes as it ends: what replay pins) and, while the stage runs, the
+    lakehouse checks every table access against them (:meth:`issuerisk.lakehouse.ArrowTables.declared`: refused
+    under ``ISSUERISK_STRICT_TABLES=1``, as in the tests; else warned about and recorded too).
+
+    A stage that reads silver tables never sees a mix of filter builds: when the three tables disagree (a filter
+    killed between its commits), the registered stage that writes them all runs first, or, without a registry
+    (``ctx.stages``), the stage is refused.
 
     Raises:
-        MixedSilverError: the silver tables are mixed and no runner can rebuild them.
+        MixedSilverError: the silver tables are mixed and no registered stage can rebuild them.
+        UndeclaredTableError: strict, and the stage touched a table it does not declare.
     """
     if SILVER_NAMES & set(stage.reads):
         try:
             silver_build(ctx.lake.arrow)
         except MixedSilverError as exc:
-            if ctx.invoke is None:
+            writer = next((s for s in (ctx.stages or {}).values() if SILVER_NAMES <= set(s.writes)), None)
+            if writer is None:
                 raise
-            print(f"issuerisk: {exc.args[0].split(';')[0]}; rebuilding them first", file=sys.stderr)
-            ctx.invoke("filter")
+            print(f"issuerisk: {exc.args[0].split(';')[0]}; rebuilding them first ({writer.name})", file=sys.stderr)
+            execute(writer, ctx, {})
     ctx.run.stage(stage.name, {"did": stage.help, "config_sections": list(stage.sections), "step": len(ctx.run.metrics)})
     t0 = time.perf_counter()
     previous = ctx.run.begin(stage.name)
+    tables = ctx.lake.arrow
+    contract = (Contract(stage.name, frozenset(stage.reads), frozenset(stage.writes), os.environ.get(STRICT_ENV) == "1")
+                if stage.reads or stage.writes else None)
+    seen = set(tables.undeclared)
     try:
-        result = stage.run(ctx, **{k: v for k, v in args.items() if k in stage.arguments}) or {}
-    finally:
+        ctx.run.read(*stage.reads)
+        with tables.declared(contract):
+            result = stage.run(ctx, **{k: v for k, v in args.items() if k in stage.arguments}) or {}
+    finally:  # what a failed stage wrote before it failed is in the manifest too
+        extra = tables.undeclared - seen
+        ctx.run.read(*sorted(name for access, name in extra if access == "read"))
+        ctx.run.wrote(*stage.writes, *sorted(name for access, name in extra if access == "write"))
         ctx.run.begin(previous)
     seconds = round(time.perf_counter() - t0, 2)
     ctx.run.stage(stage.name, {**{k: v for k, v in result.items() if jsonable(v)}, "stage_seconds": seconds})

@@ -261,7 +261,6 @@ def run(ctx: Context) -> dict[str, Any]:
     """Rebuild silver_issues, silver_excluded and silver_repositories from bronze; print counts per reason."""
     cfg, tables = ctx.cfg, ctx.lake.spark
     spark = tables.spark
-    ctx.run.read(BRONZE_ISSUES.name, BRONZE_REPOS.name)
     bronze_version = ctx.lake.arrow.version(BRONZE_ISSUES)  # this stage's input, also inside `run` after ingest wrote
     bronze = tables.read(BRONZE_ISSUES, version=bronze_version).drop("raw_json").persist()
     try:
@@ -271,13 +270,14 @@ def run(ctx: Context) -> dict[str, Any]:
     finally:
         bronze.unpersist()
         spark.catalog.clearCache()
-    ctx.run.wrote(SILVER_REPOSITORIES.name, SILVER_EXCLUDED.name, SILVER_ISSUES.name)
     counts, frameworks = silver.excluded_by_reason, silver.kept_by_framework
     kept = sum(frameworks.values())
     total = kept + sum(counts.values())
     table("filter: issues per reason", ["reason", "issues", "share"],
           [[reason, counts.get(reason, 0), f"{counts.get(reason, 0) / max(total, 1):.1%}"] for reason in REASONS]
           + [["kept in silver_issues", kept, f"{kept / max(total, 1):.1%}"]])
+    per_framework = tables.read(SILVER_ISSUES).groupBy("framework", "framework_source").count().orderBy(F.desc("count")).collect()
+    table("silver issues per framework (Spark)", ["framework", "source", "issues"], [[r["framework"], r["framework_source"], r["count"]] for r in per_framework])
     return {"bronze": total, "silver": kept, "excluded": {r: n for r, n in counts.items() if n}, "silver_by_framework": frameworks}
 
 

@@ -92,7 +92,6 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
     files = find_files(paths)
     tables = ctx.lake.spark
     spark = tables.spark
-    ctx.run.read(BRONZE_ISSUES.name)
     before = tables.row_count(BRONZE_ISSUES)
     parsed = parse(spark, files, cfg.ingest.batch_files, cfg.ingest.max_record_bytes, cfg.ingest.max_file_bytes).persist()
     try:
@@ -111,7 +110,6 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
     finally:
         parsed.unpersist()
     after = tables.row_count(BRONZE_ISSUES)
-    ctx.run.wrote(BRONZE_ISSUES.name, BRONZE_REJECTS.name)
     result = {"files": len(files), "records": records, "accepted": records - rejected, "rejected": rejected,
               "new_issues": after - before, "bronze_issues": after, "rejects_by_reason": by_reason, "incomplete_files": incomplete}
     table("ingest", ["files", "records", "accepted", "rejected", "new issues", "bronze total"],
@@ -124,5 +122,5 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
 
 STAGE = Stage(
     "ingest", "MERGE GitHub issue objects (JSON Lines / JSON arrays, gzip too) into bronze_issues", run,
-    writes=(BRONZE_ISSUES.name, BRONZE_REJECTS.name), options=(PATHS, FRAMEWORK), sections=("ingest",),
+    reads=(BRONZE_ISSUES.name,), writes=(BRONZE_ISSUES.name, BRONZE_REJECTS.name), options=(PATHS, FRAMEWORK), sections=("ingest",),
 )

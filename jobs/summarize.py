@@ -175,7 +175,6 @@ def run(ctx: Context, limit: int | None = None) -> dict[str, Any]:
     spark = tables.spark
     engine = make_summarizer(cfg.summarize)
     identity = engine.identity
-    ctx.run.read(SILVER_ISSUES.name, SILVER_SUMMARIES.name)
     issues = tables.read(SILVER_ISSUES).select("repository", "number", "title", "body")
     chosen = sampled_keys(ctx.lake.arrow, cfg)
     if chosen is not None:
@@ -190,11 +189,8 @@ def run(ctx: Context, limit: int | None = None) -> dict[str, Any]:
             tables.merge(SILVER_SUMMARY_FAILURES, spark.createDataFrame(failed, SILVER_SUMMARY_FAILURES.spark))
 
     with progress(len(work.todo), f"summarize ({identity.summarizer})", "issue", ctx.progress) as bar:
-        try:
-            batch_size = cfg.summarize.batch_size if engine.remote else max(len(work.todo), 1)
-            tally = asyncio.run(summarize_all(engine, work.todo, flush, batch_size, on_done=lambda: bar.update(1)))
-        finally:
-            ctx.run.wrote(SILVER_SUMMARIES.name, SILVER_SUMMARY_FAILURES.name)
+        batch_size = cfg.summarize.batch_size if engine.remote else max(len(work.todo), 1)
+        tally = asyncio.run(summarize_all(engine, work.todo, flush, batch_size, on_done=lambda: bar.update(1)))
     return _report(identity, work, tally)
 
 

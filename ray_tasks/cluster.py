@@ -179,7 +179,6 @@ def run(ctx) -> dict[str, Any]:
     seed = cfg.project.seed if cfg.cluster.seeded else None
     ctx.run.seeds["cluster"] = -1 if seed is None else seed
     ctx.ray()
-    ctx.run.read("gold_embeddings", "silver_summaries", "silver_issues", "silver_project_terms")
     t0 = time.perf_counter()
     resources = task_resources(cfg, seed, ray.cluster_resources())
     task = ray.remote(fit_and_store).options(**resources, max_retries=0)
@@ -187,7 +186,6 @@ def run(ctx) -> dict[str, Any]:
         counts = ray.get(task.remote(cfg, seed, ctx.run.run_id, resources, ctx.lake.arrow.pins))
     except ray.exceptions.RayTaskError as exc:  # the task's own error, not Ray's wrapper with a remote traceback
         raise (exc.cause if isinstance(exc.cause, Exception) else exc) from None
-    ctx.run.wrote(GOLD_CLUSTERS.name, GOLD_QUALITY.name)
     ctx.run.runtime["cluster_backend"] = counts["backend"]
     counts.update(seed=seed, resources=resources, seconds=round(time.perf_counter() - t0, 2))
     table("cluster", ["backend", "method", "issues", "clusters", "noise share", "DBCV", "seed", "fit s", "total s"],

@@ -240,7 +240,6 @@ def run(ctx) -> dict[str, Any]:
 
     cfg, embed, tables = ctx.cfg, ctx.cfg.embed, ctx.lake.arrow
     ctx.ray()
-    ctx.run.read("silver_summaries", "silver_issues", "silver_project_terms", "gold_embeddings")
     plan = cluster_pool_plan(embed)
     todo = pending(tables, cfg)
     count = todo.num_rows
@@ -269,7 +268,6 @@ def run(ctx) -> dict[str, Any]:
         if warmed is not None:
             warmed.close()
         bar.close()
-        ctx.run.wrote("gold_embeddings", "embed_failures")
     counts["seconds"] = round(time.perf_counter() - t0, 2)
     table("embed", ["model", "actors", "pending", "embedded", "failed", "seconds"],
           [[counts[k] for k in ("model", "actors", "pending", "embedded", "failed", "seconds")]])

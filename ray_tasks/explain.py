@@ -109,7 +109,6 @@ def run(ctx, run_id: str | None = None, issue: str | None = None) -> dict[str, A
     wanted = parse_issue(issue) if issue else None
     tables = ctx.lake.arrow
     run_id = resolve_run_id(tables, run_id)
-    ctx.run.read("gold_embeddings", "gold_clusters", "gold_risk", "silver_summaries", "silver_issues", "silver_project_terms")
     items = _items(ctx, run_id, wanted)
     if not items:
         return {"run_id": run_id, "explained": 0}
@@ -121,7 +120,6 @@ def run(ctx, run_id: str | None = None, issue: str | None = None) -> dict[str, A
     rows = ray.get(task.remote(spec, items, conf.steps, conf.top_tokens, conf.max_chars))
     table_rows = pa.Table.from_pylist([{**r, "run_id": run_id} for r in rows], schema=GOLD_EXPLANATIONS.arrow)
     tables.merge(GOLD_EXPLANATIONS, table_rows)
-    ctx.run.wrote(GOLD_EXPLANATIONS.name)
     per_issue = {(r["repository"], r["number"]): r for r in rows}
     agreements = [r["agreement"] for r in per_issue.values() if r["agreement"] is not None]
     seconds = [r["seconds"] for r in per_issue.values()]
@@ -174,7 +172,7 @@ def show(rows: list[dict[str, Any]]) -> None:
 
 STAGE = Stage(
     "explain", "Why issues sit in their pattern: occlusion and integrated gradients toward the cluster centroid, into gold_explanations", run,
-    reads=("gold_embeddings", "gold_clusters", "gold_risk", "silver_summaries"), writes=(GOLD_EXPLANATIONS.name,),
+    reads=("gold_embeddings", "gold_clusters", "gold_risk", "silver_summaries", "silver_issues", "silver_project_terms"), writes=(GOLD_EXPLANATIONS.name,),
     options=(Option(("issue",), "OWNER/REPO#NUMBER to explain (default: the representatives of the graded clusters)", argparse={"nargs": "?"}),
              Option(("--run",), "the clustering run (default: the latest)", argparse={"dest": "run_id"})),
     sections=("explain",),

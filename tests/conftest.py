@@ -16,6 +16,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["ISSUERISK_STRICT_TABLES"] = "1"  # a stage that touches a table it does not declare fails the test
 
 from issuerisk.conf import Config, load_config  # noqa: E402
 

@@ -57,7 +57,7 @@ def small_run_env(tmp_path, **extra: str) -> dict[str, str]:
     env.update({"ISSUERISK_WAREHOUSE": str(tmp_path / "wh"), "ISSUERISK__SPARK__MASTER": "local[2]", "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
                 "ISSUERISK__SPARK__DRIVER_MEMORY": "1g", "ISSUERISK__RAY__NUM_CPUS": "2", "ISSUERISK__CLUSTER__CONSENSUS_RUNS": "3",
                 "ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE": "10", "ISSUERISK__CLUSTER__N_NEIGHBORS": "10", "ISSUERISK__KINDS__EVAL_FOLDS": "3",
-                "ISSUERISK__KINDS__MODEL_CACHE_DIR": str(tmp_path / "kinds-models"),
+                "ISSUERISK__KINDS__MODEL_CACHE_DIR": str(tmp_path / "kinds-models"), "ISSUERISK_STRICT_TABLES": "1",
                 "ISSUERISK__RISK__BOOTSTRAP_ROUNDS": "30", "ISSUERISK__EXPLAIN__CLUSTERS": "1", "ISSUERISK__EXPLAIN__REPRESENTATIVES": "1", "ISSUERISK__FILTER__LANGUAGE_MIN_CHARS": "20",
                 **extra})
     return env

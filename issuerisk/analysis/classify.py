@@ -44,7 +44,7 @@ from issuerisk.conf.settings import KINDS
 from issuerisk.display import console, table
 from issuerisk.github.issue_files import IngestError, find_files, parse_file
 from issuerisk.schemas.lakehouse import SILVER_ISSUE_KINDS, SILVER_ISSUES
-from issuerisk.silver import silver_build
+from issuerisk.silver import SILVER_NAMES, silver_build
 from issuerisk.stage import Stage
 from issuerisk.vectors import NoVectorsError, load_current_vectors
 
@@ -180,7 +180,6 @@ def run(ctx) -> dict[str, Any]:
             reference corpus cannot stand in (none configured, no issue files, too few labelled repositories).
     """
     cfg, tables = ctx.cfg, ctx.lake.arrow
-    ctx.run.read(SILVER_ISSUES.name, SILVER_ISSUE_KINDS.name, "gold_embeddings")
     issues = tables.read(SILVER_ISSUES, columns=["repository", "number", "title", "body", "labels"])
     keys = list(zip(issues.column("repository").to_pylist(), issues.column("number").to_pylist()))
     texts = list(zip(issues.column("title").to_pylist(), (b or "" for b in issues.column("body").to_pylist())))
@@ -223,7 +222,6 @@ def run(ctx) -> dict[str, Any]:
                      "confidence": pa.array(conf, pa.float64()), "source": source,
                      "model_id": [None if s == "label" else name for s in source], "run_id": [ctx.run.run_id] * len(keys)})
     tables.overwrite(SILVER_ISSUE_KINDS, rows, {"silver_build": silver_build(tables), "model_id": name})
-    ctx.run.wrote(SILVER_ISSUE_KINDS.name)
     report = summary(evaluation, train_labelled, train_repositories)
     table(f"classify: repository-grouped {cfg.kinds.eval_folds}-fold evaluation on {train_labelled:,} labelled issues of "
           f"{train_repositories} repositories ({origin['source']})",
@@ -248,5 +246,5 @@ def run(ctx) -> dict[str, Any]:
 
 STAGE = Stage(
     "classify", "Kind of every silver issue (defect, feature, question, documentation, other) into silver_issue_kinds", run,
-    reads=(SILVER_ISSUES.name, "gold_embeddings", "silver_summaries"), writes=(SILVER_ISSUE_KINDS.name,), sections=("kinds",),
+    reads=(*sorted(SILVER_NAMES), "gold_embeddings", "silver_summaries", "silver_project_terms"), writes=(SILVER_ISSUE_KINDS.name,), sections=("kinds",),
 )

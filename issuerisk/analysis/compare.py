@@ -127,7 +127,6 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     """
     tables = ctx.lake.arrow
     run_id = resolve_run_id(tables, run_id)
-    ctx.run.read("gold_clusters", "silver_issues", "gold_risk", "gold_topics")
     issues, missing = run_issues(tables, run_id)
     risk = run_rows(tables, GOLD_RISK, run_id, ["scope", "cluster", "grade", "excluded_reason"])
     if risk.empty:
@@ -142,7 +141,6 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     by_category = category_rows(run_id, issues[issues["cluster"].isin(counts.index)],
                                 dict(zip(categories["cluster"].astype(int), categories["category"].fillna(UNMAPPED))))
     tables.merge(GOLD_CATEGORY_COMPARISON, run_table(GOLD_CATEGORY_COMPARISON, by_category), how="replace_run", run_id=run_id)
-    ctx.run.wrote(GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name)
     notable = sorted((r for r in rows if abs(r["std_residual"]) > SIGNIFICANT), key=lambda r: -abs(r["std_residual"]))
     table(
         f"Over/under-represented patterns, run {run_id} (chi2={test.chi2}, p={test.p_value})",

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from issuerisk.display import table
 from issuerisk.schemas.lakehouse import SILVER_ISSUES, SILVER_PROJECT_TERMS
-from issuerisk.silver import silver_build
+from issuerisk.silver import SILVER_NAMES, silver_build
 from issuerisk.stage import Stage
 from issuerisk.text.masking import learn_terms
 
@@ -27,7 +27,6 @@ BODY_CHARS = 4000
 def run(ctx) -> dict[str, Any]:
     """Learn the project-only terms of the current silver build (skipped when they are up to date)."""
     tables, rules = ctx.lake.arrow, ctx.cfg.mask
-    ctx.run.read(SILVER_ISSUES.name, SILVER_PROJECT_TERMS.name)
     note = {"silver_build": silver_build(tables), "silver_version": tables.version(SILVER_ISSUES), "config": rules.model_dump(mode="json")}
     if not rules.enabled:
         return {"enabled": False}
@@ -40,7 +39,6 @@ def run(ctx) -> dict[str, Any]:
     rows = pa.Table.from_pylist([{"repository": r, "term": t, "issues": n, "share": share, "run_id": ctx.run.run_id} for r, t, n, share in terms],
                                 schema=SILVER_PROJECT_TERMS.arrow)
     tables.overwrite(SILVER_PROJECT_TERMS, rows, note)
-    ctx.run.wrote(SILVER_PROJECT_TERMS.name)
     per_repo = rows.group_by("repository").aggregate([("term", "count")]).sort_by([("term_count", "descending")]).slice(0, 8).to_pylist()
     table("mask: project-only terms (most per repository)", ["repository", "terms"], [(r["repository"], r["term_count"]) for r in per_repo])
     return {"enabled": True, "terms": rows.num_rows, "repositories": len(set(rows.column("repository").to_pylist())),
@@ -49,5 +47,5 @@ def run(ctx) -> dict[str, Any]:
 
 STAGE = Stage(
     "mask", "Learn each repository's project-only words (removed before embedding) into silver_project_terms", run,
-    reads=(SILVER_ISSUES.name,), writes=(SILVER_PROJECT_TERMS.name,), sections=("mask",),
+    reads=tuple(sorted(SILVER_NAMES)), writes=(SILVER_PROJECT_TERMS.name,), sections=("mask",),
 )

@@ -212,7 +212,6 @@ def _store(ctx, checks: Iterable[Check], what: str) -> dict[str, Any]:
     rows = [c.row(ctx.run.run_id) for c in checks]
     if rows:
         ctx.lake.arrow.merge(GOLD_PROFILE, pa.Table.from_pylist(rows, schema=GOLD_PROFILE.arrow))
-    ctx.run.wrote(GOLD_PROFILE.name)
     warnings = [r for r in rows if r["warning"]]
     table(f"{what}: {len(warnings)} warning(s) of {len(rows)} checks", ["check", "scope", "value", "threshold", "warning"],
           [[r["check"], r["scope"], f"{r['value']:.4g}", "" if r["threshold"] is None else f"{r['threshold']:g}", r["message"] if r["warning"] else ""]
@@ -233,7 +232,6 @@ def in_scope(ctx) -> pd.DataFrame:
 
 def run_profile(ctx) -> dict[str, Any]:
     """Measure the data-profile checks of the issues in scope into ``gold_profile`` (this run's rows)."""
-    ctx.run.read(SILVER_ISSUES.name, SILVER_EXCLUDED.name)
     reasons = ctx.lake.arrow.read(SILVER_EXCLUDED, columns=["reason"]).column("reason").to_pylist()
     excluded = pd.Series(reasons, dtype=object).value_counts().to_dict() if reasons else {}
     silver_total = ctx.lake.arrow.read(SILVER_ISSUES, columns=["number"]).num_rows
@@ -245,7 +243,6 @@ def run_drift(ctx) -> dict[str, Any]:
     from issuerisk.vectors import load_current_vectors
 
     tables = ctx.lake.arrow
-    ctx.run.read("gold_embeddings", SILVER_ISSUES.name)
     keys, vectors = load_current_vectors(tables, ctx.cfg)
     issues = tables.read(SILVER_ISSUES, columns=["repository", "number", "framework", "created_at"]).to_pandas()
     frame = keys.select(["repository", "number"]).to_pandas().merge(issues, on=["repository", "number"], how="left")

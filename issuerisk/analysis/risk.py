@@ -175,7 +175,6 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     """
     tables, rules = ctx.lake.arrow, ctx.cfg.risk
     run_id = resolve_run_id(tables, run_id)
-    ctx.run.read("gold_clusters", SILVER_ISSUES.name, GOLD_TOPICS.name, SILVER_ISSUE_KINDS.name)
     issues, missing = run_issues(tables, run_id)
     snapshot = pd.Timestamp(tables.read(SILVER_ISSUES, columns=["updated_at"]).column("updated_at").to_pandas().max())
     issues = with_kinds(issues, tables.read(SILVER_ISSUE_KINDS, columns=["repository", "number", "kind", "source"]).to_pandas())
@@ -196,7 +195,6 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
         decisions[scope] = {c: exclusion(c, texts.get(c, ""), overall[c], facts[c], scope_rules) for c in facts}
         rows += scope_rows(run_id, scope, in_scope, decisions[scope], facts, labels, scope_rules, ctx.cfg.project.seed, snapshot)
     tables.merge(GOLD_RISK, run_table(GOLD_RISK, rows), how="replace_run", run_id=run_id)
-    ctx.run.wrote(GOLD_RISK.name)
     graded = sorted((r for r in rows if r["scope"] == "all" and r.get("grade")), key=lambda r: (-severity(r["grade"]), -r["n"]))
     table(f"Top risks of run {run_id} (all frameworks; {rules.impact_measure} impact)",
           ["cluster", "label", "n", "P_k", "impact h", "grade", "confidence", "defect", "repos"],

@@ -180,7 +180,6 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     """
     tables = ctx.lake.arrow
     run_id = resolve_run_id(tables, run_id)
-    ctx.run.read("gold_clusters", "silver_issues", "gold_embeddings", "silver_summaries", "silver_project_terms")
     frame, vectors, counts = load_documents(tables, ctx.cfg, run_id)
     conf = ctx.cfg.topics
     topics = fit_topics(
@@ -209,7 +208,6 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
         {"run_id": run_id, "measure": "patterns_matched", "value": float(sum(1 for c, i in ids.items() if not i.startswith(f"{run_id}:"))),
          "detail": f"clusters that kept the pattern id of run {previous}" if previous else "no earlier run to match"},
     ]))
-    ctx.run.wrote(GOLD_TOPICS.name, GOLD_QUALITY.name)
     table(f"Topics of run {run_id}", ["cluster", "n", "name", "category", "keywords"],
           [(t.cluster, t.n, names[t.cluster][0], categories[t.cluster][0], ", ".join(t.keywords[:5])) for t in sorted(topics, key=lambda t: -t.n)[:20]])
     return {"run_id": run_id, "topics": len(topics), "documents": len(frame), "npmi": coherence, "diversity": spread,

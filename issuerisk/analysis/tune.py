@@ -81,7 +81,6 @@ def tune(ctx, trials: int = 20, timeout: float = 600.0, runs: int = 3, max_noise
     if trials < 1 or timeout <= 0 or runs < 2 or not 0 < max_noise <= 1:
         raise ValueError(f"need --trials >= 1, --timeout > 0, --runs >= 2 and 0 < --max-noise <= 1; got {trials}, {timeout}, {runs}, {max_noise}")
     cfg, tables = ctx.cfg, ctx.lake.arrow
-    ctx.run.read("gold_embeddings", "silver_summaries", "silver_issues", "silver_project_terms")
     _, vectors = load_current_vectors(tables, cfg)
     seed = cfg.project.seed
     ctx.run.seeds["tune"] = seed
@@ -109,7 +108,6 @@ def tune(ctx, trials: int = 20, timeout: float = 600.0, runs: int = 3, max_noise
         [{"run_id": ctx.run.run_id, "trial": r["trial"], "params": [(k, str(v)) for k, v in r["params"].items()], "objective": r.get("objective"),
           "dbcv": r.get("dbcv"), "stability": r.get("stability"), "noise_share": r.get("noise_share"), "clusters": r.get("clusters"),
           "seconds": round(r["seconds"], 2), "state": r["state"]} for r in rows], schema=GOLD_TUNING.arrow))
-    ctx.run.wrote(GOLD_TUNING.name)
     complete = [r for r in rows if r["state"] == "complete"]
     if not complete:
         raise ValueError(f"no trial kept the noise share under {max_noise} in {len(rows)} trials; raise --max-noise or --trials")
@@ -149,7 +147,7 @@ def write_page(ctx, rows: list[dict], best: dict, importances: dict[str, float],
 
 TUNE = Stage(
     "tune", "Search UMAP and HDBSCAN parameters (Optuna, seeded TPE) on the current embeddings into gold_tuning", tune,
-    reads=("gold_embeddings", "silver_summaries", "silver_issues"), writes=(GOLD_TUNING.name,),
+    reads=("gold_embeddings", "silver_summaries", "silver_issues", "silver_project_terms"), writes=(GOLD_TUNING.name,),
     options=(Option(("--trials",), "trials at most", argparse={"type": int, "default": 20}),
              Option(("--timeout",), "seconds at most", argparse={"type": float, "default": 600.0}),
              Option(("--runs",), "member runs per trial's consensus", argparse={"type": int, "default": 3}),

@@ -81,7 +81,6 @@ def run(ctx, repos: list[str] | None = None, framework: str | None = None, no_in
         raise CrawlError(f"max_repos must be at least 1, got {max_repos}")
     targets = {r: framework for r in check_repos(repos)[:max_repos]} if repos else selected_repos(ctx.lake.arrow, max_repos)
     store = CheckpointStore(ctx.lake.arrow)
-    ctx.run.read(CRAWL_CHECKPOINTS.name, BRONZE_REPOS.name)
     before = store.load()
     own_client = client is None
     client = client or GitHubClient.from_config(gh, os.environ)
@@ -90,7 +89,6 @@ def run(ctx, repos: list[str] | None = None, framework: str | None = None, no_in
     finally:
         if own_client:
             client.close()
-    ctx.run.wrote(CRAWL_CHECKPOINTS.name)
     fetched = {r: cp for r, cp in finals.items() if cp.status == FETCHED}
     ingested: dict[str, Any] = {}
     if not no_ingest and fetched:

@@ -112,12 +112,10 @@ def run(ctx, framework: str = "all", client: GitHubClient | None = None) -> dict
         if own_client:
             client.close()
     tables = ctx.lake.arrow
-    ctx.run.read(BRONZE_REPOS.name)
     existing = tables.read(BRONZE_REPOS, columns=["repository", "frameworks"]).to_pylist()
     known = {r["repository"]: r["frameworks"] for r in existing if r["repository"] in found}
     rows = repo_rows(found, known, cfg.filter.excluded_repo_keywords, ctx.run.run_id, datetime.now(timezone.utc))
     tables.merge(BRONZE_REPOS, pa.Table.from_pylist(rows, schema=BRONZE_REPOS.arrow))
-    ctx.run.wrote(BRONZE_REPOS.name)
     selected = sum(r["excluded_reason"] is None for r in rows)
     reasons: dict[str, int] = {}
     for r in rows:

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -123,6 +126,26 @@ class PinnedTableError(RuntimeError):
     """A write to a table pinned at a past version (a replay reads its inputs as they were and changes none)."""
 
 
+class UndeclaredTableError(RuntimeError):
+    """A stage read or wrote a table its :class:`~issuerisk.stage.Stage` does not declare."""
+
+
+LEDGER = "runs"
+"""The run ledger: every command reads and writes its own row, whatever its stage declares."""
+STRICT_ENV = "ISSUERISK_STRICT_TABLES"
+"""Set to 1 (the tests do), an undeclared read or write raises :class:`UndeclaredTableError`; else it warns."""
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What the running stage declares it reads and writes: the one list the ledger records and replay pins."""
+
+    stage: str
+    reads: frozenset[str]
+    writes: frozenset[str]
+    strict: bool = False
+
+
 
 def with_commit_retries(attempt: Callable[[], None], conflicts: tuple[type[BaseException], ...]) -> None:
     """Run one keyed MERGE ``attempt``; when another writer committed first (``conflicts``), run it again on the new
@@ -140,6 +163,7 @@ def with_commit_retries(attempt: Callable[[], None], conflicts: tuple[type[BaseE
                 raise
             time.sleep(min(2.0, 0.05 * 2**tries) * (0.5 + random.random()))
 
+
 class ArrowTables:
     """Create, read, query, MERGE and version the project's Delta tables with delta-rs.
 
@@ -151,12 +175,45 @@ class ArrowTables:
     def __init__(self, cfg: Config, pins: Mapping[str, int] | None = None) -> None:
         self.cfg = cfg
         self.pins = dict(pins or {})
+        self.contract: Contract | None = None
+        self.undeclared: set[tuple[str, str]] = set()
+
+    @contextmanager
+    def declared(self, contract: Contract | None) -> Iterator[None]:
+        """While the body runs, every read and write here and through the Spark side is checked against ``contract``
+        (None: not checked); accesses outside it are collected in :attr:`undeclared` as (``read``/``write``, table)."""
+        previous, self.contract = self.contract, contract
+        try:
+            yield
+        finally:
+            self.contract = previous
+
+    def check_declared(self, spec: TableSpec, access: str) -> None:
+        """Refuse (strict) or note and warn about a ``read``/``write`` of a table the running stage does not declare.
+
+        Raises:
+            UndeclaredTableError: in strict mode (``ISSUERISK_STRICT_TABLES=1``).
+        """
+        contract = self.contract
+        if contract is None or spec.name == LEDGER:
+            return
+        if spec.name in (contract.writes if access == "write" else contract.reads | contract.writes):
+            return
+        message = (f"stage {contract.stage!r} {access}s {spec.name}, which its Stage does not declare: add it to the Stage's "
+                   f"{access}s (the run ledger records, and replay pins, the declared tables)")
+        if contract.strict:
+            raise UndeclaredTableError(message)
+        if (access, spec.name) not in self.undeclared:
+            warnings.warn(message, stacklevel=3)
+        self.undeclared.add((access, spec.name))
 
     def pinned(self, table: TableSpec | str, version: int | None = None) -> int | None:
         """The version a read of ``table`` sees: ``version`` when given, else its pin, else None (the current one)."""
         return version if version is not None else self.pins.get(spec_of(table).name)
 
     def check_writable(self, spec: TableSpec) -> None:
+        """Refuse a write to a pinned table or one the running stage does not declare."""
+        self.check_declared(spec, "write")
         if spec.name in self.pins:
             raise PinnedTableError(f"{spec.name} is pinned at version {self.pins[spec.name]} (a replay reads it as it was); it is not written")
 
@@ -227,6 +284,7 @@ class ArrowTables:
             TableVersionError: ``version`` cannot be read.
         """
         spec = spec_of(table)
+        self.check_declared(spec, "read")
         opened = self._open(spec, self.pinned(spec, version))
         wanted = list(columns) if columns is not None else spec.names
         schema = pa.schema([spec.arrow.field(c).with_nullable(True) for c in wanted])
@@ -258,6 +316,7 @@ class ArrowTables:
         qb = QueryBuilder()
         for table in tables:
             spec = spec_of(table)
+            self.check_declared(spec, "read")
             version = self.pinned(spec, (versions or {}).get(spec.name))
             qb.register(spec.name, self._open(spec, version) if version is not None else self.create(spec))
         for batch in pa.RecordBatchReader.from_stream(qb.execute(sql)):
@@ -316,6 +375,7 @@ class ArrowTables:
         note, e.g. which build it belongs to); None when the table does not exist or the commit carries none."""
         import json
 
+        self.check_declared(spec_of(table), "read")
         opened = self._open(table, self.pinned(table))
         if opened is None:
             return None

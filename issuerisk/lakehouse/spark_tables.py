@@ -106,6 +106,7 @@ class SparkTables:
             TableVersionError: ``version`` cannot be read (vacuumed or never existed).
         """
         spec = spec_of(table)
+        self.arrow.check_declared(spec, "read")
         name = self.create(spec)
         version = self.arrow.pinned(spec, version)
         if version is None:
@@ -209,6 +210,7 @@ class SparkTables:
         deletion vectors (rows deleted in place still count in a file's statistics) or a
         location delta-rs cannot open.
         """
+        self.arrow.check_declared(spec_of(table), "read")
         log = self.arrow.file_records(table)
         if log is not None and None not in log[0] and not log[1]:
             return int(sum(log[0]))

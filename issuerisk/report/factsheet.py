@@ -193,7 +193,6 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     run_id = resolve_run_id(tables, run_id)
     if run_id == ctx.run.run_id:
         ctx.run.save("running")  # the ledger row holds every stage before this one
-    ctx.run.read("runs", "gold_profile", "gold_quality", "gold_risk", "gold_topics")
     rows = run_records(tables, RUNS, run_id)
     if not rows:
         raise LookupError(f"run {run_id!r} has no row in runs; list runs with `issuerisk runs`")

@@ -270,7 +270,6 @@ def run(ctx, run_id: str | None = None, out: str | None = None) -> dict[str, Any
     """
     tables = ctx.lake.arrow
     run_id = resolve_run_id(tables, run_id)
-    ctx.run.read("gold_risk", "gold_topics", "gold_framework_comparison", "gold_category_comparison", "gold_clusters", "gold_profile", "gold_explanations", "runs")
     risk_rows = run_records(tables, GOLD_RISK, run_id)
     manifests = run_records(tables, RUNS, run_id)
     points = [(r["x"], r["y"], r["cluster"]) for r in run_records(tables, GOLD_CLUSTERS, run_id, ["x", "y", "cluster"]) if r["x"] is not None and r["y"] is not None]
@@ -291,6 +290,7 @@ def run(ctx, run_id: str | None = None, out: str | None = None) -> dict[str, Any
 
 STAGE = Stage(
     "report", "Self-contained HTML report of a run", run,
-    reads=(GOLD_RISK.name, GOLD_TOPICS.name, GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name, GOLD_CLUSTERS.name, GOLD_PROFILE.name, GOLD_EXPLANATIONS.name, RUNS.name),
+    reads=(GOLD_RISK.name, GOLD_TOPICS.name, GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name, GOLD_CLUSTERS.name, GOLD_PROFILE.name, GOLD_EXPLANATIONS.name, RUNS.name,
+           SILVER_ISSUES.name),
     options=(RUN_ID, Option(("--out",), "HTML file to write (default: <reports_dir>/<run_id>.html)")),
 )
