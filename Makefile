@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench layers
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -22,9 +22,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/issuerisk run $(DATA) --sample $(SAMPLE)
 
-test: $(STAMP)
+test: $(STAMP) layers
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installable: the report's browser test will skip"
 	$(BIN)/pytest -q
+
+# The import contract of pyproject.toml ([tool.importlinter]) on a built copy of the package, lazy imports included.
+layers: $(STAMP)
+	rm -rf .build/layers && mkdir -p .build
+	$(BIN)/pip install -q --no-deps --no-compile --target .build/layers . 2>.build/layers.log || (cat .build/layers.log; exit 1)
+	PYTHONPATH=.build/layers $(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest

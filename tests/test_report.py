@@ -173,7 +173,7 @@ def test_report_stage_end_to_end_on_a_synthetic_run(ctx, spark, tmp_path):
     from issuerisk.report import report
     from tests.test_topics import RUN_ID, seed_run
 
-    seed_run(ctx)
+    seed_run(ctx, finished=False)  # the run is still going: the report is written inside it
     ctx.run.run_id = RUN_ID
     ctx.run.save("running")
     topics.run(ctx, RUN_ID)  # as `issuerisk run` calls them: on its own, still running, run

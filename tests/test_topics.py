@@ -60,8 +60,9 @@ def synthetic_issues(seed: int = 0) -> list[dict]:
     return rows
 
 
-def seed_run(ctx, run_id: str = RUN_ID, rows: list[dict] | None = None) -> list[dict]:
-    """Write synthetic silver_issues, silver_summaries, gold_embeddings and gold_clusters rows for one run (through Spark).
+def seed_run(ctx, run_id: str = RUN_ID, rows: list[dict] | None = None, finished: bool = True) -> list[dict]:
+    """Write synthetic silver_issues, silver_summaries, gold_embeddings and gold_clusters rows for one run (through Spark),
+    and, when ``finished``, the ledger row of the clustering command that wrote them, succeeded.
 
     The embeddings are keyed by the texts the embed stage would embed (:func:`issuerisk.vectors.current_texts`).
     """
@@ -97,7 +98,8 @@ def seed_run(ctx, run_id: str = RUN_ID, rows: list[dict] | None = None) -> list[
     ctx.lake.spark.merge(GOLD_EMBEDDINGS, ctx.spark.createDataFrame([tuple(d[n] for n in GOLD_EMBEDDINGS.names) for d in embeddings], GOLD_EMBEDDINGS.spark))
     from issuerisk.ledger import Run
 
-    Run(ctx.cfg, "cluster", run_id=run_id).save("succeeded")  # the clustering command that wrote these rows finished
+    if finished:
+        Run(ctx.cfg, "cluster", run_id=run_id).save("succeeded")
     return rows
 
 

@@ -259,5 +259,5 @@ PROFILE = Stage(
 )
 DRIFT = Stage(
     "drift", "Embedding drift between the first and last periods (centroid shift, MMD) into gold_profile, with warnings",
-    run_drift, reads=("gold_embeddings", SILVER_ISSUES.name), writes=(GOLD_PROFILE.name,), sections=("profile",),
+    run_drift, reads=("gold_embeddings", SILVER_ISSUES.name, "silver_summaries", "silver_project_terms"), writes=(GOLD_PROFILE.name,), sections=("profile",),
 )
