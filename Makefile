@@ -30,7 +30,7 @@ test: $(STAMP) layers
 layers: $(STAMP)
 	rm -rf .build/layers && mkdir -p .build
 	$(BIN)/pip install -q --no-deps --no-compile --target .build/layers . 2>.build/layers.log || (cat .build/layers.log; exit 1)
-	PYTHONPATH=.build/layers $(BIN)/lint-imports
+	cd .build/layers && $(CURDIR)/$(BIN)/lint-imports --no-cache $(CURDIR)/pyproject.toml  # from there: the checker puts its folder first on the path
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest

@@ -93,9 +93,9 @@ def bench_embed(args) -> list[list]:
 
     from issuerisk.conf.settings import EmbedConfig, RayConfig
     from issuerisk.ray_tasks.embed import EmbedPool, by_length
-    from issuerisk.ray_tasks.encoders import EncoderSpec, build_encoder, plan_pool
-    from issuerisk.ray_tasks.models import packaged_minilm_path
-    from issuerisk.ray_tasks.runtime import init_ray
+    from issuerisk.encoding.encoders import EncoderSpec, build_encoder, plan_pool
+    from issuerisk.encoding.models import packaged_minilm_path
+    from issuerisk.ray_runtime import init_ray
 
     torch.set_num_threads(os.cpu_count() or 1)
     texts = real_texts(args.texts, args.words)
@@ -131,7 +131,7 @@ def cluster_worker(spec: dict) -> dict:
     from sklearn.metrics import adjusted_rand_score
 
     from issuerisk.conf.settings import ClusterConfig
-    from issuerisk.ray_tasks.cluster_backends import enable_jit_cache, get_backend, single_run
+    from issuerisk.clustering.backends import enable_jit_cache, get_backend, single_run
 
     t0 = time.perf_counter()
     if spec["jit_cache"]:

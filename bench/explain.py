@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     from sentence_transformers import SentenceTransformer
 
     from issuerisk.ray_tasks.attributions import explain
-    from issuerisk.ray_tasks.models import packaged_minilm_path
+    from issuerisk.encoding.models import packaged_minilm_path
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--issues", type=int, default=30, help="issues explained")

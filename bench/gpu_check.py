@@ -91,7 +91,7 @@ def embed_check(texts: list[str]) -> tuple[dict[str, Any], np.ndarray]:
     import torch
 
     from issuerisk.conf import load_config
-    from issuerisk.ray_tasks.encoders import PoolPlan, build_encoder, encoder_spec
+    from issuerisk.encoding.encoders import PoolPlan, build_encoder, encoder_spec
 
     cfg = load_config().embed
     spec = encoder_spec(cfg, PoolPlan(actors=1, num_cpus=1, num_gpus=1, device="cuda", threads=1))
@@ -132,7 +132,7 @@ def cluster_check(vectors: np.ndarray) -> dict[str, Any]:
 
     from issuerisk.conf import load_config
     from issuerisk.ray_tasks.cluster import jit_cache_dir
-    from issuerisk.ray_tasks.cluster_backends import ClusterBackendError, enable_jit_cache, get_backend, single_run
+    from issuerisk.clustering.backends import ClusterBackendError, enable_jit_cache, get_backend, single_run
 
     cfg = load_config()
     try:

@@ -37,7 +37,7 @@ import gzip, json, sys, time
 t0 = time.perf_counter()
 from bertopic import BERTopic
 from sentence_transformers import SentenceTransformer
-from issuerisk.ray_tasks.models import packaged_minilm_path
+from issuerisk.encoding.models import packaged_minilm_path
 files, out = sys.argv[1].split(","), sys.argv[2]
 keys, docs = [], []
 for f in files:

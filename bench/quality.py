@@ -108,7 +108,7 @@ def clusters(vectors: np.ndarray, method: str, runs: int, seed: int = 42) -> tup
     """(labels, per-cluster stability or None) with the pipeline's defaults (``single`` or ``consensus``)."""
     from bench.stability import consensus_labels
     from issuerisk.conf.settings import ClusterConfig
-    from issuerisk.ray_tasks.cluster_backends import CpuBackend, single_run
+    from issuerisk.clustering.backends import CpuBackend, single_run
 
     params = ClusterConfig()
     backend = CpuBackend()
@@ -145,7 +145,7 @@ def dominance(rows: list[dict], labels: np.ndarray) -> tuple[float, float]:
 def grading(rows: list[dict], labels: np.ndarray, stability: np.ndarray, kinds: dict, names: dict[int, list[str]]) -> tuple[list[list], Counter]:
     """The new pipeline's risk grading of the clusters (all frameworks): top-10 graded and exclusions by reason."""
     from issuerisk.analysis.risk import cluster_facts, exclusion
-    from issuerisk.analysis.risk_matrix import assess, severity
+    from issuerisk.grading.matrix import assess, severity
     from issuerisk.conf.settings import RiskConfig
 
     rules = RiskConfig()
@@ -169,7 +169,7 @@ def grading(rows: list[dict], labels: np.ndarray, stability: np.ndarray, kinds: 
 
 def main(argv: list[str] | None = None) -> None:
     from issuerisk.display import table
-    from issuerisk.ray_tasks.cluster_backends import enable_jit_cache
+    from issuerisk.clustering.backends import enable_jit_cache
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--issues", type=int, default=3000, help="issues of whole repositories to cluster")

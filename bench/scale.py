@@ -204,7 +204,7 @@ def real_summaries(n: int, seed: int = 0) -> list[str]:
 def embed_rate(texts: list[str]) -> dict[str, Any]:
     """Texts per second of the configured model on this CPU, built as one embed actor builds it (its threads)."""
     from issuerisk.conf import load_config
-    from issuerisk.ray_tasks.encoders import build_encoder, encoder_spec, plan_pool
+    from issuerisk.encoding.encoders import build_encoder, encoder_spec, plan_pool
 
     cfg = load_config().embed
     plan = plan_pool(cfg, os.cpu_count() or 1, 0)
@@ -226,8 +226,8 @@ def _cluster_worker(n: int, jit_cache: str, out: str) -> None:
 
     from bench.embed_cluster import planted_vectors
     from issuerisk.conf import load_config
-    from issuerisk.ray_tasks.cluster_backends import enable_jit_cache, get_backend, member_run
-    from issuerisk.ray_tasks.consensus import combine, dbcv, selections_of
+    from issuerisk.clustering.backends import enable_jit_cache, get_backend, member_run
+    from issuerisk.clustering.consensus import combine, dbcv, selections_of
 
     cfg = load_config()
     params, seed = cfg.cluster, cfg.project.seed

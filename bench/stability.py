@@ -95,8 +95,8 @@ def embeddings(texts: list[str]) -> np.ndarray:
     path = OUT / f"minilm-{hashlib.sha256(chr(0).join(texts).encode('utf-8', 'surrogatepass')).hexdigest()[:16]}.npy"
     if path.is_file():
         return np.load(path)
-    from issuerisk.ray_tasks.encoders import EncoderSpec, build_encoder
-    from issuerisk.ray_tasks.models import packaged_minilm_path
+    from issuerisk.encoding.encoders import EncoderSpec, build_encoder
+    from issuerisk.encoding.models import packaged_minilm_path
 
     t0 = time.perf_counter()
     vectors = build_encoder(EncoderSpec(model="all-MiniLM-L6-v2", path=packaged_minilm_path(), threads=os.cpu_count())).encode(texts)
@@ -107,8 +107,8 @@ def embeddings(texts: list[str]) -> np.ndarray:
 
 def _member(prepared, params, seed: int) -> dict:
     """One member run in a worker process (its own numba cache switch-on)."""
-    from issuerisk.ray_tasks.cluster_backends import CpuBackend, enable_jit_cache, member_run
-    from issuerisk.ray_tasks.consensus import selections_of
+    from issuerisk.clustering.backends import CpuBackend, enable_jit_cache, member_run
+    from issuerisk.clustering.consensus import selections_of
 
     enable_jit_cache(str(OUT / "numba"))
     return member_run(CpuBackend(), prepared, params, seed, selections_of(params))
@@ -119,7 +119,7 @@ def consensus_labels(prepared, params, seeds: list[int]) -> tuple[np.ndarray, np
     (as the pipeline's Ray tasks)."""
     from joblib import Parallel, delayed
 
-    from issuerisk.ray_tasks.consensus import combine
+    from issuerisk.clustering.consensus import combine
 
     t0 = time.perf_counter()
     members = Parallel(n_jobs=os.cpu_count())(delayed(_member)(prepared, params, s) for s in seeds)
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from issuerisk.conf.settings import ClusterConfig
     from issuerisk.display import table
-    from issuerisk.ray_tasks.cluster_backends import CpuBackend, enable_jit_cache, single_run, umap_epochs
+    from issuerisk.clustering.backends import CpuBackend, enable_jit_cache, single_run, umap_epochs
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--issues", type=int, default=2000)

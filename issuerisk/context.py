@@ -64,7 +64,7 @@ class Context:
     def ray(self) -> None:
         """Start or join Ray as configured (at most once per command)."""
         if not self.ray_started:
-            from issuerisk.ray_tasks.runtime import init_ray
+            from issuerisk.ray_runtime import init_ray
 
             self.run.runtime.update(init_ray(self.cfg.ray))
             self.ray_started = True

@@ -22,7 +22,7 @@ from typing import Any
 from issuerisk.constants import grade_order_sql
 from issuerisk.context import Context
 from issuerisk.display import console, table
-from issuerisk.github.issue_files import find_files
+from issuerisk.issue_files import find_files
 from issuerisk.stage import FRAMEWORK, PATHS, Option, Stage, execute
 from issuerisk.stages import PIPELINE
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from issuerisk.analysis.gold import RUN_ID_PATTERN, run_rows
+from issuerisk.gold import RUN_ID_PATTERN, run_rows
 from issuerisk.conf import Config, validate
 from issuerisk.display import console, table
 from issuerisk.lakehouse import ArrowTables
@@ -128,7 +128,7 @@ def configure(cfg: Config, args: dict[str, Any]) -> tuple[Config, dict[str, int]
 
 def environment_now(cfg: Config) -> dict[str, str]:
     """This machine's side of what a run records (the embedding model hashed as it resolves now)."""
-    from issuerisk.ray_tasks.models import model_identity
+    from issuerisk.encoding.models import model_identity
 
     now = dict(machine())
     try:

@@ -1,7 +1,7 @@
 """Ingest GitHub issue objects into ``bronze_issues``; malformed records go to ``bronze_rejects``.
 
 Files are parsed in Spark tasks (``mapInArrow`` over the file list, each task running
-:func:`issuerisk.github.issue_files.parse_file`), so the driver never holds the records;
+:func:`issuerisk.issue_files.parse_file`), so the driver never holds the records;
 each record becomes either a typed bronze row or a reject with file, line, reason and
 detail. Bronze is MERGEd on (repository, number), keeping the newest ``updated_at``, so
 rerunning the same files changes nothing.
@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from issuerisk.constants import FRAMEWORKS
 from issuerisk.context import Context
 from issuerisk.display import table
-from issuerisk.github.issue_files import MAX_FILE_BYTES, MAX_RECORD_BYTES, PARSED, IngestError, find_files, parse_file, to_batches
+from issuerisk.issue_files import MAX_FILE_BYTES, MAX_RECORD_BYTES, PARSED, IngestError, find_files, parse_file, to_batches
 from issuerisk.schemas.lakehouse import BRONZE_ISSUES, BRONZE_REJECTS
 from issuerisk.stage import FRAMEWORK, PATHS, Stage
 

@@ -6,7 +6,7 @@ cluster the work lands on worker nodes, not in the driver. By default
 (``cluster.method: consensus``) that task prepares the vectors once (scaling and
 the exact kNN graph), fans out ``cluster.consensus_runs`` seeded member runs as
 further Ray tasks, and keeps the clusters they agree on
-(:mod:`issuerisk.ray_tasks.consensus`), with each cluster's bootstrap Jaccard
+(:mod:`issuerisk.clustering.consensus`), with each cluster's bootstrap Jaccard
 stability; ``cluster.method: single`` is one seeded run. Seeds follow from
 ``project.seed``, so a run is bit-repeatable. UMAP's numba code is cached on
 disk in ``cluster.jit_cache_dir``, so only a machine's first fit pays the full
@@ -26,9 +26,9 @@ import pyarrow as pa
 from issuerisk.conf import Config
 from issuerisk.constants import DISSOLVED_BELOW, STABLE_FROM
 from issuerisk.lakehouse import ArrowTables
-from issuerisk.ray_tasks.cluster_backends import ClusterResult, Prepared, enable_jit_cache, get_backend, member_run, single_run
-from issuerisk.ray_tasks.consensus import dbcv, member_seeds
-from issuerisk.ray_tasks.consensus import fit as consensus_fit
+from issuerisk.clustering.backends import ClusterResult, Prepared, enable_jit_cache, get_backend, member_run, single_run
+from issuerisk.clustering.consensus import dbcv, member_seeds
+from issuerisk.clustering.consensus import fit as consensus_fit
 from issuerisk.schemas.ml import GOLD_CLUSTERS
 from issuerisk.schemas.risk import GOLD_QUALITY
 from issuerisk.stage import Option, Stage
@@ -135,7 +135,7 @@ def fit_and_store(cfg: Config, seed: int | None, run_id: str, resources: dict[st
 
 def quality_rows(run_id: str, result: ClusterResult, cfg: Config) -> list[dict[str, Any]]:
     """``gold_quality`` rows of a clustering: noise share, DBCV, sizes and (for a consensus) stability."""
-    from issuerisk.analysis.quality import size_stats
+    from issuerisk.clustering.quality import size_stats
 
     sizes = size_stats(result.labels)
     rows = [{"run_id": run_id, "measure": k, "value": v, "detail": "issues in clusters" if k.startswith("size") else None} for k, v in sizes.items()]

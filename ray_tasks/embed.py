@@ -20,8 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from issuerisk.ray_tasks.encoders import EncoderSpec, PoolPlan, build_encoder, cluster_pool_plan, encoder_spec
-from issuerisk.ray_tasks.models import model_identity
+from issuerisk.encoding.encoders import EncoderSpec, PoolPlan, build_encoder, cluster_pool_plan, encoder_spec
+from issuerisk.encoding.models import model_identity
 from issuerisk.schemas.ml import EMBED_FAILURES, GOLD_EMBEDDINGS
 from issuerisk.stage import Stage
 from issuerisk.vectors import pending

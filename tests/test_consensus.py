@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from issuerisk.ray_tasks.consensus import blob_share, bootstrap_jaccard, coassociation, consensus, edges_of
+from issuerisk.clustering.consensus import blob_share, bootstrap_jaccard, coassociation, consensus, edges_of
 
 
 def planted_runs(n_per=40, k=3, runs=6, flip=0.0, seed=0):
@@ -63,7 +63,7 @@ def test_blob_share_counts_runs_with_one_giant_cluster():
 
 
 def test_dbcv_leaves_out_clusters_with_too_few_sampled_members():
-    from issuerisk.ray_tasks.consensus import dbcv
+    from issuerisk.clustering.consensus import dbcv
 
     rng = np.random.default_rng(0)
     reduced = np.vstack([rng.normal(0, 0.1, (40, 2)), rng.normal(5, 0.1, (40, 2)), [[10.0, 10.0]]])

@@ -10,8 +10,8 @@ import pytest
 
 from issuerisk.conf.settings import EmbedConfig
 from issuerisk.ray_tasks.embed import gold_rows, rechunk, split_embeddable
-from issuerisk.ray_tasks.encoders import EmbedError, plan_pool
-from issuerisk.ray_tasks.encoders import EncoderSpec, build_encoder
+from issuerisk.encoding.encoders import EmbedError, plan_pool
+from issuerisk.encoding.encoders import EncoderSpec, build_encoder
 from issuerisk.sampling import restrict
 from issuerisk.schemas.ml import GOLD_EMBEDDINGS
 from issuerisk.summarizers import SummaryIdentity, identity_of
@@ -177,7 +177,7 @@ def test_gpu_pool_embeds_in_fp16_close_to_cpu(minilm_path, ray_session):
     import ray
 
     from issuerisk.ray_tasks.embed import EmbedPool
-    from issuerisk.ray_tasks.encoders import PoolPlan
+    from issuerisk.encoding.encoders import PoolPlan
 
     spec = EncoderSpec(model="m", path=minilm_path, device="cuda", fp16=True)
     pool = EmbedPool(spec, PoolPlan(int(ray.cluster_resources().get("GPU", 1)), 1, 1, "cuda", 1))

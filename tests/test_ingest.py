@@ -8,8 +8,8 @@ import json
 import pytest
 
 from issuerisk.jobs import ingest
-from issuerisk.github import issue_files
-from issuerisk.github.issue_files import IngestError, RecordError, find_files, parse_file, parse_record
+from issuerisk import issue_files
+from issuerisk.issue_files import IngestError, RecordError, find_files, parse_file, parse_record
 from tests.github_objects import issue
 
 REPO = "acme/vision"

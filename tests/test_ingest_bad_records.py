@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 
 from issuerisk.jobs import ingest
-from issuerisk.github import issue_files
-from issuerisk.github.issue_files import PARSED, IngestError, parse_file, to_batch, to_batches
+from issuerisk import issue_files
+from issuerisk.issue_files import PARSED, IngestError, parse_file, to_batch, to_batches
 from tests.conftest import make_ctx
 from tests.github_objects import issue
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from issuerisk.jobs import ingest
-from issuerisk.github.issue_files import parse_file, to_batches
+from issuerisk.issue_files import parse_file, to_batches
 from tests.conftest import make_ctx
 from tests.github_objects import issue
 

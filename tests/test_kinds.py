@@ -133,7 +133,7 @@ def test_the_classify_stage_learns_from_the_reference_corpus_when_the_input_has_
     import pyarrow as pa
 
     from issuerisk.analysis import classify
-    from issuerisk.github.issue_files import parse_file
+    from issuerisk.issue_files import parse_file
     from issuerisk.schemas.lakehouse import SILVER_ISSUES
     from tests.conftest import make_ctx
     from tests.test_embed import _issue

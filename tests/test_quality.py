@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from issuerisk.analysis.quality import diversity, npmi, size_stats
+from issuerisk.clustering.quality import diversity, npmi, size_stats
 
 
 def test_npmi_of_words_that_always_co_occur_is_one_and_of_words_that_never_do_is_minus_one():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from issuerisk.report.html import csp_hash, http_url
+from issuerisk.html import csp_hash, http_url
 from issuerisk.report.report import ReportInputError, build_view, heatmap_svg, render, scatter_svg, top_risks
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from issuerisk.analysis.compare import chi_square, contingency
-from issuerisk.analysis.gold import resolve_run_id
+from issuerisk.gold import resolve_run_id
 from issuerisk.analysis.risk import ClusterFacts, cluster_facts, exclusion, scopes
 from issuerisk.conf.settings import RiskConfig
 from issuerisk.constants import grade_order_sql
@@ -110,7 +110,7 @@ def test_resolve_run_id_rejects_sql_in_a_run_id(base_cfg):
 def test_without_a_run_id_the_newest_clustering_run_that_succeeded_is_analysed(cfg):
     import pyarrow as pa
 
-    from issuerisk.analysis.gold import NoClusteringError
+    from issuerisk.gold import NoClusteringError
     from issuerisk.ledger import Run
     from issuerisk.schemas.ml import GOLD_CLUSTERS
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from issuerisk.analysis.risk_matrix import (
+from issuerisk.grading.matrix import (
     RiskInputError,
     action,
     assess,
@@ -180,7 +180,7 @@ def test_assess_empty_and_bad_input():
 
 def test_the_vectorised_grades_are_the_matrix_grades():
     """grades_of (the bootstrap's) must give what likelihood_band, tertiles, impact_level and grade give, cluster by cluster."""
-    from issuerisk.analysis.risk_matrix import grade, grades_of, impact_level, likelihood_band, tertiles
+    from issuerisk.grading.matrix import grade, grades_of, impact_level, likelihood_band, tertiles
 
     rng = np.random.default_rng(7)
     for _ in range(300):

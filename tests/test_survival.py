@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from issuerisk.analysis.survival import SurvivalInputError, censored_durations, kaplan_meier, restricted_mean
+from issuerisk.grading.survival import SurvivalInputError, censored_durations, kaplan_meier, restricted_mean
 
 
 def test_a_hand_computed_curve():

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from issuerisk.analysis.centroids import representatives
+from issuerisk.clustering.centroids import representatives
 from issuerisk.analysis.topics import TopicsInputError, fit_topics, short_label
 
 RUN_ID = "20260101T000000Z-synthetic"

@@ -42,7 +42,7 @@ from issuerisk.analysis.kinds import (CORE_KINDS, compile_label_patterns, groupe
                                       train)
 from issuerisk.conf.settings import KINDS
 from issuerisk.display import console, table
-from issuerisk.github.issue_files import IngestError, find_files, parse_file
+from issuerisk.issue_files import IngestError, find_files, parse_file
 from issuerisk.schemas.lakehouse import SILVER_ISSUE_KINDS, SILVER_ISSUES
 from issuerisk.silver import SILVER_NAMES, silver_build
 from issuerisk.stage import Stage

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from issuerisk.analysis.gold import resolve_run_id, run_issues, run_rows, run_table, topic_labels
+from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table, topic_labels
 from issuerisk.constants import FRAMEWORKS, UNKNOWN_FRAMEWORK
 from issuerisk.display import table
 from issuerisk.analysis.naming import UNMAPPED

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from issuerisk.analysis.gold import RUN_ID_PATTERN, run_rows
+from issuerisk.gold import RUN_ID_PATTERN, run_rows
 from issuerisk.analysis.identity import changes
 from issuerisk.display import table
 from issuerisk.schemas.ml import GOLD_CLUSTERS

@@ -13,9 +13,9 @@ decides first whether the cluster is graded at all, and records why not:
    whose issues come from fewer repositories than that (a team analysing its own one or two) cannot hold a
    cross-project pattern: there the rule is off, and the run's counts and the report say so.
 
-The graded clusters then get :func:`issuerisk.analysis.risk_matrix.assess` (``P_k`` over the graded
+The graded clusters then get :func:`issuerisk.grading.matrix.assess` (``P_k`` over the graded
 clusters' issues; impact from ``risk.impact_measure``, open issues censored at the corpus's snapshot
-time) and a seeded bootstrap of the whole matrix (:mod:`issuerisk.analysis.confidence`). The run's
+time) and a seeded bootstrap of the whole matrix (:mod:`issuerisk.grading.confidence`). The run's
 ``gold_risk`` rows are replaced, excluded clusters included with their reason.
 """
 
@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from issuerisk.analysis.confidence import ClusterSample, bootstrap
-from issuerisk.analysis.gold import resolve_run_id, run_issues, run_rows, run_table
-from issuerisk.analysis.risk_matrix import assess, severity
-from issuerisk.analysis.survival import censored_durations
+from issuerisk.grading.confidence import ClusterSample, bootstrap
+from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table
+from issuerisk.grading.matrix import assess, severity
+from issuerisk.grading.survival import censored_durations
 from issuerisk.conf.settings import RiskConfig
 from issuerisk.constants import FRAMEWORKS, NOISE
 from issuerisk.display import console, table
@@ -171,7 +171,7 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
 
     Raises:
         NoClusteringError: no clustering run, or the given one has no rows.
-        issuerisk.analysis.risk_matrix.RiskInputError: a cluster's resolution times are invalid.
+        issuerisk.grading.matrix.RiskInputError: a cluster's resolution times are invalid.
     """
     tables, rules = ctx.lake.arrow, ctx.cfg.risk
     run_id = resolve_run_id(tables, run_id)

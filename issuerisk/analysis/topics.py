@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from issuerisk.analysis.gold import resolve_run_id, run_issues, run_rows, run_table
-from issuerisk.analysis.centroids import representatives
+from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table
+from issuerisk.clustering.centroids import representatives
 from issuerisk.constants import NOISE
 from issuerisk.display import table
 from issuerisk.lakehouse import ArrowTables
@@ -30,7 +30,7 @@ from issuerisk.schemas.risk import GOLD_QUALITY, GOLD_TOPICS
 from issuerisk.schemas.summaries import SILVER_SUMMARIES
 from issuerisk.analysis.identity import match, pattern_ids
 from issuerisk.analysis.naming import map_categories, readable_names
-from issuerisk.analysis.quality import diversity, npmi
+from issuerisk.clustering.quality import diversity, npmi
 from issuerisk.text.masking import mask, repository_words
 from issuerisk.vectors import load_current_vectors, project_words
 from issuerisk.stage import RUN_ID, Stage, preload
@@ -163,7 +163,7 @@ def identify(tables: ArrowTables, run_id: str, frame: pd.DataFrame, vectors: np.
 
 def embed_texts(cfg, texts: list[str]) -> np.ndarray:
     """A few texts embedded here with the configured model (the category descriptions; a second or two on a CPU)."""
-    from issuerisk.ray_tasks.encoders import build_encoder, encoder_spec
+    from issuerisk.encoding.encoders import build_encoder, encoder_spec
 
     return build_encoder(encoder_spec(cfg.embed)).encode(texts) if texts else np.zeros((0, 1), np.float32)
 

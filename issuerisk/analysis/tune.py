@@ -55,9 +55,9 @@ def suggest(trial) -> dict[str, Any]:
 def score(vectors: np.ndarray, params, runs: int, seed: int) -> dict[str, float | None]:
     """DBCV, mean stability, noise share and clusters of a small consensus with ``params`` (in this process, on the
     configured backend: cuML where ``cluster.backend`` picks it, as the cluster stage would)."""
-    from issuerisk.ray_tasks.cluster_backends import get_backend, member_run
-    from issuerisk.ray_tasks.consensus import dbcv
-    from issuerisk.ray_tasks.consensus import fit as consensus_fit
+    from issuerisk.clustering.backends import get_backend, member_run
+    from issuerisk.clustering.consensus import dbcv
+    from issuerisk.clustering.consensus import fit as consensus_fit
 
     params = params.model_copy(update={"consensus_runs": runs})
     backend = get_backend(params.backend)
@@ -136,7 +136,7 @@ def importance(study) -> dict[str, float]:
 
 def write_page(ctx, rows: list[dict], best: dict, importances: dict[str, float], max_noise: float) -> Path:
     """The trials, the best point and the importances as one self-contained HTML page next to the reports."""
-    from issuerisk.report.html import render_page
+    from issuerisk.html import render_page
 
     path = Path(ctx.cfg.resolve_path(ctx.cfg.project.reports_dir)) / f"tune-{ctx.run.run_id}.html"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,10 +21,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from issuerisk.analysis.gold import profile_source, resolve_run_id, run_records
-from issuerisk.analysis.risk_matrix import GRADES, LIKELIHOOD_BANDS, severity
+from issuerisk.gold import profile_source, resolve_run_id, run_records
+from issuerisk.grading.matrix import GRADES, LIKELIHOOD_BANDS, severity
 from issuerisk.display import console
-from issuerisk.report.html import factsheet_name, render_page
+from issuerisk.html import factsheet_name, render_page
 from issuerisk.schemas.evidence import GOLD_PROFILE
 from issuerisk.schemas.lakehouse import RUNS
 from issuerisk.schemas.risk import GOLD_QUALITY, GOLD_RISK, GOLD_TOPICS

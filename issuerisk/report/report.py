@@ -22,11 +22,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from issuerisk.analysis.gold import profile_source, resolve_run_id, run_records
-from issuerisk.analysis.risk_matrix import GRADES, IMPACTS, severity
+from issuerisk.gold import profile_source, resolve_run_id, run_records
+from issuerisk.grading.matrix import GRADES, IMPACTS, severity
 from issuerisk.constants import FRAMEWORKS
 from issuerisk.display import table
-from issuerisk.report.html import factsheet_name, http_url, render_page
+from issuerisk.html import factsheet_name, http_url, render_page
 from issuerisk.schemas.evidence import GOLD_EXPLANATIONS, GOLD_PROFILE
 from issuerisk.schemas.lakehouse import RUNS, SILVER_ISSUES
 from issuerisk.schemas.ml import GOLD_CLUSTERS

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from issuerisk.analysis.survival import censored_durations, restricted_mean
+from issuerisk.grading.survival import censored_durations, restricted_mean
 from issuerisk.constants import GRADE_ORDER, NOISE
 LIKELIHOOD_BANDS: tuple[tuple[str, float], ...] = (("P1", 0.01), ("P2", 0.05), ("P3", 0.15), ("P4", math.inf))
 IMPACTS = ("I1", "I2", "I3")

@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from issuerisk.conf.settings import EmbedConfig
-from issuerisk.ray_tasks.models import resolve_model
+from issuerisk.encoding.models import resolve_model
 
 
 class Encoder(Protocol):

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 if TYPE_CHECKING:
-    from issuerisk.ray_tasks.cluster_backends import Prepared
+    from issuerisk.clustering.backends import Prepared
 
 ABSENT = -2
 
@@ -198,6 +198,6 @@ def fit(members_of: Callable[[list[int], tuple[str, ...]], list[dict]], prepared
         ) -> tuple[list[dict], np.ndarray, np.ndarray, np.ndarray, str]:
     """The consensus of ``params.consensus_runs`` seeded member runs: (members, labels, vote share, per-cluster stability,
     selection used). ``members_of(seeds, selections)`` runs the members (Ray tasks in ``cluster``, in this process in
-    ``tune``), each as :func:`issuerisk.ray_tasks.cluster_backends.member_run`, the first keeping its reduced vectors."""
+    ``tune``), each as :func:`issuerisk.clustering.backends.member_run`, the first keeping its reduced vectors."""
     members = members_of(member_seeds(seed, params.consensus_runs), selections_of(params))
     return (members, *combine(members, prepared, params, params.member_selection == "auto"))

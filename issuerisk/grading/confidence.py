@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from issuerisk.analysis.risk_matrix import grades_of, impact
+from issuerisk.grading.matrix import grades_of, impact
 
 
 @dataclass(frozen=True)

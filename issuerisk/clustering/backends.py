@@ -220,7 +220,7 @@ def member_run(backend: ClusterBackend, prepared: Prepared, params: ClusterConfi
                keep_reduced: bool = False) -> dict[str, object]:
     """One seeded member of a consensus: per selection its raw labels and its labels with noise filled by the nearest
     clustered points; and its reduced vectors when ``keep_reduced``."""
-    from issuerisk.ray_tasks.consensus import fill_noise
+    from issuerisk.clustering.consensus import fill_noise
 
     reduced = backend.reduce(prepared, params, seed, params.n_components)
     out: dict[str, object] = {}
