@@ -147,21 +147,23 @@ class Contract:
 
 
 
-def with_commit_retries(attempt: Callable[[], None], conflicts: tuple[type[BaseException], ...]) -> None:
+def with_commit_retries(attempt: Callable[[], None], conflicts: tuple[type[BaseException], ...], attempts: int = COMMIT_ATTEMPTS,
+                        cap_s: float = 2.0) -> None:
     """Run one keyed MERGE ``attempt``; when another writer committed first (``conflicts``), run it again on the new
-    version (a keyed MERGE is safe to repeat), with jittered exponential backoff, :data:`COMMIT_ATTEMPTS` times at most.
+    version (a keyed MERGE is safe to repeat), ``attempts`` times at most, after a jittered exponential backoff capped
+    at ``cap_s`` (the jitter spreads writers that collided, so they stop colliding).
 
     Raises:
         the last conflict, when every attempt met one.
     """
-    for tries in range(COMMIT_ATTEMPTS):
+    for tries in range(attempts):
         try:
             attempt()
             return
         except conflicts:
-            if tries == COMMIT_ATTEMPTS - 1:
+            if tries == attempts - 1:
                 raise
-            time.sleep(min(2.0, 0.05 * 2**tries) * (0.5 + random.random()))
+            time.sleep(min(cap_s, 0.05 * 2**tries) * random.uniform(0.25, 1.0))
 
 
 class ArrowTables:

@@ -38,6 +38,10 @@ def _quoted(text: str) -> str:
     return text.replace("'", "\\'")
 
 
+SPARK_COMMIT_ATTEMPTS = 16
+"""Attempts of one Spark-side MERGE that meets commit conflicts (see :func:`with_commit_retries`)."""
+
+
 class SparkTables:
     """Create, read, MERGE, overwrite and version the project's Delta tables through one SparkSession."""
 
@@ -142,7 +146,8 @@ class SparkTables:
                 ``"s.updated_at > t.updated_at"``; None updates every match.
 
         A commit conflict with another writer (Delta's ``ConcurrentAppendException`` and kin) is retried on
-        the new version, as the Arrow side does, up to :data:`issuerisk.lakehouse.arrow_tables.COMMIT_ATTEMPTS` times.
+        the new version, as the Arrow side does, up to :data:`SPARK_COMMIT_ATTEMPTS` times (a Spark MERGE takes seconds, so
+        its writers collide longer than delta-rs ones).
 
         Raises:
             ValueError: an unknown mode, ``replace_run`` without a run id, or a missing column.
@@ -174,7 +179,7 @@ class SparkTables:
                 builder = builder.whenNotMatchedBySourceDelete(condition=f"t.run_id = {sql_text(run_id)}")
             builder.execute()
 
-        with_commit_retries(attempt, conflicts)
+        with_commit_retries(attempt, conflicts, attempts=SPARK_COMMIT_ATTEMPTS, cap_s=4.0)
 
     def overwrite(self, table: TableSpec | str, df: DataFrame, note: dict[str, Any] | None = None) -> None:
         """Replace the table's content (for tables rebuilt whole from their inputs, e.g. silver).
