@@ -113,7 +113,7 @@ def test_failed_repository_resumes_from_its_last_page(cfg, server, clock):
 
 _CHILD = """
 import json, sys
-from issuerisk.conf.settings import validate
+from issuerisk.conf.loader import validate
 from issuerisk.context import Context
 from issuerisk.github import crawl
 from issuerisk.ledger import Run
