@@ -454,7 +454,8 @@ class ServeConfig(_Section):
 
 CONNECT_TOKEN_KEY = "spark.connect.authenticate.token"
 """The one secret ``spark.extra`` may carry: Spark Connect's pre-shared token. It never reaches a JVM's command line
-(the factory hands it over in the environment) nor the run ledger (:meth:`Config.to_dict` redacts it)."""
+(the factory leaves it out of the SparkConf; `issuerisk serve` hands it to its JVM in the environment) nor the run ledger
+(:meth:`Config.to_dict` redacts it)."""
 REDACTED = "<redacted>"
 
 

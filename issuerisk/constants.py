@@ -8,6 +8,9 @@ FRAMEWORKS: tuple[str, ...] = ("pytorch", "tensorflow", "keras")
 UNKNOWN_FRAMEWORK = "unknown"
 """The framework of a repository without evidence for any of :data:`FRAMEWORKS`."""
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+"""Names of this machine's loopback interface (as a host, and bracketed as in a URL)."""
+
 NOISE = -1
 """HDBSCAN's label for an issue that belongs to no cluster."""
 

@@ -38,7 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-from issuerisk.lakehouse.connect_auth import LOOPBACK_HOSTS, SPARK_TOKEN_ENV, authorized, client_url, server_token, token_path
+from issuerisk.constants import LOOPBACK_HOSTS
+from issuerisk.lakehouse.connect_auth import SPARK_TOKEN_ENV, authorized, client_url, server_token, token_path
 from issuerisk.lakehouse.read_only import CHECK_PATH, DEFAULT_REMOTE, ReadOnlyError, check_read_only, check_url, endpoints
 from issuerisk.stage import Option, Stage
 
@@ -96,8 +97,6 @@ def verdict(spark: Any, query: str) -> dict[str, str | bool]:
 
 class BoundedHTTPServer(HTTPServer):
     """An HTTP server that answers at most ``threads`` requests at once and refuses the rest with 503 at once."""
-
-    daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: type, threads: int) -> None:
         super().__init__(address, handler)

@@ -31,6 +31,7 @@ from issuerisk.display import table
 from issuerisk.schemas.crawl import BRONZE_REPOS
 from issuerisk.schemas.lakehouse import BRONZE_ISSUES, SILVER_EXCLUDED, SILVER_ISSUES, SILVER_REPOSITORIES
 from issuerisk.stage import Stage
+from issuerisk.text.authors import bot_login_pattern
 from issuerisk.text.frameworks import EVIDENCE, evidence_aggregates, issue_evidence, tag_repositories
 from issuerisk.text.kernels import language_identifier, minhash_signatures, shingle_hashes
 from issuerisk.text.repos import repo_keyword
@@ -208,7 +209,7 @@ def build_silver(bronze: DataFrame, descriptions: dict[str, str], cfg: Config, r
     framework tags and every count (collected: one row per repository).
     """
     rules = cfg.filter
-    bots = "|".join(f"(?i:{p})" for p in rules.bot_login_patterns)
+    bots = bot_login_pattern(rules.bot_login_patterns)
     issues = bronze.select("repository", "number", "title", "body", "state", "labels", "user_login", "user_type", "html_url",
                            "created_at", "updated_at", "closed_at", "is_pull_request", "framework")
     pull = F.col("is_pull_request")

@@ -164,3 +164,20 @@ def test_the_ledger_records_the_connect_token_redacted(tmp_path):
     cfg = load_config(environ={"ISSUERISK_WAREHOUSE": str(tmp_path), "ISSUERISK__SPARK__EXTRA__spark.connect.authenticate.token": "t" * 32})
     assert cfg.spark.extra["spark.connect.authenticate.token"] == "t" * 32
     assert json.loads(cfg.to_json())["spark"]["extra"]["spark.connect.authenticate.token"] == "<redacted>"
+
+
+def test_the_connect_token_in_spark_extra_is_never_a_spark_setting_nor_overrides_the_servers(tmp_path, monkeypatch):
+    """The factory leaves the token out of the SparkConf (spark-submit would put it on the JVM's command line) and out
+    of the environment: only serve decides which token its JVM requires (ISSUERISK_SERVE_TOKEN first)."""
+    from issuerisk.conf import load_config
+    from issuerisk.lakehouse.connect_auth import SPARK_TOKEN_ENV, server_token
+    from issuerisk.lakehouse.spark_session import builder_for
+
+    monkeypatch.delenv(SPARK_TOKEN_ENV, raising=False)
+    monkeypatch.setenv("ISSUERISK_SERVE_TOKEN", "e" * 32)
+    cfg = load_config(environ={"ISSUERISK_WAREHOUSE": str(tmp_path), "ISSUERISK__SERVE__TOKEN_FILE": str(tmp_path / "t"),
+                               "ISSUERISK__SPARK__EXTRA__spark.connect.authenticate.token": "x" * 32})
+    options = builder_for(cfg)._options
+    assert "spark.connect.authenticate.token" not in options and "x" * 32 not in options.values()
+    assert SPARK_TOKEN_ENV not in os.environ
+    assert server_token(cfg) == "e" * 32 and (tmp_path / "t").read_text().strip() == "e" * 32

@@ -46,7 +46,12 @@ from issuerisk.issue_files import IngestError, find_files, parse_file
 from issuerisk.schemas.lakehouse import SILVER_ISSUE_KINDS, SILVER_ISSUES
 from issuerisk.silver import SILVER_NAMES, silver_build
 from issuerisk.stage import Stage
+from issuerisk.text.authors import bot_login_pattern
 from issuerisk.vectors import NoVectorsError, load_current_vectors
+
+
+NEVER = datetime.min.replace(tzinfo=timezone.utc)
+"""The ``updated_at`` of a record without one: any dated record of the same issue is newer."""
 
 
 class ClassifierError(ValueError):
@@ -125,7 +130,7 @@ def reference_examples(cfg, leave_out: set[str]) -> tuple[list[tuple[str, str]],
     except IngestError as exc:
         raise ClassifierError(f"kinds.reference_corpus: {exc}") from None
     patterns = compile_label_patterns(cfg.kinds.label_patterns)
-    bots = re.compile("|".join(f"(?:{p})" for p in cfg.filter.bot_login_patterns), re.IGNORECASE)
+    bots = re.compile(bot_login_pattern(cfg.filter.bot_login_patterns))
     newest: dict[tuple[str, int], dict] = {}
     held: set[str] = set()
     for path in files:
@@ -138,8 +143,7 @@ def reference_examples(cfg, leave_out: set[str]) -> tuple[list[tuple[str, str]],
             kind = kind_of_labels(row["labels"] or [], patterns, cfg.kinds.priority or None)
             key = (row["repository"], row["number"])
             seen = newest.get(key)
-            if kind is not None and (seen is None or (row["updated_at"] or datetime.min.replace(tzinfo=timezone.utc))
-                                     >= (seen["updated_at"] or datetime.min.replace(tzinfo=timezone.utc))):
+            if kind is not None and (seen is None or (row["updated_at"] or NEVER) >= (seen["updated_at"] or NEVER)):
                 newest[key] = {**row, "kind": kind}
     rows = [newest[k] for k in sorted(newest)]
     return [(r["title"], r["body"] or "") for r in rows], [r["kind"] for r in rows], [r["repository"] for r in rows], held
@@ -158,6 +162,13 @@ def summary(evaluation: dict, labelled: int, repositories: int) -> dict[str, Any
 
 def _rounded(per_class: dict) -> dict:
     return {k: {m: round(v, 4) if isinstance(v, float) else v for m, v in scores.items()} for k, scores in per_class.items()}
+
+
+def scores_table(title: str, per_class: dict, macro: list[tuple[str, float]]) -> None:
+    """Print per-class precision, recall, F1 and support, then each macro-F1 (named by the kinds it averages)."""
+    table(title, ["kind", "precision", "recall", "F1", "issues"],
+          [(k, v["precision"], v["recall"], v["f1"], v["support"]) for k, v in per_class.items()]
+          + [(f"macro-F1 ({kinds})", "", "", value, "") for kinds, value in macro])
 
 
 def input_check(model, texts, by_label) -> dict[str, Any] | None:
@@ -223,17 +234,13 @@ def run(ctx) -> dict[str, Any]:
                      "model_id": [None if s == "label" else name for s in source], "run_id": [ctx.run.run_id] * len(keys)})
     tables.overwrite(SILVER_ISSUE_KINDS, rows, {"silver_build": silver_build(tables), "model_id": name})
     report = summary(evaluation, train_labelled, train_repositories)
-    table(f"classify: repository-grouped {cfg.kinds.eval_folds}-fold evaluation on {train_labelled:,} labelled issues of "
-          f"{train_repositories} repositories ({origin['source']})",
-          ["kind", "precision", "recall", "F1", "issues"],
-          [(k, v["precision"], v["recall"], v["f1"], v["support"]) for k, v in report["per_class_core"].items()]
-          + [("macro-F1 (defect, feature, question)", "", "", report["macro_f1_core"], ""), ("macro-F1 (5 kinds)", "", "", report["macro_f1_all"], "")])
+    scores_table(f"classify: repository-grouped {cfg.kinds.eval_folds}-fold evaluation on {train_labelled:,} labelled issues of "
+                 f"{train_repositories} repositories ({origin['source']})", report["per_class_core"],
+                 [("defect, feature, question", report["macro_f1_core"]), ("5 kinds", report["macro_f1_all"])])
     check = None if origin["source"] == "input labels" else input_check(model, texts, by_label)
     if check:
-        table(f"classify: the reference model on the input's {check['issues']:,} labelled issues (repositories it never saw)",
-              ["kind", "precision", "recall", "F1", "issues"],
-              [(k, v["precision"], v["recall"], v["f1"], v["support"]) for k, v in check["per_class_core"].items()]
-              + [("macro-F1 (defect, feature, question)", "", "", check["macro_f1_core"], "")])
+        scores_table(f"classify: the reference model on the input's {check['issues']:,} labelled issues (repositories it never saw)",
+                     check["per_class_core"], [("defect, feature, question", check["macro_f1_core"])])
     mix = Counter(zip(kinds, source))
     table("classify: kinds of the silver issues", ["kind", "from labels", "predicted"],
           [(k, mix[(k, "label")], mix[(k, "model")]) for k in KINDS])

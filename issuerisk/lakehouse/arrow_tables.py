@@ -146,7 +146,6 @@ class Contract:
     strict: bool = False
 
 
-
 def with_commit_retries(attempt: Callable[[], None], conflicts: tuple[type[BaseException], ...], attempts: int = COMMIT_ATTEMPTS,
                         cap_s: float = 2.0) -> None:
     """Run one keyed MERGE ``attempt``; when another writer committed first (``conflicts``), run it again on the new

@@ -21,12 +21,12 @@ from pathlib import Path
 
 from issuerisk.conf import Config
 from issuerisk.conf.settings import CONNECT_TOKEN_KEY, REDACTED
+from issuerisk.constants import LOOPBACK_HOSTS
 from issuerisk.lakehouse.read_only import DEFAULT_REMOTE, endpoints
 
 TOKEN_ENV = "ISSUERISK_SERVE_TOKEN"
 SPARK_TOKEN_ENV = "SPARK_CONNECT_AUTHENTICATE_TOKEN"
 """What Spark Connect's server (and PySpark's Connect client) read the pre-shared token from."""
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9._~+/=-]{16,512}")
 
 

@@ -33,8 +33,9 @@ from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from issuerisk.conf import Config
-from issuerisk.conf.settings import CONNECT_TOKEN_KEY, REDACTED
-from issuerisk.lakehouse.connect_auth import LOOPBACK_HOSTS, SPARK_TOKEN_ENV, client_token, client_url
+from issuerisk.conf.settings import CONNECT_TOKEN_KEY
+from issuerisk.constants import LOOPBACK_HOSTS
+from issuerisk.lakehouse.connect_auth import client_token, client_url
 from issuerisk.lakehouse.read_only import endpoints
 
 DELTA_CONF = {
@@ -151,9 +152,7 @@ def builder_for(cfg: Config) -> SparkSession.Builder:
                                   "infra/local-cluster.sh up fetches the metastore's JDBC driver, or fix the path")
         builder = builder.config("spark.driver.extraClassPath", os.pathsep.join(s.driver_class_path))
     for key, value in s.extra.items():
-        if key == CONNECT_TOKEN_KEY:  # a secret: to the JVM through its environment, never its command line (ps)
-            if value != REDACTED:
-                os.environ[SPARK_TOKEN_ENV] = value
+        if key == CONNECT_TOKEN_KEY:  # a secret, never a --conf (ps shows those): serve hands it to the JVM in its environment
             continue
         builder = builder.config(key, value)
     if s.jars_dir:

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from issuerisk.conf.secrets import check_secret_values, env_secrets, redact, url_credentials
 from issuerisk.conf.settings import LLMConfig
+from issuerisk.constants import LOOPBACK_HOSTS
 from issuerisk.summarizers import Outcome, SummarizerError, SummaryIdentity, with_title
 from issuerisk.summarizers.extractive import error_lines
 
@@ -144,7 +145,7 @@ def build_client(cfg: LLMConfig) -> Any:
         raise SummarizerError(f"{source} carries credentials ({where}); remove them from the URL and export the key as OPENAI_API_KEY")
     api_key = os.environ.get("OPENAI_API_KEY") or None
     parts = urlsplit(base_url or "https://api.openai.com/v1")
-    if api_key and parts.scheme != "https" and (parts.hostname or "") not in ("127.0.0.1", "localhost", "::1"):
+    if api_key and parts.scheme != "https" and (parts.hostname or "") not in LOOPBACK_HOSTS:
         raise SummarizerError(f"{source}={base_url} is plain {parts.scheme or 'http'} to {parts.hostname}: OPENAI_API_KEY would travel in clear. "
                               "Use an https:// URL, or a server on this machine (127.0.0.1, localhost)")
     if api_key is None:
