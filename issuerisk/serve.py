@@ -11,7 +11,9 @@ and a TLS-terminating proxy in front (the Connect client sends tokens in clear o
 
 What a statement may do there: files are not tables (``spark.sql.runSQLOnFiles`` is off, so ``text.`/etc/x```
 fails in every session); Spark jobs that run longer than ``serve.statement_timeout_s`` are cancelled; a result
-larger than ``serve.max_result_size`` fails. A token holder may still write (as the warehouse's owner may);
+larger than ``serve.max_result_size`` fails; code never runs on the server (TRANSFORM, java_method, Python and
+client-shipped functions are refused in every session by :mod:`issuerisk.lakehouse.jvm_guard`). A token holder may
+still write tables (as the warehouse's owner may);
 ``issuerisk sql`` asks the check endpoint first and runs only what it passes unless ``--write``.
 
 With ``--jdbc-port``, the same session also serves Spark's Thrift JDBC/ODBC server (HiveServer2's protocol,
@@ -40,6 +42,7 @@ from typing import Any
 
 from issuerisk.constants import LOOPBACK_HOSTS
 from issuerisk.lakehouse.connect_auth import SPARK_TOKEN_ENV, authorized, client_url, server_token, token_path
+from issuerisk.lakehouse.jvm_guard import GUARD_CLASS, GuardBuildError, guard_jar
 from issuerisk.lakehouse.read_only import CHECK_PATH, DEFAULT_REMOTE, ReadOnlyError, check_read_only, check_url, endpoints
 from issuerisk.stage import Option, Stage
 
@@ -57,18 +60,29 @@ def configure(cfg: Any, args: dict[str, Any]) -> tuple[Any, dict[str, int]]:
     """The config the server runs under: Spark's Connect plugin on, bound to ``spark.remote``'s host and port, files
     not readable as tables, the result size capped.
 
+    Every session of the server runs :mod:`issuerisk.lakehouse.jvm_guard`'s check rule: no TRANSFORM, java_method,
+    reflect, Python UDF or client-shipped function.
+
     Raises:
-        ServeError: the host is not a loopback address and ``--allow-remote`` was not given, or ``--jdbc-port`` was
-            given without an authentication mode (LDAP or CUSTOM) for the Thrift server.
+        ServeError: the host is not a loopback address and ``--allow-remote`` was not given, ``--jdbc-port`` was
+            given without an authentication mode (LDAP or CUSTOM) for the Thrift server, or the guard cannot be compiled.
     """
+    from issuerisk.lakehouse.spark_session import DELTA_CONF
+
     remote = cfg.spark.remote or DEFAULT_REMOTE
     host, port, _ = endpoints(remote)
     if host not in LOOPBACK_HOSTS and not args.get("allow_remote"):
         raise ServeError(f"issuerisk serve listens on the loopback interface only; {remote} names {host}. To serve other machines, pass "
                          "--allow-remote and put a TLS-terminating proxy in front: the Connect client sends its token in clear to any host but localhost")
+    try:
+        guard = str(guard_jar(cfg.cache_dir(None, "jvm")))
+    except GuardBuildError as exc:
+        raise ServeError(str(exc)) from None
     extra = {**cfg.spark.extra, "spark.plugins": ",".join(p for p in (cfg.spark.extra.get("spark.plugins"), CONNECT_PLUGIN) if p),
              "spark.connect.grpc.binding.address": host, "spark.connect.grpc.binding.port": str(port),
-             "spark.sql.runSQLOnFiles": "false", "spark.driver.maxResultSize": cfg.serve.max_result_size}
+             "spark.sql.runSQLOnFiles": "false", "spark.driver.maxResultSize": cfg.serve.max_result_size,
+             "spark.sql.extensions": ",".join((DELTA_CONF["spark.sql.extensions"], GUARD_CLASS)),
+             "spark.jars": ",".join(j for j in (cfg.spark.extra.get("spark.jars"), guard) if j)}
     if args.get("jdbc_port"):
         mode = str(cfg.spark.extra.get(JDBC_AUTH_KEY, "NONE")).upper()
         if mode not in JDBC_AUTH_MODES:

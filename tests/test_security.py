@@ -39,10 +39,11 @@ def served(tmp_path_factory):
            "ISSUERISK__SERVE__CHECK_TIMEOUT_S": "3"}
     secret = tmp / "secret.txt"
     secret.write_text("the metastore password\n")
+    # a view that calls Java, made by a session outside serve (serve's own sessions refuse to create it)
+    _sql_writes(env, "CREATE VIEW issuerisk.v_env AS SELECT java_method('java.lang.System', 'getenv', 'HOME') AS home")
     server = _serving(env)
     try:
         _sql_writes(env, "CREATE TABLE issuerisk.t (a INT, b STRING) USING delta", "INSERT INTO issuerisk.t VALUES (1, 'x'), (2, 'y')",
-                    "CREATE VIEW issuerisk.v_env AS SELECT java_method('java.lang.System', 'getenv', 'HOME') AS home",
                     "CREATE VIEW issuerisk.v_ok AS SELECT a FROM issuerisk.t")
         yield {"env": env, "port": port, "token_file": Path(env["ISSUERISK__SERVE__TOKEN_FILE"]), "secret": secret, "server": server}
     finally:
@@ -61,6 +62,38 @@ def _connect(port: int, token: str | None, statement: str) -> subprocess.Complet
     if token:
         env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = token
     return subprocess.run([sys.executable, "-c", client], env=env, capture_output=True, text=True, timeout=300)
+
+
+CODE_ATTEMPTS = {
+    "java_method": "spark.sql(\"SELECT java_method('java.lang.System', 'getenv', 'HOME')\").collect()",
+    "reflect": "spark.sql(\"SELECT reflect('java.lang.Runtime', 'getRuntime')\").collect()",
+    "transform": "spark.sql(\"SELECT TRANSFORM(a) USING 'sh -c id' FROM issuerisk.t\").collect()",
+    "python_udf": "spark.table('issuerisk.t').select(F.udf(lambda a: __import__('os').getcwd())('a')).collect()",
+    "map_in_pandas": "spark.table('issuerisk.t').mapInPandas(lambda frames: frames, 'a int, b string').collect()",
+    "view_calling_java": "spark.sql('SELECT * FROM issuerisk.v_env').collect()",
+    "create_view_calling_java": "spark.sql(\"CREATE VIEW issuerisk.v_new AS SELECT reflect('java.lang.System', 'getenv', 'HOME')\")",
+    "plain_read": "spark.sql('SELECT a FROM issuerisk.t ORDER BY a').collect()",
+}
+
+
+def _attempts(port: int, token: str) -> dict[str, str]:
+    """Each of CODE_ATTEMPTS from one bare PySpark Connect client with the token: "ran: result" or "refused: error"."""
+    client = textwrap.dedent(f"""
+        import json
+        from pyspark.sql import SparkSession, functions as F
+        spark = SparkSession.builder.remote("sc://localhost:{port}").getOrCreate()
+        out = {{}}
+        for name, code in json.loads({json.dumps(json.dumps(CODE_ATTEMPTS))}).items():
+            try:
+                out[name] = "ran: " + repr(eval(code))
+            except Exception as exc:
+                out[name] = "refused: " + str(exc).splitlines()[0]
+        print(json.dumps(out))
+    """)
+    env = {**os.environ, "SPARK_CONNECT_AUTHENTICATE_TOKEN": token}
+    proc = subprocess.run([sys.executable, "-c", client], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _check(port: int, body: bytes, token: str | None) -> int:
@@ -129,6 +162,19 @@ def test_files_are_no_tables_even_for_a_client_that_skips_the_check(served):
     token = served["token_file"].read_text().strip()
     proc = _connect(served["port"], token, f"SELECT * FROM text.`{served['secret']}`")
     assert proc.returncode != 0 and "TABLE_OR_VIEW_NOT_FOUND" in proc.stderr and "metastore password" not in proc.stdout
+
+
+def test_the_server_refuses_client_code_in_every_session_even_without_the_check(served):
+    """A token holder's own Connect client, which never asks the check endpoint: Java calls, shell commands and Python
+    functions are refused by the server's check rule (issuerisk.lakehouse.jvm_guard) before they run; reads work."""
+    outcome = _attempts(served["port"], served["token_file"].read_text().strip())
+    assert outcome.pop("plain_read") == "ran: [Row(a=1), Row(a=2)]"
+    nodes = {"java_method": "CallMethodViaReflection", "reflect": "CallMethodViaReflection", "transform": "ScriptTransformation",
+             "python_udf": "PythonUDF", "map_in_pandas": "MapInPandas", "view_calling_java": "CallMethodViaReflection",
+             "create_view_calling_java": "CallMethodViaReflection"}
+    for name, node in nodes.items():
+        assert outcome[name].startswith(f"refused: (java.lang.SecurityException) issuerisk serve refuses {node}"), (name, outcome[name])
+    assert os.environ["HOME"] not in json.dumps(outcome)
 
 
 def test_a_statement_past_the_timeout_is_cancelled(served):

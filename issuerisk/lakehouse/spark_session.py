@@ -159,7 +159,7 @@ def builder_for(cfg: Config) -> SparkSession.Builder:
         jars = sorted(glob.glob(os.path.join(s.jars_dir, "*.jar")))
         if not jars:
             raise SparkSetupError(f"spark.jars_dir={s.jars_dir!r} holds no .jar files; put delta-spark and delta-storage jars there or set it to null to resolve them from Maven")
-        builder = builder.config("spark.jars", ",".join(jars))
+        builder = builder.config("spark.jars", ",".join([*jars, *filter(None, [s.extra.get("spark.jars")])]))
         return builder.config("spark.jars.packages", ",".join(s.packages)) if s.packages else builder
     from delta import configure_spark_with_delta_pip
 
