@@ -5,18 +5,19 @@ record by record: each becomes a typed bronze row or a reject with file, line, r
 and detail. Parsing is total: whatever one record holds (broken JSON, a wrong type, a
 number or date Spark cannot store, a lone surrogate, invalid UTF-8, a non-http link,
 too many bytes) rejects that record only. The ingest job (:mod:`issuerisk.jobs.ingest`)
-runs :func:`parse_file` in Spark tasks; the kinds classifier's reference corpus reads
+runs :func:`iter_rows` in Spark tasks; the kinds classifier's reference corpus reads
 files with it directly.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -296,15 +297,8 @@ def _gunzip(handle: BinaryIO, limit: int) -> tuple[bytearray, str | None, str | 
 
 def _lines(view: memoryview, offset: int) -> Iterator[tuple[int, str, str | None]]:
     """(line number, text, None) per line, or (number, text with bad bytes escaped, why) for a line
-    that is not UTF-8. The whole text is decoded at once; line by line only when that fails."""
-    try:
-        text = str(view, "utf-8")
-    except UnicodeDecodeError:
-        pass
-    else:
-        for number, line in enumerate(io.StringIO(text), start=1):
-            yield number, line, None
-        return
+    that is not UTF-8. Decoded line by line: the file is never held as one text (a str of non-ASCII
+    text takes up to four bytes per character)."""
     for number, raw in enumerate(io.BytesIO(view), start=1):
         try:
             yield number, raw.decode("utf-8"), None
@@ -362,43 +356,76 @@ def _json_lines(data: bytes | bytearray, lo: int, fault: str | None, why: str | 
         yield 1, bytes(data[lo:lo + RAW_LIMIT]).decode("utf-8", "backslashreplace"), None, "empty_file", detail, False
 
 
+_ARRAY_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.S)
+_OPEN, _CLOSE, _QUOTE = frozenset(b"[{"), frozenset(b"]}"), ord('"')
+
+
+def _item_spans(data: bytes | bytearray, start: int) -> tuple[list[tuple[int, int]], int, int | None]:
+    """The byte spans of the items of the array opening at ``data[start]``, found by a scan over strings and brackets
+    that builds no objects; the offset where the items stopped, and the offset past the closing ``]`` (None: not
+    closed before the end of the file)."""
+    spans: list[tuple[int, int]] = []
+    depth, item = 0, start + 1
+    for token in _ARRAY_TOKEN.finditer(data, start):
+        at = token.start()
+        byte = data[at]
+        if byte == _QUOTE:
+            continue
+        if byte in _OPEN:
+            depth += 1
+        elif byte in _CLOSE:
+            depth -= 1
+            if depth == 0:
+                if spans or _BLANK.match(data, item).end() < at:  # "[]" has no item
+                    spans.append((item, at))
+                return spans, at, at + 1
+        elif depth == 1:  # a comma between two items
+            spans.append((item, at))
+            item = at + 1
+    return spans, item, None
+
+
 def _array(data: bytes | bytearray, lo: int, fault: str | None, why: str | None, max_record_bytes: int) -> Iterator[Record]:
-    """The items of a JSON array file. Invalid UTF-8 rejects the items holding it (``bad_encoding``)."""
+    """The items of a JSON array file, one at a time: each item's bytes are found by a scan, then decoded and parsed
+    alone, so memory holds the file's bytes and one item, never the file as text or all its objects. Invalid UTF-8 or
+    broken JSON rejects the item holding it; an array that is not closed rejects what follows its last whole item."""
     if fault is not None:
         yield 1, bytes(data[lo:lo + 4 * RAW_LIMIT]).decode("utf-8", "backslashreplace"), None, fault, why, False
         return
-    view = memoryview(data)[lo:]
-    try:
-        text, invalid = str(view, "utf-8"), None
-    except UnicodeDecodeError as exc:  # read on; each bad byte becomes a surrogate \udc80-\udcff
-        text, invalid = str(view, "utf-8", "surrogateescape"), f"byte offset {lo + exc.start}: {exc.reason}"
-    try:
-        items, strict = _loads(text)
-    except (ValueError, RecursionError) as exc:
-        head = text[:text.find("\n") + 1 or len(text)]
-        try:
-            _loads(head)
-        except (ValueError, RecursionError):
-            yield 1, text[:RAW_LIMIT], None, "broken_json", f"file is not a valid JSON array: {_why(exc)}", False
-        else:  # JSON Lines whose first record is an array
-            yield from _json_lines(data, lo, None, None, max_record_bytes)
+    spans, stopped, closed = _item_spans(data, _BLANK.match(data, lo).end())
+    if closed is not None and _BLANK.match(data, closed).end() < len(data):  # JSON Lines whose first record is an array
+        yield from _json_lines(data, lo, None, None, max_record_bytes)
         return
-    for index, item in enumerate(items, start=1):
-        try:
-            raw = orjson.dumps(item).decode()
-        except (orjson.JSONEncodeError, TypeError):  # a lone surrogate or a number beyond 64 bits: escaped ASCII JSON
-            try:
-                raw = json.dumps(item)
-            except (ValueError, RecursionError) as exc:
-                yield index, "", None, "broken_json", f"the item cannot be written back as JSON: {_why(exc)}", False
-                continue
-            if invalid is not None and _SURROGATE.search(json.dumps(item, ensure_ascii=False)):
-                yield index, raw, item, "bad_encoding", f"the item holds bytes that are not UTF-8 (the file's first at {invalid})", False
-                continue
-        if len(raw) > max_record_bytes // 4 and (size := len(raw.encode("utf-8"))) > max_record_bytes:
-            yield index, raw, item, "record_too_large", f"the item holds {size} bytes as JSON, more than ingest.max_record_bytes ({max_record_bytes})", False
-            continue
-        yield index, raw, item, None, None, not strict
+    view = memoryview(data)
+    for index, (a, b) in enumerate(spans, start=1):
+        yield _item(view[a:b], a, index, max_record_bytes)
+    if closed is None:
+        rest = bytes(view[stopped:stopped + RAW_LIMIT]).decode("utf-8", "backslashreplace").strip()
+        yield (len(spans) + 1, rest, None, "broken_json",
+               f"the array is not closed: the file ends {len(data) - stopped} bytes after item {len(spans)}", False)
+
+
+def _item(chunk: memoryview, offset: int, index: int, max_record_bytes: int) -> Record:
+    """One array item from its bytes (``offset``: where they start in the file) as a :data:`Record`."""
+    if len(chunk) > 4 * max_record_bytes:  # too large even with generous whitespace: not parsed at all
+        return (index, bytes(chunk[:RAW_LIMIT]).decode("utf-8", "backslashreplace").strip(), None, "record_too_large",
+                f"the item holds {len(chunk)} bytes, more than ingest.max_record_bytes ({max_record_bytes})", False)
+    try:
+        text, invalid = str(chunk, "utf-8").strip(), None
+    except UnicodeDecodeError as exc:
+        text = str(chunk, "utf-8", "surrogateescape").strip()
+        invalid = f"at byte offset {offset + exc.start} of the file: {exc.reason}"
+    try:
+        item, strict = _loads(text)
+    except (ValueError, RecursionError) as exc:
+        return index, _storable(text[:RAW_LIMIT]), None, "broken_json", f"item {index} is not valid JSON: {_why(exc)}", False
+    if invalid is not None:
+        return (index, str(chunk, "utf-8", "backslashreplace").strip(), item, "bad_encoding",
+                f"the item holds bytes that are not UTF-8 ({invalid})", False)
+    raw = orjson.dumps(item).decode() if strict else text  # compact when orjson can; else exactly as read
+    if len(raw) > max_record_bytes // 4 and (size := len(raw.encode("utf-8", "surrogatepass"))) > max_record_bytes:
+        return index, raw, item, "record_too_large", f"the item holds {size} bytes as JSON, more than ingest.max_record_bytes ({max_record_bytes})", False
+    return index, raw, item, None, None, not strict
 
 
 def _reject(base: dict[str, Any], obj: Any, reason: str, detail: str, raw: str) -> dict[str, Any]:
@@ -419,12 +446,16 @@ def _reject(base: dict[str, Any], obj: Any, reason: str, detail: str, raw: str) 
 
 
 def parse_file(path: str, max_record_bytes: int = MAX_RECORD_BYTES, max_file_bytes: int = MAX_FILE_BYTES) -> list[dict[str, Any]]:
-    """Parse one file into rows of :data:`PARSED`: a bronze row, or a reject with reason and raw text.
+    """All rows of :func:`iter_rows` for one file."""
+    return list(iter_rows(path, max_record_bytes, max_file_bytes))
+
+
+def iter_rows(path: str, max_record_bytes: int = MAX_RECORD_BYTES, max_file_bytes: int = MAX_FILE_BYTES) -> Iterator[dict[str, Any]]:
+    """Parse one file into rows of :data:`PARSED`, one at a time: a bronze row, or a reject with reason and raw text.
 
     Total: whatever a record holds, it becomes one row, and should reading the file fail in a way
     not foreseen, the rows before the fault are kept and one ``unreadable_file`` reject follows them.
     """
-    rows: list[dict[str, Any]] = []
     line = 0
     try:
         for line, text, obj, reason, detail, check_text in _records(path, max_record_bytes, max_file_bytes):
@@ -432,17 +463,16 @@ def parse_file(path: str, max_record_bytes: int = MAX_RECORD_BYTES, max_file_byt
             raw = text.rstrip("\n")
             if reason is None:
                 try:
-                    rows.append({**base, **parse_record(obj, check_text), "raw_json": raw})
+                    yield {**base, **parse_record(obj, check_text), "raw_json": raw}
                     continue
                 except RecordError as err:
                     reason, detail = err.reason, err.detail
                 except Exception as exc:  # a record must never abort the file
                     reason, detail = "bad_value", f"{type(exc).__name__}: {exc}"
-            rows.append(_reject(base, obj, reason, detail, raw))
+            yield _reject(base, obj, reason, detail, raw)
     except Exception as exc:  # nor a file the ingest
-        rows.append(_reject({"source_file": path, "source_line": line + 1}, None, "unreadable_file",
-                            f"reading stopped here: {type(exc).__name__}: {exc}", ""))
-    return rows
+        yield _reject({"source_file": path, "source_line": line + 1}, None, "unreadable_file",
+                      f"reading stopped here: {type(exc).__name__}: {exc}", "")
 
 
 def to_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
@@ -467,11 +497,12 @@ def _storable_row(row: dict[str, Any]) -> dict[str, Any]:
             "raw": _storable(str(row.get("raw_json") or row.get("raw") or "")[:RAW_LIMIT])[:RAW_LIMIT]}
 
 
-def to_batches(rows: list[dict[str, Any]]) -> Iterator[pa.RecordBatch]:
-    """Batches of :data:`PARSED`. :func:`parse_record` makes every value storable; should a batch
-    still fail, its rows are checked one by one and those Arrow refuses become ``bad_value`` rejects."""
-    for start in range(0, len(rows), BATCH_ROWS):
-        chunk = rows[start:start + BATCH_ROWS]
+def to_batches(rows: Iterable[dict[str, Any]]) -> Iterator[pa.RecordBatch]:
+    """Batches of :data:`PARSED` of at most :data:`BATCH_ROWS` rows, taken from ``rows`` as they come.
+    :func:`parse_record` makes every value storable; should a batch still fail, its rows are checked one
+    by one and those Arrow refuses become ``bad_value`` rejects."""
+    rows = iter(rows)
+    while chunk := list(itertools.islice(rows, BATCH_ROWS)):
         try:
             yield to_batch(chunk)
         except Exception:  # never lose the other rows of the batch

@@ -1,7 +1,7 @@
 """Ingest GitHub issue objects into ``bronze_issues``; malformed records go to ``bronze_rejects``.
 
 Files are parsed in Spark tasks (``mapInArrow`` over the file list, each task running
-:func:`issuerisk.issue_files.parse_file`), so the driver never holds the records;
+:func:`issuerisk.issue_files.iter_rows`), so the driver never holds the records;
 each record becomes either a typed bronze row or a reject with file, line, reason and
 detail. Bronze is MERGEd on (repository, number), keeping the newest ``updated_at``, so
 rerunning the same files changes nothing.
@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from issuerisk.constants import FRAMEWORKS
 from issuerisk.context import Context
 from issuerisk.display import table
-from issuerisk.issue_files import MAX_FILE_BYTES, MAX_RECORD_BYTES, PARSED, IngestError, find_files, parse_file, to_batches
+from issuerisk.issue_files import MAX_FILE_BYTES, MAX_RECORD_BYTES, PARSED, IngestError, find_files, iter_rows, to_batches
 from issuerisk.schemas.lakehouse import BRONZE_ISSUES, BRONZE_REJECTS
 from issuerisk.stage import FRAMEWORK, PATHS, Stage
 
@@ -35,13 +35,13 @@ CHANGED_REJECT = "NOT (" + " AND ".join(f"s.{c} <=> t.{c}" for c in ("reason", "
 
 def parse(spark: SparkSession, files: list[str], files_per_task: int,
           max_record_bytes: int = MAX_RECORD_BYTES, max_file_bytes: int = MAX_FILE_BYTES) -> DataFrame:
-    """Parse files in Spark tasks into one DataFrame of :data:`PARSED` rows (see :func:`parse_file`)."""
+    """Parse files in Spark tasks into one DataFrame of :data:`PARSED` rows (see :func:`iter_rows`)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     def parse_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for path in batch.column("path").to_pylist():
-                yield from to_batches(parse_file(path, max_record_bytes, max_file_bytes))
+                yield from to_batches(iter_rows(path, max_record_bytes, max_file_bytes))
 
     # At least 4 tasks per core, so uneven files still keep every core busy to the end.
     slices = max(1, min(len(files), max(-(-len(files) // files_per_task), spark.sparkContext.defaultParallelism * 4)))

@@ -137,6 +137,28 @@ def test_array_items_are_checked_like_lines(tmp_path):
     stored(rows)
 
 
+def test_an_array_is_read_item_by_item_so_one_fault_loses_only_its_item(tmp_path):
+    """Issue 25.10: the items are found by a scan and parsed one at a time; a broken item, strings holding brackets
+    and commas, indentation and an array cut before its end lose nothing but what is broken."""
+    items = [issue(REPO, 1, "a [tricky], {title}"), issue(REPO, 2, 'quote \\" and ] inside'), issue(REPO, 3, "three")]
+    pretty = tmp_path / "pretty.json"
+    pretty.write_text(json.dumps(items, indent=2))
+    rows = parse_file(str(pretty))
+    assert outcome(rows) == [(1, None), (2, None), (3, None)] and [r["title"] for r in rows] == [i["title"] for i in items]
+    assert json.loads(rows[0]["raw_json"]) == items[0] and "\n" not in rows[0]["raw_json"]  # stored compact
+    broken = tmp_path / "broken.json"
+    broken.write_text("[" + ", ".join([json.dumps(items[0]), '{"number": 2, "title": oops}', json.dumps(items[2])]) + "]")
+    rows = parse_file(str(broken))
+    assert outcome(rows) == [(1, None), (2, "broken_json"), (3, None)] and rows[1]["raw"] == '{"number": 2, "title": oops}'
+    cut = tmp_path / "cut.json"
+    whole = json.dumps(items)
+    cut.write_text(whole[: whole.index(json.dumps(items[2])) + 20])
+    rows = parse_file(str(cut))
+    assert outcome(rows) == [(1, None), (2, None), (3, "broken_json")]
+    assert rows[2]["detail"].startswith("the array is not closed: the file ends ") and rows[2]["raw"] == json.dumps(items[2])[:20]
+    assert parse_file(write(tmp_path / "empty.json", ["[ ]"])) == []
+
+
 def test_a_jsonl_file_whose_first_record_is_an_array_is_still_json_lines(tmp_path):
     for name in ("lines.jsonl", "lines.json"):  # .jsonl by its name; .json because its first line parses alone
         rows = parse_file(write(tmp_path / name, ["[1, 2]", good(2), "[broken", good(4)]))
@@ -181,7 +203,7 @@ def test_invalid_utf8_in_an_array_rejects_the_items_holding_it(tmp_path):
     rows = parse_file(str(path))
     assert outcome(rows) == [(1, None), (2, "bad_encoding"), (3, None)]
     offset = data.index(b"\xe9")
-    assert rows[1]["detail"] == f"the item holds bytes that are not UTF-8 (the file's first at byte offset {offset}: invalid continuation byte)"
+    assert rows[1]["detail"] == f"the item holds bytes that are not UTF-8 (at byte offset {offset} of the file: invalid continuation byte)"
     assert rows[1]["number"] == 2
     stored(rows)
 

@@ -42,7 +42,7 @@ from issuerisk.analysis.kinds import (CORE_KINDS, compile_label_patterns, groupe
                                       train)
 from issuerisk.conf.settings import KINDS
 from issuerisk.display import console, table
-from issuerisk.issue_files import IngestError, find_files, parse_file
+from issuerisk.issue_files import IngestError, find_files, iter_rows
 from issuerisk.schemas.lakehouse import SILVER_ISSUE_KINDS, SILVER_ISSUES
 from issuerisk.silver import SILVER_NAMES, silver_build
 from issuerisk.stage import Stage
@@ -134,7 +134,7 @@ def reference_examples(cfg, leave_out: set[str]) -> tuple[list[tuple[str, str]],
     newest: dict[tuple[str, int], dict] = {}
     held: set[str] = set()
     for path in files:
-        for row in parse_file(path, cfg.ingest.max_record_bytes, cfg.ingest.max_file_bytes):
+        for row in iter_rows(path, cfg.ingest.max_record_bytes, cfg.ingest.max_file_bytes):
             if "reason" in row or row["is_pull_request"] or row["user_type"] == "Bot" or bots.search(row["user_login"] or ""):
                 continue
             if row["repository"].lower() in leave_out:
