@@ -92,10 +92,10 @@ def bench_embed(args) -> list[list]:
     import torch
 
     from issuerisk.conf.settings import EmbedConfig, RayConfig
-    from issuerisk.ray_tasks.embed import EmbedPool, by_length
     from issuerisk.encoding.encoders import EncoderSpec, build_encoder, plan_pool
     from issuerisk.encoding.models import packaged_minilm_path
     from issuerisk.ray_runtime import init_ray
+    from issuerisk.ray_tasks.embed import EmbedPool, by_length
 
     torch.set_num_threads(os.cpu_count() or 1)
     texts = real_texts(args.texts, args.words)
@@ -130,8 +130,8 @@ def cluster_worker(spec: dict) -> dict:
     """Run one timed UMAP + HDBSCAN fit in this (fresh) process; JIT warm-up on 300 points is timed apart."""
     from sklearn.metrics import adjusted_rand_score
 
-    from issuerisk.conf.settings import ClusterConfig
     from issuerisk.clustering.backends import enable_jit_cache, get_backend, single_run
+    from issuerisk.conf.settings import ClusterConfig
 
     t0 = time.perf_counter()
     if spec["jit_cache"]:

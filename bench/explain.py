@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from issuerisk.ray_tasks.attributions import explain
     from issuerisk.encoding.models import packaged_minilm_path
+    from issuerisk.ray_tasks.attributions import explain
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--issues", type=int, default=30, help="issues explained")

@@ -130,9 +130,9 @@ def cluster_check(vectors: np.ndarray) -> dict[str, Any]:
     (noise counted as a label); ``{"cuml": None, "reason": ...}`` where cuML cannot run."""
     from sklearn.metrics import adjusted_rand_score
 
+    from issuerisk.clustering.backends import ClusterBackendError, enable_jit_cache, get_backend, single_run
     from issuerisk.conf import load_config
     from issuerisk.ray_tasks.cluster import jit_cache_dir
-    from issuerisk.clustering.backends import ClusterBackendError, enable_jit_cache, get_backend, single_run
 
     cfg = load_config()
     try:

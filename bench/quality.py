@@ -72,7 +72,14 @@ def corpus() -> list[dict]:
 
 def classifier_report(rows: list[dict]) -> tuple[list[list], dict]:
     """Grouped 5-fold evaluation of the kind classifier on every labelled issue (text features), and kinds for all."""
-    from issuerisk.analysis.kinds import CORE_KINDS, compile_label_patterns, grouped_evaluation, kind_of_labels, predict, train
+    from issuerisk.analysis.kinds import (
+        CORE_KINDS,
+        compile_label_patterns,
+        grouped_evaluation,
+        kind_of_labels,
+        predict,
+        train,
+    )
     from issuerisk.conf.settings import KIND_LABEL_PATTERNS, KINDS
 
     patterns = compile_label_patterns(KIND_LABEL_PATTERNS)
@@ -107,8 +114,8 @@ def texts_of(rows: list[dict], rules: str, masked: bool, everything: list[dict])
 def clusters(vectors: np.ndarray, method: str, runs: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray | None]:
     """(labels, per-cluster stability or None) with the pipeline's defaults (``single`` or ``consensus``)."""
     from bench.stability import consensus_labels
-    from issuerisk.conf.settings import ClusterConfig
     from issuerisk.clustering.backends import CpuBackend, single_run
+    from issuerisk.conf.settings import ClusterConfig
 
     params = ClusterConfig()
     backend = CpuBackend()
@@ -145,8 +152,8 @@ def dominance(rows: list[dict], labels: np.ndarray) -> tuple[float, float]:
 def grading(rows: list[dict], labels: np.ndarray, stability: np.ndarray, kinds: dict, names: dict[int, list[str]]) -> tuple[list[list], Counter]:
     """The new pipeline's risk grading of the clusters (all frameworks): top-10 graded and exclusions by reason."""
     from issuerisk.analysis.risk import cluster_facts, exclusion
-    from issuerisk.grading.matrix import assess, severity
     from issuerisk.conf.settings import RiskConfig
+    from issuerisk.grading.matrix import assess, severity
 
     rules = RiskConfig()
     frame = pd.DataFrame(rows).assign(cluster=labels)
@@ -168,8 +175,8 @@ def grading(rows: list[dict], labels: np.ndarray, stability: np.ndarray, kinds: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    from issuerisk.display import table
     from issuerisk.clustering.backends import enable_jit_cache
+    from issuerisk.display import table
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--issues", type=int, default=3000, help="issues of whole repositories to cluster")

@@ -225,9 +225,9 @@ def _cluster_worker(n: int, jit_cache: str, out: str) -> None:
     from sklearn.metrics import adjusted_rand_score
 
     from bench.embed_cluster import planted_vectors
-    from issuerisk.conf import load_config
     from issuerisk.clustering.backends import enable_jit_cache, get_backend, member_run
     from issuerisk.clustering.consensus import combine, dbcv, selections_of
+    from issuerisk.conf import load_config
 
     cfg = load_config()
     params, seed = cfg.cluster, cfg.project.seed

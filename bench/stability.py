@@ -154,9 +154,9 @@ def held_out_files() -> frozenset[str]:
 def main(argv: list[str] | None = None) -> None:
     from sklearn.metrics import adjusted_rand_score
 
+    from issuerisk.clustering.backends import CpuBackend, enable_jit_cache, single_run, umap_epochs
     from issuerisk.conf.settings import ClusterConfig
     from issuerisk.display import table
-    from issuerisk.clustering.backends import CpuBackend, enable_jit_cache, single_run, umap_epochs
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--issues", type=int, default=2000)

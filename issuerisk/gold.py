@@ -16,10 +16,9 @@ import pyarrow.compute as pc
 
 from issuerisk.lakehouse import ArrowTables
 from issuerisk.schemas import TableSpec
-from issuerisk.schemas.evidence import GOLD_PROFILE
-from issuerisk.schemas.lakehouse import RUNS, SILVER_ISSUES
-from issuerisk.schemas.ml import GOLD_CLUSTERS
-from issuerisk.schemas.risk import GOLD_TOPICS
+from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_PROFILE, GOLD_TOPICS
+from issuerisk.schemas.ledger import RUNS
+from issuerisk.schemas.silver import SILVER_ISSUES
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
 ISSUE_COLUMNS = ("repository", "number", "framework", "is_closed", "resolution_hours", "created_at", "html_url", "title")

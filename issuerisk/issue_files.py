@@ -26,7 +26,7 @@ import orjson
 import pyarrow as pa
 
 from issuerisk.conf.settings import IngestConfig
-from issuerisk.schemas.lakehouse import BRONZE_ISSUES
+from issuerisk.schemas.bronze import BRONZE_ISSUES
 
 SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 LINES_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")

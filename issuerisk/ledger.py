@@ -33,7 +33,7 @@ import pyarrow as pa
 from issuerisk.conf import Config
 from issuerisk.conf.secrets import env_secrets, redact
 from issuerisk.lakehouse import ArrowTables
-from issuerisk.schemas.lakehouse import RUNS
+from issuerisk.schemas.ledger import RUNS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRACKED_PACKAGES = (

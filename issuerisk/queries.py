@@ -16,7 +16,7 @@ from issuerisk.display import plain, table
 from issuerisk.lakehouse.connect_auth import client_token
 from issuerisk.lakehouse.read_only import check_read_only, check_read_only_remote
 from issuerisk.schemas import TABLES
-from issuerisk.schemas.lakehouse import RUNS
+from issuerisk.schemas.ledger import RUNS
 from issuerisk.stage import Option, Stage
 
 

@@ -26,18 +26,18 @@ from typing import Any
 
 import pandas as pd
 
-from issuerisk.gold import RUN_ID_PATTERN, run_rows
 from issuerisk.conf import Config, validate
 from issuerisk.display import console, table
+from issuerisk.gold import RUN_ID_PATTERN, run_rows
 from issuerisk.lakehouse import ArrowTables
 from issuerisk.lakehouse.arrow_tables import TableVersionError
 from issuerisk.ledger import machine, package_versions
 from issuerisk.schemas import TABLES
-from issuerisk.schemas.lakehouse import RUNS
-from issuerisk.schemas.ml import GOLD_CLUSTERS
-from issuerisk.schemas.risk import GOLD_RISK
+from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_RISK
+from issuerisk.schemas.ledger import RUNS
 from issuerisk.stage import Option, Stage, execute
 from issuerisk.stages import PIPELINE, REGISTRY
+
 
 def replayed_stages(command: str) -> tuple[Stage, ...]:
     """The stages a replay of ``command`` re-executes, from the registry: those of the pipeline (for ``run``) or the

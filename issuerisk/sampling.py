@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from issuerisk.conf import Config
 from issuerisk.lakehouse import ArrowTables
-from issuerisk.schemas.lakehouse import SILVER_ISSUES
+from issuerisk.schemas.silver import SILVER_ISSUES
 
 
 def rank(repository: str, number: int, seed: int) -> int:

@@ -43,7 +43,14 @@ from typing import Any
 from issuerisk.constants import LOOPBACK_HOSTS
 from issuerisk.lakehouse.connect_auth import SPARK_TOKEN_ENV, authorized, client_url, server_token, token_path
 from issuerisk.lakehouse.jvm_guard import GUARD_CLASS, GuardBuildError, guard_jar
-from issuerisk.lakehouse.read_only import CHECK_PATH, DEFAULT_REMOTE, ReadOnlyError, check_read_only, check_url, endpoints
+from issuerisk.lakehouse.read_only import (
+    CHECK_PATH,
+    DEFAULT_REMOTE,
+    ReadOnlyError,
+    check_read_only,
+    check_url,
+    endpoints,
+)
 from issuerisk.stage import Option, Stage
 
 CONNECT_PLUGIN = "org.apache.spark.sql.connect.SparkConnectPlugin"

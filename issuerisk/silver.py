@@ -10,7 +10,7 @@ rebuilds silver before any stage that reads it (:func:`issuerisk.stage.execute`)
 from __future__ import annotations
 
 from issuerisk.lakehouse import ArrowTables
-from issuerisk.schemas.lakehouse import SILVER_EXCLUDED, SILVER_ISSUES, SILVER_REPOSITORIES
+from issuerisk.schemas.silver import SILVER_EXCLUDED, SILVER_ISSUES, SILVER_REPOSITORIES
 
 SILVER_TABLES = (SILVER_ISSUES, SILVER_EXCLUDED, SILVER_REPOSITORIES)
 SILVER_NAMES = frozenset(t.name for t in SILVER_TABLES)

@@ -20,9 +20,8 @@ from issuerisk.conf import Config
 from issuerisk.lakehouse import ArrowTables
 from issuerisk.lakehouse.arrow_tables import sql_text
 from issuerisk.sampling import restrict, sampled_keys
-from issuerisk.schemas.lakehouse import SILVER_ISSUES, SILVER_PROJECT_TERMS
-from issuerisk.schemas.ml import GOLD_EMBEDDINGS
-from issuerisk.schemas.summaries import SILVER_SUMMARIES
+from issuerisk.schemas.gold import GOLD_EMBEDDINGS
+from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_PROJECT_TERMS, SILVER_SUMMARIES
 from issuerisk.summarizers import SummaryIdentity, identity_of
 from issuerisk.text.masking import mask, repository_words
 

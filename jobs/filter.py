@@ -28,8 +28,8 @@ from issuerisk.conf import Config
 from issuerisk.conf.settings import FilterConfig
 from issuerisk.context import Context
 from issuerisk.display import table
-from issuerisk.schemas.crawl import BRONZE_REPOS
-from issuerisk.schemas.lakehouse import BRONZE_ISSUES, SILVER_EXCLUDED, SILVER_ISSUES, SILVER_REPOSITORIES
+from issuerisk.schemas.bronze import BRONZE_ISSUES, BRONZE_REPOS
+from issuerisk.schemas.silver import SILVER_EXCLUDED, SILVER_ISSUES, SILVER_REPOSITORIES
 from issuerisk.stage import Stage
 from issuerisk.text.authors import bot_login_pattern
 from issuerisk.text.frameworks import EVIDENCE, evidence_aggregates, issue_evidence, tag_repositories

@@ -19,8 +19,16 @@ from pyspark.sql import functions as F
 from issuerisk.constants import FRAMEWORKS
 from issuerisk.context import Context
 from issuerisk.display import table
-from issuerisk.issue_files import MAX_FILE_BYTES, MAX_RECORD_BYTES, PARSED, IngestError, find_files, iter_rows, to_batches
-from issuerisk.schemas.lakehouse import BRONZE_ISSUES, BRONZE_REJECTS
+from issuerisk.issue_files import (
+    MAX_FILE_BYTES,
+    MAX_RECORD_BYTES,
+    PARSED,
+    IngestError,
+    find_files,
+    iter_rows,
+    to_batches,
+)
+from issuerisk.schemas.bronze import BRONZE_ISSUES, BRONZE_REJECTS
 from issuerisk.stage import FRAMEWORK, PATHS, Stage
 
 NEWER = (
@@ -111,7 +119,7 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
         parsed.unpersist()
     after = tables.row_count(BRONZE_ISSUES)
     result = {"files": len(files), "records": records, "accepted": records - rejected, "rejected": rejected,
-              "new_issues": after - before, "bronze_issues": after, "rejects_by_reason": by_reason, "incomplete_files": incomplete}
+              "new_issues": after - before, BRONZE_ISSUES.name: after, "rejects_by_reason": by_reason, "incomplete_files": incomplete}
     table("ingest", ["files", "records", "accepted", "rejected", "new issues", "bronze total"],
           [[len(files), records, records - rejected, rejected, after - before, after]])
     if by_reason:

@@ -26,8 +26,7 @@ from issuerisk.context import Context
 from issuerisk.display import progress, table
 from issuerisk.lakehouse.spark_tables import SparkTables
 from issuerisk.sampling import sampled_keys
-from issuerisk.schemas.lakehouse import SILVER_ISSUES
-from issuerisk.schemas.summaries import SILVER_SUMMARIES, SILVER_SUMMARY_FAILURES
+from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_SUMMARIES, SILVER_SUMMARY_FAILURES
 from issuerisk.stage import Option, Stage
 from issuerisk.summarizers import Outcome, Summarizer, SummaryIdentity, make_summarizer
 

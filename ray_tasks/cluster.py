@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from issuerisk.conf import Config
-from issuerisk.constants import DISSOLVED_BELOW, STABLE_FROM
-from issuerisk.lakehouse import ArrowTables
 from issuerisk.clustering.backends import ClusterResult, Prepared, enable_jit_cache, get_backend, member_run, single_run
 from issuerisk.clustering.consensus import dbcv, member_seeds
 from issuerisk.clustering.consensus import fit as consensus_fit
-from issuerisk.schemas.ml import GOLD_CLUSTERS
-from issuerisk.schemas.risk import GOLD_QUALITY
+from issuerisk.conf import Config
+from issuerisk.constants import DISSOLVED_BELOW, STABLE_FROM
+from issuerisk.lakehouse import ArrowTables
+from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_EMBEDDINGS, GOLD_QUALITY
+from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_PROJECT_TERMS, SILVER_SUMMARIES
 from issuerisk.stage import Option, Stage
 from issuerisk.vectors import load_current_vectors
 
@@ -196,7 +196,7 @@ def run(ctx) -> dict[str, Any]:
 
 STAGE = Stage(
     "cluster", "StandardScaler -> UMAP -> HDBSCAN (a consensus of seeded runs, as Ray tasks) into gold_clusters", run,
-    reads=("gold_embeddings", "silver_summaries", "silver_issues", "silver_project_terms"), writes=(GOLD_CLUSTERS.name, GOLD_QUALITY.name), sections=("cluster",),
+    reads=(GOLD_EMBEDDINGS.name, SILVER_SUMMARIES.name, SILVER_ISSUES.name, SILVER_PROJECT_TERMS.name), writes=(GOLD_CLUSTERS.name, GOLD_QUALITY.name), sections=("cluster",),
     options=(Option(("--backend",), "override cluster.backend", "cluster.backend"),
              Option(("--method",), "override cluster.method", "cluster.method"),
              Option(("--unseeded",), "one multi-threaded UMAP run: faster, not bit-repeatable (cluster.seeded: false)", "cluster.seeded",

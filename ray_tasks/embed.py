@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 
 from issuerisk.encoding.encoders import EncoderSpec, PoolPlan, build_encoder, cluster_pool_plan, encoder_spec
 from issuerisk.encoding.models import model_identity
-from issuerisk.schemas.ml import EMBED_FAILURES, GOLD_EMBEDDINGS
+from issuerisk.schemas.gold import GOLD_EMBEDDINGS
+from issuerisk.schemas.silver import EMBED_FAILURES, SILVER_ISSUES, SILVER_PROJECT_TERMS, SILVER_SUMMARIES
 from issuerisk.stage import Stage
 from issuerisk.vectors import pending
 
@@ -283,6 +284,6 @@ def warm(ctx) -> None:
 
 STAGE = Stage(
     "embed", "Embed summaries in Ray actors into gold_embeddings (incremental)", run,
-    reads=("silver_summaries", "silver_issues", "silver_project_terms", GOLD_EMBEDDINGS.name), writes=(GOLD_EMBEDDINGS.name, EMBED_FAILURES.name), sections=("embed",),
+    reads=(SILVER_SUMMARIES.name, SILVER_ISSUES.name, SILVER_PROJECT_TERMS.name, GOLD_EMBEDDINGS.name), writes=(GOLD_EMBEDDINGS.name, EMBED_FAILURES.name), sections=("embed",),
     warm=warm,
 )

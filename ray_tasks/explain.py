@@ -20,13 +20,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from issuerisk.clustering.centroids import centroids, representatives
+from issuerisk.constants import NOISE
 from issuerisk.gold import resolve_run_id, run_rows
 from issuerisk.grading.matrix import severity
-from issuerisk.constants import NOISE
-from issuerisk.clustering.centroids import centroids, representatives
-from issuerisk.schemas.evidence import GOLD_EXPLANATIONS
-from issuerisk.schemas.ml import GOLD_CLUSTERS
-from issuerisk.schemas.risk import GOLD_RISK
+from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_EMBEDDINGS, GOLD_EXPLANATIONS, GOLD_RISK
+from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_PROJECT_TERMS, SILVER_SUMMARIES
 from issuerisk.stage import Option, Stage
 
 ISSUE_REF = re.compile(r"(?P<repository>[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+)#(?P<number>\d+)")
@@ -48,8 +47,8 @@ def explain_batch(spec: Any, items: list[dict[str, Any]], steps: int, top_tokens
     """Explain each item (repository, number, cluster, text, centroid) with one model load; the rows of ``gold_explanations`` (no run id)."""
     from dataclasses import replace
 
-    from issuerisk.ray_tasks.attributions import explain
     from issuerisk.encoding.encoders import TransformerEncoder
+    from issuerisk.ray_tasks.attributions import explain
 
     model = TransformerEncoder(replace(spec, fp16=False)).model  # gradients in full precision, on any device
     rows = []
@@ -172,7 +171,7 @@ def show(rows: list[dict[str, Any]]) -> None:
 
 STAGE = Stage(
     "explain", "Why issues sit in their pattern: occlusion and integrated gradients toward the cluster centroid, into gold_explanations", run,
-    reads=("gold_embeddings", "gold_clusters", "gold_risk", "silver_summaries", "silver_issues", "silver_project_terms"), writes=(GOLD_EXPLANATIONS.name,),
+    reads=(GOLD_EMBEDDINGS.name, GOLD_CLUSTERS.name, GOLD_RISK.name, SILVER_SUMMARIES.name, SILVER_ISSUES.name, SILVER_PROJECT_TERMS.name), writes=(GOLD_EXPLANATIONS.name,),
     options=(Option(("issue",), "OWNER/REPO#NUMBER to explain (default: the representatives of the graded clusters)", argparse={"nargs": "?"}),
              Option(("--run",), "the clustering run (default: the latest)", argparse={"dest": "run_id"})),
     sections=("explain",),

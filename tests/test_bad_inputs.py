@@ -120,8 +120,7 @@ def _report_with_a_javascript_link(wh: Path, lake) -> Path:
     """The gold rows of one synthetic run whose representative issue links to ``javascript:``, then ``issuerisk report``."""
     import pyarrow as pa
 
-    from issuerisk.schemas.ml import GOLD_CLUSTERS
-    from issuerisk.schemas.risk import GOLD_RISK, GOLD_TOPICS
+    from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_RISK, GOLD_TOPICS
 
     run_id = "20260101T000000Z-javascript"
     lake.merge(GOLD_CLUSTERS, pa.Table.from_pylist([{"repository": REPO, "number": 1, "cluster": 0, "probability": 1.0, "outlier_score": 0.0,

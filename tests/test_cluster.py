@@ -8,10 +8,17 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from bench.embed_cluster import planted_vectors
+from issuerisk.clustering.backends import (
+    ClusterBackendError,
+    ClusterResult,
+    check_size,
+    get_backend,
+    gpu_available,
+    single_run,
+)
 from issuerisk.conf.settings import ClusterConfig
 from issuerisk.ray_tasks.cluster import cluster_rows, task_resources
-from issuerisk.clustering.backends import ClusterBackendError, ClusterResult, check_size, get_backend, gpu_available, single_run
-from issuerisk.schemas.ml import GOLD_CLUSTERS
+from issuerisk.schemas.gold import GOLD_CLUSTERS
 from tests.conftest import make_ctx
 
 SMALL = ClusterConfig(n_neighbors=10, n_components=5, min_cluster_size=15)
@@ -115,9 +122,8 @@ def test_cluster_stage_writes_every_run_and_repeats_with_a_seed(ctx, spark, ray_
     """Synthetic issues, summaries and planted embeddings written to Delta; two runs (Ray tasks) give identical labels."""
     from issuerisk.ray_tasks import cluster
     from issuerisk.ray_tasks.embed import gold_rows
-    from issuerisk.schemas.lakehouse import SILVER_ISSUES
-    from issuerisk.schemas.ml import GOLD_EMBEDDINGS
-    from issuerisk.schemas.summaries import SILVER_SUMMARIES
+    from issuerisk.schemas.gold import GOLD_EMBEDDINGS
+    from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_SUMMARIES
     from issuerisk.vectors import current_texts
     from tests.test_embed import _issue, _summary, _write
 

@@ -9,11 +9,10 @@ import pyarrow as pa
 import pytest
 
 from issuerisk.conf.settings import EmbedConfig
+from issuerisk.encoding.encoders import EmbedError, EncoderSpec, build_encoder, plan_pool
 from issuerisk.ray_tasks.embed import gold_rows, rechunk, split_embeddable
-from issuerisk.encoding.encoders import EmbedError, plan_pool
-from issuerisk.encoding.encoders import EncoderSpec, build_encoder
 from issuerisk.sampling import restrict
-from issuerisk.schemas.ml import GOLD_EMBEDDINGS
+from issuerisk.schemas.gold import GOLD_EMBEDDINGS
 from issuerisk.summarizers import SummaryIdentity, identity_of
 from tests.conftest import make_ctx
 
@@ -118,8 +117,7 @@ def test_embed_stage_matches_sentence_transformers_and_is_incremental(ctx, spark
     from sentence_transformers import SentenceTransformer
 
     from issuerisk.ray_tasks import embed
-    from issuerisk.schemas.lakehouse import SILVER_ISSUES
-    from issuerisk.schemas.summaries import SILVER_SUMMARIES
+    from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_SUMMARIES
 
     ctx = make_ctx(ctx.cfg.updated("embed", rows_per_task=3, batch_size=4), spark)
     repo = "synthetic/repo"
@@ -158,8 +156,7 @@ def test_embed_stage_respects_the_sample(ctx, spark, ray_session):
     """Synthetic rows: with project.sample_size=3 only the 3 sampled issues are counted as pending and embedded."""
     from issuerisk.ray_tasks import embed
     from issuerisk.sampling import sample_keys
-    from issuerisk.schemas.lakehouse import SILVER_ISSUES
-    from issuerisk.schemas.summaries import SILVER_SUMMARIES
+    from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_SUMMARIES
 
     ctx = make_ctx(ctx.cfg.updated("project", sample_size=3), spark)
     repo = "synthetic/sample"
@@ -176,8 +173,8 @@ def test_gpu_pool_embeds_in_fp16_close_to_cpu(minilm_path, ray_session):
     """On a GPU machine: one fp16 actor per GPU gives vectors within 1e-2 of fp32 CPU ones."""
     import ray
 
-    from issuerisk.ray_tasks.embed import EmbedPool
     from issuerisk.encoding.encoders import PoolPlan
+    from issuerisk.ray_tasks.embed import EmbedPool
 
     spec = EncoderSpec(model="m", path=minilm_path, device="cuda", fp16=True)
     pool = EmbedPool(spec, PoolPlan(int(ray.cluster_resources().get("GPU", 1)), 1, 1, "cuda", 1))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from issuerisk.report.factsheet import build_factsheet, excluded_text, narrative
 from issuerisk.html import render_page
+from issuerisk.report.factsheet import build_factsheet, excluded_text, narrative
 from tests.test_report import open_in_chromium
 
 CONFIG = {"project": {"sample_size": None}, "cluster": {"n_neighbors": 15, "min_cluster_size": 30}, "topics": {"top_n_words": 10},

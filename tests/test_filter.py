@@ -10,8 +10,8 @@ from issuerisk.conf.settings import FilterConfig, FrameworkInferenceConfig
 from issuerisk.jobs import filter as silver_filter
 from issuerisk.jobs import ingest
 from issuerisk.jobs.filter import near_duplicates
-from issuerisk.text.repos import repo_keyword
 from issuerisk.text.frameworks import tag
+from issuerisk.text.repos import repo_keyword
 from tests.github_objects import issue
 
 KW = FilterConfig().excluded_repo_keywords
@@ -79,7 +79,6 @@ def test_filter_applies_every_rule(ctx, tmp_path):
     ingest.run(ctx, [str(src)])
     result = silver_filter.run(ctx)
 
-    spark, cfg = ctx.spark, ctx.cfg
     excluded = {(r["repository"], r["number"]): (r["reason"], r["detail"]) for r in ctx.lake.spark.read("silver_excluded").collect()}
     assert excluded[("acme/detector", 3)][0] == "pull_request"
     assert excluded[("acme/detector", 4)] == ("bot_author", "dependabot[bot]")

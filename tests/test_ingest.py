@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from issuerisk.jobs import ingest
 from issuerisk import issue_files
 from issuerisk.issue_files import IngestError, RecordError, find_files, parse_file, parse_record
+from issuerisk.jobs import ingest
 from tests.github_objects import issue
 
 REPO = "acme/vision"
@@ -108,7 +108,6 @@ def test_ingest_merges_rejects_and_is_idempotent(ctx, tmp_path):
     assert (first["accepted"], first["rejected"], first["new_issues"]) == (5, 3, 5)
     assert first["rejects_by_reason"] == {"broken_json": 1, "bad_date": 1, "missing_field": 1}
 
-    spark, cfg = ctx.spark, ctx.cfg
     rejects = {(r["source_line"], r["reason"]) for r in ctx.lake.spark.read("bronze_rejects").collect()}
     assert rejects == {(6, "broken_json"), (7, "bad_date"), (8, "missing_field")}
     before = ctx.lake.spark.read("bronze_issues").orderBy("number").collect()

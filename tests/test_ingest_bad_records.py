@@ -10,9 +10,9 @@ import tracemalloc
 import pyarrow as pa
 import pytest
 
-from issuerisk.jobs import ingest
 from issuerisk import issue_files
 from issuerisk.issue_files import PARSED, IngestError, parse_file, to_batch, to_batches
+from issuerisk.jobs import ingest
 from tests.conftest import make_ctx
 from tests.github_objects import issue
 
@@ -351,9 +351,9 @@ def test_ingest_of_the_issues_bad_records_succeeds_and_reruns_commit_nothing(cfg
         line(issue(REPO, 8, "year one", created="0001-01-03T00:00:00Z", updated="9999-12-30T23:59:59Z")),
         line(issue(REPO, 9, "big ids", id=2**63 - 1)),
     ]
-    mixed = write(tmp_path / "mixed.jsonl", records, prefix=b"\xef\xbb\xbf")
-    latin = write(tmp_path / "latin.jsonl.gz", [good(10), line(issue(REPO, 11, "caf\u00e9")).encode().replace(b"\\u00e9", b"\xe9")])
-    empty = write(tmp_path / "empty.jsonl", [])
+    write(tmp_path / "mixed.jsonl", records, prefix=b"\xef\xbb\xbf")
+    write(tmp_path / "latin.jsonl.gz", [good(10), line(issue(REPO, 11, "caf\u00e9")).encode().replace(b"\\u00e9", b"\xe9")])
+    write(tmp_path / "empty.jsonl", [])
     cut = tmp_path / "big.jsonl"
     cut.write_text("".join(good(n, body="b" * 900) + "\n" for n in range(20, 120)))
 

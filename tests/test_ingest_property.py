@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from issuerisk.jobs import ingest
 from issuerisk.issue_files import parse_file, to_batches
+from issuerisk.jobs import ingest
 from tests.conftest import make_ctx
 from tests.github_objects import issue
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from issuerisk.analysis.kinds import compile_label_patterns, grouped_evaluation, grouped_folds, kind_of_labels, normalize_label, predict, train
+from issuerisk.analysis.kinds import (
+    compile_label_patterns,
+    grouped_evaluation,
+    grouped_folds,
+    kind_of_labels,
+    normalize_label,
+    predict,
+    train,
+)
 from issuerisk.conf.settings import KIND_LABEL_PATTERNS
 
 # Label names as they occur in ../shared/data/lai2024-ml-issues (count in the corpus in the comment).
@@ -99,7 +107,7 @@ def test_the_classify_stage_keeps_label_kinds_and_predicts_the_rest(cfg):
     import pyarrow as pa
 
     from issuerisk.analysis import classify
-    from issuerisk.schemas.lakehouse import SILVER_ISSUES
+    from issuerisk.schemas.silver import SILVER_ISSUES
     from tests.conftest import make_ctx
     from tests.test_embed import _issue
 
@@ -134,7 +142,7 @@ def test_the_classify_stage_learns_from_the_reference_corpus_when_the_input_has_
 
     from issuerisk.analysis import classify
     from issuerisk.issue_files import parse_file
-    from issuerisk.schemas.lakehouse import SILVER_ISSUES
+    from issuerisk.schemas.silver import SILVER_ISSUES
     from tests.conftest import make_ctx
     from tests.test_embed import _issue
 
@@ -168,7 +176,7 @@ def test_without_a_reference_corpus_too_few_labelled_repositories_is_a_clear_err
     import pyarrow as pa
 
     from issuerisk.analysis import classify
-    from issuerisk.schemas.lakehouse import SILVER_ISSUES
+    from issuerisk.schemas.silver import SILVER_ISSUES
     from tests.conftest import make_ctx
     from tests.test_embed import _issue
 

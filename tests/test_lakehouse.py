@@ -16,8 +16,8 @@ import pytest
 from issuerisk.conf import load_config
 from issuerisk.lakehouse import ArrowTables, TableVersionError
 from issuerisk.lakehouse.arrow_tables import check_merge, spec_of
-from issuerisk.schemas.crawl import BRONZE_REPOS
-from issuerisk.schemas.risk import GOLD_TOPICS
+from issuerisk.schemas.bronze import BRONZE_REPOS
+from issuerisk.schemas.gold import GOLD_TOPICS
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -160,7 +160,7 @@ def test_tables_registered_in_the_background_while_a_stage_creates_its_own(cfg, 
     """``run`` registers every table in a thread (delta-rs creates the missing ones first) while stages create theirs."""
     from issuerisk.lakehouse import Lakehouse
     from issuerisk.schemas import TABLES
-    from issuerisk.schemas.lakehouse import SILVER_ISSUES
+    from issuerisk.schemas.silver import SILVER_ISSUES
 
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.project.database} LOCATION '{cfg.project.warehouse}/{cfg.project.database}.db'")
     lake = Lakehouse(cfg, lambda: spark)

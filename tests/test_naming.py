@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from issuerisk.analysis.naming import UNMAPPED, map_categories, readable_names
 

@@ -14,7 +14,7 @@ import pytest
 
 from issuerisk.analysis.profile import drift_checks, gini, profile_checks, run_profile
 from issuerisk.conf.settings import ProfileConfig
-from issuerisk.schemas.lakehouse import SILVER_EXCLUDED, SILVER_ISSUES
+from issuerisk.schemas.silver import SILVER_EXCLUDED, SILVER_ISSUES
 from tests.conftest import make_ctx
 
 T0 = datetime(2020, 1, 1, tzinfo=timezone.utc)

@@ -46,8 +46,8 @@ def test_compare_answers_counts_moved_issues_and_changed_grades():
 
 
 def test_a_config_recorded_before_the_epoch_switch_replays_with_umaps_own_switch():
-    from issuerisk.conf.settings import ClusterConfig
     from issuerisk.clustering.backends import umap_epochs
+    from issuerisk.conf.settings import ClusterConfig
 
     old = ClusterConfig.model_validate(as_recorded({"cluster": {"method": "consensus"}})["cluster"])  # recorded before the key
     assert umap_epochs(old, 8000) == 500  # what umap-learn ran under 10,000 points

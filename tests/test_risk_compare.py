@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from issuerisk.analysis.compare import chi_square, contingency
-from issuerisk.gold import resolve_run_id
 from issuerisk.analysis.risk import ClusterFacts, cluster_facts, exclusion, scopes
 from issuerisk.conf.settings import RiskConfig
 from issuerisk.constants import grade_order_sql
+from issuerisk.gold import resolve_run_id
 from issuerisk.lakehouse import ArrowTables
 from tests.conftest import make_ctx
 from tests.test_topics import RUN_ID, seed_run
@@ -112,7 +112,7 @@ def test_without_a_run_id_the_newest_clustering_run_that_succeeded_is_analysed(c
 
     from issuerisk.gold import NoClusteringError
     from issuerisk.ledger import Run
-    from issuerisk.schemas.ml import GOLD_CLUSTERS
+    from issuerisk.schemas.gold import GOLD_CLUSTERS
 
     tables = ArrowTables(cfg)
     rows = [{"repository": "a/b", "number": 1, "cluster": 0, "probability": 1.0, "outlier_score": 0.0, "x": 0.0, "y": 0.0, "model": "m", "run_id": run_id}

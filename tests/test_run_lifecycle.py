@@ -83,7 +83,7 @@ import json, os, signal, sys
 from issuerisk.conf import load_config
 from issuerisk.lakehouse.spark_session import get_spark
 from issuerisk.lakehouse.spark_tables import SparkTables
-from issuerisk.schemas.lakehouse import SILVER_REPOSITORIES
+from issuerisk.schemas.silver import SILVER_REPOSITORIES
 cfg = load_config()
 tables = SparkTables(get_spark(cfg), cfg)
 # The first of the filter's three commits of a new build, then the kill: what a SIGKILL between them leaves.
@@ -184,7 +184,7 @@ def test_concurrent_spark_merges_into_one_table_are_retried_and_all_land(ctx):
     reads the whole table, so the later commits conflict (ConcurrentAppendException) and must be retried, not lost."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from issuerisk.schemas.lakehouse import SILVER_REPOSITORIES
+    from issuerisk.schemas.silver import SILVER_REPOSITORIES
 
     spark, tables = ctx.spark, ctx.lake.spark
     columns = SILVER_REPOSITORIES.names

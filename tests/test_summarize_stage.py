@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 from issuerisk.jobs import summarize
-from issuerisk.schemas.lakehouse import SILVER_ISSUES
+from issuerisk.schemas.silver import SILVER_ISSUES
 from issuerisk.stage import execute
 from issuerisk.summarizers import identity_of
 from tests.conftest import make_ctx

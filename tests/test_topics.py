@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from issuerisk.clustering.centroids import representatives
 from issuerisk.analysis.topics import TopicsInputError, fit_topics, short_label
+from issuerisk.clustering.centroids import representatives
 
 RUN_ID = "20260101T000000Z-synthetic"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -66,9 +66,8 @@ def seed_run(ctx, run_id: str = RUN_ID, rows: list[dict] | None = None, finished
 
     The embeddings are keyed by the texts the embed stage would embed (:func:`issuerisk.vectors.current_texts`).
     """
-    from issuerisk.schemas.lakehouse import SILVER_ISSUES
-    from issuerisk.schemas.ml import GOLD_CLUSTERS, GOLD_EMBEDDINGS
-    from issuerisk.schemas.summaries import SILVER_SUMMARIES
+    from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_EMBEDDINGS
+    from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_SUMMARIES
     from issuerisk.summarizers import identity_of
     from issuerisk.vectors import current_texts
 

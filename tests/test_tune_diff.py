@@ -12,9 +12,8 @@ from tests.conftest import make_ctx
 def _planted_vectors_in_tables(ctx, n=150):
     from bench.embed_cluster import planted_vectors
     from issuerisk.ray_tasks.embed import gold_rows
-    from issuerisk.schemas.lakehouse import SILVER_ISSUES
-    from issuerisk.schemas.ml import GOLD_EMBEDDINGS
-    from issuerisk.schemas.summaries import SILVER_SUMMARIES
+    from issuerisk.schemas.gold import GOLD_EMBEDDINGS
+    from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_SUMMARIES
     from issuerisk.vectors import current_texts
     from tests.test_embed import _issue, _summary, _write
 
@@ -52,8 +51,7 @@ def test_tune_refuses_bad_budgets(cfg):
 
 def test_diff_names_splits_merges_and_grade_changes(cfg):
     from issuerisk.analysis.diff import diff
-    from issuerisk.schemas.ml import GOLD_CLUSTERS
-    from issuerisk.schemas.risk import GOLD_RISK, GOLD_TOPICS
+    from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_RISK, GOLD_TOPICS
 
     ctx = make_ctx(cfg)
     plan = {"ra": {0: range(0, 40), 1: range(40, 60), 2: range(60, 80)}, "rb": {5: range(0, 20), 6: range(20, 40), 7: range(40, 80)}}

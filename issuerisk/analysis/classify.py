@@ -38,17 +38,24 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from issuerisk.analysis.kinds import (CORE_KINDS, compile_label_patterns, grouped_evaluation, kind_of_labels, predict, score_report,
-                                      train)
+from issuerisk.analysis.kinds import (
+    CORE_KINDS,
+    compile_label_patterns,
+    grouped_evaluation,
+    kind_of_labels,
+    predict,
+    score_report,
+    train,
+)
 from issuerisk.conf.settings import KINDS
 from issuerisk.display import console, table
 from issuerisk.issue_files import IngestError, find_files, iter_rows
-from issuerisk.schemas.lakehouse import SILVER_ISSUE_KINDS, SILVER_ISSUES
+from issuerisk.schemas.gold import GOLD_EMBEDDINGS
+from issuerisk.schemas.silver import SILVER_ISSUE_KINDS, SILVER_ISSUES, SILVER_PROJECT_TERMS, SILVER_SUMMARIES
 from issuerisk.silver import SILVER_NAMES, silver_build
 from issuerisk.stage import Stage
 from issuerisk.text.authors import bot_login_pattern
 from issuerisk.vectors import NoVectorsError, load_current_vectors
-
 
 NEVER = datetime.min.replace(tzinfo=timezone.utc)
 """The ``updated_at`` of a record without one: any dated record of the same issue is newer."""
@@ -253,5 +260,5 @@ def run(ctx) -> dict[str, Any]:
 
 STAGE = Stage(
     "classify", "Kind of every silver issue (defect, feature, question, documentation, other) into silver_issue_kinds", run,
-    reads=(*sorted(SILVER_NAMES), "gold_embeddings", "silver_summaries", "silver_project_terms"), writes=(SILVER_ISSUE_KINDS.name,), sections=("kinds",),
+    reads=(*sorted(SILVER_NAMES), GOLD_EMBEDDINGS.name, SILVER_SUMMARIES.name, SILVER_PROJECT_TERMS.name), writes=(SILVER_ISSUE_KINDS.name,), sections=("kinds",),
 )

@@ -23,11 +23,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table, topic_labels
+from issuerisk.analysis.naming import UNMAPPED
 from issuerisk.constants import FRAMEWORKS, UNKNOWN_FRAMEWORK
 from issuerisk.display import table
-from issuerisk.analysis.naming import UNMAPPED
-from issuerisk.schemas.risk import GOLD_CATEGORY_COMPARISON, GOLD_FRAMEWORK_COMPARISON, GOLD_RISK, GOLD_TOPICS
+from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table, topic_labels
+from issuerisk.schemas.gold import (
+    GOLD_CATEGORY_COMPARISON,
+    GOLD_CLUSTERS,
+    GOLD_FRAMEWORK_COMPARISON,
+    GOLD_RISK,
+    GOLD_TOPICS,
+)
+from issuerisk.schemas.silver import SILVER_ISSUES
 from issuerisk.stage import RUN_ID, Stage
 
 SIGNIFICANT = 1.96
@@ -156,6 +163,6 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
 
 STAGE = Stage(
     "compare", "Cross-framework comparison (shares, chi-square residuals, grades) into gold_framework_comparison", run,
-    reads=("gold_clusters", "silver_issues", GOLD_RISK.name, GOLD_TOPICS.name), writes=(GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name),
+    reads=(GOLD_CLUSTERS.name, SILVER_ISSUES.name, GOLD_RISK.name, GOLD_TOPICS.name), writes=(GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name),
     options=(RUN_ID,), sections=("risk",),
 )

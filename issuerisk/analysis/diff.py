@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from issuerisk.gold import RUN_ID_PATTERN, run_rows
 from issuerisk.analysis.identity import changes
 from issuerisk.display import table
-from issuerisk.schemas.ml import GOLD_CLUSTERS
-from issuerisk.schemas.risk import GOLD_RISK, GOLD_TOPICS
+from issuerisk.gold import RUN_ID_PATTERN, run_rows
+from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_RISK, GOLD_TOPICS
 from issuerisk.stage import Option, Stage
 
 

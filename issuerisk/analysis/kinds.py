@@ -35,8 +35,8 @@ import os
 import re
 import time
 import unicodedata
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np

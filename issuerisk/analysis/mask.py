@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from issuerisk.display import table
-from issuerisk.schemas.lakehouse import SILVER_ISSUES, SILVER_PROJECT_TERMS
+from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_PROJECT_TERMS
 from issuerisk.silver import SILVER_NAMES, silver_build
 from issuerisk.stage import Stage
 from issuerisk.text.masking import learn_terms

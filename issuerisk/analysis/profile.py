@@ -32,8 +32,8 @@ import pyarrow as pa
 from issuerisk.conf.settings import ProfileConfig
 from issuerisk.display import table
 from issuerisk.sampling import sampled_keys
-from issuerisk.schemas.evidence import GOLD_PROFILE
-from issuerisk.schemas.lakehouse import SILVER_EXCLUDED, SILVER_ISSUES
+from issuerisk.schemas.gold import GOLD_EMBEDDINGS, GOLD_PROFILE
+from issuerisk.schemas.silver import SILVER_EXCLUDED, SILVER_ISSUES, SILVER_PROJECT_TERMS, SILVER_SUMMARIES
 from issuerisk.stage import Stage
 
 ISSUE_COLUMNS = ["repository", "number", "framework", "title", "body", "labels", "is_closed", "created_at"]
@@ -259,5 +259,5 @@ PROFILE = Stage(
 )
 DRIFT = Stage(
     "drift", "Embedding drift between the first and last periods (centroid shift, MMD) into gold_profile, with warnings",
-    run_drift, reads=("gold_embeddings", SILVER_ISSUES.name, "silver_summaries", "silver_project_terms"), writes=(GOLD_PROFILE.name,), sections=("profile",),
+    run_drift, reads=(GOLD_EMBEDDINGS.name, SILVER_ISSUES.name, SILVER_SUMMARIES.name, SILVER_PROJECT_TERMS.name), writes=(GOLD_PROFILE.name,), sections=("profile",),
 )

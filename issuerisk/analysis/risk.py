@@ -29,15 +29,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from issuerisk.grading.confidence import ClusterSample, bootstrap
-from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table
-from issuerisk.grading.matrix import assess, severity
-from issuerisk.grading.survival import censored_durations
 from issuerisk.conf.settings import RiskConfig
 from issuerisk.constants import FRAMEWORKS, NOISE
 from issuerisk.display import console, table
-from issuerisk.schemas.lakehouse import SILVER_ISSUE_KINDS, SILVER_ISSUES
-from issuerisk.schemas.risk import GOLD_RISK, GOLD_TOPICS
+from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table
+from issuerisk.grading.confidence import ClusterSample, bootstrap
+from issuerisk.grading.matrix import assess, severity
+from issuerisk.grading.survival import censored_durations
+from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_RISK, GOLD_TOPICS
+from issuerisk.schemas.silver import SILVER_ISSUE_KINDS, SILVER_ISSUES
 from issuerisk.stage import RUN_ID, Stage
 
 KIND_WORDS = {"feature": "feature requests", "question": "questions", "documentation": "documentation issues", "other": "other issues"}
@@ -213,5 +213,5 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
 
 STAGE = Stage(
     "risk", "Grade the defect patterns (risk matrix per cluster, per framework and overall) into gold_risk", run,
-    reads=("gold_clusters", SILVER_ISSUES.name, GOLD_TOPICS.name, SILVER_ISSUE_KINDS.name), writes=(GOLD_RISK.name,), options=(RUN_ID,), sections=("risk",),
+    reads=(GOLD_CLUSTERS.name, SILVER_ISSUES.name, GOLD_TOPICS.name, SILVER_ISSUE_KINDS.name), writes=(GOLD_RISK.name,), options=(RUN_ID,), sections=("risk",),
 )

@@ -20,20 +20,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table
-from issuerisk.clustering.centroids import representatives
-from issuerisk.constants import NOISE
-from issuerisk.display import table
-from issuerisk.lakehouse import ArrowTables
-from issuerisk.schemas.ml import GOLD_CLUSTERS, GOLD_EMBEDDINGS
-from issuerisk.schemas.risk import GOLD_QUALITY, GOLD_TOPICS
-from issuerisk.schemas.summaries import SILVER_SUMMARIES
 from issuerisk.analysis.identity import match, pattern_ids
 from issuerisk.analysis.naming import map_categories, readable_names
+from issuerisk.clustering.centroids import representatives
 from issuerisk.clustering.quality import diversity, npmi
+from issuerisk.constants import NOISE
+from issuerisk.display import table
+from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table
+from issuerisk.lakehouse import ArrowTables
+from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_EMBEDDINGS, GOLD_QUALITY, GOLD_TOPICS
+from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_PROJECT_TERMS, SILVER_SUMMARIES
+from issuerisk.stage import RUN_ID, Stage, preload
 from issuerisk.text.masking import mask, repository_words
 from issuerisk.vectors import load_current_vectors, project_words
-from issuerisk.stage import RUN_ID, Stage, preload
 
 
 class TopicsInputError(ValueError):
@@ -216,7 +215,7 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
 
 STAGE = Stage(
     "topics", "BERTopic keywords and representative issues per cluster into gold_topics", run,
-    reads=(GOLD_CLUSTERS.name, "silver_issues", GOLD_EMBEDDINGS.name, SILVER_SUMMARIES.name, "silver_project_terms", GOLD_TOPICS.name),
+    reads=(GOLD_CLUSTERS.name, SILVER_ISSUES.name, GOLD_EMBEDDINGS.name, SILVER_SUMMARIES.name, SILVER_PROJECT_TERMS.name, GOLD_TOPICS.name),
     writes=(GOLD_TOPICS.name, GOLD_QUALITY.name), options=(RUN_ID,), sections=("topics",),
     warm=preload("topics", "bertopic"),  # 5 s of imports (sentence-transformers, torch) off the critical path
 )

@@ -26,7 +26,8 @@ import pyarrow as pa
 import yaml
 
 from issuerisk.display import table
-from issuerisk.schemas.risk import GOLD_TUNING
+from issuerisk.schemas.gold import GOLD_EMBEDDINGS, GOLD_TUNING
+from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_PROJECT_TERMS, SILVER_SUMMARIES
 from issuerisk.stage import Option, Stage
 from issuerisk.vectors import load_current_vectors
 
@@ -147,7 +148,7 @@ def write_page(ctx, rows: list[dict], best: dict, importances: dict[str, float],
 
 TUNE = Stage(
     "tune", "Search UMAP and HDBSCAN parameters (Optuna, seeded TPE) on the current embeddings into gold_tuning", tune,
-    reads=("gold_embeddings", "silver_summaries", "silver_issues", "silver_project_terms"), writes=(GOLD_TUNING.name,),
+    reads=(GOLD_EMBEDDINGS.name, SILVER_SUMMARIES.name, SILVER_ISSUES.name, SILVER_PROJECT_TERMS.name), writes=(GOLD_TUNING.name,),
     options=(Option(("--trials",), "trials at most", argparse={"type": int, "default": 20}),
              Option(("--timeout",), "seconds at most", argparse={"type": float, "default": 600.0}),
              Option(("--runs",), "member runs per trial's consensus", argparse={"type": int, "default": 3}),

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from issuerisk.lakehouse import ArrowTables
-from issuerisk.schemas.crawl import CRAWL_CHECKPOINTS
+from issuerisk.schemas.bronze import CRAWL_CHECKPOINTS
 
 IN_PROGRESS, FETCHED, DONE = "in_progress", "fetched", "done"
 GONE_STATUSES = {404: "gone", 410: "issues_disabled", 451: "blocked"}

@@ -23,12 +23,12 @@ from typing import Any
 from issuerisk.conf.secrets import env_secrets, redact
 from issuerisk.constants import FRAMEWORKS
 from issuerisk.display import progress, table
-from issuerisk.lakehouse import ArrowTables
 from issuerisk.github.checkpoints import DONE, FETCHED, IN_PROGRESS, Checkpoint, CheckpointStore
 from issuerisk.github.client import GitHubClient
 from issuerisk.github.exceptions import GitHubError
 from issuerisk.github.issues import PageEvent, crawl_repository
-from issuerisk.schemas.crawl import BRONZE_REPOS, CRAWL_CHECKPOINTS
+from issuerisk.lakehouse import ArrowTables
+from issuerisk.schemas.bronze import BRONZE_ISSUES, BRONZE_REJECTS, BRONZE_REPOS, CRAWL_CHECKPOINTS
 from issuerisk.stage import Option, Stage
 
 
@@ -211,7 +211,7 @@ def _ingest(ctx: Any, store: CheckpointStore, fetched: dict[str, Checkpoint], ta
 
 STAGE = Stage(
     "crawl", "Crawl all issues of selected repositories, resumable, then ingest them", run,
-    reads=(CRAWL_CHECKPOINTS.name, BRONZE_REPOS.name), writes=(CRAWL_CHECKPOINTS.name, "bronze_issues", "bronze_rejects"),
+    reads=(CRAWL_CHECKPOINTS.name, BRONZE_REPOS.name), writes=(CRAWL_CHECKPOINTS.name, BRONZE_ISSUES.name, BRONZE_REJECTS.name),
     options=(Option(("--repo",), "crawl this repository (repeatable); default: selected bronze_repos",
                     argparse={"action": "append", "dest": "repos", "metavar": "OWNER/NAME"}),
              Option(("--framework",), "tag for --repo repositories", argparse={"choices": FRAMEWORKS}),

@@ -22,7 +22,7 @@ from issuerisk.display import progress, table
 from issuerisk.github.client import GitHubClient
 from issuerisk.github.exceptions import DiscoveryError
 from issuerisk.github.search import Slice, search_repositories
-from issuerisk.schemas.crawl import BRONZE_REPOS
+from issuerisk.schemas.bronze import BRONZE_REPOS
 from issuerisk.stage import Option, Stage
 from issuerisk.text.repos import repo_keyword
 

@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from issuerisk.grading.survival import censored_durations, restricted_mean
 from issuerisk.constants import GRADE_ORDER, NOISE
+from issuerisk.grading.survival import censored_durations, restricted_mean
+
 LIKELIHOOD_BANDS: tuple[tuple[str, float], ...] = (("P1", 0.01), ("P2", 0.05), ("P3", 0.15), ("P4", math.inf))
 IMPACTS = ("I1", "I2", "I3")
 GRADES: dict[str, tuple[str, str, str]] = {

@@ -19,7 +19,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from issuerisk.conf import Config
-from issuerisk.lakehouse.arrow_tables import ArrowTables, Contract, PinnedTableError, TableVersionError, UndeclaredTableError, spec_of
+from issuerisk.lakehouse.arrow_tables import (
+    ArrowTables,
+    Contract,
+    PinnedTableError,
+    TableVersionError,
+    UndeclaredTableError,
+    spec_of,
+)
 from issuerisk.schemas import TABLES
 
 __all__ = ["ArrowTables", "Contract", "Lakehouse", "PinnedTableError", "TableVersionError", "UndeclaredTableError", "spec_of"]

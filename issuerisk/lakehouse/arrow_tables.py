@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from issuerisk.conf import Config
 from issuerisk.schemas import TABLES, TableSpec
+from issuerisk.schemas.ledger import RUNS
 
 MergeHow = Literal["upsert", "insert", "replace_run"]
 MERGE_MODES: tuple[str, ...] = ("upsert", "insert", "replace_run")
@@ -130,7 +131,7 @@ class UndeclaredTableError(RuntimeError):
     """A stage read or wrote a table its :class:`~issuerisk.stage.Stage` does not declare."""
 
 
-LEDGER = "runs"
+LEDGER = RUNS.name
 """The run ledger: every command reads and writes its own row, whatever its stage declares."""
 STRICT_ENV = "ISSUERISK_STRICT_TABLES"
 """Set to 1 (the tests do), an undeclared read or write raises :class:`UndeclaredTableError`; else it warns."""

@@ -18,7 +18,17 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from issuerisk.conf import Config
-from issuerisk.lakehouse.arrow_tables import ArrowTables, MergeHow, TableVersionError, with_commit_retries, check_merge, new_columns, relaxed_columns, spec_of, sql_text
+from issuerisk.lakehouse.arrow_tables import (
+    ArrowTables,
+    MergeHow,
+    TableVersionError,
+    check_merge,
+    new_columns,
+    relaxed_columns,
+    spec_of,
+    sql_text,
+    with_commit_retries,
+)
 from issuerisk.schemas import TABLES, TableSpec
 
 
@@ -153,9 +163,15 @@ class SparkTables:
             ValueError: an unknown mode, ``replace_run`` without a run id, or a missing column.
             delta.exceptions.ConcurrentAppendException: (and kin) other writers kept committing first.
         """
-        from delta.exceptions import (ConcurrentAppendException, ConcurrentDeleteDeleteException, ConcurrentDeleteReadException,
-                                      ConcurrentTransactionException, ConcurrentWriteException, DeltaConcurrentModificationException,
-                                      MetadataChangedException)
+        from delta.exceptions import (
+            ConcurrentAppendException,
+            ConcurrentDeleteDeleteException,
+            ConcurrentDeleteReadException,
+            ConcurrentTransactionException,
+            ConcurrentWriteException,
+            DeltaConcurrentModificationException,
+            MetadataChangedException,
+        )
         from delta.tables import DeltaTable
 
         conflicts = (ConcurrentAppendException, ConcurrentDeleteDeleteException, ConcurrentDeleteReadException, ConcurrentTransactionException,

@@ -21,13 +21,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from issuerisk.display import console
 from issuerisk.gold import profile_source, resolve_run_id, run_records
 from issuerisk.grading.matrix import GRADES, LIKELIHOOD_BANDS, severity
-from issuerisk.display import console
 from issuerisk.html import factsheet_name, render_page
-from issuerisk.schemas.evidence import GOLD_PROFILE
-from issuerisk.schemas.lakehouse import RUNS
-from issuerisk.schemas.risk import GOLD_QUALITY, GOLD_RISK, GOLD_TOPICS
+from issuerisk.schemas.gold import GOLD_PROFILE, GOLD_QUALITY, GOLD_RISK, GOLD_TOPICS
+from issuerisk.schemas.ledger import RUNS
 from issuerisk.stage import RUN_ID, Stage
 
 PURPOSE = ("Find the recurring defect patterns in GitHub issues of projects built on PyTorch, TensorFlow and Keras and grade each on a "

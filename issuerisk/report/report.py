@@ -22,15 +22,22 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from issuerisk.gold import profile_source, resolve_run_id, run_records
-from issuerisk.grading.matrix import GRADES, IMPACTS, severity
 from issuerisk.constants import FRAMEWORKS
 from issuerisk.display import table
+from issuerisk.gold import profile_source, resolve_run_id, run_records
+from issuerisk.grading.matrix import GRADES, IMPACTS, severity
 from issuerisk.html import factsheet_name, http_url, render_page
-from issuerisk.schemas.evidence import GOLD_EXPLANATIONS, GOLD_PROFILE
-from issuerisk.schemas.lakehouse import RUNS, SILVER_ISSUES
-from issuerisk.schemas.ml import GOLD_CLUSTERS
-from issuerisk.schemas.risk import GOLD_CATEGORY_COMPARISON, GOLD_FRAMEWORK_COMPARISON, GOLD_RISK, GOLD_TOPICS
+from issuerisk.schemas.gold import (
+    GOLD_CATEGORY_COMPARISON,
+    GOLD_CLUSTERS,
+    GOLD_EXPLANATIONS,
+    GOLD_FRAMEWORK_COMPARISON,
+    GOLD_PROFILE,
+    GOLD_RISK,
+    GOLD_TOPICS,
+)
+from issuerisk.schemas.ledger import RUNS
+from issuerisk.schemas.silver import SILVER_ISSUES
 from issuerisk.stage import RUN_ID, Option, Stage
 
 GRADE_COLOURS = {"L1": "#2e7d32", "L2": "#66bb6a", "M1": "#fbc02d", "M2": "#f57c00", "H1": "#e53935", "H2": "#b71c1c", "H3": "#4a0000"}

@@ -14,7 +14,6 @@ The patterns run in the filter's one Python pass per repository
 from __future__ import annotations
 
 import re
-
 from collections.abc import Iterable
 
 from pyspark.sql import Column, Row
@@ -22,7 +21,6 @@ from pyspark.sql import functions as F
 
 from issuerisk.conf.settings import FrameworkInferenceConfig
 from issuerisk.constants import UNKNOWN_FRAMEWORK
-
 
 # Case-sensitive where the API is (tf., torch.).
 EVIDENCE: dict[str, str] = {
