@@ -9,12 +9,12 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test bench layers
+.PHONY: install demo test bench layers lint
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	PYTHONWARNINGS=ignore $(BIN)/pip install -q -e '.[test]'  # quiet: setuptools' note on every editable install of a mapped package-dir
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,9 +22,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/issuerisk run $(DATA) --sample $(SAMPLE)
 
-test: $(STAMP) layers
+test: $(STAMP) lint layers
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installable: the report's browser test will skip"
 	$(BIN)/pytest -q
+
+# Formatting (ruff format, 120 columns) and lint (pyflakes, pycodestyle, import order) as pyproject.toml's [tool.ruff] says.
+lint: $(STAMP)
+	$(BIN)/ruff format --check -q . || (echo 'run: .venv/bin/ruff format .'; exit 1)
+	$(BIN)/ruff check -q .
 
 # The import contract of pyproject.toml ([tool.importlinter]) on a built copy of the package, lazy imports included.
 layers: $(STAMP)

@@ -37,7 +37,9 @@ def measure(url: str, warehouse: str, repos: list[str], concurrency: int) -> lis
     from issuerisk.lakehouse import ArrowTables
     from issuerisk.ledger import Run
 
-    cfg = load_config(environ={"ISSUERISK_WAREHOUSE": warehouse, "ISSUERISK_GITHUB_API_URL": url}).updated("github", concurrency=concurrency)
+    cfg = load_config(environ={"ISSUERISK_WAREHOUSE": warehouse, "ISSUERISK_GITHUB_API_URL": url}).updated(
+        "github", concurrency=concurrency
+    )
     warm = cfg.updated("project", database="warmup").updated("github", raw_dir="warmup")
     crawl.run(Context.open(warm, Run(warm, "bench"), progress=False), repos=repos[:1], no_ingest=True)
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -52,8 +54,18 @@ def measure(url: str, warehouse: str, repos: list[str], concurrency: int) -> lis
     objects, requests = result["objects"], result["requests"]
     every = cfg.github.checkpoint_every_s or 1.0
     share = cpu / requests * GITHUB_REQUESTS_PER_S + commit_cpu / every
-    return [concurrency, objects, requests, round(wall, 2), round(requests / wall, 1), round(objects / wall), round(cpu, 2),
-            round(cpu / objects * 1e6, 1), f"{round(commit_cpu * 1000, 1)} / {every:g} s", f"{share:.3%}"]
+    return [
+        concurrency,
+        objects,
+        requests,
+        round(wall, 2),
+        round(requests / wall, 1),
+        round(objects / wall),
+        round(cpu, 2),
+        round(cpu / objects * 1e6, 1),
+        f"{round(commit_cpu * 1000, 1)} / {every:g} s",
+        f"{share:.3%}",
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,8 +78,13 @@ def main(argv: list[str] | None = None) -> None:
     from issuerisk.display import table
 
     os.environ["GITHUB_TOKEN"] = "synthetic-bench-token"
-    server = subprocess.Popen([sys.executable, "-m", "tests.fakes.github_server", "--repos", str(args.repos), "--issues", str(args.issues)],
-                              cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.github_server", "--repos", str(args.repos), "--issues", str(args.issues)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = server.stdout.readline().strip()
         repos = [f"synthetic-org/repo-{i}" for i in range(args.repos)]
@@ -78,9 +95,22 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         server.stdin.close()
         server.wait()
-    table("crawl benchmark (local fake GitHub, SYNTHETIC data)",
-          ["concurrency", "issues", "requests", "wall s", "requests/s", "issues/s", "crawler CPU s", "CPU ms / 1,000 issues",
-           "checkpoint commit CPU ms", "core share at 5,000 req/h"], rows)
+    table(
+        "crawl benchmark (local fake GitHub, SYNTHETIC data)",
+        [
+            "concurrency",
+            "issues",
+            "requests",
+            "wall s",
+            "requests/s",
+            "issues/s",
+            "crawler CPU s",
+            "CPU ms / 1,000 issues",
+            "checkpoint commit CPU ms",
+            "core share at 5,000 req/h",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -32,10 +32,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_ISSUES = REPO.parent / "shared" / "data" / "lai2024-ml-issues" / "issues"
-BERTOPIC_DEFAULTS = {"n_neighbors": 15, "n_components": 5, "min_dist": 0.0, "metric": "cosine", "min_cluster_size": 10, "scale": False}
+BERTOPIC_DEFAULTS = {
+    "n_neighbors": 15,
+    "n_components": 5,
+    "min_dist": 0.0,
+    "metric": "cosine",
+    "min_cluster_size": 10,
+    "scale": False,
+}
 
 
-def planted_vectors(n: int, clusters: int, dim: int, noise_norm: float = 0.6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def planted_vectors(
+    n: int, clusters: int, dim: int, noise_norm: float = 0.6, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic embeddings: ``clusters`` Gaussian blobs of unequal size around random unit centres, L2-normalized.
 
     ``noise_norm`` is the expected length of each point's offset from its centre.
@@ -101,9 +110,18 @@ def bench_embed(args) -> list[list]:
     texts = real_texts(args.texts, args.words)
     gflops = matmul_gflops()
     init_ray(RayConfig(num_cpus=os.cpu_count()))
-    plan = plan_pool(EmbedConfig(max_seq_length=args.max_seq_length, batch_size=args.batch_size), ray.cluster_resources().get("CPU", 1), 0)
-    spec = EncoderSpec(model="all-MiniLM-L6-v2", path=packaged_minilm_path(), max_seq_length=args.max_seq_length,
-                       batch_size=args.batch_size, threads=plan.threads)
+    plan = plan_pool(
+        EmbedConfig(max_seq_length=args.max_seq_length, batch_size=args.batch_size),
+        ray.cluster_resources().get("CPU", 1),
+        0,
+    )
+    spec = EncoderSpec(
+        model="all-MiniLM-L6-v2",
+        path=packaged_minilm_path(),
+        max_seq_length=args.max_seq_length,
+        batch_size=args.batch_size,
+        threads=plan.threads,
+    )
     encoder = build_encoder(spec)
     encoder.encode(texts[:8])
     plain, plain_s = _timed(encoder.encode, texts)
@@ -111,7 +129,9 @@ def bench_embed(args) -> list[list]:
     per_text = transformer_flops_per_token(encoder.model[0].auto_model.config) * tokens
     pool = EmbedPool(spec, plan, max_in_flight=2)
     # The stage's path: length-sorted windows cut into tasks (ray_tasks.embed.by_length).
-    ordered = pa.Table.from_batches(list(by_length(pa.table({"key": np.arange(len(texts)), "text": texts}).to_batches(), len(texts))))
+    ordered = pa.Table.from_batches(
+        list(by_length(pa.table({"key": np.arange(len(texts)), "text": texts}).to_batches(), len(texts)))
+    )
     batches = [pa.Table.from_batches([b]) for b in ordered.to_batches(max_chunksize=args.rows_per_task)]
     results, pool_s = _timed(lambda: list(pool.map(batches)))
     pool.close()
@@ -120,10 +140,20 @@ def bench_embed(args) -> list[list]:
     for batch, vectors in results:
         pooled[batch.column("key").to_numpy()] = vectors
     cosine = float(np.mean(np.sum(pooled * plain, axis=1)))
-    print(f"fp32 matmul rate: {gflops:.1f} GFLOP/s; mean tokens per text {tokens:.1f} (capped at {args.max_seq_length})")
-    return [[where, len(texts), round(len(texts) / seconds, 1), round(plain_s / seconds, 3), f"{len(texts) / seconds * per_text / 1e9 / gflops:.2f}",
-             round(cosine, 5) if "Ray" in where else 1.0]
-            for where, seconds in (("one process", plain_s), (f"Ray pool x{plan.actors}", pool_s))]
+    print(
+        f"fp32 matmul rate: {gflops:.1f} GFLOP/s; mean tokens per text {tokens:.1f} (capped at {args.max_seq_length})"
+    )
+    return [
+        [
+            where,
+            len(texts),
+            round(len(texts) / seconds, 1),
+            round(plain_s / seconds, 3),
+            f"{len(texts) / seconds * per_text / 1e9 / gflops:.2f}",
+            round(cosine, 5) if "Ray" in where else 1.0,
+        ]
+        for where, seconds in (("one process", plain_s), (f"Ray pool x{plan.actors}", pool_s))
+    ]
 
 
 def cluster_worker(spec: dict) -> dict:
@@ -149,12 +179,23 @@ def cluster_worker(spec: dict) -> dict:
     jit_s = time.perf_counter() - t0
     vectors, labels = planted_vectors(spec["n"], spec["clusters"], spec["dim"], seed=spec["seed"])
     result, fit_s = _timed(fit, vectors)
-    return {"jit_s": jit_s, "fit_s": fit_s, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "ari": float(adjusted_rand_score(labels, result.labels)), "clusters": result.n_clusters}
+    return {
+        "jit_s": jit_s,
+        "fit_s": fit_s,
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "ari": float(adjusted_rand_score(labels, result.labels)),
+        "clusters": result.n_clusters,
+    }
 
 
 def _in_fresh_process(spec: dict) -> dict:
-    out = subprocess.run([sys.executable, "-m", "bench.embed_cluster", "--worker", json.dumps(spec)], cwd=REPO, capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.embed_cluster", "--worker", json.dumps(spec)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"cluster worker failed for {spec}:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -165,13 +206,39 @@ def bench_cluster(args) -> list[list]:
     rows = []
     cache = args.jit_cache or tempfile.mkdtemp(prefix="numba-cache-")
     ours = {"n_neighbors": 15, "n_components": 5, "min_dist": 0.0, "metric": "cosine", "min_cluster_size": 15}
-    settings = [("ours seeded", {**ours, "seed": 42}), ("ours unseeded", {**ours, "seed": None}), ("BERTopic default", {**BERTOPIC_DEFAULTS, "seed": 42})]
+    settings = [
+        ("ours seeded", {**ours, "seed": 42}),
+        ("ours unseeded", {**ours, "seed": None}),
+        ("BERTopic default", {**BERTOPIC_DEFAULTS, "seed": 42}),
+    ]
     for n in args.sizes:
         for name, params in settings:
-            for jit_label, jit_cache in (("no cache", None), ("numba cache", cache)) if name == "ours seeded" and n == args.sizes[0] else (("numba cache", cache),):
-                spec = {"n": n, "dim": 384, "clusters": args.clusters, "seed": 0, "params": params, "jit_cache": jit_cache}
+            for jit_label, jit_cache in (
+                (("no cache", None), ("numba cache", cache))
+                if name == "ours seeded" and n == args.sizes[0]
+                else (("numba cache", cache),)
+            ):
+                spec = {
+                    "n": n,
+                    "dim": 384,
+                    "clusters": args.clusters,
+                    "seed": 0,
+                    "params": params,
+                    "jit_cache": jit_cache,
+                }
                 r = _in_fresh_process(spec)
-                rows.append([name, n, jit_label, round(r["jit_s"], 1), round(r["fit_s"], 1), round(r["peak_mib"]), r["clusters"], round(r["ari"], 3)])
+                rows.append(
+                    [
+                        name,
+                        n,
+                        jit_label,
+                        round(r["jit_s"], 1),
+                        round(r["fit_s"], 1),
+                        round(r["peak_mib"]),
+                        r["clusters"],
+                        round(r["ari"], 3),
+                    ]
+                )
                 print(rows[-1], flush=True)
     return rows
 
@@ -187,7 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rows-per-task", type=int, default=512)
     p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10000, 40000])
     p.add_argument("--clusters", type=int, default=30)
-    p.add_argument("--jit-cache", default=None, help="numba cache folder shared by the fits (default: a new temp folder)")
+    p.add_argument(
+        "--jit-cache", default=None, help="numba cache folder shared by the fits (default: a new temp folder)"
+    )
     p.add_argument("--skip-embed", action="store_true")
     p.add_argument("--skip-cluster", action="store_true")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -196,12 +265,17 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(cluster_worker(json.loads(args.worker))))
         return
     if not args.skip_embed:
-        table("(a) embedding on real issue texts (MiniLM-L6)",
-              ["where", "texts", "texts/s", "x plain", "share of matmul", "cosine to plain"], bench_embed(args))
+        table(
+            "(a) embedding on real issue texts (MiniLM-L6)",
+            ["where", "texts", "texts/s", "x plain", "share of matmul", "cosine to plain"],
+            bench_embed(args),
+        )
     if not args.skip_cluster:
-        table("(b) UMAP + HDBSCAN on planted clusters, 384-d, each in a fresh process",
-              ["settings", "points", "JIT", "JIT + warm-up s", "fit s", "peak MiB", "clusters", "ARI vs planted"],
-              bench_cluster(args))
+        table(
+            "(b) UMAP + HDBSCAN on planted clusters, 384-d, each in a fresh process",
+            ["settings", "points", "JIT", "JIT + warm-up s", "fit s", "peak MiB", "clusters", "ARI vs planted"],
+            bench_cluster(args),
+        )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ def real_issue_texts(n: int, chars: int, per_file: int = 3, seed: int = 0) -> li
     for i in rng.permutation(len(files)):
         with gzip.open(files[i], "rt") as fh:
             issues = [json.loads(line) for line in fh]
-        candidates = [f"{x.get('title') or ''}\n{x.get('body') or ''}".strip()[:chars] for x in issues if "pull_request" not in x]
+        candidates = [
+            f"{x.get('title') or ''}\n{x.get('body') or ''}".strip()[:chars] for x in issues if "pull_request" not in x
+        ]
         candidates = [t for t in candidates if t]
         for j in rng.permutation(len(candidates))[:per_file]:
             texts.append(candidates[j])
@@ -92,35 +94,60 @@ def main(argv: list[str] | None = None) -> None:
     centroids = cluster_centroids(vectors, args.clusters, seed=args.seed)
     explain(model, texts[0][:200], centroids[0], steps=args.steps, top_tokens=args.top_tokens)  # warm-up
 
-    results = [explain(model, text, centroid, steps=args.steps, top_tokens=args.top_tokens) for text, centroid in zip(texts[: args.issues], centroids)]
+    results = [
+        explain(model, text, centroid, steps=args.steps, top_tokens=args.top_tokens)
+        for text, centroid in zip(texts[: args.issues], centroids)
+    ]
 
     def stats(values: list[float]) -> list[object]:
         return [float(np.mean(values)), float(np.median(values)), float(np.percentile(values, 95))]
 
-    print(f"MiniLM-L6 on CPU, 2 threads; {len(texts)} pooled issues embedded in {embed_s:.1f} s, k-means k={args.clusters}; "
-          f"{len(results)} explained, steps={args.steps}, top_tokens={args.top_tokens}; "
-          f"1-min load average {load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end (other work slows the timings)")
-    print_table("seconds per explained issue", ["part", "mean", "median", "p95"], [
-        ["total", *stats([r.seconds for r in results])],
-        ["perturbation (occlusion)", *stats([r.perturbation_seconds for r in results])],
-        ["gradient (tokenize + IG)", *stats([r.gradient_seconds for r in results])],
-    ])
+    print(
+        f"MiniLM-L6 on CPU, 2 threads; {len(texts)} pooled issues embedded in {embed_s:.1f} s, k-means "
+        f"k={args.clusters}; "
+        f"{len(results)} explained, steps={args.steps}, top_tokens={args.top_tokens}; "
+        f"1-min load average {load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end (other work slows the timings)"
+    )
+    print_table(
+        "seconds per explained issue",
+        ["part", "mean", "median", "p95"],
+        [
+            ["total", *stats([r.seconds for r in results])],
+            ["perturbation (occlusion)", *stats([r.perturbation_seconds for r in results])],
+            ["gradient (tokenize + IG)", *stats([r.gradient_seconds for r in results])],
+        ],
+    )
     seen = [[s for s in r.sentences if not s.truncated or (r.tokens and s.start < r.tokens[-1].end)] for r in results]
     ranked = [(r, s) for r, s in zip(results, seen) if len(s) >= 2]
-    top_agree = [max(s, key=lambda x: x.perturbation).position == max(s, key=lambda x: x.gradient).position for _, s in ranked]
+    top_agree = [
+        max(s, key=lambda x: x.perturbation).position == max(s, key=lambda x: x.gradient).position for _, s in ranked
+    ]
     agreements = [r.agreement for r in results if r.agreement is not None]
     relative_gaps = [r.completeness_gap / abs(r.similarity - r.baseline_similarity) for r in results]
-    print_table("explanations", ["measure", "value"], [
-        ["sentences per issue (mean)", float(np.mean([len(r.sentences) for r in results]))],
-        ["words per issue seen by the model (mean)", float(np.mean([len(r.tokens) for r in results]))],
-        ["share of issues truncated at max_seq_length", float(np.mean([any(s.truncated for s in r.sentences) for r in results]))],
-        ["similarity to own centroid (mean)", float(np.mean([r.similarity for r in results]))],
-        [f"Spearman agreement, mean over {len(agreements)} issues with >= 3 sentences", float(np.mean(agreements)) if agreements else "n/a"],
-        [f"same top sentence, share of {len(ranked)} issues with >= 2 sentences", float(np.mean(top_agree)) if ranked else "n/a"],
-        ["completeness gap (mean)", f"{np.mean([r.completeness_gap for r in results]):.5f}"],
-        ["completeness gap / |f(x) - f(baseline)| (mean)", f"{100 * np.mean(relative_gaps):.2f} %"],
-        ["completeness gap / |f(x) - f(baseline)| (max)", f"{100 * np.max(relative_gaps):.2f} %"],
-    ])
+    print_table(
+        "explanations",
+        ["measure", "value"],
+        [
+            ["sentences per issue (mean)", float(np.mean([len(r.sentences) for r in results]))],
+            ["words per issue seen by the model (mean)", float(np.mean([len(r.tokens) for r in results]))],
+            [
+                "share of issues truncated at max_seq_length",
+                float(np.mean([any(s.truncated for s in r.sentences) for r in results])),
+            ],
+            ["similarity to own centroid (mean)", float(np.mean([r.similarity for r in results]))],
+            [
+                f"Spearman agreement, mean over {len(agreements)} issues with >= 3 sentences",
+                float(np.mean(agreements)) if agreements else "n/a",
+            ],
+            [
+                f"same top sentence, share of {len(ranked)} issues with >= 2 sentences",
+                float(np.mean(top_agree)) if ranked else "n/a",
+            ],
+            ["completeness gap (mean)", f"{np.mean([r.completeness_gap for r in results]):.5f}"],
+            ["completeness gap / |f(x) - f(baseline)| (mean)", f"{100 * np.mean(relative_gaps):.2f} %"],
+            ["completeness gap / |f(x) - f(baseline)| (max)", f"{100 * np.max(relative_gaps):.2f} %"],
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "gpu_check.json"
 # Dense fp16 tensor-core peaks (TFLOP/s, no sparsity) from the vendor's datasheets; first match of the
 # device name wins, so the more specific names come first. A GPU not here is measured (fp16_matmul_tflops).
-PEAK_FP16_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("T4", 65.0))
+PEAK_FP16_TFLOPS = (
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),
+    ("H200", 989.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("L4", 121.0),
+    ("T4", 65.0),
+)
 
 
 def cuda_missing() -> str | None:
@@ -45,7 +53,10 @@ def cuda_missing() -> str | None:
         return f"torch does not import ({exc})"
     if not torch.cuda.is_available():
         build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        return f"torch.cuda.is_available() is False (torch {torch.__version__}, {build}; CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+        return (
+            f"torch.cuda.is_available() is False (torch {torch.__version__}, {build}; "
+            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+        )
     return None
 
 
@@ -82,7 +93,7 @@ def token_counts(tokenizer: Any, texts: list[str], max_length: int, batch_size: 
     """Mean tokens per text (capped at ``max_length``) and mean tokens computed per text once sentence-transformers
     sorts the texts by length and pads each batch to its longest."""
     lengths = np.sort([min(len(ids), max_length) for ids in tokenizer(texts)["input_ids"]])[::-1]
-    padded = sum(int(lengths[i]) * len(lengths[i:i + batch_size]) for i in range(0, len(lengths), batch_size))
+    padded = sum(int(lengths[i]) * len(lengths[i : i + batch_size]) for i in range(0, len(lengths), batch_size))
     return float(lengths.mean()), padded / len(lengths)
 
 
@@ -105,7 +116,9 @@ def embed_check(texts: list[str]) -> tuple[dict[str, Any], np.ndarray]:
     embed_s = time.perf_counter() - t0
     transformer = encoder.model[0].auto_model
     total, tables = parameter_counts(transformer)
-    tokens, padded = token_counts(encoder.model.tokenizer, [spec.query_prefix + t for t in texts], spec.max_seq_length, spec.batch_size)
+    tokens, padded = token_counts(
+        encoder.model.tokenizer, [spec.query_prefix + t for t in texts], spec.max_seq_length, spec.batch_size
+    )
     name = torch.cuda.get_device_name(0)
     measured = fp16_matmul_tflops()
     listed = peak_tflops(name)
@@ -113,13 +126,24 @@ def embed_check(texts: list[str]) -> tuple[dict[str, Any], np.ndarray]:
     flops_per_sequence = 2.0 * (total - tables) * tokens
     rate = len(texts) / embed_s
     figures = {
-        "model": cfg.model, "dtype": "fp16" if spec.fp16 else "fp32", "parameters": total, "embedding_table_parameters": tables,
-        "dim": int(vectors.shape[1]), "max_seq_length": spec.max_seq_length, "batch_size": spec.batch_size, "load_s": round(load_s, 2),
-        "texts": len(texts), "tokens_per_text": round(tokens, 1), "padded_tokens_per_text": round(padded, 1),
-        "embed_s": round(embed_s, 3), "sequences_per_s": round(rate, 1),
-        "peak_fp16_tflops": peak, "peak_source": "datasheet table" if listed else "measured fp16 matmul",
+        "model": cfg.model,
+        "dtype": "fp16" if spec.fp16 else "fp32",
+        "parameters": total,
+        "embedding_table_parameters": tables,
+        "dim": int(vectors.shape[1]),
+        "max_seq_length": spec.max_seq_length,
+        "batch_size": spec.batch_size,
+        "load_s": round(load_s, 2),
+        "texts": len(texts),
+        "tokens_per_text": round(tokens, 1),
+        "padded_tokens_per_text": round(padded, 1),
+        "embed_s": round(embed_s, 3),
+        "sequences_per_s": round(rate, 1),
+        "peak_fp16_tflops": peak,
+        "peak_source": "datasheet table" if listed else "measured fp16 matmul",
         "fp16_matmul_tflops_measured": round(measured, 1),
-        "flops_per_sequence": flops_per_sequence, "bound_sequences_per_s": round(peak * 1e12 / flops_per_sequence, 1),
+        "flops_per_sequence": flops_per_sequence,
+        "bound_sequences_per_s": round(peak * 1e12 / flops_per_sequence, 1),
         "share_of_bound": round(rate * flops_per_sequence / (peak * 1e12), 4),
     }
     return figures, vectors
@@ -143,9 +167,15 @@ def cluster_check(vectors: np.ndarray) -> dict[str, Any]:
     runs = {}
     for backend in (cuml, get_backend("cpu")):
         t0 = time.perf_counter()
-        result = single_run(backend, backend.prepare(vectors, cfg.cluster), cfg.cluster, cfg.project.seed, with_coords=False)
-        runs[backend.name] = {"seconds": round(time.perf_counter() - t0, 2), "clusters": result.n_clusters,
-                              "noise_share": round(float(np.mean(result.labels == -1)), 4), "labels": result.labels}
+        result = single_run(
+            backend, backend.prepare(vectors, cfg.cluster), cfg.cluster, cfg.project.seed, with_coords=False
+        )
+        runs[backend.name] = {
+            "seconds": round(time.perf_counter() - t0, 2),
+            "clusters": result.n_clusters,
+            "noise_share": round(float(np.mean(result.labels == -1)), 4),
+            "labels": result.labels,
+        }
     ari = float(adjusted_rand_score(runs["cpu"].pop("labels"), runs["cuml"].pop("labels")))
     return {**runs, "points": len(vectors), "seed": cfg.project.seed, "ari_cuml_vs_cpu": round(ari, 4)}
 
@@ -161,10 +191,23 @@ def check(texts: int) -> dict[str, Any]:
     summaries = real_summaries(texts)
     summarize_s = time.perf_counter() - t0
     embed, vectors = embed_check(summaries)
-    return {"gpu": {"name": props.name, "capability": f"{props.major}.{props.minor}", "memory_gb": round(props.total_memory / 2**30, 1),
-                    "cuda": torch.version.cuda, "torch": torch.__version__},
-            "summaries": {"texts": len(summaries), "seconds": round(summarize_s, 1), "source": "real issues, extractive summarizer (config)"},
-            "embed": embed, "cluster": cluster_check(vectors), "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "gpu": {
+            "name": props.name,
+            "capability": f"{props.major}.{props.minor}",
+            "memory_gb": round(props.total_memory / 2**30, 1),
+            "cuda": torch.version.cuda,
+            "torch": torch.__version__,
+        },
+        "summaries": {
+            "texts": len(summaries),
+            "seconds": round(summarize_s, 1),
+            "source": "real issues, extractive summarizer (config)",
+        },
+        "embed": embed,
+        "cluster": cluster_check(vectors),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -181,9 +224,17 @@ def main(argv: list[str] | None = None) -> None:
     result = check(args.texts)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     e, c = result["embed"], result["cluster"]
-    print(f"{result['gpu']['name']}: {e['model']} {e['dtype']} {e['sequences_per_s']:,.0f} sequences/s at {e['tokens_per_text']} tokens, "
-          f"{e['share_of_bound']:.1%} of the {e['peak_fp16_tflops']:.0f} TFLOP/s bound ({e['bound_sequences_per_s']:,.0f}/s); "
-          + (f"cuML {c['cuml']['seconds']} s vs CPU {c['cpu']['seconds']} s, ARI {c['ari_cuml_vs_cpu']}" if c.get("cuml") else f"no cuML: {c['reason']}"))
+    print(
+        f"{result['gpu']['name']}: {e['model']} {e['dtype']} {e['sequences_per_s']:,.0f} sequences/s at "
+        f"{e['tokens_per_text']} tokens, "
+        f"{e['share_of_bound']:.1%} of the {e['peak_fp16_tflops']:.0f} TFLOP/s bound "
+        f"({e['bound_sequences_per_s']:,.0f}/s); "
+        + (
+            f"cuML {c['cuml']['seconds']} s vs CPU {c['cpu']['seconds']} s, ARI {c['ari_cuml_vs_cpu']}"
+            if c.get("cuml")
+            else f"no cuML: {c['reason']}"
+        )
+    )
     print(f"wrote {args.out}")
 
 

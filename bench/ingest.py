@@ -27,16 +27,24 @@ from typing import Any
 
 from tests.github_objects import issue
 
-WORDS = ("model training loss gradient tensor layer batch epoch optimizer dataset loader checkpoint cuda device memory "
-         "shape mismatch error version install import export inference accuracy weights config backend kernel").split()
-TRACE = ('Traceback (most recent call last):\n  File "train.py", line {n}, in <module>\n    model.fit(x, y)\n'
-         '  File "/usr/lib/python3.9/site-packages/torch/nn/modules/module.py", line 1102, in _call_impl\n'
-         "RuntimeError: CUDA out of memory. Tried to allocate {n} MiB")
-OTHER = ("模型训练时出现错误，请问应该怎么解决这个问题", "Der Fehler tritt beim Training des Modells auf und ich weiß nicht warum")
+WORDS = (
+    "model training loss gradient tensor layer batch epoch optimizer dataset loader checkpoint cuda device memory "
+    "shape mismatch error version install import export inference accuracy weights config backend kernel"
+).split()
+TRACE = (
+    'Traceback (most recent call last):\n  File "train.py", line {n}, in <module>\n    model.fit(x, y)\n'
+    '  File "/usr/lib/python3.9/site-packages/torch/nn/modules/module.py", line 1102, in _call_impl\n'
+    "RuntimeError: CUDA out of memory. Tried to allocate {n} MiB"
+)
+OTHER = (
+    "模型训练时出现错误，请问应该怎么解决这个问题",
+    "Der Fehler tritt beim Training des Modells auf und ich weiß nicht warum",
+)
 
 
 def synthetic_body(rng: random.Random, n: int, chars: int | None = None) -> str:
-    """Prose, code blocks and tracebacks of about ``chars`` characters (None: lognormal, median ~700, at most 20,000)."""
+    """Prose, code blocks and tracebacks of about ``chars`` characters (None: lognormal, median ~700, at most
+    20,000)."""
     target = int(min(20000, rng.lognormvariate(6.55, 1.1))) if chars is None else chars
     parts, size = [], 0
     while size < target:
@@ -68,7 +76,13 @@ class Draw:
 def default_draw(rng: random.Random) -> Draw:
     """1% non-English, 5% pull requests, 1% bots, 2% written twice (duplicates); 70% closed."""
     r = rng.random()
-    return Draw(closed=r > 0.3, other_language=r < 0.01, pull_request=0.01 <= r < 0.06, bot=0.06 <= r < 0.07, duplicate=0.07 <= r < 0.09)
+    return Draw(
+        closed=r > 0.3,
+        other_language=r < 0.01,
+        pull_request=0.01 <= r < 0.06,
+        bot=0.06 <= r < 0.07,
+        duplicate=0.07 <= r < 0.09,
+    )
 
 
 @dataclass(frozen=True)
@@ -93,7 +107,7 @@ def generate(folder: Path, issues: int, files: int, seed: int = 0, repos: list[S
     n = 0
     for f in range(n_files):
         with gzip.open(folder / f"{f:04d}.jsonl.gz", "wt", compresslevel=1) as fh:
-            for repo in repos[f * len(repos) // n_files:(f + 1) * len(repos) // n_files]:
+            for repo in repos[f * len(repos) // n_files : (f + 1) * len(repos) // n_files]:
                 for k in range(1, repo.issues + 1):
                     if n >= issues:
                         break
@@ -101,9 +115,18 @@ def generate(folder: Path, issues: int, files: int, seed: int = 0, repos: list[S
                     draw = repo.draw(rng)
                     title = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10)))
                     body = rng.choice(OTHER) * 3 if draw.other_language else synthetic_body(rng, n, draw.body_chars)
-                    obj = issue(repo.name, k, title, body, state="closed" if draw.closed else "open", created="2021-03-01T10:00:00Z",
-                                closed="2021-03-0%dT10:00:00Z" % rng.randint(2, 9) if draw.closed else None, labels=draw.labels,
-                                pull_request=draw.pull_request, login="ci-bot[bot]" if draw.bot else f"user{k}")
+                    obj = issue(
+                        repo.name,
+                        k,
+                        title,
+                        body,
+                        state="closed" if draw.closed else "open",
+                        created="2021-03-01T10:00:00Z",
+                        closed="2021-03-0%dT10:00:00Z" % rng.randint(2, 9) if draw.closed else None,
+                        labels=draw.labels,
+                        pull_request=draw.pull_request,
+                        login="ci-bot[bot]" if draw.bot else f"user{k}",
+                    )
                     fh.write(json.dumps(obj) + "\n")
                     if draw.duplicate:
                         n += 1
@@ -194,17 +217,31 @@ def main() -> None:
         t_filter2 = time.perf_counter() - t0
         py_mb, jvm_mb = peak_mb(ctx.spark)
         n = got["records"]
-        table(f"bench.ingest: {n:,} synthetic issues, {args.files} files, {os.cpu_count()} cores", ["step", "seconds", "issues/s", "note"], [
-            ["generate", round(gen, 1), round(n / gen), "not timed in the target"],
-            ["spark start + tables", round(start, 1), "", "excluded from the target"],
-            ["ingest (bronze MERGE)", round(t_ingest, 1), round(n / t_ingest), f"{got['accepted']:,} accepted"],
-            ["filter (silver)", round(t_filter, 1), round(n / t_filter), f"{kept['silver']:,} kept"],
-            ["ingest + filter", round(t_ingest + t_filter, 1), round(n / (t_ingest + t_filter)), "target < 60 s for 100,000"],
-            ["rerun: ingest (MERGE)", round(t_ingest2, 1), round(n / t_ingest2), f"{again['new_issues']:,} new, bronze v{version} -> v{version_after}"],
-            ["rerun: filter", round(t_filter2, 1), round(n / t_filter2), "same JVM, warm"],
-            ["rerun: ingest + filter", round(t_ingest2 + t_filter2, 1), round(n / (t_ingest2 + t_filter2)), ""],
-            ["peak RSS driver / JVM (MB)", round(py_mb), round(jvm_mb), ""],
-        ])
+        table(
+            f"bench.ingest: {n:,} synthetic issues, {args.files} files, {os.cpu_count()} cores",
+            ["step", "seconds", "issues/s", "note"],
+            [
+                ["generate", round(gen, 1), round(n / gen), "not timed in the target"],
+                ["spark start + tables", round(start, 1), "", "excluded from the target"],
+                ["ingest (bronze MERGE)", round(t_ingest, 1), round(n / t_ingest), f"{got['accepted']:,} accepted"],
+                ["filter (silver)", round(t_filter, 1), round(n / t_filter), f"{kept['silver']:,} kept"],
+                [
+                    "ingest + filter",
+                    round(t_ingest + t_filter, 1),
+                    round(n / (t_ingest + t_filter)),
+                    "target < 60 s for 100,000",
+                ],
+                [
+                    "rerun: ingest (MERGE)",
+                    round(t_ingest2, 1),
+                    round(n / t_ingest2),
+                    f"{again['new_issues']:,} new, bronze v{version} -> v{version_after}",
+                ],
+                ["rerun: filter", round(t_filter2, 1), round(n / t_filter2), "same JVM, warm"],
+                ["rerun: ingest + filter", round(t_ingest2 + t_filter2, 1), round(n / (t_ingest2 + t_filter2)), ""],
+                ["peak RSS driver / JVM (MB)", round(py_mb), round(jvm_mb), ""],
+            ],
+        )
 
 
 if __name__ == "__main__":

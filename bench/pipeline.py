@@ -56,7 +56,8 @@ json.dump({"keys": keys, "labels": [int(t) for t in topics], "seconds": time.per
 
 
 def subsets() -> dict[str, list[Path]]:
-    """small: every 25th repository file from the 25th (1,571 issues, the issue's subset); large: whole repositories in a seeded order until about 9,400 issues."""
+    """small: every 25th repository file from the 25th (1,571 issues, the issue's subset); large: whole repositories in
+    a seeded order until about 9,400 issues."""
     files = sorted(REAL_ISSUES.glob("*.jsonl.gz"))
     shuffled = files[:]
     random.Random(0).shuffle(shuffled)
@@ -81,8 +82,21 @@ def ours(files: list[Path], workdir: Path) -> dict:
     warehouse = workdir / "warehouse"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUERISK")}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "issuerisk.cli", "--warehouse", str(warehouse), "--no-progress", "run", *map(str, files)],
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "issuerisk.cli",
+            "--warehouse",
+            str(warehouse),
+            "--no-progress",
+            "run",
+            *map(str, files),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"issuerisk run failed: {proc.stderr[-2000:]}")
@@ -93,17 +107,31 @@ def ours(files: list[Path], workdir: Path) -> dict:
     row = next(r for r in tables.read("runs").to_pylist() if r["command"] == "run")
     metrics = json.loads(row["metrics_json"])
     clusters = tables.read("gold_clusters", where={"run_id": row["run_id"]}).to_pylist()
-    quality = {r["measure"]: r["value"] for r in tables.read("gold_quality", where={"run_id": row["run_id"]}).to_pylist()}
-    return {"seconds": seconds, "stages": {k: v["stage_seconds"] for k, v in metrics.items() if isinstance(v, dict) and "stage_seconds" in v and k != "run"},
-            "labels": {(r["repository"], r["number"]): r["cluster"] for r in clusters}, "stability": quality.get("stability_mean")}
+    quality = {
+        r["measure"]: r["value"] for r in tables.read("gold_quality", where={"run_id": row["run_id"]}).to_pylist()
+    }
+    return {
+        "seconds": seconds,
+        "stages": {
+            k: v["stage_seconds"]
+            for k, v in metrics.items()
+            if isinstance(v, dict) and "stage_seconds" in v and k != "run"
+        },
+        "labels": {(r["repository"], r["number"]): r["cluster"] for r in clusters},
+        "stability": quality.get("stability_mean"),
+    }
 
 
 def bertopic(files: list[Path], workdir: Path) -> dict:
     """BERTopic's defaults with MiniLM on title + body, in a fresh process."""
     out = workdir / "bertopic.json"
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", BERTOPIC_SCRIPT, ",".join(map(str, files)), str(out)], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    proc = subprocess.run(
+        [sys.executable, "-c", BERTOPIC_SCRIPT, ",".join(map(str, files)), str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"BERTopic failed: {proc.stderr[-2000:]}")
@@ -122,15 +150,21 @@ def issue_kinds(files: list[Path]) -> dict[tuple[str, int], str | None]:
 
 
 def quality(labels: dict, keys: set, kinds: dict) -> dict:
-    """Noise share, clusters, NMI with the label kinds (defect/feature/question) and repository-dominated share, on ``keys``."""
+    """Noise share, clusters, NMI with the label kinds (defect/feature/question) and repository-dominated share, on
+    ``keys``."""
     from bench.quality import dominance
 
     keys = sorted(keys)
     lab = np.array([labels[k] for k in keys])
     nmi, labelled = kind_agreement(lab.tolist(), [kinds.get(k) for k in keys])
     _, dominated = dominance([{"repository": k[0]} for k in keys], lab)
-    return {"noise": float((lab < 0).mean()), "clusters": len(set(lab.tolist()) - {-1}), "nmi_kinds": nmi, "labelled": labelled,
-            "dominated": dominated}
+    return {
+        "noise": float((lab < 0).mean()),
+        "clusters": len(set(lab.tolist()) - {-1}),
+        "nmi_kinds": nmi,
+        "labelled": labelled,
+        "dominated": dominated,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -149,21 +183,70 @@ def main(argv: list[str] | None = None) -> None:
             a = ours(files, work)
             b = bertopic(files, work)
         both = set(a["labels"]) & set(b["labels"])
-        rows.append([name, f"{len(kinds):,} ({len(files)} repositories)", f"{a['seconds']:.0f}", f"{b['seconds']:.0f}", f"{a['seconds'] / b['seconds']:.2f}"])
+        rows.append(
+            [
+                name,
+                f"{len(kinds):,} ({len(files)} repositories)",
+                f"{a['seconds']:.0f}",
+                f"{b['seconds']:.0f}",
+                f"{a['seconds'] / b['seconds']:.2f}",
+            ]
+        )
         stages.append([name, *(f"{a['stages'].get(s, 0):.1f}" for s in STAGES)])
         for side, result in (("issuerisk", a), ("BERTopic", b)):
             q = quality(result["labels"], both, kinds)
-            qualities.append([name, side, f"{q['noise']:.3f}", q["clusters"], f"{q['nmi_kinds']:.3f}", q["labelled"], f"{q['dominated']:.3f}",
-                              "" if result.get("stability") is None else f"{result['stability']:.3f}"])
+            qualities.append(
+                [
+                    name,
+                    side,
+                    f"{q['noise']:.3f}",
+                    q["clusters"],
+                    f"{q['nmi_kinds']:.3f}",
+                    q["labelled"],
+                    f"{q['dominated']:.3f}",
+                    "" if result.get("stability") is None else f"{result['stability']:.3f}",
+                ]
+            )
         print(f"{name}: ours {a['seconds']:.0f} s, BERTopic {b['seconds']:.0f} s", flush=True)
-    table("issuerisk run vs BERTopic defaults (cold processes, same issues)", ["subset", "issues", "issuerisk s", "BERTopic s", "ratio"], rows)
+    table(
+        "issuerisk run vs BERTopic defaults (cold processes, same issues)",
+        ["subset", "issues", "issuerisk s", "BERTopic s", "ratio"],
+        rows,
+    )
     table("issuerisk stage seconds", ["subset", *STAGES], stages)
-    table("quality on the issues both clustered", ["subset", "side", "noise", "clusters", "NMI label kinds", "labelled", "repo-dominated share",
-                                                    "stability mean"], qualities)
+    table(
+        "quality on the issues both clustered",
+        [
+            "subset",
+            "side",
+            "noise",
+            "clusters",
+            "NMI label kinds",
+            "labelled",
+            "repo-dominated share",
+            "stability mean",
+        ],
+        qualities,
+    )
 
 
-STAGES = ("ingest", "filter", "summarize", "mask", "profile", "embed", "drift", "classify", "cluster", "topics", "risk", "compare", "explain",
-          "report", "factsheet")
+STAGES = (
+    "ingest",
+    "filter",
+    "summarize",
+    "mask",
+    "profile",
+    "embed",
+    "drift",
+    "classify",
+    "cluster",
+    "topics",
+    "risk",
+    "compare",
+    "explain",
+    "report",
+    "factsheet",
+)
 
 if __name__ == "__main__":
     main()

@@ -32,9 +32,12 @@ import pandas as pd
 from bench.stability import OUT, REAL_ISSUES, embeddings, read_repository
 
 FAILURE_WORDS = frozenset(
-    "error errors exception crash crashes segfault nan inf memory oom cuda gpu shape shapes dtype mismatch install installation "
-    "import importerror fail fails failed failure hang hangs slow leak deadlock broken runtimeerror valueerror typeerror "
-    "attributeerror keyerror indexerror modulenotfounderror oserror assertionerror traceback segmentation killed core dumped "
+    "error errors exception crash crashes segfault nan inf memory oom cuda gpu shape shapes dtype mismatch install "
+    "installation "
+    "import importerror fail fails failed failure hang hangs slow leak deadlock broken runtimeerror valueerror "
+    "typeerror "
+    "attributeerror keyerror indexerror modulenotfounderror oserror assertionerror traceback segmentation killed core "
+    "dumped "
     "incompatible version versions dll loss".split()
 )
 
@@ -57,9 +60,17 @@ def _row(repository: str, obj: dict) -> dict:
     hours = None
     if obj.get("state") == "closed" and closed:
         hours = (pd.Timestamp(closed) - pd.Timestamp(created)).total_seconds() / 3600
-    return {"repository": repository, "number": obj["number"], "title": obj.get("title") or "", "body": obj.get("body") or "",
-            "labels": [lab.get("name") if isinstance(lab, dict) else str(lab) for lab in obj.get("labels") or []],
-            "is_closed": hours is not None, "resolution_hours": hours, "created_at": created, "updated_at": obj.get("updated_at")}
+    return {
+        "repository": repository,
+        "number": obj["number"],
+        "title": obj.get("title") or "",
+        "body": obj.get("body") or "",
+        "labels": [lab.get("name") if isinstance(lab, dict) else str(lab) for lab in obj.get("labels") or []],
+        "is_closed": hours is not None,
+        "resolution_hours": hours,
+        "created_at": created,
+        "updated_at": obj.get("updated_at"),
+    }
 
 
 def corpus() -> list[dict]:
@@ -91,11 +102,23 @@ def classifier_report(rows: list[dict]) -> tuple[list[list], dict]:
     core = grouped_evaluation(texts, None, y, groups, classes=CORE_KINDS)
     every = grouped_evaluation(texts, None, y, groups, classes=KINDS)
     seconds = time.perf_counter() - t0
-    table_rows = [[k, round(v["precision"], 3), round(v["recall"], 3), round(v["f1"], 3), v["support"]] for k, v in core["pooled"]["per_class"].items()]
-    table_rows += [["macro-F1 defect/feature/question (folds: " + ", ".join(f"{f['macro_f1_core']:.3f}" for f in core["folds"]) + ")", "", "",
-                    round(core["pooled"]["macro_f1_core"], 3), len(y)],
-                   ["macro-F1, 5 kinds", "", "", round(every["pooled"]["macro_f1"], 3), ""],
-                   [f"({len(set(groups))} repositories, {seconds:.0f} s)", "", "", "", ""]]
+    table_rows = [
+        [k, round(v["precision"], 3), round(v["recall"], 3), round(v["f1"], 3), v["support"]]
+        for k, v in core["pooled"]["per_class"].items()
+    ]
+    table_rows += [
+        [
+            "macro-F1 defect/feature/question (folds: "
+            + ", ".join(f"{f['macro_f1_core']:.3f}" for f in core["folds"])
+            + ")",
+            "",
+            "",
+            round(core["pooled"]["macro_f1_core"], 3),
+            len(y),
+        ],
+        ["macro-F1, 5 kinds", "", "", round(every["pooled"]["macro_f1"], 3), ""],
+        [f"({len(set(groups))} repositories, {seconds:.0f} s)", "", "", "", ""],
+    ]
     model = train(texts, None, y)
     todo = [i for i, k in enumerate(kinds) if k is None]
     predicted, _ = predict(model, [(rows[i]["title"], rows[i]["body"]) for i in todo])
@@ -129,12 +152,18 @@ def clusters(vectors: np.ndarray, method: str, runs: int, seed: int = 42) -> tup
 def keywords(docs: list[str], vectors: np.ndarray, labels: np.ndarray) -> dict[int, list[str]]:
     from issuerisk.analysis.topics import fit_topics
 
-    return {t.cluster: t.keywords for t in fit_topics(docs, vectors, labels, top_n_words=10, n_representative=5, min_df=1, ngram_max=2)}
+    return {
+        t.cluster: t.keywords
+        for t in fit_topics(docs, vectors, labels, top_n_words=10, n_representative=5, min_df=1, ngram_max=2)
+    }
 
 
 def failure_share(topic_words: dict[int, list[str]], top: int = 5) -> float:
     """Share of clusters with a failure word among their top keywords."""
-    named = [any(w in FAILURE_WORDS for k in words[:top] for w in re.split(r"\W+", k.lower())) for words in topic_words.values()]
+    named = [
+        any(w in FAILURE_WORDS for k in words[:top] for w in re.split(r"\W+", k.lower()))
+        for words in topic_words.values()
+    ]
     return float(np.mean(named)) if named else 0.0
 
 
@@ -149,7 +178,9 @@ def dominance(rows: list[dict], labels: np.ndarray) -> tuple[float, float]:
     return float(len(dominated) / len(top)), float(frame["cluster"].isin(dominated).mean())
 
 
-def grading(rows: list[dict], labels: np.ndarray, stability: np.ndarray, kinds: dict, names: dict[int, list[str]]) -> tuple[list[list], Counter]:
+def grading(
+    rows: list[dict], labels: np.ndarray, stability: np.ndarray, kinds: dict, names: dict[int, list[str]]
+) -> tuple[list[list], Counter]:
     """The new pipeline's risk grading of the clusters (all frameworks): top-10 graded and exclusions by reason."""
     from issuerisk.analysis.risk import cluster_facts, exclusion
     from issuerisk.conf.settings import RiskConfig
@@ -161,15 +192,27 @@ def grading(rows: list[dict], labels: np.ndarray, stability: np.ndarray, kinds: 
     frame["label_kind"] = [kinds[(r["repository"], r["number"])][1] for r in rows]
     frame["stability"] = [stability[c] if c >= 0 else np.nan for c in labels]
     snapshot = pd.to_datetime(frame["updated_at"], utc=True).max()
-    frame["open_hours"] = ((snapshot - pd.to_datetime(frame["created_at"], utc=True)).dt.total_seconds() / 3600).clip(lower=0)
+    frame["open_hours"] = ((snapshot - pd.to_datetime(frame["created_at"], utc=True)).dt.total_seconds() / 3600).clip(
+        lower=0
+    )
     frame = frame[frame["cluster"] >= 0]
     facts = {int(c): cluster_facts(g) for c, g in frame.groupby("cluster")}
     reasons = {c: exclusion(c, " ".join(names.get(c, [])), f, f, rules) for c, f in facts.items()}
     graded = assess(frame, [c for c, r in reasons.items() if r], rules.impact_measure, rules.impact_horizon_days * 24)
     top = sorted((r for r in graded if r.grade), key=lambda r: (-severity(r.grade), -r.n))[:10]
-    table_rows = [[r.cluster, ", ".join(names.get(r.cluster, [])[:4]), r.n, r.grade, round(facts[r.cluster].defect_share or 0, 2),
-                   None if facts[r.cluster].label_defect_share is None else round(facts[r.cluster].label_defect_share, 2),
-                   facts[r.cluster].repositories, round(facts[r.cluster].top_repository_share, 2)] for r in top]
+    table_rows = [
+        [
+            r.cluster,
+            ", ".join(names.get(r.cluster, [])[:4]),
+            r.n,
+            r.grade,
+            round(facts[r.cluster].defect_share or 0, 2),
+            None if facts[r.cluster].label_defect_share is None else round(facts[r.cluster].label_defect_share, 2),
+            facts[r.cluster].repositories,
+            round(facts[r.cluster].top_repository_share, 2),
+        ]
+        for r in top
+    ]
     excluded = Counter(reason.split(":")[0] for reason in reasons.values() if reason)
     return table_rows, excluded
 
@@ -187,13 +230,22 @@ def main(argv: list[str] | None = None) -> None:
     everything = corpus()
     t0 = time.perf_counter()
     report, kinds = classifier_report([r for r in everything])
-    table("1. issue-kind classifier, repository-grouped 5-fold (no repository in both training and test)",
-          ["kind", "precision", "recall", "F1", "issues"], report)
+    table(
+        "1. issue-kind classifier, repository-grouped 5-fold (no repository in both training and test)",
+        ["kind", "precision", "recall", "F1", "issues"],
+        report,
+    )
     rows = repositories_sample(args.issues)
-    print(f"{len(rows):,} issues of {len({r['repository'] for r in rows})} whole repositories ({time.perf_counter() - t0:.0f} s so far)", flush=True)
+    print(
+        f"{len(rows):,} issues of {len({r['repository'] for r in rows})} whole repositories "
+        f"({time.perf_counter() - t0:.0f} s so far)",
+        flush=True,
+    )
 
-    variants = {"before: r1 summaries, nothing masked, one seeded run": ("r1", False, "single"),
-                "after: r2 summaries, project words masked, consensus": ("r2", True, "consensus")}
+    variants = {
+        "before: r1 summaries, nothing masked, one seeded run": ("r1", False, "single"),
+        "after: r2 summaries, project words masked, consensus": ("r2", True, "consensus"),
+    }
     results = {}
     lines = []
     for name, (rules, masked, method) in variants.items():
@@ -203,9 +255,28 @@ def main(argv: list[str] | None = None) -> None:
         words = keywords(docs, vectors, labels)
         share, issues_share = dominance(rows, labels)
         results[name] = (labels, stability, words)
-        lines.append([name, int(labels.max() + 1), round(float(np.mean(labels < 0)), 3), f"{share:.0%}", f"{issues_share:.0%}", f"{failure_share(words):.0%}"])
-    table("2. repository dominance and failure keywords (all issues of the sampled repositories)",
-          ["pipeline", "clusters", "noise", "clusters one repository dominates", "issues in them", "clusters whose top-5 keywords name a failure"], lines)
+        lines.append(
+            [
+                name,
+                int(labels.max() + 1),
+                round(float(np.mean(labels < 0)), 3),
+                f"{share:.0%}",
+                f"{issues_share:.0%}",
+                f"{failure_share(words):.0%}",
+            ]
+        )
+    table(
+        "2. repository dominance and failure keywords (all issues of the sampled repositories)",
+        [
+            "pipeline",
+            "clusters",
+            "noise",
+            "clusters one repository dominates",
+            "issues in them",
+            "clusters whose top-5 keywords name a failure",
+        ],
+        lines,
+    )
 
     defect = [r for r in rows if kinds[(r["repository"], r["number"])][0] == "defect"]
     lines = []
@@ -213,15 +284,45 @@ def main(argv: list[str] | None = None) -> None:
         docs = texts_of(defect, rules, True, everything)
         vectors = embeddings(docs)
         labels, stability = clusters(vectors, "consensus", args.runs)
-        lines.append([f"{rules} summaries", len(defect), int(labels.max() + 1), round(float(np.mean(labels < 0)), 3),
-                      f"{failure_share(keywords(docs, vectors, labels)):.0%}", round(float(np.nanmean(stability)), 3) if len(stability) else None])
-    table("3. summaries that describe the failure: the same consensus clustering of the defect issues",
-          ["summaries", "defect issues", "clusters", "noise", "clusters whose top-5 keywords name a failure", "mean cluster stability"], lines)
+        lines.append(
+            [
+                f"{rules} summaries",
+                len(defect),
+                int(labels.max() + 1),
+                round(float(np.mean(labels < 0)), 3),
+                f"{failure_share(keywords(docs, vectors, labels)):.0%}",
+                round(float(np.nanmean(stability)), 3) if len(stability) else None,
+            ]
+        )
+    table(
+        "3. summaries that describe the failure: the same consensus clustering of the defect issues",
+        [
+            "summaries",
+            "defect issues",
+            "clusters",
+            "noise",
+            "clusters whose top-5 keywords name a failure",
+            "mean cluster stability",
+        ],
+        lines,
+    )
 
     labels, stability, words = results["after: r2 summaries, project words masked, consensus"]
     top, excluded = grading(rows, labels, stability, kinds, words)
-    table("4. new pipeline: the top-10 graded clusters (all frameworks)",
-          ["cluster", "keywords", "n", "grade", "defect share (classifier)", "defect share (labels)", "repositories", "top repository share"], top)
+    table(
+        "4. new pipeline: the top-10 graded clusters (all frameworks)",
+        [
+            "cluster",
+            "keywords",
+            "n",
+            "grade",
+            "defect share (classifier)",
+            "defect share (labels)",
+            "repositories",
+            "top repository share",
+        ],
+        top,
+    )
     table("4. clusters not graded, by reason", ["reason", "clusters"], sorted(excluded.items()))
     print(f"bench.quality: {time.perf_counter() - t0:.0f} s", flush=True)
 

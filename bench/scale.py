@@ -60,7 +60,9 @@ def real_repositories(folder: Path = REAL_ISSUES) -> Iterator[tuple[str, list[di
     """(owner/name, its issue objects) per file of the real corpus, in file order (it holds no pull requests)."""
     files = sorted(folder.glob("*.jsonl.gz"))
     if not files:
-        raise FileNotFoundError(f"no *.jsonl.gz under {folder}; the real corpus lives in ../shared/data/lai2024-ml-issues")
+        raise FileNotFoundError(
+            f"no *.jsonl.gz under {folder}; the real corpus lives in ../shared/data/lai2024-ml-issues"
+        )
     for file in files:
         yield read_repository(file)
 
@@ -80,12 +82,28 @@ class CorpusProfile:
         other_repos = sum(all(d.other_language for d in ds) for _, ds in self.repositories)
         return [
             ["issues / repositories", f"{n:,} / {len(sizes)}", ""],
-            ["issues per repository: median / p90 / max", f"{np.median(sizes):.0f} / {np.percentile(sizes, 90):.0f} / {sizes.max()}", "resampled"],
-            ["body chars: median / p90 / p99 / empty", f"{np.median(lengths):.0f} / {np.percentile(lengths, 90):.0f} / "
-             f"{np.percentile(lengths, 99):.0f} / {np.mean(lengths == 0):.1%}", "resampled"],
-            ["labelled issues / distinct labels", f"{np.mean([bool(d.labels) for d in draws]):.1%} / {len({x for d in draws for x in d.labels})}", "resampled"],
+            [
+                "issues per repository: median / p90 / max",
+                f"{np.median(sizes):.0f} / {np.percentile(sizes, 90):.0f} / {sizes.max()}",
+                "resampled",
+            ],
+            [
+                "body chars: median / p90 / p99 / empty",
+                f"{np.median(lengths):.0f} / {np.percentile(lengths, 90):.0f} / "
+                f"{np.percentile(lengths, 99):.0f} / {np.mean(lengths == 0):.1%}",
+                "resampled",
+            ],
+            [
+                "labelled issues / distinct labels",
+                f"{np.mean([bool(d.labels) for d in draws]):.1%} / {len({x for d in draws for x in d.labels})}",
+                "resampled",
+            ],
             ["closed", f"{np.mean([d.closed for d in draws]):.1%}", "resampled"],
-            ["non-English (filter's verdict)", f"{np.mean([d.other_language for d in draws]):.2%} ({other_repos} whole repositories)", "resampled"],
+            [
+                "non-English (filter's verdict)",
+                f"{np.mean([d.other_language for d in draws]):.2%} ({other_repos} whole repositories)",
+                "resampled",
+            ],
             ["duplicates (filter's verdict)", f"{np.mean([d.duplicate for d in draws]):.2%}", "each written twice"],
             ["bot authors", f"{np.mean([d.bot for d in draws]):.3%}", "resampled"],
         ]
@@ -104,13 +122,22 @@ def corpus_profile(folder: Path = REAL_ISSUES) -> CorpusProfile:
     bot = re.compile("|".join(f"(?i:{p})" for p in rules.bot_login_patterns))
     repositories = []
     for name, issues in real_repositories(folder):
-        _, _, reasons, _ = judge_texts([i["number"] for i in issues], [i["title"] or "" for i in issues], [i.get("body") for i in issues], rules)
+        _, _, reasons, _ = judge_texts(
+            [i["number"] for i in issues], [i["title"] or "" for i in issues], [i.get("body") for i in issues], rules
+        )
         draws = []
         for obj, reason in zip(issues, reasons):
             user = obj.get("user") or {}
-            draws.append(Draw(closed=obj.get("state") == "closed", other_language=reason in ("non_english", "non_english_repository"),
-                              bot=user.get("type") == "Bot" or bool(bot.search(user.get("login") or "")), duplicate=reason == "duplicate",
-                              body_chars=len(obj.get("body") or ""), labels=tuple(label["name"] for label in obj.get("labels") or ())))
+            draws.append(
+                Draw(
+                    closed=obj.get("state") == "closed",
+                    other_language=reason in ("non_english", "non_english_repository"),
+                    bot=user.get("type") == "Bot" or bool(bot.search(user.get("login") or "")),
+                    duplicate=reason == "duplicate",
+                    body_chars=len(obj.get("body") or ""),
+                    labels=tuple(label["name"] for label in obj.get("labels") or ()),
+                )
+            )
         repositories.append((name, tuple(draws)))
     return CorpusProfile(tuple(repositories))
 
@@ -133,7 +160,11 @@ def shaped_repos(profile: CorpusProfile, issues: int, seed: int, pull_request_sh
     total = 0
     while total < issues:
         name, draws = profile.repositories[rng.randrange(len(profile.repositories))]
-        repos.append(SyntheticRepo(f"synthetic-{len(repos):05d}/{name.split('/', 1)[1]}", len(draws), _resampler(draws, pull_request_share)))
+        repos.append(
+            SyntheticRepo(
+                f"synthetic-{len(repos):05d}/{name.split('/', 1)[1]}", len(draws), _resampler(draws, pull_request_share)
+            )
+        )
         total += len(draws) + sum(d.duplicate for d in draws)
     return repos
 
@@ -160,13 +191,20 @@ def _fresh(args: list[str], log: Path) -> None:
         RuntimeError: it failed (the log's tail is in the message).
     """
     with open(log, "w") as fh:
-        code = subprocess.run([sys.executable, "-m", "bench.scale", *args], cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+        code = subprocess.run(
+            [sys.executable, "-m", "bench.scale", *args], cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, check=False
+        ).returncode
     if code:
-        raise RuntimeError(f"bench.scale {' '.join(args)} exited {code}; the end of its log:\n{log.read_text()[-4000:]}")
+        raise RuntimeError(
+            f"bench.scale {' '.join(args)} exited {code}; the end of its log:\n{log.read_text()[-4000:]}"
+        )
 
 
-def measure(profile: CorpusProfile, issues: int, seed: int, pull_request_share: float, tmp_root: str | None) -> dict[str, Any]:
-    """Generate ``issues`` shaped issues, ingest + filter them in a fresh process, delete everything; return the figures."""
+def measure(
+    profile: CorpusProfile, issues: int, seed: int, pull_request_share: float, tmp_root: str | None
+) -> dict[str, Any]:
+    """Generate ``issues`` shaped issues, ingest + filter them in a fresh process, delete everything; return the
+    figures."""
     with tempfile.TemporaryDirectory(prefix=f"scale-{issues}-", dir=tmp_root) as tmp:
         data, wh, out = Path(tmp) / "data", Path(tmp) / "wh", Path(tmp) / "result.json"
         data.mkdir()
@@ -174,12 +212,27 @@ def measure(profile: CorpusProfile, issues: int, seed: int, pull_request_share: 
         t0 = time.perf_counter()
         generate(data, issues, len(repos), seed, repos)
         generated = time.perf_counter() - t0
-        print(f"  {issues:,}: generated {len(repos):,} repositories ({folder_mb(data):,.0f} MB gzip) in {generated:.0f} s; ingest + filter ...", flush=True)
+        print(
+            f"  {issues:,}: generated {len(repos):,} repositories ({folder_mb(data):,.0f} MB gzip) in {generated:.0f} "
+            "s; ingest + filter ...",
+            flush=True,
+        )
         _fresh(["--worker", str(data), str(wh), str(out)], Path(tmp) / "worker.log")
         result = json.loads(out.read_text())
-        print(f"  {issues:,}: ingest {result['ingest']:.0f} s, filter {result['filter']:.0f} s, peak RSS driver {result['driver_mb']:.0f} MB,"
-              f" JVM {result['jvm_mb']:.0f} MB", flush=True)
-        return {**result, "issues": issues, "repos": len(repos), "generate": generated, "data_mb": folder_mb(data), "lake_mb": folder_mb(wh)}
+        print(
+            f"  {issues:,}: ingest {result['ingest']:.0f} s, filter {result['filter']:.0f} s, peak RSS driver "
+            f"{result['driver_mb']:.0f} MB,"
+            f" JVM {result['jvm_mb']:.0f} MB",
+            flush=True,
+        )
+        return {
+            **result,
+            "issues": issues,
+            "repos": len(repos),
+            "generate": generated,
+            "data_mb": folder_mb(data),
+            "lake_mb": folder_mb(wh),
+        }
 
 
 def slope(sizes: list[float], values: list[float]) -> float:
@@ -197,8 +250,13 @@ def real_summaries(n: int, seed: int = 0) -> list[str]:
     cfg = load_config().summarize
     issues = [(name, obj) for name, objs in real_repositories() for obj in objs]
     picked = sorted(np.random.default_rng(seed).choice(len(issues), size=min(n, len(issues)), replace=False))
-    return [mask(extractive.summarize(obj["title"] or "", obj.get("body"), cfg.token_budget, cfg.rules), repository_words(name))
-            for name, obj in (issues[i] for i in picked)]
+    return [
+        mask(
+            extractive.summarize(obj["title"] or "", obj.get("body"), cfg.token_budget, cfg.rules),
+            repository_words(name),
+        )
+        for name, obj in (issues[i] for i in picked)
+    ]
 
 
 def embed_rate(texts: list[str]) -> dict[str, Any]:
@@ -213,7 +271,13 @@ def embed_rate(texts: list[str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     encoder.encode(texts)
     seconds = time.perf_counter() - t0
-    return {"model": cfg.model, "texts": len(texts), "texts_per_s": len(texts) / seconds, "actors": plan.actors, "threads": plan.threads}
+    return {
+        "model": cfg.model,
+        "texts": len(texts),
+        "texts_per_s": len(texts) / seconds,
+        "actors": plan.actors,
+        "threads": plan.threads,
+    }
 
 
 def _cluster_worker(n: int, jit_cache: str, out: str) -> None:
@@ -252,18 +316,38 @@ def _cluster_worker(n: int, jit_cache: str, out: str) -> None:
     second = member_run(backend, prepared, params, seed + 1, selections_of(params))
     timed("coords", backend.reduce, prepared, params, seed, 2)
     runs = params.consensus_runs
-    labels, *_ = timed("combine", combine, [first, second] * (runs // 2) + [first] * (runs % 2), prepared, params, params.member_selection == "auto")
+    labels, *_ = timed(
+        "combine",
+        combine,
+        [first, second] * (runs // 2) + [first] * (runs % 2),
+        prepared,
+        params,
+        params.member_selection == "auto",
+    )
     timed("dbcv", dbcv, first["reduced"], labels, params.dbcv_sample, seed)
-    Path(out).write_text(json.dumps({"seconds": times, "runs": runs, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                                     "ari_member_eom": float(adjusted_rand_score(planted, first["eom"][0]))}))
+    Path(out).write_text(
+        json.dumps(
+            {
+                "seconds": times,
+                "runs": runs,
+                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "ari_member_eom": float(adjusted_rand_score(planted, first["eom"][0])),
+            }
+        )
+    )
 
 
 def embed_cluster_rows(args: argparse.Namespace) -> list[list[Any]]:
-    """CPU embedding (measured on real summaries, extrapolated) and clustering (measured on planted vectors) at 10k and 40k."""
+    """CPU embedding (measured on real summaries, extrapolated) and clustering (measured on planted vectors) at 10k and
+    40k."""
     cores = os.cpu_count() or 1
     rate = embed_rate(real_summaries(args.embed_texts, args.seed))
-    print(f"embedding: {rate['model']}, {rate['actors']} actor x {rate['threads']} threads, {rate['texts_per_s']:.1f} texts/s "
-          f"measured on {rate['texts']:,} real extractive summaries", flush=True)
+    print(
+        f"embedding: {rate['model']}, {rate['actors']} actor x {rate['threads']} threads, {rate['texts_per_s']:.1f} "
+        "texts/s "
+        f"measured on {rate['texts']:,} real extractive summaries",
+        flush=True,
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="scale-cluster-", dir=args.tmp) as tmp:
         for n in EMBED_SIZES:
@@ -271,21 +355,48 @@ def embed_cluster_rows(args: argparse.Namespace) -> list[list[Any]]:
             _fresh(["--cluster-worker", str(n), str(Path(tmp) / "numba"), str(out)], Path(tmp) / f"{n}.log")
             r = json.loads(out.read_text())
             s = r["seconds"]
-            # Ray runs the members and the map as one-CPU tasks side by side; prepare before them, combine and DBCV after.
+            # Ray runs the members and the map as one-CPU tasks side by side; prepare before them, combine and DBCV
+            # after.
             consensus = s["prepare"] + (r["runs"] * s["member"] + s["coords"]) / cores + s["combine"] + s["dbcv"]
-            rows.append([n, round(n / rate["texts_per_s"] / 60, 1), "extrapolated", round(s["jit"], 1), round(s["prepare"], 1), round(s["member"], 1),
-                         round(s["coords"], 1), round(s["combine"], 1), round(consensus / 60, 1), round(r["peak_mb"]), round(r["ari_member_eom"], 3)])
+            rows.append(
+                [
+                    n,
+                    round(n / rate["texts_per_s"] / 60, 1),
+                    "extrapolated",
+                    round(s["jit"], 1),
+                    round(s["prepare"], 1),
+                    round(s["member"], 1),
+                    round(s["coords"], 1),
+                    round(s["combine"], 1),
+                    round(consensus / 60, 1),
+                    round(r["peak_mb"]),
+                    round(r["ari_member_eom"], 3),
+                ]
+            )
             print(f"  clustering {n:,}: {rows[-1]}", flush=True)
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10_000, 100_000, 1_000_000], help="issues per size (duplicates counted)")
+    p.add_argument(
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[10_000, 100_000, 1_000_000],
+        help="issues per size (duplicates counted)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pull-requests", type=float, default=0.05, help="share of issues made pull requests (the corpus has none)")
-    p.add_argument("--tmp", default=None, help="folder for each size's data and tables (default: the system temp folder)")
-    p.add_argument("--embed-cluster", action="store_true", help="also the CPU embedding and clustering figures at 10k and 40k (about 10 minutes)")
+    p.add_argument(
+        "--pull-requests", type=float, default=0.05, help="share of issues made pull requests (the corpus has none)"
+    )
+    p.add_argument(
+        "--tmp", default=None, help="folder for each size's data and tables (default: the system temp folder)"
+    )
+    p.add_argument(
+        "--embed-cluster",
+        action="store_true",
+        help="also the CPU embedding and clustering figures at 10k and 40k (about 10 minutes)",
+    )
     p.add_argument("--embed-texts", type=int, default=1000, help="real summaries the embedding rate is measured on")
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     p.add_argument("--cluster-worker", nargs=3, help=argparse.SUPPRESS)
@@ -305,30 +416,91 @@ def report(args: argparse.Namespace) -> None:
 
     cores = os.cpu_count()
     profile = corpus_profile()
-    table(f"shape of the SYNTHETIC issues, from the real corpus {REAL_ISSUES.parent.name}", ["measure", "real corpus", "synthetic"],
-          profile.summary() + [["pull requests", "0 (removed by its authors)", f"{args.pull_requests:.0%} added"]])
+    table(
+        f"shape of the SYNTHETIC issues, from the real corpus {REAL_ISSUES.parent.name}",
+        ["measure", "real corpus", "synthetic"],
+        profile.summary() + [["pull requests", "0 (removed by its authors)", f"{args.pull_requests:.0%} added"]],
+    )
     results = [measure(profile, n, args.seed, args.pull_requests, args.tmp) for n in args.sizes]
-    table(f"bench.scale: ingest + filter of SYNTHETIC shaped issues, each size in a fresh process (cold local[*] Spark), {cores} cores",
-          ["issues", "repos", "gzip MB", "generate s", "spark start s", "ingest s", "filter s", "ingest + filter s", "issues/s",
-           "driver peak RSS MB", "JVM peak RSS MB", "lake MB", "silver kept"],
-          [[f"{r['issues']:,}", f"{r['repos']:,}", round(r["data_mb"]), round(r["generate"]), round(r["start"], 1), round(r["ingest"], 1),
-            round(r["filter"], 1), round(r["ingest"] + r["filter"], 1), round(r["issues"] / (r["ingest"] + r["filter"])),
-            round(r["driver_mb"]), round(r["jvm_mb"]), round(r["lake_mb"]), f"{r['filtered']['silver']:,}"] for r in results])
+    table(
+        "bench.scale: ingest + filter of SYNTHETIC shaped issues, each size in a fresh process (cold local[*] Spark), "
+        f"{cores} cores",
+        [
+            "issues",
+            "repos",
+            "gzip MB",
+            "generate s",
+            "spark start s",
+            "ingest s",
+            "filter s",
+            "ingest + filter s",
+            "issues/s",
+            "driver peak RSS MB",
+            "JVM peak RSS MB",
+            "lake MB",
+            "silver kept",
+        ],
+        [
+            [
+                f"{r['issues']:,}",
+                f"{r['repos']:,}",
+                round(r["data_mb"]),
+                round(r["generate"]),
+                round(r["start"], 1),
+                round(r["ingest"], 1),
+                round(r["filter"], 1),
+                round(r["ingest"] + r["filter"], 1),
+                round(r["issues"] / (r["ingest"] + r["filter"])),
+                round(r["driver_mb"]),
+                round(r["jvm_mb"]),
+                round(r["lake_mb"]),
+                f"{r['filtered']['silver']:,}",
+            ]
+            for r in results
+        ],
+    )
     for r in results:
-        print(f"  {r['issues']:,}: excluded {r['filtered']['excluded']}, rejected {r['ingested']['rejects_by_reason'] or 0}")
+        print(
+            f"  {r['issues']:,}: excluded {r['filtered']['excluded']}, rejected "
+            f"{r['ingested']['rejects_by_reason'] or 0}"
+        )
     if len(results) > 1:
         for name, picked in (("all sizes", results), ("the two largest", results[-2:])):
             n = [r["issues"] for r in picked]
-            print(f"fitted exponent b of value ~ N^b (log-log least squares, {name}): ingest + filter time {slope(n, [r['ingest'] + r['filter'] for r in picked]):.2f}, "
-                  f"ingest {slope(n, [r['ingest'] for r in picked]):.2f}, filter {slope(n, [r['filter'] for r in picked]):.2f}; "
-                  f"driver peak RSS {slope(n, [r['driver_mb'] for r in picked]):.2f}, JVM peak RSS {slope(n, [r['jvm_mb'] for r in picked]):.2f}")
-    print("Cluster mode (infra/local-cluster.sh, or a real Spark master): the same stages run as Spark tasks on the executors "
-          "(ingest parses files per task, the filter judges one repository per group), so the time divides by the executor "
-          "cores and the driver stays as flat as here; on this one machine it adds no cores, so it was not measured.")
+            print(
+                f"fitted exponent b of value ~ N^b (log-log least squares, {name}): ingest + filter time "
+                f"{slope(n, [r['ingest'] + r['filter'] for r in picked]):.2f}, "
+                f"ingest {slope(n, [r['ingest'] for r in picked]):.2f}, filter "
+                f"{slope(n, [r['filter'] for r in picked]):.2f}; "
+                f"driver peak RSS {slope(n, [r['driver_mb'] for r in picked]):.2f}, JVM peak RSS "
+                f"{slope(n, [r['jvm_mb'] for r in picked]):.2f}"
+            )
+    print(
+        "Cluster mode (infra/local-cluster.sh, or a real Spark master): the same stages run as Spark tasks on the "
+        "executors "
+        "(ingest parses files per task, the filter judges one repository per group), so the time divides by the "
+        "executor "
+        "cores and the driver stays as flat as here; on this one machine it adds no cores, so it was not measured."
+    )
     if args.embed_cluster:
-        table(f"embedding (real summaries, rate extrapolated) and CPU clustering (planted 384-d vectors, 30 clusters, measured) on {cores} cores",
-              ["issues", "embed min", "embed", "JIT s", "prepare s", "member run s", "2-D map s", "combine s",
-               f"consensus min (est., {cores} cores)", "peak MB", "ARI member vs planted"], embed_cluster_rows(args))
+        table(
+            "embedding (real summaries, rate extrapolated) and CPU clustering (planted 384-d vectors, 30 clusters, "
+            f"measured) on {cores} cores",
+            [
+                "issues",
+                "embed min",
+                "embed",
+                "JIT s",
+                "prepare s",
+                "member run s",
+                "2-D map s",
+                "combine s",
+                f"consensus min (est., {cores} cores)",
+                "peak MB",
+                "ARI member vs planted",
+            ],
+            embed_cluster_rows(args),
+        )
 
 
 if __name__ == "__main__":

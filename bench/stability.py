@@ -64,13 +64,23 @@ def real_sample(n: int, seed: int = 0, exclude: frozenset[str] = frozenset()) ->
         if file.name in exclude:
             continue
         repository, objects = read_repository(file)
-        rows += [{"repository": repository, "number": o["number"], "title": o.get("title") or "", "body": o.get("body") or "",
-                  "labels": label_names(o)} for o in objects]
+        rows += [
+            {
+                "repository": repository,
+                "number": o["number"],
+                "title": o.get("title") or "",
+                "body": o.get("body") or "",
+                "labels": label_names(o),
+            }
+            for o in objects
+        ]
     random.Random(seed).shuffle(rows)
     return rows[:n] if n else rows
 
 
-def pipeline_texts(issues: list[dict], corpus: list[dict], budget: int = 96, rules: str = "r2", masked: bool = True) -> list[str]:
+def pipeline_texts(
+    issues: list[dict], corpus: list[dict], budget: int = 96, rules: str = "r2", masked: bool = True
+) -> list[str]:
     """The texts the pipeline embeds: extractive summaries, project-only words (learned on ``corpus``) removed."""
     from issuerisk.conf.settings import MaskConfig
     from issuerisk.summarizers.extractive import summarize
@@ -79,13 +89,19 @@ def pipeline_texts(issues: list[dict], corpus: list[dict], budget: int = 96, rul
     words: dict[str, set[str]] = {}
     if masked:
         rules_ = MaskConfig()
-        for repository, term, _, _ in learn_terms([r["repository"] for r in corpus], (f"{r['title']} {r['body'][:4000]}" for r in corpus),
-                                                  rules_.min_docs, rules_.min_share):
+        for repository, term, _, _ in learn_terms(
+            [r["repository"] for r in corpus],
+            (f"{r['title']} {r['body'][:4000]}" for r in corpus),
+            rules_.min_docs,
+            rules_.min_share,
+        ):
             words.setdefault(repository, set()).add(term)
     texts = []
     for r in issues:
         summary = summarize(r["title"], r["body"], budget, rules)
-        texts.append(mask(summary, repository_words(r["repository"]) | words.get(r["repository"], set())) if masked else summary)
+        texts.append(
+            mask(summary, repository_words(r["repository"]) | words.get(r["repository"], set())) if masked else summary
+        )
     return texts
 
 
@@ -99,7 +115,9 @@ def embeddings(texts: list[str]) -> np.ndarray:
     from issuerisk.encoding.models import packaged_minilm_path
 
     t0 = time.perf_counter()
-    vectors = build_encoder(EncoderSpec(model="all-MiniLM-L6-v2", path=packaged_minilm_path(), threads=os.cpu_count())).encode(texts)
+    vectors = build_encoder(
+        EncoderSpec(model="all-MiniLM-L6-v2", path=packaged_minilm_path(), threads=os.cpu_count())
+    ).encode(texts)
     print(f"embedded {len(texts):,} texts in {time.perf_counter() - t0:.0f} s", flush=True)
     np.save(path, vectors)
     return vectors
@@ -140,12 +158,16 @@ def kind_agreement(clusters, kinds) -> tuple[float, int]:
 
 def describe(labels: np.ndarray) -> tuple[int, float, float]:
     clustered = labels[labels >= 0]
-    return (len(set(clustered.tolist())), float(np.mean(labels < 0)),
-            float(np.bincount(clustered).max() / len(labels)) if len(clustered) else 0.0)
+    return (
+        len(set(clustered.tolist())),
+        float(np.mean(labels < 0)),
+        float(np.bincount(clustered).max() / len(labels)) if len(clustered) else 0.0,
+    )
 
 
 def held_out_files() -> frozenset[str]:
-    """The corpus files of bench.pipeline's subsets (the figures reported against BERTopic), kept out of a ``dev`` sample."""
+    """The corpus files of bench.pipeline's subsets (the figures reported against BERTopic), kept out of a ``dev``
+    sample."""
     from bench.pipeline import subsets
 
     return frozenset(f.name for files in subsets().values() for f in files)
@@ -163,15 +185,29 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", type=int, default=20, help="member runs per consensus (R)")
     p.add_argument("--pairs", type=int, default=2, help="disjoint seed-set pairs of the consensus")
     p.add_argument("--single-seeds", type=int, default=6, help="seeds of the single run (all pairs compared)")
-    p.add_argument("--budget", type=int, default=96, help="extractive summary budget in whitespace tokens (the pipeline's default: 96); "
-                   "another budget also reports the ARI of its consensus against the default budget's on the same seeds")
-    p.add_argument("--n-epochs", type=int, default=None, help="UMAP epochs (cluster.n_epochs; default: 500 under cluster.fewer_epochs_from issues, 200 from there)")
-    p.add_argument("--repositories", choices=("all", "dev"), default="all",
-                   help="dev: only repositories outside bench.pipeline's subsets (choose settings there, report on those subsets)")
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=96,
+        help="extractive summary budget in whitespace tokens (the pipeline's default: 96); "
+        "another budget also reports the ARI of its consensus against the default budget's on the same seeds",
+    )
+    p.add_argument(
+        "--n-epochs",
+        type=int,
+        default=None,
+        help="UMAP epochs (cluster.n_epochs; default: 500 under cluster.fewer_epochs_from issues, 200 from there)",
+    )
+    p.add_argument(
+        "--repositories",
+        choices=("all", "dev"),
+        default="all",
+        help="dev: only repositories outside bench.pipeline's subsets (choose settings there, report on those subsets)",
+    )
     args = p.parse_args(argv)
     enable_jit_cache(str(OUT / "numba"))
     corpus = real_sample(0, exclude=held_out_files() if args.repositories == "dev" else frozenset())
-    issues = corpus[:args.issues]
+    issues = corpus[: args.issues]
     kinds = label_kinds([r["labels"] for r in issues])
     texts = pipeline_texts(issues, corpus, budget=args.budget)
     vectors = embeddings(texts)
@@ -186,33 +222,87 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         singles.append(single_run(backend, prepared, params, seed, with_coords=False).labels)
         seconds.append(time.perf_counter() - t0)
-    aris = [adjusted_rand_score(a, b) for i, a in enumerate(singles) for b in singles[i + 1:]]
+    aris = [adjusted_rand_score(a, b) for i, a in enumerate(singles) for b in singles[i + 1 :]]
     shapes = np.array([describe(s) for s in singles])
-    rows.append(["single run (eom)", f"seeds 0..{args.single_seeds - 1}, all pairs", round(float(np.mean(aris)), 3), round(float(np.min(aris)), 3),
-                 round(float(shapes[:, 0].mean()), 1), round(float(shapes[:, 1].mean()), 3), round(float(shapes[:, 2].mean()), 3), "",
-                 round(float(np.mean([kind_agreement(s, kinds)[0] for s in singles])), 3), round(float(np.mean(seconds)), 1)])
+    rows.append(
+        [
+            "single run (eom)",
+            f"seeds 0..{args.single_seeds - 1}, all pairs",
+            round(float(np.mean(aris)), 3),
+            round(float(np.min(aris)), 3),
+            round(float(shapes[:, 0].mean()), 1),
+            round(float(shapes[:, 1].mean()), 3),
+            round(float(shapes[:, 2].mean()), 3),
+            "",
+            round(float(np.mean([kind_agreement(s, kinds)[0] for s in singles])), 3),
+            round(float(np.mean(seconds)), 1),
+        ]
+    )
 
     consensus_runs = []
     for k in range(2 * args.pairs):
         seeds = list(range(k * args.runs, (k + 1) * args.runs))
         consensus_runs.append(consensus_labels(prepared, params, seeds))
-        print(f"consensus of seeds {seeds[0]}..{seeds[-1]}: {describe(consensus_runs[-1][0])} in {consensus_runs[-1][2]:.0f} s", flush=True)
+        print(
+            f"consensus of seeds {seeds[0]}..{seeds[-1]}: {describe(consensus_runs[-1][0])} in "
+            f"{consensus_runs[-1][2]:.0f} s",
+            flush=True,
+        )
     for k in range(args.pairs):
         (a, stab_a, t_a), (b, _, t_b) = consensus_runs[2 * k], consensus_runs[2 * k + 1]
         clusters, noise, largest = describe(a)
-        rows.append([f"consensus R={args.runs}", f"seeds {2 * k * args.runs}.. vs {(2 * k + 1) * args.runs}..", round(adjusted_rand_score(a, b), 3), "",
-                     clusters, round(noise, 3), round(largest, 3),
-                     f"median {np.nanmedian(stab_a):.2f}, {np.mean(stab_a >= 0.75):.0%} >= 0.75, {np.mean(stab_a < 0.6):.0%} < 0.6",
-                     round((kind_agreement(a, kinds)[0] + kind_agreement(b, kinds)[0]) / 2, 3), round((t_a + t_b) / 2, 1)])
+        rows.append(
+            [
+                f"consensus R={args.runs}",
+                f"seeds {2 * k * args.runs}.. vs {(2 * k + 1) * args.runs}..",
+                round(adjusted_rand_score(a, b), 3),
+                "",
+                clusters,
+                round(noise, 3),
+                round(largest, 3),
+                f"median {np.nanmedian(stab_a):.2f}, {np.mean(stab_a >= 0.75):.0%} >= 0.75, "
+                f"{np.mean(stab_a < 0.6):.0%} < 0.6",
+                round((kind_agreement(a, kinds)[0] + kind_agreement(b, kinds)[0]) / 2, 3),
+                round((t_a + t_b) / 2, 1),
+            ]
+        )
     if args.budget != 96:
-        reference, _, _ = consensus_labels(backend.prepare(embeddings(pipeline_texts(issues, corpus)), params), params, list(range(args.runs)))
-        rows.append([f"consensus R={args.runs}, budget {args.budget} vs 96", f"seeds 0..{args.runs - 1} both",
-                     round(adjusted_rand_score(consensus_runs[0][0], reference), 3), "", *describe(reference)[:1], "", "", "",
-                     round(kind_agreement(reference, kinds)[0], 3), ""])
-    table(f"bench.stability: {len(issues):,} real issues of {'dev repositories' if args.repositories == 'dev' else 'all repositories'} "
-          f"(MiniLM, extractive r2 summaries of {args.budget} words, project words masked), UMAP epochs {umap_epochs(params, len(issues))}, {os.cpu_count()} cores",
-          ["method", "seeds", "ARI mean", "ARI min", "clusters", "noise share", "largest share", "cluster stability (Jaccard)", "NMI label kinds",
-           "seconds per clustering"], rows)
+        reference, _, _ = consensus_labels(
+            backend.prepare(embeddings(pipeline_texts(issues, corpus)), params), params, list(range(args.runs))
+        )
+        rows.append(
+            [
+                f"consensus R={args.runs}, budget {args.budget} vs 96",
+                f"seeds 0..{args.runs - 1} both",
+                round(adjusted_rand_score(consensus_runs[0][0], reference), 3),
+                "",
+                *describe(reference)[:1],
+                "",
+                "",
+                "",
+                round(kind_agreement(reference, kinds)[0], 3),
+                "",
+            ]
+        )
+    table(
+        f"bench.stability: {len(issues):,} real issues of "
+        f"{'dev repositories' if args.repositories == 'dev' else 'all repositories'} "
+        f"(MiniLM, extractive r2 summaries of {args.budget} words, project words masked), UMAP epochs "
+        f"{umap_epochs(params, len(issues))}, {os.cpu_count()} cores",
+        [
+            "method",
+            "seeds",
+            "ARI mean",
+            "ARI min",
+            "clusters",
+            "noise share",
+            "largest share",
+            "cluster stability (Jaccard)",
+            "NMI label kinds",
+            "seconds per clustering",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -95,8 +95,22 @@ def main() -> None:
         "summarize benchmark",
         ("path", "items", "seconds", "per second", "target", "notes"),
         [
-            ("extractive", args.issues, ex_s, ex_rate, ">= 2,000/s", f"{len(texts):,} real issues cycled, budget {args.budget}; {ex_cpu_rate:,.0f} per CPU second"),
-            ("llm (local server process)", args.requests, llm_s, llm_rate, ">= 100/s", f"{args.delay * 1000:.0f} ms answers, concurrency {args.concurrency}, {failed} failed"),
+            (
+                "extractive",
+                args.issues,
+                ex_s,
+                ex_rate,
+                ">= 2,000/s",
+                f"{len(texts):,} real issues cycled, budget {args.budget}; {ex_cpu_rate:,.0f} per CPU second",
+            ),
+            (
+                "llm (local server process)",
+                args.requests,
+                llm_s,
+                llm_rate,
+                ">= 100/s",
+                f"{args.delay * 1000:.0f} ms answers, concurrency {args.concurrency}, {failed} failed",
+            ),
         ],
     )
 

@@ -25,14 +25,17 @@ def synthetic(n: int, clusters: int, dim: int, seed: int = 0) -> tuple[pd.DataFr
     centres = rng.normal(size=(clusters + 1, dim))
     vectors = (centres[cluster + 1] + rng.normal(size=(n, dim))).astype(np.float32)
     closed = rng.random(n) < 0.8
-    frame = pd.DataFrame({
-        "cluster": cluster,
-        "framework": rng.choice(["pytorch", "tensorflow", "keras", "unknown"], size=n, p=[0.45, 0.3, 0.2, 0.05]),
-        "is_closed": closed,
-        "resolution_hours": np.where(closed, rng.exponential(200.0, size=n) * (1 + (cluster % 5)), np.nan),
-        "doc": [" ".join(vocab[(c + 1) * 50 + rng.integers(0, 80, size=30)]) for c in cluster],
-        "x": rng.normal(size=n), "y": rng.normal(size=n),
-    })
+    frame = pd.DataFrame(
+        {
+            "cluster": cluster,
+            "framework": rng.choice(["pytorch", "tensorflow", "keras", "unknown"], size=n, p=[0.45, 0.3, 0.2, 0.05]),
+            "is_closed": closed,
+            "resolution_hours": np.where(closed, rng.exponential(200.0, size=n) * (1 + (cluster % 5)), np.nan),
+            "doc": [" ".join(vocab[(c + 1) * 50 + rng.integers(0, 80, size=30)]) for c in cluster],
+            "x": rng.normal(size=n),
+            "y": rng.normal(size=n),
+        }
+    )
     return frame, vectors
 
 
@@ -58,7 +61,15 @@ def main() -> None:
     timings.append(("import bertopic", time.perf_counter() - t0, 0))
 
     t0 = time.perf_counter()
-    topics = fit_topics(frame["doc"].tolist(), vectors, frame["cluster"].to_numpy(), top_n_words=10, n_representative=5, min_df=1, ngram_max=2)
+    topics = fit_topics(
+        frame["doc"].tolist(),
+        vectors,
+        frame["cluster"].to_numpy(),
+        top_n_words=10,
+        n_representative=5,
+        min_df=1,
+        ngram_max=2,
+    )
     timings.append(("topics (BERTopic c-TF-IDF)", time.perf_counter() - t0, len(topics)))
 
     t0 = time.perf_counter()
@@ -72,13 +83,23 @@ def main() -> None:
     timings.append(("chi-square comparison", time.perf_counter() - t0, len(comparison)))
 
     t0 = time.perf_counter()
-    view = build_view("bench", rows, [{"cluster": t.cluster, "keywords": t.keywords, "representative": []} for t in topics], comparison,
-                      list(zip(frame["x"], frame["y"], frame["cluster"])), None, 0)
+    view = build_view(
+        "bench",
+        rows,
+        [{"cluster": t.cluster, "keywords": t.keywords, "representative": []} for t in topics],
+        comparison,
+        list(zip(frame["x"], frame["y"], frame["cluster"])),
+        None,
+        0,
+    )
     size = len(render(view).encode())
     timings.append(("HTML report (render)", time.perf_counter() - t0, size))
 
-    table(f"Analysis stages on {args.issues:,} synthetic issues, {args.clusters} clusters, dim {args.dim}",
-          ["step", "seconds", "output rows / bytes"], timings)
+    table(
+        f"Analysis stages on {args.issues:,} synthetic issues, {args.clusters} clusters, dim {args.dim}",
+        ["step", "seconds", "output rows / bytes"],
+        timings,
+    )
 
 
 if __name__ == "__main__":

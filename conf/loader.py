@@ -21,7 +21,8 @@ _KINDS = {bool: "true/false", int: "a number", float: "a number", str: "a string
 
 
 def _field(model: type[BaseModel] | None, name: str) -> tuple[str, Any]:
-    """What a key of ``model`` holds: ``("section", Model)``, ``("mapping", value type)``, ``("value", type)`` or ``("unknown", None)``."""
+    """What a key of ``model`` holds: ``("section", Model)``, ``("mapping", value type)``, ``("value", type)`` or
+    ``("unknown", None)``."""
     field = model.model_fields.get(name) if model is not None else None
     if field is None:
         return "unknown", None
@@ -36,7 +37,11 @@ def _field(model: type[BaseModel] | None, name: str) -> tuple[str, Any]:
 def _parse(raw: str, annotation: Any) -> Any:
     """An environment value for a key of type ``annotation``: verbatim for strings (``null`` is None where
     allowed), YAML for everything else, so ``4``, ``true`` and ``[a, b]`` become a number, a flag and a list."""
-    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    args = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
     if str in args:
         return None if type(None) in args and raw.strip() in ("", "~", "null", "Null", "NULL") else raw
     try:
@@ -46,7 +51,8 @@ def _parse(raw: str, annotation: Any) -> Any:
 
 
 def _normalize(data: dict[str, Any], model: type[BaseModel], prefix: str, problems: list[str]) -> None:
-    """Empty sections (``spark:`` alone, which YAML reads as None) become ``{}``; a section that is not a mapping is a problem."""
+    """Empty sections (``spark:`` alone, which YAML reads as None) become ``{}``; a section that is not a mapping is a
+    problem."""
     for name, value in data.items():
         kind, inner = _field(model, name)
         if kind not in ("section", "mapping"):
@@ -54,23 +60,28 @@ def _normalize(data: dict[str, Any], model: type[BaseModel], prefix: str, proble
         if value is None:
             data[name] = {}
         elif not isinstance(value, dict):
-            problems.append(f"  {prefix}{name}: must be a mapping of keys (indented `key: value` lines below `{name}:`), "
-                            f"got {_KINDS.get(type(value), type(value).__name__)}; see conf/default.yaml")
+            problems.append(
+                f"  {prefix}{name}: must be a mapping of keys (indented `key: value` lines below `{name}:`), "
+                f"got {_KINDS.get(type(value), type(value).__name__)}; see conf/default.yaml"
+            )
         elif kind == "section":
             _normalize(value, inner, f"{prefix}{name}.", problems)
 
 
-def _place(data: dict[str, Any], parts: list[str], sep: str, value: Any, source: str, problems: list[str],
-           parse: bool) -> None:
+def _place(
+    data: dict[str, Any], parts: list[str], sep: str, value: Any, source: str, problems: list[str], parse: bool
+) -> None:
     """Set the key that ``parts`` names: sections and keys case-insensitively; below a mapping-valued key
     (``spark.extra``) the rest of ``parts``, joined by ``sep``, is one key of that mapping, verbatim, added to
     what the file or the default holds. Problems (a part that is empty, or that descends into a single value
     or a non-mapping) are appended to ``problems`` with ``source``, the variable or flag that asked."""
     node, model, path = data, Config, []
     for depth, part in enumerate(parts):
-        name, rest = part.lower(), parts[depth + 1:]
+        name, rest = part.lower(), parts[depth + 1 :]
         if not name:
-            problems.append(f"  {source}: names an empty key; write {ENV_PREFIX}SECTION__KEY=value (see conf/default.yaml)")
+            problems.append(
+                f"  {source}: names an empty key; write {ENV_PREFIX}SECTION__KEY=value (see conf/default.yaml)"
+            )
             return
         kind, inner = _field(model, name)
         path.append(name)
@@ -88,9 +99,11 @@ def _place(data: dict[str, Any], parts: list[str], sep: str, value: Any, source:
             node[name] = _parse(value, inner if kind == "value" else None) if parse else value
             return
         if kind == "value":
-            itself = (ENV_PREFIX if sep == "__" else "") + sep.join(parts[:depth + 1])
-            problems.append(f"  {source}: {'.'.join(path)} is a single value, not a section, so it has no key "
-                            f"{sep.join(rest)!r}; set {itself} itself")
+            itself = (ENV_PREFIX if sep == "__" else "") + sep.join(parts[: depth + 1])
+            problems.append(
+                f"  {source}: {'.'.join(path)} is a single value, not a section, so it has no key "
+                f"{sep.join(rest)!r}; set {itself} itself"
+            )
             return
         node = _descend(node, name, path, source, problems)
         if node is None:
@@ -98,19 +111,24 @@ def _place(data: dict[str, Any], parts: list[str], sep: str, value: Any, source:
         model = inner if kind == "section" else None
 
 
-def _descend(node: dict[str, Any], name: str, path: list[str], source: str, problems: list[str]) -> dict[str, Any] | None:
+def _descend(
+    node: dict[str, Any], name: str, path: list[str], source: str, problems: list[str]
+) -> dict[str, Any] | None:
     child = node.get(name)
     if child is None:
         child = node[name] = {}
     if not isinstance(child, dict):
-        problems.append(f"  {source}: {'.'.join(path)} is {_KINDS.get(type(child), type(child).__name__)} in the configuration, "
-                        "not a section, so nothing can be set below it; fix the file or the other override")
+        problems.append(
+            f"  {source}: {'.'.join(path)} is {_KINDS.get(type(child), type(child).__name__)} in the configuration, "
+            "not a section, so nothing can be set below it; fix the file or the other override"
+        )
         return None
     return child
 
 
 def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any], problems: list[str]) -> dict[str, Any]:
-    """Set dotted keys (``embed.model``, ``spark.extra.spark.sql.ansi.enabled``) to values already parsed (command-line flags)."""
+    """Set dotted keys (``embed.model``, ``spark.extra.spark.sql.ansi.enabled``) to values already parsed (command-line
+    flags)."""
     for dotted, value in overrides.items():
         _place(data, dotted.split("."), ".", value, f"override {dotted}", problems, parse=False)
     return data
@@ -123,7 +141,7 @@ def _env_overrides(data: dict[str, Any], environ: dict[str, str], problems: list
             _place(data, dotted.split("."), ".", environ[name], name, problems, parse=False)
     for name, raw in sorted(environ.items()):
         if name.startswith(ENV_PREFIX):
-            _place(data, name[len(ENV_PREFIX):].split("__"), "__", raw, name, problems, parse=True)
+            _place(data, name[len(ENV_PREFIX) :].split("__"), "__", raw, name, problems, parse=True)
     return data
 
 
@@ -148,8 +166,11 @@ def validate(data: dict[str, Any]) -> Config:
         raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from None
 
 
-def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None,
-                overrides: dict[str, Any] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
     """Load a YAML config, apply environment overrides, then command-line overrides, and validate once.
 
     Args:

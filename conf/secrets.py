@@ -46,7 +46,9 @@ class SecretFormatError(ValueError):
 def describe_character(ch: str) -> str:
     """A character's name for an error message (``a newline (U+000A)``), never the character itself."""
     names = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", " ": "a space"}
-    name = names.get(ch) or (f"the character {unicodedata.name(ch)}" if unicodedata.name(ch, "") else "an unprintable character")
+    name = names.get(ch) or (
+        f"the character {unicodedata.name(ch)}" if unicodedata.name(ch, "") else "an unprintable character"
+    )
     return f"{name} (U+{ord(ch):04X})"
 
 
@@ -80,15 +82,23 @@ def check_secret_values(environ: Mapping[str, str], names: Iterable[str] = SECRE
                 index = bad_character(item.strip(" "))
                 if index is not None:
                     raise SecretFormatError(
-                        name, offset + start + index + 1, item.strip(" ")[index],
+                        name,
+                        offset + start + index + 1,
+                        item.strip(" ")[index],
                         f"it is in token {number} of the comma-separated list; separate tokens with commas only "
-                        f"({name}=tok1,tok2) and remove line breaks, tabs and spaces inside a token")
+                        f"({name}=tok1,tok2) and remove line breaks, tabs and spaces inside a token",
+                    )
                 offset += len(item) + 1
         else:
             index = bad_character(value)
             if index is not None:
-                raise SecretFormatError(name, index + 1, value[index],
-                                        f"{name} is one value: remove the line breaks, tabs and spaces (a pasted key often ends in a newline)")
+                raise SecretFormatError(
+                    name,
+                    index + 1,
+                    value[index],
+                    f"{name} is one value: remove the line breaks, tabs and spaces (a pasted key often ends in a "
+                    "newline)",
+                )
 
 
 def url_credentials(url: str | None) -> str | None:
@@ -170,9 +180,13 @@ def _escapes(text: str) -> set[str]:
     """The forms one round of escaping or encoding gives ``text``."""
     quoted = {quote(text, safe=""), quote(text), quote_plus(text)}
     return {
-        repr(text)[1:-1], ascii(text)[1:-1], repr(text.encode("utf-8", "backslashreplace"))[2:-1],
-        json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1],
-        *quoted, *(re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), q) for q in quoted),
+        repr(text)[1:-1],
+        ascii(text)[1:-1],
+        repr(text.encode("utf-8", "backslashreplace"))[2:-1],
+        json.dumps(text)[1:-1],
+        json.dumps(text, ensure_ascii=False)[1:-1],
+        *quoted,
+        *(re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), q) for q in quoted),
     }
 
 

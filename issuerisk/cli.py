@@ -98,7 +98,8 @@ def _redact_logs() -> None:
 
 
 def commands() -> dict[str, Any]:
-    """Every command by name: the registered stages, then ``run``, ``replay``, ``sql``, ``tables``, ``runs``, ``diff``, ``tune`` and ``serve``."""
+    """Every command by name: the registered stages, then ``run``, ``replay``, ``sql``, ``tables``, ``runs``, ``diff``,
+    ``tune`` and ``serve``."""
     from issuerisk.analysis.diff import DIFF
     from issuerisk.analysis.tune import TUNE
     from issuerisk.pipeline import RUN
@@ -107,7 +108,11 @@ def commands() -> dict[str, Any]:
     from issuerisk.serve import SERVE
     from issuerisk.stages import REGISTRY
 
-    return {**REGISTRY, RUN.name: RUN, **{c.name: c for c in (REPLAY, SQL, TABLES_COMMAND, RUNS_COMMAND, DIFF, TUNE, SERVE)}}
+    return {
+        **REGISTRY,
+        RUN.name: RUN,
+        **{c.name: c for c in (REPLAY, SQL, TABLES_COMMAND, RUNS_COMMAND, DIFF, TUNE, SERVE)},
+    }
 
 
 def build_parser(known: dict[str, Any]) -> argparse.ArgumentParser:
@@ -161,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         run.save("running")
         abandoned = mark_abandoned(ctx.lake.arrow, cfg, run.run_id)
         if abandoned:
-            _say(f"issuerisk: marked {len(abandoned)} run(s) whose process is gone as abandoned: {', '.join(abandoned)}")
+            _say(
+                f"issuerisk: marked {len(abandoned)} run(s) whose process is gone as abandoned: {', '.join(abandoned)}"
+            )
         run.start_heartbeat()
         execute(stage, ctx, values)
     except (KeyboardInterrupt, Stopped) as exc:
@@ -183,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     run.save("succeeded")
-    _say(f"run {run.run_id} succeeded; manifest: SELECT * FROM {cfg.project.database}.runs WHERE run_id = '{run.run_id}'")
+    _say(
+        f"run {run.run_id} succeeded; manifest: SELECT * FROM {cfg.project.database}.runs WHERE run_id = '{run.run_id}'"
+    )
     return 0
 
 

@@ -15,7 +15,8 @@ NOISE = -1
 """HDBSCAN's label for an issue that belongs to no cluster."""
 
 DISSOLVED_BELOW = 0.6
-"""Bootstrap Jaccard stability under which a cluster has dissolved (Hennig 2007); ``risk.min_stability`` defaults to it."""
+"""Bootstrap Jaccard stability under which a cluster has dissolved (Hennig 2007); ``risk.min_stability`` defaults to
+it."""
 STABLE_FROM = 0.75
 """Bootstrap Jaccard stability from which Hennig calls a cluster stable (what gold_quality counts)."""
 

@@ -38,7 +38,9 @@ class Context:
     warmed: dict[str, Any] = field(default_factory=dict, init=False)
 
     @classmethod
-    def open(cls, cfg: Config, run: Run, progress: bool = True, spark: Any = None, pins: dict[str, int] | None = None) -> "Context":
+    def open(
+        cls, cfg: Config, run: Run, progress: bool = True, spark: Any = None, pins: dict[str, int] | None = None
+    ) -> "Context":
         """A context whose Spark starts on first use (with Delta and the catalog), or uses ``spark`` when given.
 
         Args:

@@ -55,4 +55,6 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
 
 def progress(total: int | None, desc: str, unit: str = "it", enabled: bool = True) -> tqdm:
     """A progress bar on stderr; disabled when ``enabled`` is false."""
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    return tqdm(
+        total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True, mininterval=0.5
+    )

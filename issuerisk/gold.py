@@ -21,7 +21,16 @@ from issuerisk.schemas.ledger import RUNS
 from issuerisk.schemas.silver import SILVER_ISSUES
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_.\-]+")
-ISSUE_COLUMNS = ("repository", "number", "framework", "is_closed", "resolution_hours", "created_at", "html_url", "title")
+ISSUE_COLUMNS = (
+    "repository",
+    "number",
+    "framework",
+    "is_closed",
+    "resolution_hours",
+    "created_at",
+    "html_url",
+    "title",
+)
 
 
 class NoClusteringError(RuntimeError):
@@ -49,8 +58,11 @@ def resolve_run_id(tables: ArrowTables, run_id: str | None) -> str:
     succeeded = [i for i in ids if ledger.get(i) == "succeeded"]
     if not succeeded:
         newest = max(ids)
-        raise NoClusteringError(f"no clustering run in gold_clusters succeeded; the newest, {newest}, is {ledger.get(newest, 'not in the runs ledger')}: "
-                                f"pass its id to use it anyway, or run `issuerisk run` again")
+        raise NoClusteringError(
+            f"no clustering run in gold_clusters succeeded; the newest, {newest}, is "
+            f"{ledger.get(newest, 'not in the runs ledger')}: "
+            f"pass its id to use it anyway, or run `issuerisk run` again"
+        )
     return max(succeeded)
 
 
@@ -83,8 +95,10 @@ def run_issues(tables: ArrowTables, run_id: str) -> tuple[pd.DataFrame, int]:
     """
     clusters = run_rows(tables, GOLD_CLUSTERS, run_id).drop(columns=["run_id"])
     if clusters.empty:
-        raise NoClusteringError(f"run {run_id!r} has no rows in gold_clusters; list runs with `issuerisk runs` "
-                                f"or `issuerisk sql \"SELECT DISTINCT run_id FROM issuerisk.gold_clusters\"`")
+        raise NoClusteringError(
+            f"run {run_id!r} has no rows in gold_clusters; list runs with `issuerisk runs` "
+            f'or `issuerisk sql "SELECT DISTINCT run_id FROM issuerisk.gold_clusters"`'
+        )
     issues = tables.read(SILVER_ISSUES, columns=list(ISSUE_COLUMNS)).to_pandas()
     frame = clusters.merge(issues, on=["repository", "number"], how="left")
     unknown = frame["framework"].isna()
@@ -107,6 +121,7 @@ def _none_if_nan(value: Any) -> Any:
 
 
 def profile_source(tables: ArrowTables, run_id: str) -> str | None:
-    """The run whose data profile the report shows: ``run_id``'s own, else the newest one made before it (None: none)."""
+    """The run whose data profile the report shows: ``run_id``'s own, else the newest one made before it (None:
+    none)."""
     ids = sorted({r for r in tables.read(GOLD_PROFILE, columns=["run_id"]).column("run_id").to_pylist() if r <= run_id})
     return ids[-1] if ids else None

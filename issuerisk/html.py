@@ -1,4 +1,5 @@
-"""Rendering a self-contained HTML page: Jinja2 templates beside this module, safe links, and hashes for the page's policy.
+"""Rendering a self-contained HTML page: Jinja2 templates beside this module, safe links, and hashes for the page's
+policy.
 
 Every page the tool writes (the run report, the tuning page, the factsheet)
 loads nothing: its Content-Security-Policy is ``default-src 'none'`` and admits
@@ -43,7 +44,9 @@ def render_page(template: str, **view: Any) -> str:
     """A template of :data:`TEMPLATES` rendered with the filters every page uses (hours, pct, http_url, csp_hash)."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined)
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined
+    )
     env.filters["hours"] = lambda h: "" if h is None else (f"{h:.1f} h" if h < 48 else f"{h / 24:.1f} d")
     env.filters["pct"] = lambda v: "" if v is None else f"{100 * v:.1f} %"
     env.filters["http_url"] = http_url

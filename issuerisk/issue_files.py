@@ -62,7 +62,11 @@ class RecordError(ValueError):
 
 # What a parse task emits: bronze columns (all nullable), plus reject columns when rejected.
 PARSED = pa.schema(
-    [pa.field(f.name, f.type, True) for f in BRONZE_ISSUES.arrow if f.name not in ("run_id", "ingested_at", "framework")]
+    [
+        pa.field(f.name, f.type, True)
+        for f in BRONZE_ISSUES.arrow
+        if f.name not in ("run_id", "ingested_at", "framework")
+    ]
     + [pa.field("reason", pa.string()), pa.field("detail", pa.string()), pa.field("raw", pa.string())]
 )
 
@@ -85,7 +89,9 @@ def find_files(paths: list[str]) -> list[str]:
         elif path.is_file():
             files.append(str(path))
         else:
-            raise IngestError(f"input path {raw!r} does not exist; pass files or folders of GitHub issue JSON (.json, .jsonl, .gz)")
+            raise IngestError(
+                f"input path {raw!r} does not exist; pass files or folders of GitHub issue JSON (.json, .jsonl, .gz)"
+            )
     if not files:
         raise IngestError(f"no issue files (*{', *'.join(SUFFIXES)}) under {paths}")
     return sorted(set(os.path.abspath(f) for f in files))
@@ -98,7 +104,9 @@ def _timestamp(obj: dict[str, Any], field: str, required: bool) -> datetime | No
             raise RecordError("missing_field", f"{field} is missing")
         return None
     if not isinstance(value, str):
-        raise RecordError("wrong_type", f"{field} must be an ISO-8601 string, got {type(value).__name__} {str(value)[:80]!r}")
+        raise RecordError(
+            "wrong_type", f"{field} must be an ISO-8601 string, got {type(value).__name__} {str(value)[:80]!r}"
+        )
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -108,11 +116,15 @@ def _timestamp(obj: dict[str, Any], field: str, required: bool) -> datetime | No
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is in year 0 in UTC
         parsed = None
     if parsed is None or not EARLIEST <= parsed <= LATEST:
-        raise RecordError("out_of_range", f"{field}={value[:80]!r} is outside {EARLIEST.date()}..{LATEST.date()} in UTC")
+        raise RecordError(
+            "out_of_range", f"{field}={value[:80]!r} is outside {EARLIEST.date()}..{LATEST.date()} in UTC"
+        )
     return parsed
 
 
-def _typed(obj: dict[str, Any], field: str, kind: type | tuple[type, ...], required: bool, name: str | None = None) -> Any:
+def _typed(
+    obj: dict[str, Any], field: str, kind: type | tuple[type, ...], required: bool, name: str | None = None
+) -> Any:
     value = obj.get(field)
     if value is None:
         if required:
@@ -120,7 +132,9 @@ def _typed(obj: dict[str, Any], field: str, kind: type | tuple[type, ...], requi
         return None
     if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
         kinds = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise RecordError("wrong_type", f"{name or field} must be {kinds}, got {type(value).__name__} {str(value)[:80]!r}")
+        raise RecordError(
+            "wrong_type", f"{name or field} must be {kinds}, got {type(value).__name__} {str(value)[:80]!r}"
+        )
     return value
 
 
@@ -163,8 +177,11 @@ def _check_text(row: dict[str, Any]) -> None:
         for index, text in enumerate(value if isinstance(value, list) else (value,)):
             if isinstance(text, str) and (found := _SURROGATE.search(text)):
                 where = f"{field}[{index}]" if isinstance(value, list) else field
-                raise RecordError("bad_text", f"{where} holds a lone surrogate {found.group().encode('utf-8', 'backslashreplace').decode()}"
-                                              f" at character {found.start()}, which is not Unicode text")
+                raise RecordError(
+                    "bad_text",
+                    f"{where} holds a lone surrogate {found.group().encode('utf-8', 'backslashreplace').decode()}"
+                    f" at character {found.start()}, which is not Unicode text",
+                )
 
 
 def repository_of(obj: dict[str, Any]) -> str:
@@ -254,7 +271,11 @@ def _read(path: str, limit: int) -> tuple[bytes | bytearray, str | None, str | N
                 return _gunzip(handle, limit)
             data = handle.read(limit)
             if handle.read(1):
-                return data, "file_too_large", f"the file passes ingest.max_file_bytes ({limit} bytes); the rest was not read"
+                return (
+                    data,
+                    "file_too_large",
+                    f"the file passes ingest.max_file_bytes ({limit} bytes); the rest was not read",
+                )
             return data, None, None
     except OSError as exc:
         return b"", "unreadable_file", f"{type(exc).__name__}: {exc}"
@@ -276,7 +297,11 @@ def _gunzip(handle: BinaryIO, limit: int) -> tuple[bytearray, str | None, str | 
                 out += member.decompress(data, limit + 1 - len(out))
                 if len(out) > limit:
                     del out[limit:]
-                    return out, "file_too_large", f"the file decompresses past ingest.max_file_bytes ({limit} bytes); the rest was not read"
+                    return (
+                        out,
+                        "file_too_large",
+                        f"the file decompresses past ingest.max_file_bytes ({limit} bytes); the rest was not read",
+                    )
                 if member.eof:
                     data = member.unused_data
                     break
@@ -285,7 +310,12 @@ def _gunzip(handle: BinaryIO, limit: int) -> tuple[bytearray, str | None, str | 
                     return out, "unreadable_file", "the gzip data ends before its end marker (file cut short)"
         except zlib.error as exc:
             if members and head != GZIP_MAGIC:  # what GNU gzip calls trailing garbage
-                return out, "unreadable_file", f"{size - start} bytes after gzip member {members} are not gzip data ({exc}); the members before them were read whole"
+                return (
+                    out,
+                    "unreadable_file",
+                    f"{size - start} bytes after gzip member {members} are not gzip data ({exc}); the members before "
+                    "them were read whole",
+                )
             return out, "unreadable_file", f"corrupt gzip data: {exc}"
         members += 1
         while data[:1] == b"\0" or not data:  # gzip allows zero padding between members
@@ -303,9 +333,14 @@ def _lines(view: memoryview, offset: int) -> Iterator[tuple[int, str, str | None
         try:
             yield number, raw.decode("utf-8"), None
         except UnicodeDecodeError as exc:
-            yield number, raw.decode("utf-8", "backslashreplace"), (
-                f"bytes {raw[exc.start:exc.end]!r} at byte offset {offset + exc.start} of the file"
-                f" (column {exc.start + 1} of the line) are not UTF-8 ({exc.reason})")
+            yield (
+                number,
+                raw.decode("utf-8", "backslashreplace"),
+                (
+                    f"bytes {raw[exc.start : exc.end]!r} at byte offset {offset + exc.start} of the file"
+                    f" (column {exc.start + 1} of the line) are not UTF-8 ({exc.reason})"
+                ),
+            )
         offset += len(raw)
 
 
@@ -322,13 +357,15 @@ def _records(path: str, max_record_bytes: int, max_file_bytes: int) -> Iterator[
     data, fault, why = _read(path, max_file_bytes)
     lo = len(BOM) if data[:3] == BOM else 0
     first = _BLANK.match(data, lo).end()
-    if data[first:first + 1] == b"[" and not path.endswith(LINES_SUFFIXES):
+    if data[first : first + 1] == b"[" and not path.endswith(LINES_SUFFIXES):
         yield from _array(data, lo, fault, why, max_record_bytes)
     else:
         yield from _json_lines(data, lo, fault, why, max_record_bytes)
 
 
-def _json_lines(data: bytes | bytearray, lo: int, fault: str | None, why: str | None, max_record_bytes: int) -> Iterator[Record]:
+def _json_lines(
+    data: bytes | bytearray, lo: int, fault: str | None, why: str | None, max_record_bytes: int
+) -> Iterator[Record]:
     """The records of JSON Lines ``data[lo:]``: blank lines skipped, the rest one record each."""
     hi = len(data) if fault is None else max(data.rfind(b"\n") + 1, lo)  # the line a fault cut is the fault's raw
     number = records = 0
@@ -339,7 +376,14 @@ def _json_lines(data: bytes | bytearray, lo: int, fault: str | None, why: str | 
         elif line.isspace():
             continue
         elif len(line) > small and (size := len(line.encode("utf-8"))) > max_record_bytes:
-            yield number, line, None, "record_too_large", f"the line holds {size} bytes, more than ingest.max_record_bytes ({max_record_bytes})", False
+            yield (
+                number,
+                line,
+                None,
+                "record_too_large",
+                f"the line holds {size} bytes, more than ingest.max_record_bytes ({max_record_bytes})",
+                False,
+            )
         else:
             try:
                 obj, strict = _loads(line)
@@ -349,11 +393,11 @@ def _json_lines(data: bytes | bytearray, lo: int, fault: str | None, why: str | 
                 yield number, line, obj, None, None, not strict
         records += 1
     if fault is not None:
-        partial = bytes(data[hi:hi + 4 * RAW_LIMIT]).decode("utf-8", "backslashreplace")
+        partial = bytes(data[hi : hi + 4 * RAW_LIMIT]).decode("utf-8", "backslashreplace")
         yield number + 1, partial, None, fault, f"{why} (after {number} whole lines)", False
     elif not records:
         detail = "the file is empty" if len(data) == lo else f"the file holds only whitespace ({len(data) - lo} bytes)"
-        yield 1, bytes(data[lo:lo + RAW_LIMIT]).decode("utf-8", "backslashreplace"), None, "empty_file", detail, False
+        yield 1, bytes(data[lo : lo + RAW_LIMIT]).decode("utf-8", "backslashreplace"), None, "empty_file", detail, False
 
 
 _ARRAY_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]', re.S)
@@ -385,12 +429,14 @@ def _item_spans(data: bytes | bytearray, start: int) -> tuple[list[tuple[int, in
     return spans, item, None
 
 
-def _array(data: bytes | bytearray, lo: int, fault: str | None, why: str | None, max_record_bytes: int) -> Iterator[Record]:
+def _array(
+    data: bytes | bytearray, lo: int, fault: str | None, why: str | None, max_record_bytes: int
+) -> Iterator[Record]:
     """The items of a JSON array file, one at a time: each item's bytes are found by a scan, then decoded and parsed
     alone, so memory holds the file's bytes and one item, never the file as text or all its objects. Invalid UTF-8 or
     broken JSON rejects the item holding it; an array that is not closed rejects what follows its last whole item."""
     if fault is not None:
-        yield 1, bytes(data[lo:lo + 4 * RAW_LIMIT]).decode("utf-8", "backslashreplace"), None, fault, why, False
+        yield 1, bytes(data[lo : lo + 4 * RAW_LIMIT]).decode("utf-8", "backslashreplace"), None, fault, why, False
         return
     spans, stopped, closed = _item_spans(data, _BLANK.match(data, lo).end())
     if closed is not None and _BLANK.match(data, closed).end() < len(data):  # JSON Lines whose first record is an array
@@ -400,16 +446,28 @@ def _array(data: bytes | bytearray, lo: int, fault: str | None, why: str | None,
     for index, (a, b) in enumerate(spans, start=1):
         yield _item(view[a:b], a, index, max_record_bytes)
     if closed is None:
-        rest = bytes(view[stopped:stopped + RAW_LIMIT]).decode("utf-8", "backslashreplace").strip()
-        yield (len(spans) + 1, rest, None, "broken_json",
-               f"the array is not closed: the file ends {len(data) - stopped} bytes after item {len(spans)}", False)
+        rest = bytes(view[stopped : stopped + RAW_LIMIT]).decode("utf-8", "backslashreplace").strip()
+        yield (
+            len(spans) + 1,
+            rest,
+            None,
+            "broken_json",
+            f"the array is not closed: the file ends {len(data) - stopped} bytes after item {len(spans)}",
+            False,
+        )
 
 
 def _item(chunk: memoryview, offset: int, index: int, max_record_bytes: int) -> Record:
     """One array item from its bytes (``offset``: where they start in the file) as a :data:`Record`."""
     if len(chunk) > 4 * max_record_bytes:  # too large even with generous whitespace: not parsed at all
-        return (index, bytes(chunk[:RAW_LIMIT]).decode("utf-8", "backslashreplace").strip(), None, "record_too_large",
-                f"the item holds {len(chunk)} bytes, more than ingest.max_record_bytes ({max_record_bytes})", False)
+        return (
+            index,
+            bytes(chunk[:RAW_LIMIT]).decode("utf-8", "backslashreplace").strip(),
+            None,
+            "record_too_large",
+            f"the item holds {len(chunk)} bytes, more than ingest.max_record_bytes ({max_record_bytes})",
+            False,
+        )
     try:
         text, invalid = str(chunk, "utf-8").strip(), None
     except UnicodeDecodeError as exc:
@@ -418,13 +476,33 @@ def _item(chunk: memoryview, offset: int, index: int, max_record_bytes: int) -> 
     try:
         item, strict = _loads(text)
     except (ValueError, RecursionError) as exc:
-        return index, _storable(text[:RAW_LIMIT]), None, "broken_json", f"item {index} is not valid JSON: {_why(exc)}", False
+        return (
+            index,
+            _storable(text[:RAW_LIMIT]),
+            None,
+            "broken_json",
+            f"item {index} is not valid JSON: {_why(exc)}",
+            False,
+        )
     if invalid is not None:
-        return (index, str(chunk, "utf-8", "backslashreplace").strip(), item, "bad_encoding",
-                f"the item holds bytes that are not UTF-8 ({invalid})", False)
+        return (
+            index,
+            str(chunk, "utf-8", "backslashreplace").strip(),
+            item,
+            "bad_encoding",
+            f"the item holds bytes that are not UTF-8 ({invalid})",
+            False,
+        )
     raw = orjson.dumps(item).decode() if strict else text  # compact when orjson can; else exactly as read
     if len(raw) > max_record_bytes // 4 and (size := len(raw.encode("utf-8", "surrogatepass"))) > max_record_bytes:
-        return index, raw, item, "record_too_large", f"the item holds {size} bytes as JSON, more than ingest.max_record_bytes ({max_record_bytes})", False
+        return (
+            index,
+            raw,
+            item,
+            "record_too_large",
+            f"the item holds {size} bytes as JSON, more than ingest.max_record_bytes ({max_record_bytes})",
+            False,
+        )
     return index, raw, item, None, None, not strict
 
 
@@ -445,12 +523,16 @@ def _reject(base: dict[str, Any], obj: Any, reason: str, detail: str, raw: str) 
     return row
 
 
-def parse_file(path: str, max_record_bytes: int = MAX_RECORD_BYTES, max_file_bytes: int = MAX_FILE_BYTES) -> list[dict[str, Any]]:
+def parse_file(
+    path: str, max_record_bytes: int = MAX_RECORD_BYTES, max_file_bytes: int = MAX_FILE_BYTES
+) -> list[dict[str, Any]]:
     """All rows of :func:`iter_rows` for one file."""
     return list(iter_rows(path, max_record_bytes, max_file_bytes))
 
 
-def iter_rows(path: str, max_record_bytes: int = MAX_RECORD_BYTES, max_file_bytes: int = MAX_FILE_BYTES) -> Iterator[dict[str, Any]]:
+def iter_rows(
+    path: str, max_record_bytes: int = MAX_RECORD_BYTES, max_file_bytes: int = MAX_FILE_BYTES
+) -> Iterator[dict[str, Any]]:
     """Parse one file into rows of :data:`PARSED`, one at a time: a bronze row, or a reject with reason and raw text.
 
     Total: whatever a record holds, it becomes one row, and should reading the file fail in a way
@@ -471,14 +553,21 @@ def iter_rows(path: str, max_record_bytes: int = MAX_RECORD_BYTES, max_file_byte
                     reason, detail = "bad_value", f"{type(exc).__name__}: {exc}"
             yield _reject(base, obj, reason, detail, raw)
     except Exception as exc:  # nor a file the ingest
-        yield _reject({"source_file": path, "source_line": line + 1}, None, "unreadable_file",
-                      f"reading stopped here: {type(exc).__name__}: {exc}", "")
+        yield _reject(
+            {"source_file": path, "source_line": line + 1},
+            None,
+            "unreadable_file",
+            f"reading stopped here: {type(exc).__name__}: {exc}",
+            "",
+        )
 
 
 def to_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
     """Rows of :func:`parse_file` as one Arrow batch of :data:`PARSED`, built column by column
     (several times faster than ``RecordBatch.from_pylist`` on these rows)."""
-    return pa.RecordBatch.from_arrays([pa.array([r.get(f.name) for r in rows], type=f.type) for f in PARSED], schema=PARSED)
+    return pa.RecordBatch.from_arrays(
+        [pa.array([r.get(f.name) for r in rows], type=f.type) for f in PARSED], schema=PARSED
+    )
 
 
 def _storable_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -493,8 +582,12 @@ def _storable_row(row: dict[str, Any]) -> dict[str, Any]:
         return row
     base = {"source_file": row["source_file"], "source_line": row["source_line"]}
     base.update({k: row.get(k) for k in ("repository", "number") if k not in faults})
-    return {**base, "reason": "bad_value", "detail": _storable("; ".join(faults.values())),
-            "raw": _storable(str(row.get("raw_json") or row.get("raw") or "")[:RAW_LIMIT])[:RAW_LIMIT]}
+    return {
+        **base,
+        "reason": "bad_value",
+        "detail": _storable("; ".join(faults.values())),
+        "raw": _storable(str(row.get("raw_json") or row.get("raw") or "")[:RAW_LIMIT])[:RAW_LIMIT],
+    }
 
 
 def to_batches(rows: Iterable[dict[str, Any]]) -> Iterator[pa.RecordBatch]:

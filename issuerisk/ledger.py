@@ -37,9 +37,24 @@ from issuerisk.schemas.ledger import RUNS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRACKED_PACKAGES = (
-    "pyspark", "delta-spark", "deltalake", "pyarrow", "pandas", "numpy", "ray", "torch",
-    "sentence-transformers", "transformers", "umap-learn", "hdbscan", "numba",
-    "scikit-learn", "bertopic", "openai", "py3langid", "cuml-cu12",
+    "pyspark",
+    "delta-spark",
+    "deltalake",
+    "pyarrow",
+    "pandas",
+    "numpy",
+    "ray",
+    "torch",
+    "sentence-transformers",
+    "transformers",
+    "umap-learn",
+    "hdbscan",
+    "numba",
+    "scikit-learn",
+    "bertopic",
+    "openai",
+    "py3langid",
+    "cuml-cu12",
 )
 
 
@@ -54,14 +69,21 @@ def git_commit() -> str | None:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def process_start(pid: int) -> str | None:
-    """The start time of a process in clock ticks since boot (Linux ``/proc``), telling a pid from its reuse; None when gone."""
+    """The start time of a process in clock ticks since boot (Linux ``/proc``), telling a pid from its reuse; None when
+    gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             return f.read().rsplit(b")", 1)[1].split()[19].decode()
@@ -98,7 +120,12 @@ def gpu_models() -> str:
     if shutil.which("nvidia-smi") is None:
         return "none"
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return "; ".join(line.strip() for line in out.stdout.splitlines() if line.strip()) or "none"
@@ -106,7 +133,12 @@ def gpu_models() -> str:
 
 def machine() -> dict[str, str]:
     """What a run records of the machine it ran on: Python, OS, CPU and GPU models."""
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(), "gpu": gpu_models()}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "gpu": gpu_models(),
+    }
 
 
 @dataclass
@@ -128,7 +160,9 @@ class Run:
         self.tables = ArrowTables(self.cfg)
         self.seeds.setdefault("project", self.cfg.project.seed)
         pid = os.getpid()
-        self.runtime.update({**machine(), "host": platform.node(), "pid": str(pid), "pid_start": process_start(pid) or ""})
+        self.runtime.update(
+            {**machine(), "host": platform.node(), "pid": str(pid), "pid_start": process_start(pid) or ""}
+        )
         self._t0 = time.perf_counter()
         self._commit = git_commit()
         self._packages = package_versions()
@@ -138,7 +172,8 @@ class Run:
         self._stage: str | None = None
 
     def begin(self, stage: str | None) -> str | None:
-        """Attribute the reads and writes that follow to ``stage`` (its metrics' ``tables_read``/``tables_written``); return the previous one."""
+        """Attribute the reads and writes that follow to ``stage`` (its metrics' ``tables_read``/``tables_written``);
+        return the previous one."""
         previous, self._stage = self._stage, stage
         return previous
 
@@ -207,8 +242,11 @@ class Run:
             if ended is None and self._final:
                 return
             self.runtime["heartbeat"] = datetime.now(timezone.utc).isoformat()
-            self.tables.merge(RUNS, self._row(status, redact(error, env_secrets(os.environ)) if error else error, ended),
-                              update_condition=RUNNING if ended is None else None)
+            self.tables.merge(
+                RUNS,
+                self._row(status, redact(error, env_secrets(os.environ)) if error else error, ended),
+                update_condition=RUNNING if ended is None else None,
+            )
             self._final = ended is not None
 
     def start_heartbeat(self) -> None:
@@ -246,7 +284,10 @@ def abandoned_reason(row: dict[str, Any], host: str, now: datetime, stale_after_
     last = datetime.fromisoformat(beat) if beat else row["started_at"]
     age = (now - last).total_seconds()
     if age > stale_after_s:
-        return f"no heartbeat from {runtime.get('host') or 'its host'} for {age:,.0f} s (project.stale_run_after_s={stale_after_s:g})"
+        return (
+            f"no heartbeat from {runtime.get('host') or 'its host'} for {age:,.0f} s "
+            f"(project.stale_run_after_s={stale_after_s:g})"
+        )
     return None
 
 
@@ -261,8 +302,11 @@ def mark_abandoned(tables: ArrowTables, cfg: Config, by_run: str) -> list[str]:
         if reason is None:
             continue
         beat = dict(row["runtime"] or {}).get("heartbeat")
-        row.update(status="abandoned", error=f"abandoned: {reason} (found by run {by_run})",
-                   ended_at=datetime.fromisoformat(beat) if beat else now)
+        row.update(
+            status="abandoned",
+            error=f"abandoned: {reason} (found by run {by_run})",
+            ended_at=datetime.fromisoformat(beat) if beat else now,
+        )
         stale.append(row)
     if stale:  # compare-and-set: a row that reached its final status since it was read keeps it
         tables.merge(RUNS, pa.Table.from_pylist(stale, schema=RUNS.arrow), update_condition=RUNNING)

@@ -47,8 +47,12 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
         ctx.warmed.clear()
         ctx.lake.registered(check=False)  # no catalog write is cut off by the exit, whatever happened
     ctx.lake.registered()
-    table("stage times (s)", ["stage", "seconds"],
-          [["Spark + Ray start (together)", f"{started:,.1f}"]] + [[name, f"{r['stage_seconds']:,.1f}"] for name, r in results.items()])
+    table(
+        "stage times (s)",
+        ["stage", "seconds"],
+        [["Spark + Ray start (together)", f"{started:,.1f}"]]
+        + [[name, f"{r['stage_seconds']:,.1f}"] for name, r in results.items()],
+    )
     _closing(ctx, results["report"])
     return {"stages": list(results), "engines_start_seconds": round(started, 2)}
 
@@ -61,7 +65,9 @@ def _start_engines(ctx: Context) -> float:
     thread starts Ray (which must be the main thread: it installs signal handlers).
     """
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(1, thread_name_prefix="issuerisk-spark-start") as pool:  # waits for Spark also when Ray fails
+    with ThreadPoolExecutor(
+        1, thread_name_prefix="issuerisk-spark-start"
+    ) as pool:  # waits for Spark also when Ray fails
         spark = pool.submit(ctx.lake.start_spark, register_in_background=True)  # tables registered meanwhile
         ctx.ray()
     spark.result()  # Spark's own error, if it failed
@@ -73,14 +79,28 @@ def _closing(ctx: Context, report: dict[str, Any]) -> None:
     console.print(f"\nDelta tables: {ctx.cfg.project.warehouse}/{db}.db  (catalog database '{db}')")
     if report.get("report"):
         console.print(f"Report: {report['report']}")
-    if report.get("top_risks"):  # what a person reads first, narrow enough for 80 columns; the rest is in the report and SQL
-        table("top risks (all frameworks)", ["pattern", "grade", "conf.", "n", "repos", "defect"],
-              [[(r["name"] or "")[:34], r["grade"], _percent(r["grade_confidence"]), r["n"], r["repositories"], _percent(r["defect_share"])]
-               for r in report["top_risks"]])
+    if report.get(
+        "top_risks"
+    ):  # what a person reads first, narrow enough for 80 columns; the rest is in the report and SQL
+        table(
+            "top risks (all frameworks)",
+            ["pattern", "grade", "conf.", "n", "repos", "defect"],
+            [
+                [
+                    (r["name"] or "")[:34],
+                    r["grade"],
+                    _percent(r["grade_confidence"]),
+                    r["n"],
+                    r["repositories"],
+                    _percent(r["defect_share"]),
+                ]
+                for r in report["top_risks"]
+            ],
+        )
     console.print(
-        "Try:  .venv/bin/issuerisk sql \"SELECT scope, cluster, label, n, likelihood, impact, grade "
+        'Try:  .venv/bin/issuerisk sql "SELECT scope, cluster, label, n, likelihood, impact, grade '
         f"FROM {db}.gold_risk WHERE run_id = '{ctx.run.run_id}' "
-        f"ORDER BY {grade_order_sql()} DESC, n DESC LIMIT 10\""
+        f'ORDER BY {grade_order_sql()} DESC, n DESC LIMIT 10"'
     )
 
 
@@ -89,9 +109,19 @@ def _percent(share: float | None) -> str:
 
 
 RUN = Stage(
-    "run", "Run every stage from ingest to report", run,
-    options=(PATHS, FRAMEWORK,
-             Option(("--sample",), "keep this many silver issues (seeded sample) for a quick run", "project.sample_size", {"type": int}),
-             Option(("--summarizer",), "override summarize.summarizer", "summarize.summarizer"),
-             Option(("--cluster-backend",), "override cluster.backend", "cluster.backend")),
+    "run",
+    "Run every stage from ingest to report",
+    run,
+    options=(
+        PATHS,
+        FRAMEWORK,
+        Option(
+            ("--sample",),
+            "keep this many silver issues (seeded sample) for a quick run",
+            "project.sample_size",
+            {"type": int},
+        ),
+        Option(("--summarizer",), "override summarize.summarizer", "summarize.summarizer"),
+        Option(("--cluster-backend",), "override cluster.backend", "cluster.backend"),
+    ),
 )

@@ -21,14 +21,17 @@ from issuerisk.stage import Option, Stage
 
 
 def _session(ctx: Context, query: str, write: bool) -> Any:
-    """The SparkSession the statement runs on, after the read-only check unless ``write``: the Connect server's, else this process's."""
+    """The SparkSession the statement runs on, after the read-only check unless ``write``: the Connect server's, else
+    this process's."""
     from issuerisk.lakehouse.spark_session import remote_session
 
     remote = remote_session(ctx.cfg)
     if remote is None:
         spark = ctx.spark
         if not write:
-            spark.conf.set("spark.sql.runSQLOnFiles", "false")  # a second wall behind the check: no file is a table here
+            spark.conf.set(
+                "spark.sql.runSQLOnFiles", "false"
+            )  # a second wall behind the check: no file is a table here
             check_read_only(spark, query)
     else:
         ctx.run.runtime.update({"spark": remote.version, "spark_remote": ctx.cfg.spark.remote or ""})
@@ -74,23 +77,35 @@ def sql(ctx: Context, query: str, format: str = "table", limit: int = 1000, writ
 def tables(ctx: Context) -> dict[str, Any]:
     """List every table with its meaning, row count and Delta version."""
     spark_tables, cfg = ctx.lake.spark, ctx.cfg
-    rows = [[spark_tables.name(spec), spark_tables.read(spec).count(), spark_tables.version(spec), spec.doc] for _, spec in sorted(TABLES.items())]
+    rows = [
+        [spark_tables.name(spec), spark_tables.read(spec).count(), spark_tables.version(spec), spec.doc]
+        for _, spec in sorted(TABLES.items())
+    ]
     table(f"tables in {cfg.project.warehouse}", ["table", "rows", "version", "meaning"], rows)
     return {"tables": len(rows)}
 
 
 SQL = Stage(
-    "sql", "Run read-only Spark SQL on the Delta tables (--write to change them)", sql,
-    options=(Option(("query",), 'e.g. "SELECT framework, count(*) FROM issuerisk.silver_issues GROUP BY 1"'),
-             Option(("--format",), "output format", argparse={"choices": ("table", "csv", "json"), "default": "table"}),
-             Option(("--limit",), "rows to print at most", argparse={"type": int, "default": 1000}),
-             Option(("--write",), "allow statements that change tables", argparse={"action": "store_true"})),
+    "sql",
+    "Run read-only Spark SQL on the Delta tables (--write to change them)",
+    sql,
+    options=(
+        Option(("query",), 'e.g. "SELECT framework, count(*) FROM issuerisk.silver_issues GROUP BY 1"'),
+        Option(("--format",), "output format", argparse={"choices": ("table", "csv", "json"), "default": "table"}),
+        Option(("--limit",), "rows to print at most", argparse={"type": int, "default": 1000}),
+        Option(("--write",), "allow statements that change tables", argparse={"action": "store_true"}),
+    ),
 )
 TABLES_COMMAND = Stage("tables", "List the tables with row counts and Delta versions", tables)
 
 
-HEADLINES = (("ingest", "new_issues", "new"), ("filter", "silver", "silver"), ("embed", "embedded", "embedded"),
-             ("cluster", "clusters", "clusters"), ("risk", "graded", "graded"))
+HEADLINES = (
+    ("ingest", "new_issues", "new"),
+    ("filter", "silver", "silver"),
+    ("embed", "embedded", "embedded"),
+    ("cluster", "clusters", "clusters"),
+    ("risk", "graded", "graded"),
+)
 
 
 def headline(metrics: dict[str, Any]) -> str:
@@ -110,22 +125,42 @@ def runs(ctx: Context, limit: int = 20, command_filter: str | None = None) -> di
 
     Reads the ledger through delta-rs: no Spark starts.
     """
-    rows = ctx.lake.arrow.read(RUNS, columns=["run_id", "command", "status", "started_at", "ended_at", "tables_read", "metrics_json", "error"]).to_pylist()
-    rows = [r for r in rows if r["run_id"] != ctx.run.run_id and (command_filter is None or r["command"] == command_filter)]
+    rows = ctx.lake.arrow.read(
+        RUNS, columns=["run_id", "command", "status", "started_at", "ended_at", "tables_read", "metrics_json", "error"]
+    ).to_pylist()
+    rows = [
+        r for r in rows if r["run_id"] != ctx.run.run_id and (command_filter is None or r["command"] == command_filter)
+    ]
     rows.sort(key=lambda r: r["started_at"], reverse=True)
     shown = []
     for r in rows[:limit]:
         seconds = (r["ended_at"] - r["started_at"]).total_seconds() if r["ended_at"] else None
         inputs = ", ".join(f"{t}@v{v}" for t, v in sorted(dict(r["tables_read"] or {}).items()))
         metrics = json.loads(r["metrics_json"] or "{}")
-        shown.append([r["run_id"], r["command"], r["status"], "" if seconds is None else f"{seconds:,.1f}", inputs[:80],
-                      headline(metrics) or (r["error"] or "")[:60]])
-    table(f"runs in {ctx.cfg.project.warehouse} (newest first)", ["run", "command", "status", "seconds", "inputs (table@version)", "headline"], shown)
+        shown.append(
+            [
+                r["run_id"],
+                r["command"],
+                r["status"],
+                "" if seconds is None else f"{seconds:,.1f}",
+                inputs[:80],
+                headline(metrics) or (r["error"] or "")[:60],
+            ]
+        )
+    table(
+        f"runs in {ctx.cfg.project.warehouse} (newest first)",
+        ["run", "command", "status", "seconds", "inputs (table@version)", "headline"],
+        shown,
+    )
     return {"runs": len(shown)}
 
 
 RUNS_COMMAND = Stage(
-    "runs", "List runs: id, command, status, duration, inputs and headline counts", runs,
-    options=(Option(("--limit",), "runs to list at most", argparse={"type": int, "default": 20}),
-             Option(("--command",), "only runs of this command (e.g. run, ingest)", argparse={"dest": "command_filter"})),
+    "runs",
+    "List runs: id, command, status, duration, inputs and headline counts",
+    runs,
+    options=(
+        Option(("--limit",), "runs to list at most", argparse={"type": int, "default": 20}),
+        Option(("--command",), "only runs of this command (e.g. run, ingest)", argparse={"dest": "command_filter"}),
+    ),
 )

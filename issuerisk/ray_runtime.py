@@ -16,8 +16,17 @@ def init_ray(cfg: RayConfig) -> dict[str, str]:
     import ray
 
     if not ray.is_initialized():
-        env = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "NUMBA_CACHE_DIR") if k in os.environ}
-        kwargs = {"namespace": cfg.namespace, "log_to_driver": False, "configure_logging": False, "runtime_env": {"env_vars": env}}
+        env = {
+            k: os.environ[k]
+            for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "NUMBA_CACHE_DIR")
+            if k in os.environ
+        }
+        kwargs = {
+            "namespace": cfg.namespace,
+            "log_to_driver": False,
+            "configure_logging": False,
+            "runtime_env": {"env_vars": env},
+        }
         if cfg.address:
             ray.init(address=cfg.address, **kwargs)
         else:

@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from issuerisk.conf import Config, validate
+from issuerisk.context import Context
 from issuerisk.display import console, table
 from issuerisk.gold import RUN_ID_PATTERN, run_rows
 from issuerisk.lakehouse import ArrowTables
@@ -42,10 +43,12 @@ from issuerisk.stages import PIPELINE, REGISTRY
 def replayed_stages(command: str) -> tuple[Stage, ...]:
     """The stages a replay of ``command`` re-executes, from the registry: those of the pipeline (for ``run``) or the
     command's own stage whose every output table is keyed by run id, so they write under the replay's own id and
-    change nothing a run shares; empty unless one of them clusters (writes ``gold_clusters``): only a clustering is replayed."""
+    change nothing a run shares; empty unless one of them clusters (writes ``gold_clusters``): only a clustering is
+    replayed."""
     stages = PIPELINE if command == "run" else (REGISTRY[command],) if command in REGISTRY else ()
     replayed = tuple(s for s in stages if all("run_id" in TABLES[t].key for t in s.writes))
     return replayed if any(GOLD_CLUSTERS.name in s.writes for s in replayed) else ()
+
 
 RUNTIME_KEYS = ("python", "platform", "cpu", "gpu", "spark", "java", "embed_model", "embed_device", "cluster_backend")
 
@@ -64,13 +67,21 @@ def recorded_run(tables: ArrowTables, run_id: str) -> dict[str, Any]:
         raise ReplayError(f"run id {run_id!r} is not valid; list runs with `issuerisk runs`")
     rows = tables.read(RUNS, where={"run_id": run_id}).to_pylist()
     if not rows:
-        raise ReplayError(f"run {run_id} is not in {tables.cfg.project.database}.runs of {tables.cfg.project.warehouse}; list runs with `issuerisk runs`")
+        raise ReplayError(
+            f"run {run_id} is not in {tables.cfg.project.database}.runs of {tables.cfg.project.warehouse}; list runs "
+            "with `issuerisk runs`"
+        )
     row = rows[0]
     if not replayed_stages(row["command"]):
-        raise ReplayError(f"run {run_id} was `issuerisk {row['command']}`; replay re-runs clusterings (`run` or `cluster`): "
-                          "replay the run that made the clustering instead (`issuerisk runs --command run`)")
+        raise ReplayError(
+            f"run {run_id} was `issuerisk {row['command']}`; replay re-runs clusterings (`run` or `cluster`): "
+            "replay the run that made the clustering instead (`issuerisk runs --command run`)"
+        )
     if row["status"] != "succeeded":
-        raise ReplayError(f"run {run_id} ended {row['status']!r} ({row['error'] or 'no error recorded'}); only succeeded runs have answers to compare")
+        raise ReplayError(
+            f"run {run_id} ended {row['status']!r} ({row['error'] or 'no error recorded'}); only succeeded runs have "
+            "answers to compare"
+        )
     return row
 
 
@@ -98,12 +109,17 @@ def check_inputs(tables: ArrowTables, pins: dict[str, int]) -> None:
         if missing:
             gone.append(f"{name}@v{version}: {len(missing)} data file(s) were removed by VACUUM (e.g. {missing[0]})")
     if gone:
-        raise ReplayError("the run's inputs are no longer in the warehouse, so it cannot be replayed exactly:\n  " + "\n  ".join(gone)
-                          + "\nkeep versions longer (delta.deletedFileRetentionDuration, delta.logRetentionDuration) for runs you must replay")
+        raise ReplayError(
+            "the run's inputs are no longer in the warehouse, so it cannot be replayed exactly:\n  "
+            + "\n  ".join(gone)
+            + "\nkeep versions longer (delta.deletedFileRetentionDuration, delta.logRetentionDuration) for runs you "
+            "must replay"
+        )
 
 
 RECORDED_BEFORE: dict[tuple[str, str], Any] = {("cluster", "fewer_epochs_from"): 10_000}
-"""(section, key) -> the value that reproduces what runs recorded before the key existed did (umap-learn's own epoch switch)."""
+"""(section, key) -> the value that reproduces what runs recorded before the key existed did (umap-learn's own epoch
+switch)."""
 
 
 def as_recorded(data: dict[str, Any]) -> dict[str, Any]:
@@ -138,8 +154,11 @@ def environment_now(cfg: Config) -> dict[str, str]:
     return now
 
 
-def environment_differences(recorded: dict[str, Any], packages_now: dict[str, str], runtime_now: dict[str, str]) -> list[tuple[str, str, str]]:
-    """(what, recorded, now) for every tracked package and runtime fact that differs; facts only one side knows are skipped."""
+def environment_differences(
+    recorded: dict[str, Any], packages_now: dict[str, str], runtime_now: dict[str, str]
+) -> list[tuple[str, str, str]]:
+    """(what, recorded, now) for every tracked package and runtime fact that differs; facts only one side knows are
+    skipped."""
     out = []
     was = dict(recorded["packages"] or {})
     for name in sorted(set(was) | set(packages_now)):
@@ -152,7 +171,9 @@ def environment_differences(recorded: dict[str, Any], packages_now: dict[str, st
     return out
 
 
-def compare_answers(clusters_a: pd.DataFrame, clusters_b: pd.DataFrame, risk_a: pd.DataFrame, risk_b: pd.DataFrame) -> dict[str, Any]:
+def compare_answers(
+    clusters_a: pd.DataFrame, clusters_b: pd.DataFrame, risk_a: pd.DataFrame, risk_b: pd.DataFrame
+) -> dict[str, Any]:
     """How a replay's labels and grades differ from the original's.
 
     Returns:
@@ -162,20 +183,31 @@ def compare_answers(clusters_a: pd.DataFrame, clusters_b: pd.DataFrame, risk_a: 
     from sklearn.metrics import adjusted_rand_score
 
     key = ["repository", "number"]
-    labels = clusters_a[key + ["cluster"]].merge(clusters_b[key + ["cluster"]], on=key, how="outer", suffixes=("_original", "_replay"))
+    labels = clusters_a[key + ["cluster"]].merge(
+        clusters_b[key + ["cluster"]], on=key, how="outer", suffixes=("_original", "_replay")
+    )
     moved = labels[labels["cluster_original"].ne(labels["cluster_replay"]) | labels.isna().any(axis=1)]
     both = labels.dropna()
     ari = float(adjusted_rand_score(both["cluster_original"], both["cluster_replay"])) if len(both) else None
     rkey = ["scope", "cluster"]
     cols = rkey + ["grade", "n"]
     grades = risk_a[cols].merge(risk_b[cols], on=rkey, how="outer", suffixes=("_original", "_replay"))
-    regraded = grades[grades["grade_original"].fillna("-").ne(grades["grade_replay"].fillna("-"))
-                      | grades["n_original"].ne(grades["n_replay"])]
-    return {"issues": len(labels), "label_differences": len(moved), "ari": ari, "grades": len(grades),
-            "grade_differences": len(regraded), "moved": moved, "regraded": regraded}
+    regraded = grades[
+        grades["grade_original"].fillna("-").ne(grades["grade_replay"].fillna("-"))
+        | grades["n_original"].ne(grades["n_replay"])
+    ]
+    return {
+        "issues": len(labels),
+        "label_differences": len(moved),
+        "ari": ari,
+        "grades": len(grades),
+        "grade_differences": len(regraded),
+        "moved": moved,
+        "regraded": regraded,
+    }
 
 
-def replay(ctx, run_id: str) -> dict[str, Any]:
+def replay(ctx: Context, run_id: str) -> dict[str, Any]:
     """Re-run ``run_id``'s clustering stages on its pinned inputs into this run, then compare the answers.
 
     Returns:
@@ -184,7 +216,11 @@ def replay(ctx, run_id: str) -> dict[str, Any]:
     tables = ctx.lake.arrow
     row = recorded_run(tables, run_id)
     differences = environment_differences(row, package_versions(), {**environment_now(ctx.cfg), **ctx.run.runtime})
-    table(f"environment: recorded by {run_id} vs now", ["what", "recorded", "now"], differences or [["(nothing differs)", "", ""]])
+    table(
+        f"environment: recorded by {run_id} vs now",
+        ["what", "recorded", "now"],
+        differences or [["(nothing differs)", "", ""]],
+    )
     pins = tables.pins
     console.print("inputs read as recorded: " + ", ".join(f"{t}@v{v}" for t, v in pins.items()))
     ctx.run.runtime["replay_of"] = run_id
@@ -193,26 +229,48 @@ def replay(ctx, run_id: str) -> dict[str, Any]:
         console.rule(f"[bold]{stage.name}")
         execute(stage, ctx, args)
         ctx.run.save("running")
-    result = compare_answers(*(run_rows(tables, GOLD_CLUSTERS, r, ["repository", "number", "cluster"]) for r in (run_id, ctx.run.run_id)),
-                             *(run_rows(tables, GOLD_RISK, r, ["scope", "cluster", "grade", "n"]) for r in (run_id, ctx.run.run_id)))
+    result = compare_answers(
+        *(run_rows(tables, GOLD_CLUSTERS, r, ["repository", "number", "cluster"]) for r in (run_id, ctx.run.run_id)),
+        *(run_rows(tables, GOLD_RISK, r, ["scope", "cluster", "grade", "n"]) for r in (run_id, ctx.run.run_id)),
+    )
     moved, regraded = result.pop("moved"), result.pop("regraded")
     if len(moved):
-        table(f"{len(moved):,} issue(s) labelled differently (first 20)", list(moved.columns), moved.head(20).astype(str).values.tolist())
+        table(
+            f"{len(moved):,} issue(s) labelled differently (first 20)",
+            list(moved.columns),
+            moved.head(20).astype(str).values.tolist(),
+        )
     if len(regraded):
         table(f"{len(regraded):,} grade(s) differ", list(regraded.columns), regraded.astype(str).values.tolist())
     identical = result["label_differences"] == 0 and result["grade_differences"] == 0
     backend = json.loads(row["metrics_json"] or "{}").get("cluster", {}).get("backend")
     inexact = backend == "cuml"
     within = identical or (inexact and result["ari"] is not None and result["ari"] >= ctx.cfg.cluster.replay_min_ari)
-    verdict = ("identical labels and grades" if identical else
-               f"within tolerance for a cuML clustering (ARI {result['ari']:.3f} >= cluster.replay_min_ari {ctx.cfg.cluster.replay_min_ari})" if within else
-               f"DIFFERENT: {result['label_differences']:,} label(s), {result['grade_differences']:,} grade(s) differ (ARI {result['ari']})")
+    verdict = (
+        "identical labels and grades"
+        if identical
+        else f"within tolerance for a cuML clustering (ARI {result['ari']:.3f} >= cluster.replay_min_ari "
+        f"{ctx.cfg.cluster.replay_min_ari})"
+        if within
+        else f"DIFFERENT: {result['label_differences']:,} label(s), {result['grade_differences']:,} grade(s) differ "
+        f"(ARI {result['ari']})"
+    )
     console.print(f"replay {ctx.run.run_id} of {run_id}: {verdict}")
-    return {**result, "replay_of": run_id, "identical": identical, "within_tolerance": within,
-            "environment_differences": [list(d) for d in differences], "pins": pins}
+    return {
+        **result,
+        "replay_of": run_id,
+        "identical": identical,
+        "within_tolerance": within,
+        "environment_differences": [list(d) for d in differences],
+        "pins": pins,
+    }
 
 
 REPLAY = Stage(
-    "replay", "Re-run a recorded run on its inputs as they were (time travel), with its config and seeds; compare labels and grades", replay,
-    options=(Option(("run_id",), "the run to replay (see `issuerisk runs`)"),), configure=configure,
+    "replay",
+    "Re-run a recorded run on its inputs as they were (time travel), with its config and seeds; compare labels and "
+    "grades",
+    replay,
+    options=(Option(("run_id",), "the run to replay (see `issuerisk runs`)"),),
+    configure=configure,
 )

@@ -36,13 +36,20 @@ def sampled_keys(tables: ArrowTables, cfg: Config) -> set[tuple[str, int]] | Non
     if cfg.project.sample_size is None:
         return None
     keys = tables.read(SILVER_ISSUES, columns=["repository", "number"])
-    return sample_keys(zip(keys.column("repository").to_pylist(), keys.column("number").to_pylist()), cfg.project.sample_size, cfg.project.seed)
+    return sample_keys(
+        zip(keys.column("repository").to_pylist(), keys.column("number").to_pylist()),
+        cfg.project.sample_size,
+        cfg.project.seed,
+    )
 
 
 def restrict(batches: Iterable[pa.RecordBatch], keys: set[tuple[str, int]] | None) -> Iterator[pa.RecordBatch]:
     """Keep only rows whose (repository, number) is in ``keys``; None keeps all."""
     for batch in batches:
         if keys is not None:
-            mask = [(r, n) in keys for r, n in zip(batch.column("repository").to_pylist(), batch.column("number").to_pylist())]
+            mask = [
+                (r, n) in keys
+                for r, n in zip(batch.column("repository").to_pylist(), batch.column("number").to_pylist())
+            ]
             batch = batch.filter(pa.array(mask, pa.bool_()))
         yield batch

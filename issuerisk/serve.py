@@ -38,7 +38,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from issuerisk.constants import LOOPBACK_HOSTS
 from issuerisk.lakehouse.connect_auth import SPARK_TOKEN_ENV, authorized, client_url, server_token, token_path
@@ -52,6 +52,9 @@ from issuerisk.lakehouse.read_only import (
     endpoints,
 )
 from issuerisk.stage import Option, Stage
+
+if TYPE_CHECKING:
+    from issuerisk.context import Context
 
 CONNECT_PLUGIN = "org.apache.spark.sql.connect.SparkConnectPlugin"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
@@ -72,33 +75,51 @@ def configure(cfg: Any, args: dict[str, Any]) -> tuple[Any, dict[str, int]]:
 
     Raises:
         ServeError: the host is not a loopback address and ``--allow-remote`` was not given, ``--jdbc-port`` was
-            given without an authentication mode (LDAP or CUSTOM) for the Thrift server, or the guard cannot be compiled.
+            given without an authentication mode (LDAP or CUSTOM) for the Thrift server, or the guard cannot be
+            compiled.
     """
     from issuerisk.lakehouse.spark_session import DELTA_CONF
 
     remote = cfg.spark.remote or DEFAULT_REMOTE
     host, port, _ = endpoints(remote)
     if host not in LOOPBACK_HOSTS and not args.get("allow_remote"):
-        raise ServeError(f"issuerisk serve listens on the loopback interface only; {remote} names {host}. To serve other machines, pass "
-                         "--allow-remote and put a TLS-terminating proxy in front: the Connect client sends its token in clear to any host but localhost")
+        raise ServeError(
+            f"issuerisk serve listens on the loopback interface only; {remote} names {host}. To serve other machines, "
+            "pass "
+            "--allow-remote and put a TLS-terminating proxy in front: the Connect client sends its token in clear to "
+            "any host but localhost"
+        )
     try:
         guard = str(guard_jar(cfg.cache_dir(None, "jvm")))
     except GuardBuildError as exc:
         raise ServeError(str(exc)) from None
-    extra = {**cfg.spark.extra, "spark.plugins": ",".join(p for p in (cfg.spark.extra.get("spark.plugins"), CONNECT_PLUGIN) if p),
-             "spark.connect.grpc.binding.address": host, "spark.connect.grpc.binding.port": str(port),
-             "spark.sql.runSQLOnFiles": "false", "spark.driver.maxResultSize": cfg.serve.max_result_size,
-             "spark.sql.extensions": ",".join((DELTA_CONF["spark.sql.extensions"], GUARD_CLASS)),
-             "spark.jars": ",".join(j for j in (cfg.spark.extra.get("spark.jars"), guard) if j)}
+    extra = {
+        **cfg.spark.extra,
+        "spark.plugins": ",".join(p for p in (cfg.spark.extra.get("spark.plugins"), CONNECT_PLUGIN) if p),
+        "spark.connect.grpc.binding.address": host,
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.sql.runSQLOnFiles": "false",
+        "spark.driver.maxResultSize": cfg.serve.max_result_size,
+        "spark.sql.extensions": ",".join((DELTA_CONF["spark.sql.extensions"], GUARD_CLASS)),
+        "spark.jars": ",".join(j for j in (cfg.spark.extra.get("spark.jars"), guard) if j),
+    }
     if args.get("jdbc_port"):
         mode = str(cfg.spark.extra.get(JDBC_AUTH_KEY, "NONE")).upper()
         if mode not in JDBC_AUTH_MODES:
-            raise ServeError(f"--jdbc-port needs an authentication mode for the Thrift JDBC server, got {mode}: set spark.extra['{JDBC_AUTH_KEY}'] "
-                             "to LDAP (with spark.hadoop.hive.server2.authentication.ldap.url) or CUSTOM (with "
-                             "spark.hadoop.hive.server2.custom.authentication.class); see infra/README.md")
-        extra.update({"spark.hadoop.hive.server2.thrift.bind.host": host, "spark.hadoop.hive.server2.thrift.port": str(args["jdbc_port"]),
-                      "spark.hadoop.hive.server2.transport.mode": "binary",
-                      "spark.sql.thriftServer.queryTimeout": f"{int(cfg.serve.statement_timeout_s)}s"})
+            raise ServeError(
+                f"--jdbc-port needs an authentication mode for the Thrift JDBC server, got {mode}: set "
+                f"spark.extra['{JDBC_AUTH_KEY}'] "
+                "to LDAP (with spark.hadoop.hive.server2.authentication.ldap.url) or CUSTOM (with "
+                "spark.hadoop.hive.server2.custom.authentication.class); see infra/README.md"
+            )
+        extra.update(
+            {
+                "spark.hadoop.hive.server2.thrift.bind.host": host,
+                "spark.hadoop.hive.server2.thrift.port": str(args["jdbc_port"]),
+                "spark.hadoop.hive.server2.transport.mode": "binary",
+                "spark.sql.thriftServer.queryTimeout": f"{int(cfg.serve.statement_timeout_s)}s",
+            }
+        )
     # a long-lived driver profits from C2; the default's C1-only options are for short commands
     return cfg.updated("spark", extra=extra, remote=remote, driver_java_options=None), {}
 
@@ -186,13 +207,17 @@ def check_server(spark: Any, host: str, port: int, token: str, serve_cfg: Any) -
     try:
         server = BoundedHTTPServer((host, port), Handler, serve_cfg.check_threads)
     except OSError as exc:
-        raise ServeError(f"the read-only check endpoint cannot listen on {host}:{port} ({exc}); stop what uses it or pick another spark.remote port") from None
+        raise ServeError(
+            f"the read-only check endpoint cannot listen on {host}:{port} ({exc}); stop what uses it or pick another "
+            "spark.remote port"
+        ) from None
     threading.Thread(target=server.serve_forever, name="issuerisk-sql-check", daemon=True).start()
     return server
 
 
 def watch_statements(spark: Any, timeout_s: float, stop: threading.Event, poll_s: float = 1.0) -> threading.Thread:
-    """Cancel every Spark job that has run longer than ``timeout_s`` (the server's statement timeout), until ``stop``."""
+    """Cancel every Spark job that has run longer than ``timeout_s`` (the server's statement timeout), until
+    ``stop``."""
     tracker, jsc = spark.sparkContext.statusTracker(), spark.sparkContext._jsc.sc()
     first_seen: dict[int, float] = {}
 
@@ -202,7 +227,9 @@ def watch_statements(spark: Any, timeout_s: float, stop: threading.Event, poll_s
             active = set(tracker.getActiveJobsIds())
             for job in active:
                 if now - first_seen.setdefault(job, now) > timeout_s:
-                    jsc.cancelJob(job, f"issuerisk serve: statement ran longer than serve.statement_timeout_s={timeout_s:g}")
+                    jsc.cancelJob(
+                        job, f"issuerisk serve: statement ran longer than serve.statement_timeout_s={timeout_s:g}"
+                    )
             for job in set(first_seen) - active:
                 del first_seen[job]
 
@@ -234,14 +261,20 @@ def warm_up(spark: Any, url: str, token: str, database: str) -> None:
             spark.sql(f"SELECT count(*) FROM {database}.{table}").collect()
         query = f"SELECT count(*) FROM {database}.runs" if "runs" in tables else "SELECT 1"
         # the token reaches the client in its environment (PySpark's Connect client reads it there), not in its argv
-        subprocess.run([sys.executable, "-c", WARM_UP_CLIENT, client_url(url, None), query], capture_output=True, timeout=120, check=True,
-                       env={**os.environ, SPARK_TOKEN_ENV: token})
+        subprocess.run(
+            [sys.executable, "-c", WARM_UP_CLIENT, client_url(url, None), query],
+            capture_output=True,
+            timeout=120,
+            check=True,
+            env={**os.environ, SPARK_TOKEN_ENV: token},
+        )
     except Exception as exc:  # a warehouse without the database yet still serves
         print(f"issuerisk serve: warm-up skipped ({str(exc).splitlines()[0][:200]})", file=sys.stderr)
 
 
-def serve(ctx: Any, jdbc_port: int | None = None, allow_remote: bool = False) -> dict[str, Any]:
-    """Start the Spark Connect server and the read-only check (and the Thrift JDBC server), then serve until SIGINT or SIGTERM.
+def serve(ctx: Context, jdbc_port: int | None = None, allow_remote: bool = False) -> dict[str, Any]:
+    """Start the Spark Connect server and the read-only check (and the Thrift JDBC server), then serve until SIGINT or
+    SIGTERM.
 
     Raises:
         ServeError: the Connect server did not come up (its port is taken, or the plugin is missing), or
@@ -252,7 +285,10 @@ def serve(ctx: Any, jdbc_port: int | None = None, allow_remote: bool = False) ->
     url = ctx.cfg.spark.remote
     host, port, check_port = endpoints(url)
     if remote_answers(url):
-        raise ServeError(f"something already listens at {url}: another issuerisk serve? Stop it, or pick another port with --remote sc://{host}:PORT")
+        raise ServeError(
+            f"something already listens at {url}: another issuerisk serve? Stop it, or pick another port with --remote "
+            f"sc://{host}:PORT"
+        )
     token = server_token(ctx.cfg)
     os.environ[SPARK_TOKEN_ENV] = token  # Connect's interceptor reads it in the JVM, which inherits this environment
     t0 = time.perf_counter()
@@ -261,7 +297,10 @@ def serve(ctx: Any, jdbc_port: int | None = None, allow_remote: bool = False) ->
     while not remote_answers(url) and time.monotonic() < deadline:
         time.sleep(0.2)
     if not remote_answers(url, timeout_s=2.0):
-        raise ServeError(f"Spark started but its Connect server does not answer at {url}; check spark.plugins and that pyspark's jars hold spark-connect")
+        raise ServeError(
+            f"Spark started but its Connect server does not answer at {url}; check spark.plugins and that pyspark's "
+            "jars hold spark-connect"
+        )
     warm_up(spark, url, token, ctx.cfg.project.database)
     checker = check_server(spark, host, check_port, token, ctx.cfg.serve)
     stop = threading.Event()
@@ -272,18 +311,31 @@ def serve(ctx: Any, jdbc_port: int | None = None, allow_remote: bool = False) ->
             spark._jvm.java.lang.ClassLoader.getSystemClassLoader().loadClass(DELTA_CATALOG)
         except Exception:
             checker.shutdown()
-            raise ServeError("the Thrift JDBC server's sessions cannot load Delta's catalog: put Delta's jars (those Spark resolved, "
-                             "e.g. ~/.ivy2.5.2/jars/io.delta_*.jar and io.unitycatalog_*.jar) on spark.driver_class_path") from None
+            raise ServeError(
+                "the Thrift JDBC server's sessions cannot load Delta's catalog: put Delta's jars (those Spark "
+                "resolved, "
+                "e.g. ~/.ivy2.5.2/jars/io.delta_*.jar and io.unitycatalog_*.jar) on spark.driver_class_path"
+            ) from None
         try:
-            spark._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(spark._jsparkSession.sqlContext())
+            spark._jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
+                spark._jsparkSession.sqlContext()
+            )
         except Exception as exc:  # py4j errors carry no useful type
             checker.shutdown()
-            raise ServeError(f"the Thrift JDBC server did not start on {host}:{jdbc_port} ({str(exc).splitlines()[0][:200]}); pick another --jdbc-port") from exc
+            raise ServeError(
+                f"the Thrift JDBC server did not start on {host}:{jdbc_port} ({str(exc).splitlines()[0][:200]}); pick "
+                "another --jdbc-port"
+            ) from exc
         jdbc = f", JDBC at jdbc:hive2://{host}:{jdbc_port}/{ctx.cfg.project.database}"
     started = round(time.perf_counter() - t0, 1)
-    print(f"Spark Connect at {url} (Spark {spark.version}, master {ctx.cfg.spark.master}, warehouse {ctx.cfg.project.warehouse}){jdbc}, "
-          f"read-only checks at {check_url(url)}; clients need the token in {token_path(ctx.cfg)}; started in {started} s. "
-          "Ctrl-C or SIGTERM stops it.", flush=True)
+    print(
+        f"Spark Connect at {url} (Spark {spark.version}, master {ctx.cfg.spark.master}, warehouse "
+        f"{ctx.cfg.project.warehouse}){jdbc}, "
+        f"read-only checks at {check_url(url)}; clients need the token in {token_path(ctx.cfg)}; started in {started} "
+        "s. "
+        "Ctrl-C or SIGTERM stops it.",
+        flush=True,
+    )
     served_s = time.perf_counter()
     stopped_by: list[str] = []
 
@@ -291,7 +343,9 @@ def serve(ctx: Any, jdbc_port: int | None = None, allow_remote: bool = False) ->
         stopped_by.append(signal.Signals(signum).name)
         stop.set()
 
-    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)}  # a stop is this command's normal end
+    previous = {
+        s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)
+    }  # a stop is this command's normal end
     try:
         while not stop.wait(0.5):
             pass
@@ -304,15 +358,36 @@ def serve(ctx: Any, jdbc_port: int | None = None, allow_remote: bool = False) ->
         checker.shutdown()
         checker.server_close()
     print(f"issuerisk serve: stopped by {stopped_by[0]}", file=sys.stderr)
-    return {"remote": url, "startup_seconds": started, "served_seconds": round(time.perf_counter() - served_s, 1), "stopped_by": stopped_by[0]}
+    return {
+        "remote": url,
+        "startup_seconds": started,
+        "served_seconds": round(time.perf_counter() - served_s, 1),
+        "stopped_by": stopped_by[0],
+    }
 
 
 SERVE = Stage(
-    "serve", "Serve Spark SQL over Spark Connect (sc://) on the configured catalog until stopped; issuerisk sql then starts no JVM", serve,
-    options=(Option(("--remote",), f"sc://host:port to listen at (default: spark.remote, else {DEFAULT_REMOTE})", config_key="spark.remote"),
-             Option(("--jdbc-port",), "also serve Spark's Thrift JDBC/ODBC server (jdbc:hive2://) on this port, with LDAP or CUSTOM "
-                    "authentication (spark.extra['spark.hadoop.hive.server2.authentication']); no read-only check there", argparse={"type": int}),
-             Option(("--allow-remote",), "listen on a non-loopback address of --remote (put a TLS-terminating proxy in front)",
-                    argparse={"action": "store_true"})),
+    "serve",
+    "Serve Spark SQL over Spark Connect (sc://) on the configured catalog until stopped; issuerisk sql then starts no "
+    "JVM",
+    serve,
+    options=(
+        Option(
+            ("--remote",),
+            f"sc://host:port to listen at (default: spark.remote, else {DEFAULT_REMOTE})",
+            config_key="spark.remote",
+        ),
+        Option(
+            ("--jdbc-port",),
+            "also serve Spark's Thrift JDBC/ODBC server (jdbc:hive2://) on this port, with LDAP or CUSTOM "
+            "authentication (spark.extra['spark.hadoop.hive.server2.authentication']); no read-only check there",
+            argparse={"type": int},
+        ),
+        Option(
+            ("--allow-remote",),
+            "listen on a non-loopback address of --remote (put a TLS-terminating proxy in front)",
+            argparse={"action": "store_true"},
+        ),
+    ),
     configure=configure,
 )

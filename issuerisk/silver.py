@@ -21,7 +21,8 @@ class MixedSilverError(RuntimeError):
 
 
 def silver_build(tables: ArrowTables) -> str | None:
-    """The filter run the three silver tables share (None for tables written before builds were noted, or not yet written).
+    """The filter run the three silver tables share (None for tables written before builds were noted, or not yet
+    written).
 
     Raises:
         MixedSilverError: the tables carry different builds, or only some carry one.
@@ -32,7 +33,9 @@ def silver_build(tables: ArrowTables) -> str | None:
     builds = set(notes.values())
     if len(builds) > 1:
         shown = ", ".join(f"{name}: {note or 'none'}" for name, note in sorted(notes.items()))
-        raise MixedSilverError(f"the silver tables come from different filter builds ({shown}); rerun `issuerisk filter` to rebuild them")
+        raise MixedSilverError(
+            f"the silver tables come from different filter builds ({shown}); rerun `issuerisk filter` to rebuild them"
+        )
     return next(iter(builds), None)
 
 

@@ -18,12 +18,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from issuerisk.conf.settings import literal_choices
 from issuerisk.constants import FRAMEWORKS
 from issuerisk.lakehouse.arrow_tables import STRICT_ENV, Contract
 from issuerisk.silver import SILVER_NAMES, MixedSilverError, silver_build
+
+if TYPE_CHECKING:  # the runner is typed by the context it gets, without importing the lakehouse at start-up
+    from issuerisk.context import Context
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ class Preload:
 def preload(name: str, *modules: str) -> Callable[[Any], None]:
     """A ``warm`` for stage ``name`` that imports ``modules`` in the background (see :class:`Preload`)."""
 
-    def warm(ctx: Any) -> None:
+    def warm(ctx: Context) -> None:
         ctx.warmed[name] = Preload(*modules)
 
     return warm
@@ -125,8 +128,14 @@ def preload(name: str, *modules: str) -> Callable[[Any], None]:
 RUN_ID = Option(("run_id",), "run to use (default: the latest)", argparse={"nargs": "?"})
 """The optional positional run id of the stages that analyse one clustering run."""
 
-PATHS = Option(("paths",), "files or folders of issue objects (.json, .jsonl, .gz)", argparse={"nargs": "+", "metavar": "PATH"})
-FRAMEWORK = Option(("--framework",), "tag every issue with this framework (default: infer per repository)", argparse={"choices": FRAMEWORKS})
+PATHS = Option(
+    ("paths",), "files or folders of issue objects (.json, .jsonl, .gz)", argparse={"nargs": "+", "metavar": "PATH"}
+)
+FRAMEWORK = Option(
+    ("--framework",),
+    "tag every issue with this framework (default: infer per repository)",
+    argparse={"choices": FRAMEWORKS},
+)
 
 
 def jsonable(value: Any) -> bool:
@@ -138,8 +147,9 @@ def jsonable(value: Any) -> bool:
     return True
 
 
-def execute(stage: Stage, ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
-    """Run one stage with the arguments it takes from ``args``; record its counts, wall time and tables in the run's metrics.
+def execute(stage: Stage, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """Run one stage with the arguments it takes from ``args``; record its counts, wall time and tables in the run's
+    metrics.
 
     The stage's declared ``reads`` and ``writes`` are its contract: the runner records their Delta versions in the
     run's manifest (reads as the stage starts, writes as it ends: what replay pins) and, while the stage runs, the
@@ -163,12 +173,17 @@ def execute(stage: Stage, ctx: Any, args: dict[str, Any]) -> dict[str, Any]:
                 raise
             print(f"issuerisk: {exc.args[0].split(';')[0]}; rebuilding them first ({writer.name})", file=sys.stderr)
             execute(writer, ctx, {})
-    ctx.run.stage(stage.name, {"did": stage.help, "config_sections": list(stage.sections), "step": len(ctx.run.metrics)})
+    ctx.run.stage(
+        stage.name, {"did": stage.help, "config_sections": list(stage.sections), "step": len(ctx.run.metrics)}
+    )
     t0 = time.perf_counter()
     previous = ctx.run.begin(stage.name)
     tables = ctx.lake.arrow
-    contract = (Contract(stage.name, frozenset(stage.reads), frozenset(stage.writes), os.environ.get(STRICT_ENV) == "1")
-                if stage.reads or stage.writes else None)
+    contract = (
+        Contract(stage.name, frozenset(stage.reads), frozenset(stage.writes), os.environ.get(STRICT_ENV) == "1")
+        if stage.reads or stage.writes
+        else None
+    )
     seen = set(tables.undeclared)
     try:
         ctx.run.read(*stage.reads)

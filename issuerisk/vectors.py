@@ -25,7 +25,9 @@ from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_PROJECT_TERMS, SILVER
 from issuerisk.summarizers import SummaryIdentity, identity_of
 from issuerisk.text.masking import mask, repository_words
 
-SUMMARIES = pa.schema([("repository", pa.string()), ("number", pa.int64()), ("cache_key", pa.string()), ("summary", pa.string())])
+SUMMARIES = pa.schema(
+    [("repository", pa.string()), ("number", pa.int64()), ("cache_key", pa.string()), ("summary", pa.string())]
+)
 
 
 class NoVectorsError(RuntimeError):
@@ -40,7 +42,8 @@ def current_summaries_sql(identity: SummaryIdentity) -> str:
             SELECT repository, number, cache_key, summary,
                    ROW_NUMBER() OVER (PARTITION BY repository, number ORDER BY created_at DESC, cache_key DESC) AS rn
             FROM silver_summaries
-            WHERE summarizer = {sql_text(summarizer)} AND model = {sql_text(summary_model)} AND prompt_version = {sql_text(prompt_version)}
+            WHERE summarizer = {sql_text(summarizer)} AND model = {sql_text(summary_model)}
+              AND prompt_version = {sql_text(prompt_version)}
         ),
         issues AS (SELECT DISTINCT repository, number FROM silver_issues)
         SELECT c.repository, c.number, c.cache_key, c.summary
@@ -67,21 +70,34 @@ def text_key(cache_key: str, text: str) -> str:
 
 
 def current_texts(tables: ArrowTables, cfg: Config) -> pa.Table:
-    """The in-scope issues (the seeded sample when ``project.sample_size`` is set) with the text to embed and its key."""
-    batches = list(restrict(tables.query(current_summaries_sql(identity_of(cfg.summarize)), (SILVER_SUMMARIES, SILVER_ISSUES)),
-                            sampled_keys(tables, cfg)))
+    """The in-scope issues (the seeded sample when ``project.sample_size`` is set) with the text to embed and its
+    key."""
+    batches = list(
+        restrict(
+            tables.query(current_summaries_sql(identity_of(cfg.summarize)), (SILVER_SUMMARIES, SILVER_ISSUES)),
+            sampled_keys(tables, cfg),
+        )
+    )
     rows = pa.Table.from_batches(batches) if batches else SUMMARIES.empty_table()
     learned = project_words(tables, cfg)
     own: dict[str, set[str]] = {}
     texts, keys = [], []
-    for repository, key, summary in zip(rows.column("repository").to_pylist(), rows.column("cache_key").to_pylist(), rows.column("summary").to_pylist()):
+    for repository, key, summary in zip(
+        rows.column("repository").to_pylist(), rows.column("cache_key").to_pylist(), rows.column("summary").to_pylist()
+    ):
         if cfg.mask.enabled and repository not in own:
             own[repository] = repository_words(repository) | learned.get(repository, set())
         text = mask(summary or "", own.get(repository, set()))
         texts.append(text)
         keys.append(text_key(key, text))
-    return pa.table({"repository": rows.column("repository"), "number": rows.column("number"),
-                     "summary_key": pa.array(keys, pa.string()), "text": pa.array(texts, pa.string())})
+    return pa.table(
+        {
+            "repository": rows.column("repository"),
+            "number": rows.column("number"),
+            "summary_key": pa.array(keys, pa.string()),
+            "text": pa.array(texts, pa.string()),
+        }
+    )
 
 
 def _embedded(tables: ArrowTables, model: str, columns: list[str]) -> pa.Table:
@@ -92,7 +108,9 @@ def pending(tables: ArrowTables, cfg: Config) -> pa.Table:
     """The current texts without a vector of ``embed.model`` under their key (what the embed stage must embed)."""
     texts = current_texts(tables, cfg)
     done = _embedded(tables, cfg.embed.model, ["repository", "number", "summary_key"])
-    return texts.join(done, ["repository", "number", "summary_key"], join_type="left anti").sort_by([("repository", "ascending"), ("number", "ascending")])
+    return texts.join(done, ["repository", "number", "summary_key"], join_type="left anti").sort_by(
+        [("repository", "ascending"), ("number", "ascending")]
+    )
 
 
 def load_current_vectors(tables: ArrowTables, cfg: Config, with_text: bool = False) -> tuple[pa.Table, np.ndarray]:
@@ -104,13 +122,22 @@ def load_current_vectors(tables: ArrowTables, cfg: Config, with_text: bool = Fal
     model = cfg.embed.model
     texts = current_texts(tables, cfg)
     embedded = _embedded(tables, model, ["repository", "number", "summary_key", "dim", "vector"])
-    index = embedded.select(["repository", "number", "summary_key", "dim"]).append_column("row", pa.array(np.arange(embedded.num_rows)))
-    rows = texts.join(index, ["repository", "number", "summary_key"], join_type="inner").sort_by([("repository", "ascending"), ("number", "ascending")])
+    index = embedded.select(["repository", "number", "summary_key", "dim"]).append_column(
+        "row", pa.array(np.arange(embedded.num_rows))
+    )
+    rows = texts.join(index, ["repository", "number", "summary_key"], join_type="inner").sort_by(
+        [("repository", "ascending"), ("number", "ascending")]
+    )
     if rows.num_rows == 0:
-        raise NoVectorsError(f"no current embeddings for model {model!r}; run `issuerisk embed` first (with the same embed.model and summarizer)")
+        raise NoVectorsError(
+            f"no current embeddings for model {model!r}; run `issuerisk embed` first (with the same embed.model and "
+            "summarizer)"
+        )
     dims = set(rows.column("dim").to_pylist())
     if len(dims) != 1:
-        raise NoVectorsError(f"embeddings of model {model!r} have mixed dimensions {sorted(dims)}; rerun `issuerisk embed`")
+        raise NoVectorsError(
+            f"embeddings of model {model!r} have mixed dimensions {sorted(dims)}; rerun `issuerisk embed`"
+        )
     vectors = embedded.column("vector").take(rows.column("row")).combine_chunks()
     flat = vectors.flatten().to_numpy(zero_copy_only=False)
     keys = rows.select(["repository", "number", "text"] if with_text else ["repository", "number"])

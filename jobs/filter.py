@@ -71,7 +71,9 @@ def normalized_text(title: str, body: str | None) -> str:
 ESTIMATE_MARGIN = 0.15  # four standard errors of a 64-hash Jaccard estimate near 0.9
 
 
-def near_duplicates(numbers: list[int], texts: list[str], threshold: float, bands: int = 16, rows: int = 4) -> dict[int, int]:
+def near_duplicates(
+    numbers: list[int], texts: list[str], threshold: float, bands: int = 16, rows: int = 4
+) -> dict[int, int]:
     """{duplicate number: kept number} among one repository's issues by MinHash LSH on word 3-shingles.
 
     Candidates share a band of the MinHash signature; a pair is a duplicate when its exact
@@ -107,12 +109,23 @@ def near_duplicates(numbers: list[int], texts: list[str], threshold: float, band
     return duplicate_of
 
 
-VERDICTS = pa.schema([("repository", pa.string()), ("number", pa.int64()), ("framework", pa.string()), ("language", pa.string()),
-                      ("language_confidence", pa.float64()), ("reason", pa.string()), ("detail", pa.string()),
-                      *[(fw, pa.int32()) for fw in EVIDENCE]])
+VERDICTS = pa.schema(
+    [
+        ("repository", pa.string()),
+        ("number", pa.int64()),
+        ("framework", pa.string()),
+        ("language", pa.string()),
+        ("language_confidence", pa.float64()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        *[(fw, pa.int32()) for fw in EVIDENCE],
+    ]
+)
 
 
-def judge_texts(numbers: list[int], titles: list[str], bodies: list[str | None], cfg: FilterConfig) -> tuple[list, list, list, list]:
+def judge_texts(
+    numbers: list[int], titles: list[str], bodies: list[str | None], cfg: FilterConfig
+) -> tuple[list, list, list, list]:
     """(language, confidence, reason, detail) per issue by the language and duplicate rules.
 
     In the rules' order: ``non_english_repository`` when more than half of the issues
@@ -120,8 +133,13 @@ def judge_texts(numbers: list[int], titles: list[str], bodies: list[str | None],
     per issue; then, among the rest, exact duplicates (same normalized text) and near
     duplicates (MinHash), the earliest issue kept. ``reason`` None keeps the issue.
     """
-    language, confidence = detect_language([language_text(t, b) for t, b in zip(titles, bodies)], cfg.language_min_chars)
-    other = [lang is not None and lang != cfg.language and conf >= cfg.language_min_confidence for lang, conf in zip(language, confidence)]
+    language, confidence = detect_language(
+        [language_text(t, b) for t, b in zip(titles, bodies)], cfg.language_min_chars
+    )
+    other = [
+        lang is not None and lang != cfg.language and conf >= cfg.language_min_confidence
+        for lang, conf in zip(language, confidence)
+    ]
     share = sum(other) / max(sum(lang is not None for lang in language), 1)
     reason: list[str | None] = [None] * len(numbers)
     detail: list[str | None] = [None] * len(numbers)
@@ -180,14 +198,28 @@ def repository_verdicts(issues: pa.Table, cfg: FilterConfig, descriptions: dict[
         for i in judged:
             reason[i], detail[i] = "excluded_repository", hit
     elif judged:
-        verdicts = judge_texts([numbers[i] for i in judged], [titles[i] for i in judged], [bodies[i] for i in judged], cfg)
+        verdicts = judge_texts(
+            [numbers[i] for i in judged], [titles[i] for i in judged], [bodies[i] for i in judged], cfg
+        )
         for k, i in enumerate(judged):
             language[i], confidence[i], reason[i], detail[i] = (v[k] for v in verdicts)
     none = (0,) * len(EVIDENCE)
-    evidence = list(zip(*(none if pull else issue_evidence(t, b) for t, b, pull in zip(titles, bodies, pulls)))) or [[]] * len(EVIDENCE)
-    return pa.table({"repository": col["repository"], "number": numbers, "framework": col["framework"], "language": language,
-                     "language_confidence": confidence, "reason": reason, "detail": detail,
-                     **{fw: list(flags) for fw, flags in zip(EVIDENCE, evidence)}}, schema=VERDICTS)
+    evidence = list(zip(*(none if pull else issue_evidence(t, b) for t, b, pull in zip(titles, bodies, pulls)))) or [
+        []
+    ] * len(EVIDENCE)
+    return pa.table(
+        {
+            "repository": col["repository"],
+            "number": numbers,
+            "framework": col["framework"],
+            "language": language,
+            "language_confidence": confidence,
+            "reason": reason,
+            "detail": detail,
+            **{fw: list(flags) for fw, flags in zip(EVIDENCE, evidence)},
+        },
+        schema=VERDICTS,
+    )
 
 
 @dataclass(frozen=True)
@@ -210,26 +242,53 @@ def build_silver(bronze: DataFrame, descriptions: dict[str, str], cfg: Config, r
     """
     rules = cfg.filter
     bots = bot_login_pattern(rules.bot_login_patterns)
-    issues = bronze.select("repository", "number", "title", "body", "state", "labels", "user_login", "user_type", "html_url",
-                           "created_at", "updated_at", "closed_at", "is_pull_request", "framework")
+    issues = bronze.select(
+        "repository",
+        "number",
+        "title",
+        "body",
+        "state",
+        "labels",
+        "user_login",
+        "user_type",
+        "html_url",
+        "created_at",
+        "updated_at",
+        "closed_at",
+        "is_pull_request",
+        "framework",
+    )
     pull = F.col("is_pull_request")
 
     def verdicts_of(table: pa.Table) -> pa.Table:
         return repository_verdicts(table, rules, descriptions)
 
     verdicts = (
-        issues.select("repository", "number", "title", F.when(~pull, F.col("body")).alias("body"), "framework", "is_pull_request",
-                      F.when(pull, F.col("html_url")).alias("pr_url"),
-                      ((F.col("user_type") == "Bot") | F.coalesce(F.col("user_login").rlike(bots), F.lit(False))).alias("is_bot"),
-                      "user_login")
-        .groupBy("repository").applyInArrow(verdicts_of, from_arrow_schema(VERDICTS)).persist()
+        issues.select(
+            "repository",
+            "number",
+            "title",
+            F.when(~pull, F.col("body")).alias("body"),
+            "framework",
+            "is_pull_request",
+            F.when(pull, F.col("html_url")).alias("pr_url"),
+            ((F.col("user_type") == "Bot") | F.coalesce(F.col("user_login").rlike(bots), F.lit(False))).alias("is_bot"),
+            "user_login",
+        )
+        .groupBy("repository")
+        .applyInArrow(verdicts_of, from_arrow_schema(VERDICTS))
+        .persist()
     )
     reason = F.col("reason")
-    per_repository = verdicts.groupBy("repository").agg(
-        *evidence_aggregates(F.coalesce(reason != "pull_request", F.lit(True))),
-        F.count(F.when(reason.isNull(), 1)).alias("kept"),
-        *[F.count(F.when(reason == r, 1)).alias(f"n_{r}") for r in REASONS],
-    ).collect()
+    per_repository = (
+        verdicts.groupBy("repository")
+        .agg(
+            *evidence_aggregates(F.coalesce(reason != "pull_request", F.lit(True))),
+            F.count(F.when(reason.isNull(), 1)).alias("kept"),
+            *[F.count(F.when(reason == r, 1)).alias(f"n_{r}") for r in REASONS],
+        )
+        .collect()
+    )
     tagged = tag_repositories(per_repository, cfg.frameworks, run_id)
     primary = {repository: framework for repository, _, framework, *_ in tagged}
     kept_by_framework: Counter[str] = Counter()
@@ -238,18 +297,34 @@ def build_silver(bronze: DataFrame, descriptions: dict[str, str], cfg: Config, r
             kept_by_framework[primary[row["repository"]]] += row["kept"]
     repos = bronze.sparkSession.createDataFrame(tagged, SILVER_REPOSITORIES.spark)
     silver = (
-        issues.where(~pull).drop("framework", "is_pull_request")
-        .join(verdicts.where(reason.isNull()).select("repository", "number", "language", "language_confidence"),
-              ["repository", "number"])
+        issues.where(~pull)
+        .drop("framework", "is_pull_request")
+        .join(
+            verdicts.where(reason.isNull()).select("repository", "number", "language", "language_confidence"),
+            ["repository", "number"],
+        )
         .join(F.broadcast(repos.select("repository", "framework", "frameworks", "framework_source")), "repository")
         .withColumn("body", F.coalesce(F.col("body"), F.lit("")))
         .withColumn("is_closed", (F.col("state") == "closed") & F.col("closed_at").isNotNull())
-        .withColumn("resolution_hours", F.when(F.col("is_closed"), (F.unix_micros("closed_at") - F.unix_micros("created_at")) / 3.6e9))
+        .withColumn(
+            "resolution_hours",
+            F.when(F.col("is_closed"), (F.unix_micros("closed_at") - F.unix_micros("created_at")) / 3.6e9),
+        )
         .withColumn("resolution_hours", F.when(F.col("resolution_hours") >= 0, F.col("resolution_hours")))
         .withColumn("run_id", F.lit(run_id))
     )
-    excluded = verdicts.where(reason.isNotNull()).select("repository", "number", "reason", "detail").withColumn("run_id", F.lit(run_id))
-    return Silver(silver, excluded, repos, {r: sum(row[f"n_{r}"] for row in per_repository) for r in REASONS}, dict(kept_by_framework))
+    excluded = (
+        verdicts.where(reason.isNotNull())
+        .select("repository", "number", "reason", "detail")
+        .withColumn("run_id", F.lit(run_id))
+    )
+    return Silver(
+        silver,
+        excluded,
+        repos,
+        {r: sum(row[f"n_{r}"] for row in per_repository) for r in REASONS},
+        dict(kept_by_framework),
+    )
 
 
 def _descriptions(ctx: Context) -> dict[str, str]:
@@ -267,22 +342,47 @@ def run(ctx: Context) -> dict[str, Any]:
     try:
         silver = build_silver(bronze, _descriptions(ctx), cfg, ctx.run.run_id)
         note = {"silver_build": ctx.run.run_id, "bronze_version": bronze_version}
-        tables.overwrite_all([(SILVER_REPOSITORIES, silver.repositories), (SILVER_EXCLUDED, silver.excluded), (SILVER_ISSUES, silver.issues)], note)
+        tables.overwrite_all(
+            [
+                (SILVER_REPOSITORIES, silver.repositories),
+                (SILVER_EXCLUDED, silver.excluded),
+                (SILVER_ISSUES, silver.issues),
+            ],
+            note,
+        )
     finally:
         bronze.unpersist()
         spark.catalog.clearCache()
     counts, frameworks = silver.excluded_by_reason, silver.kept_by_framework
     kept = sum(frameworks.values())
     total = kept + sum(counts.values())
-    table("filter: issues per reason", ["reason", "issues", "share"],
-          [[reason, counts.get(reason, 0), f"{counts.get(reason, 0) / max(total, 1):.1%}"] for reason in REASONS]
-          + [["kept in silver_issues", kept, f"{kept / max(total, 1):.1%}"]])
-    per_framework = tables.read(SILVER_ISSUES).groupBy("framework", "framework_source").count().orderBy(F.desc("count")).collect()
-    table("silver issues per framework (Spark)", ["framework", "source", "issues"], [[r["framework"], r["framework_source"], r["count"]] for r in per_framework])
-    return {"bronze": total, "silver": kept, "excluded": {r: n for r, n in counts.items() if n}, "silver_by_framework": frameworks}
+    table(
+        "filter: issues per reason",
+        ["reason", "issues", "share"],
+        [[reason, counts.get(reason, 0), f"{counts.get(reason, 0) / max(total, 1):.1%}"] for reason in REASONS]
+        + [["kept in silver_issues", kept, f"{kept / max(total, 1):.1%}"]],
+    )
+    per_framework = (
+        tables.read(SILVER_ISSUES).groupBy("framework", "framework_source").count().orderBy(F.desc("count")).collect()
+    )
+    table(
+        "silver issues per framework (Spark)",
+        ["framework", "source", "issues"],
+        [[r["framework"], r["framework_source"], r["count"]] for r in per_framework],
+    )
+    return {
+        "bronze": total,
+        "silver": kept,
+        "excluded": {r: n for r, n in counts.items() if n},
+        "silver_by_framework": frameworks,
+    }
 
 
 STAGE = Stage(
-    "filter", "Build silver_issues from bronze: drop PRs, bots, non-English, duplicates, tutorial/UI repos", run,
-    reads=(BRONZE_ISSUES.name, BRONZE_REPOS.name), writes=(SILVER_ISSUES.name, SILVER_EXCLUDED.name, SILVER_REPOSITORIES.name), sections=("filter", "frameworks"),
+    "filter",
+    "Build silver_issues from bronze: drop PRs, bots, non-English, duplicates, tutorial/UI repos",
+    run,
+    reads=(BRONZE_ISSUES.name, BRONZE_REPOS.name),
+    writes=(SILVER_ISSUES.name, SILVER_EXCLUDED.name, SILVER_REPOSITORIES.name),
+    sections=("filter", "frameworks"),
 )

@@ -38,11 +38,18 @@ NEWER = (
 FILE_FAULTS = ("file_too_large", "unreadable_file")
 """Reject reasons after which the rest of a file did not land (what follows the fault was never read)."""
 # A reject is rewritten only when the record at its file and line is rejected differently now.
-CHANGED_REJECT = "NOT (" + " AND ".join(f"s.{c} <=> t.{c}" for c in ("reason", "detail", "raw", "repository", "number")) + ")"
+CHANGED_REJECT = (
+    "NOT (" + " AND ".join(f"s.{c} <=> t.{c}" for c in ("reason", "detail", "raw", "repository", "number")) + ")"
+)
 
 
-def parse(spark: SparkSession, files: list[str], files_per_task: int,
-          max_record_bytes: int = MAX_RECORD_BYTES, max_file_bytes: int = MAX_FILE_BYTES) -> DataFrame:
+def parse(
+    spark: SparkSession,
+    files: list[str],
+    files_per_task: int,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    max_file_bytes: int = MAX_FILE_BYTES,
+) -> DataFrame:
     """Parse files in Spark tasks into one DataFrame of :data:`PARSED` rows (see :func:`iter_rows`)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -71,8 +78,7 @@ def to_bronze(parsed: DataFrame, framework: str | None, run_id: str, repeated_ke
         )
         accepted = accepted.withColumn("_rank", F.row_number().over(newest)).where("_rank = 1").drop("_rank")
     return (
-        accepted
-        .drop("reason", "detail", "raw")
+        accepted.drop("reason", "detail", "raw")
         .withColumn("framework", F.lit(framework).cast("string"))
         .withColumn("run_id", F.lit(run_id))
         .withColumn("ingested_at", F.current_timestamp())
@@ -95,16 +101,23 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
         IngestError: a path is missing, no issue file was found, or ``framework`` is unknown.
     """
     if framework is not None and framework not in FRAMEWORKS:
-        raise IngestError(f"framework {framework!r} is not one of {FRAMEWORKS}; omit --framework to infer it per repository")
+        raise IngestError(
+            f"framework {framework!r} is not one of {FRAMEWORKS}; omit --framework to infer it per repository"
+        )
     cfg = ctx.cfg
     files = find_files(paths)
     tables = ctx.lake.spark
     spark = tables.spark
     before = tables.row_count(BRONZE_ISSUES)
-    parsed = parse(spark, files, cfg.ingest.batch_files, cfg.ingest.max_record_bytes, cfg.ingest.max_file_bytes).persist()
+    parsed = parse(
+        spark, files, cfg.ingest.batch_files, cfg.ingest.max_record_bytes, cfg.ingest.max_file_bytes
+    ).persist()
     try:
-        counts = parsed.select(F.count(F.lit(1)).alias("records"), F.count("reason").alias("rejected"),
-                               F.count_distinct(F.when(F.col("reason").isNull(), F.struct("repository", "number"))).alias("issues")).first()
+        counts = parsed.select(
+            F.count(F.lit(1)).alias("records"),
+            F.count("reason").alias("rejected"),
+            F.count_distinct(F.when(F.col("reason").isNull(), F.struct("repository", "number"))).alias("issues"),
+        ).first()
         records, rejected = counts["records"], counts["rejected"]
         bronze = to_bronze(parsed, framework, ctx.run.run_id, repeated_keys=counts["issues"] < records - rejected)
         rejects = to_rejects(parsed, ctx.run.run_id)
@@ -113,15 +126,31 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
         if rejected:
             tables.merge(BRONZE_REJECTS, rejects, update_condition=CHANGED_REJECT)
             by_reason = {r["reason"]: r["count"] for r in rejects.groupBy("reason").count().collect()}
-            incomplete = {r["source_file"]: r["reason"] for r in rejects.where(F.col("reason").isin(*FILE_FAULTS))
-                          .select("source_file", "reason").distinct().collect()}
+            incomplete = {
+                r["source_file"]: r["reason"]
+                for r in rejects.where(F.col("reason").isin(*FILE_FAULTS))
+                .select("source_file", "reason")
+                .distinct()
+                .collect()
+            }
     finally:
         parsed.unpersist()
     after = tables.row_count(BRONZE_ISSUES)
-    result = {"files": len(files), "records": records, "accepted": records - rejected, "rejected": rejected,
-              "new_issues": after - before, BRONZE_ISSUES.name: after, "rejects_by_reason": by_reason, "incomplete_files": incomplete}
-    table("ingest", ["files", "records", "accepted", "rejected", "new issues", "bronze total"],
-          [[len(files), records, records - rejected, rejected, after - before, after]])
+    result = {
+        "files": len(files),
+        "records": records,
+        "accepted": records - rejected,
+        "rejected": rejected,
+        "new_issues": after - before,
+        BRONZE_ISSUES.name: after,
+        "rejects_by_reason": by_reason,
+        "incomplete_files": incomplete,
+    }
+    table(
+        "ingest",
+        ["files", "records", "accepted", "rejected", "new issues", "bronze total"],
+        [[len(files), records, records - rejected, rejected, after - before, after]],
+    )
     if by_reason:
         table("rejected records", ["reason", "records"], sorted(by_reason.items()))
         print(f"  see: SELECT source_file, source_line, reason, detail FROM {cfg.project.database}.bronze_rejects")
@@ -129,6 +158,11 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
 
 
 STAGE = Stage(
-    "ingest", "MERGE GitHub issue objects (JSON Lines / JSON arrays, gzip too) into bronze_issues", run,
-    reads=(BRONZE_ISSUES.name,), writes=(BRONZE_ISSUES.name, BRONZE_REJECTS.name), options=(PATHS, FRAMEWORK), sections=("ingest",),
+    "ingest",
+    "MERGE GitHub issue objects (JSON Lines / JSON arrays, gzip too) into bronze_issues",
+    run,
+    reads=(BRONZE_ISSUES.name,),
+    writes=(BRONZE_ISSUES.name, BRONZE_REJECTS.name),
+    options=(PATHS, FRAMEWORK),
+    sections=("ingest",),
 )

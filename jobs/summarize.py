@@ -32,6 +32,7 @@ from issuerisk.summarizers import Outcome, Summarizer, SummaryIdentity, make_sum
 
 KEY_SEPARATOR = "\x1f"
 
+
 def cache_key_column(identity: SummaryIdentity) -> Column:
     """Spark column: SHA-256 hex of identity, repository, number, title and body joined by U+001F."""
     return F.sha2(
@@ -122,11 +123,27 @@ def _rows(batch: list[tuple[Any, Outcome]], identity: SummaryIdentity, run_id: s
     now = datetime.now(timezone.utc)
     done, failed = [], []
     for issue, outcome in batch:
-        common = {"cache_key": issue.cache_key, "repository": issue.repository, "number": issue.number, **identity._asdict(), "run_id": run_id}
+        common = {
+            "cache_key": issue.cache_key,
+            "repository": issue.repository,
+            "number": issue.number,
+            **identity._asdict(),
+            "run_id": run_id,
+        }
         if outcome.summary is not None:
-            done.append({**common, "summary": outcome.summary, "input_tokens": outcome.input_tokens, "output_tokens": outcome.output_tokens, "created_at": now})
+            done.append(
+                {
+                    **common,
+                    "summary": outcome.summary,
+                    "input_tokens": outcome.input_tokens,
+                    "output_tokens": outcome.output_tokens,
+                    "created_at": now,
+                }
+            )
         else:
-            failed.append({**common, "reason": outcome.reason, "detail": outcome.detail, "calls": outcome.calls, "failed_at": now})
+            failed.append(
+                {**common, "reason": outcome.reason, "detail": outcome.detail, "calls": outcome.calls, "failed_at": now}
+            )
     return done, failed
 
 
@@ -177,7 +194,10 @@ def run(ctx: Context, limit: int | None = None) -> dict[str, Any]:
     issues = tables.read(SILVER_ISSUES).select("repository", "number", "title", "body")
     chosen = sampled_keys(ctx.lake.arrow, cfg)
     if chosen is not None:
-        issues = issues.join(F.broadcast(spark.createDataFrame(sorted(chosen), "repository string, number long")), ["repository", "number"])
+        issues = issues.join(
+            F.broadcast(spark.createDataFrame(sorted(chosen), "repository string, number long")),
+            ["repository", "number"],
+        )
     work = plan(tables, issues, identity, limit)
 
     def flush(batch: list[tuple[Any, Outcome]]) -> None:
@@ -212,17 +232,31 @@ def _report(identity: SummaryIdentity, work: Plan, tally: Tally) -> dict[str, An
     }
     rows = [("summarized", tally.summarized), ("cached", counts["cached"])]
     rows += [(f"failed: {reason}", n) for reason, n in counts["failed_by_reason"].items()]
-    rows += [(f"extractive instead of the answer: {reason.removeprefix('fallback_')}", n) for reason, n in counts["fallback_by_reason"].items()]
+    rows += [
+        (f"extractive instead of the answer: {reason.removeprefix('fallback_')}", n)
+        for reason, n in counts["fallback_by_reason"].items()
+    ]
     if counts["not_attempted"]:
         rows.append(("left for later (--limit)", counts["not_attempted"]))
-    rows += [("requests", tally.calls), ("retries", tally.retries), ("input tokens", tally.input_tokens), ("output tokens", tally.output_tokens)]
+    rows += [
+        ("requests", tally.calls),
+        ("retries", tally.retries),
+        ("input tokens", tally.input_tokens),
+        ("output tokens", tally.output_tokens),
+    ]
     table(f"summarize: {identity.summarizer} / {identity.model} / {identity.prompt_version}", ("", "issues"), rows)
     return counts
 
 
 STAGE = Stage(
-    "summarize", "Summarize silver issues into silver_summaries (cached)", run,
-    reads=(SILVER_ISSUES.name, SILVER_SUMMARIES.name), writes=(SILVER_SUMMARIES.name, SILVER_SUMMARY_FAILURES.name), sections=("summarize",),
-    options=(Option(("--summarizer",), "override summarize.summarizer", "summarize.summarizer"),
-             Option(("--limit",), "summarize at most this many issues", argparse={"type": int})),
+    "summarize",
+    "Summarize silver issues into silver_summaries (cached)",
+    run,
+    reads=(SILVER_ISSUES.name, SILVER_SUMMARIES.name),
+    writes=(SILVER_SUMMARIES.name, SILVER_SUMMARY_FAILURES.name),
+    sections=("summarize",),
+    options=(
+        Option(("--summarizer",), "override summarize.summarizer", "summarize.summarizer"),
+        Option(("--limit",), "summarize at most this many issues", argparse={"type": int}),
+    ),
 )

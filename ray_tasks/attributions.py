@@ -132,9 +132,17 @@ def _tokenize(model: Any, text: str, prefix: str) -> _Tokens:
     """
     full = prefix + text
     features = model.preprocess([full])
-    encoding = model.tokenizer(full, truncation=True, return_overflowing_tokens=True, return_offsets_mapping=True, return_special_tokens_mask=True)
+    encoding = model.tokenizer(
+        full,
+        truncation=True,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+    )
     if encoding["input_ids"][0] != features["input_ids"][0].tolist():
-        raise ValueError("the tokenizer's ids differ from what encode() embeds; attributions need plain text tokenization")
+        raise ValueError(
+            "the tokenizer's ids differ from what encode() embeds; attributions need plain text tokenization"
+        )
     offsets = np.asarray(encoding["offset_mapping"][0], dtype=np.int64).reshape(-1, 2) - len(prefix)
     special = np.asarray(encoding["special_tokens_mask"][0], dtype=bool)
     attributable = ~special & (offsets[:, 0] >= 0) & (offsets[:, 1] > offsets[:, 0])
@@ -145,7 +153,9 @@ def _tokenize(model: Any, text: str, prefix: str) -> _Tokens:
     return _Tokens(features, offsets[:, 0], offsets[:, 1], attributable, word_ids, cut)
 
 
-def _integrated_gradients(model: Any, tokens: _Tokens, centroid: np.ndarray, steps: int) -> tuple[np.ndarray, float, float]:
+def _integrated_gradients(
+    model: Any, tokens: _Tokens, centroid: np.ndarray, steps: int
+) -> tuple[np.ndarray, float, float]:
     """Per-token attributions (zero on special and prefix tokens), f(x) and f(baseline)."""
     import torch
 
@@ -211,7 +221,8 @@ def _by_sentence(spans: Sequence[tuple[int, int]], starts: Sequence[int], scores
 
 
 def _salient_words(text: str, words: list[tuple[int, int, float]], top: int, by_gradient: bool) -> list[str]:
-    """The ``top`` distinct (case-folded) words with a letter or digit: largest |summed gradient|, else most frequent."""
+    """The ``top`` distinct (case-folded) words with a letter or digit: largest |summed gradient|, else most
+    frequent."""
     totals: dict[str, float] = {}
     counts: dict[str, int] = {}
     for start, end, score in words:
@@ -242,7 +253,9 @@ def _spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
     return rho if math.isfinite(rho) else None
 
 
-def explain(model: Any, text: str, centroid: np.ndarray, prefix: str = "", steps: int = 20, top_tokens: int = 8) -> Explanation:
+def explain(
+    model: Any, text: str, centroid: np.ndarray, prefix: str = "", steps: int = 20, top_tokens: int = 8
+) -> Explanation:
     """Why ``text`` is close to (or far from) ``centroid``, by occlusion and by integrated gradients.
 
     Args:
@@ -274,7 +287,12 @@ def explain(model: Any, text: str, centroid: np.ndarray, prefix: str = "", steps
     window = text[: tokens.cut]
     variants = [_without(window, [sentence_spans[i]]) for i in seen]
     variants += [_without(window, [(s, e) for s, e, _ in words if text[s:e].casefold() == key]) for key in salient]
-    vectors = model.encode([prefix + t for t in [text, *variants]], normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    vectors = model.encode(
+        [prefix + t for t in [text, *variants]],
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
     similarities = vectors.astype(np.float64) @ target
     drops = similarities[0] - similarities[1:]
     sentence_drop = dict(zip(seen, drops[: len(seen)].tolist()))
@@ -283,10 +301,21 @@ def explain(model: Any, text: str, centroid: np.ndarray, prefix: str = "", steps
 
     sentence_gradient = _by_sentence(sentence_spans, [s for s, _, _ in words], [g for _, _, g in words])
     sentences = [
-        Span("sentence", i, s, e, text[s:e], sentence_drop.get(i, 0.0), float(sentence_gradient[i]), truncated=e > tokens.cut)
+        Span(
+            "sentence",
+            i,
+            s,
+            e,
+            text[s:e],
+            sentence_drop.get(i, 0.0),
+            float(sentence_gradient[i]),
+            truncated=e > tokens.cut,
+        )
         for i, (s, e) in enumerate(sentence_spans)
     ]
-    token_spans = [Span("token", i, s, e, text[s:e], word_drop.get(text[s:e].casefold()), g) for i, (s, e, g) in enumerate(words)]
+    token_spans = [
+        Span("token", i, s, e, text[s:e], word_drop.get(text[s:e].casefold()), g) for i, (s, e, g) in enumerate(words)
+    ]
     agreement = _spearman([sentence_drop[i] for i in seen], sentence_gradient[seen].tolist()) if steps > 0 else None
     return Explanation(
         similarity=float(similarities[0]),

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from issuerisk.context import Context
 from issuerisk.encoding.encoders import EncoderSpec, PoolPlan, build_encoder, cluster_pool_plan, encoder_spec
 from issuerisk.encoding.models import model_identity
 from issuerisk.schemas.gold import GOLD_EMBEDDINGS
@@ -29,7 +30,6 @@ from issuerisk.vectors import pending
 
 if TYPE_CHECKING:
     from issuerisk.conf.settings import EmbedConfig
-
 
 
 def rechunk(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
@@ -77,7 +77,11 @@ def _length_sorted(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
 def split_embeddable(batch: pa.Table) -> tuple[pa.Table, list[tuple[int, str]]]:
     """Separate rows that can be embedded from those that cannot (index, reason)."""
     texts = batch.column("text").to_pylist()
-    bad = [(i, "empty summary: nothing to embed; rerun summarize for this issue") for i, t in enumerate(texts) if t is None or not t.strip()]
+    bad = [
+        (i, "empty summary: nothing to embed; rerun summarize for this issue")
+        for i, t in enumerate(texts)
+        if t is None or not t.strip()
+    ]
     if not bad:
         return batch, []
     mask = np.ones(batch.num_rows, dtype=bool)
@@ -92,7 +96,9 @@ def gold_rows(batch: pa.Table, vectors: np.ndarray, model: str, run_id: str) -> 
         ValueError: the vector count differs from the row count.
     """
     if len(vectors) != batch.num_rows:
-        raise ValueError(f"{len(vectors)} vectors for {batch.num_rows} rows; the encoder must return one vector per text")
+        raise ValueError(
+            f"{len(vectors)} vectors for {batch.num_rows} rows; the encoder must return one vector per text"
+        )
     n, dim = vectors.shape
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
     offsets = pa.array(np.arange(0, n * dim + 1, dim, dtype=np.int32))
@@ -115,8 +121,14 @@ def failure_rows(batch: pa.Table, failures: list[tuple[int, str]], model: str, r
     idx = pa.array([i for i, _ in failures], pa.int64())
     picked = batch.take(idx)
     return pa.Table.from_arrays(
-        [picked.column("repository"), picked.column("number"), pa.array([model] * len(failures), pa.string()),
-         picked.column("summary_key"), pa.array([r for _, r in failures], pa.string()), pa.array([run_id] * len(failures), pa.string())],
+        [
+            picked.column("repository"),
+            picked.column("number"),
+            pa.array([model] * len(failures), pa.string()),
+            picked.column("summary_key"),
+            pa.array([r for _, r in failures], pa.string()),
+            pa.array([run_id] * len(failures), pa.string()),
+        ],
         schema=EMBED_FAILURES.arrow,
     )
 
@@ -196,7 +208,9 @@ def start_pool(embed: EmbedConfig, plan: PoolPlan) -> EmbedPool:
     return EmbedPool(encoder_spec(embed, plan), plan, embed.max_in_flight)
 
 
-def _embeddable(chunks: Iterable[pa.Table], reject: Callable[[pa.Table, list[tuple[int, str]]], None]) -> Iterator[pa.Table]:
+def _embeddable(
+    chunks: Iterable[pa.Table], reject: Callable[[pa.Table, list[tuple[int, str]]], None]
+) -> Iterator[pa.Table]:
     for chunk in chunks:
         good, bad = split_embeddable(chunk)
         if bad:
@@ -205,9 +219,12 @@ def _embeddable(chunks: Iterable[pa.Table], reject: Callable[[pa.Table, list[tup
             yield good
 
 
-def embed_all(pool_factory: Callable[[], "EmbedPool"], batches: Iterator[pa.Table],
-              on_vectors: Callable[[pa.Table, np.ndarray], None],
-              on_failures: Callable[[pa.Table, list[tuple[int, str]]], None]) -> None:
+def embed_all(
+    pool_factory: Callable[[], "EmbedPool"],
+    batches: Iterator[pa.Table],
+    on_vectors: Callable[[pa.Table, np.ndarray], None],
+    on_failures: Callable[[pa.Table, list[tuple[int, str]]], None],
+) -> None:
     """Encode every batch through a pool started only when there is a first batch; hand each result on.
 
     An actor's failure on a batch becomes a failure of each of its rows (the rest go on).
@@ -219,14 +236,16 @@ def embed_all(pool_factory: Callable[[], "EmbedPool"], batches: Iterator[pa.Tabl
     try:
         for batch, result in pool.map(itertools.chain([first], batches)):
             if isinstance(result, Exception):
-                on_failures(batch, [(i, f"encoder failed: {str(result).splitlines()[-1][:500]}") for i in range(batch.num_rows)])
+                on_failures(
+                    batch, [(i, f"encoder failed: {str(result).splitlines()[-1][:500]}") for i in range(batch.num_rows)]
+                )
             else:
                 on_vectors(batch, result)
     finally:
         pool.close()
 
 
-def run(ctx) -> dict[str, Any]:
+def run(ctx: Context) -> dict[str, Any]:
     """Embed what is new or changed into ``gold_embeddings``; return the counts.
 
     Plan: size the actor pool from the Ray cluster and count the pending rows of the
@@ -244,7 +263,14 @@ def run(ctx) -> dict[str, Any]:
     plan = cluster_pool_plan(embed)
     todo = pending(tables, cfg)
     count = todo.num_rows
-    counts = {"model": embed.model, "actors": plan.actors, "device": plan.device, "pending": count, "embedded": 0, "failed": 0}
+    counts = {
+        "model": embed.model,
+        "actors": plan.actors,
+        "device": plan.device,
+        "pending": count,
+        "embedded": 0,
+        "failed": 0,
+    }
     ctx.run.runtime.update(embed_model=model_identity(embed.model, embed.model_path), embed_device=plan.device)
     t0 = time.perf_counter()
     bar = progress(count, "embed", "text", ctx.progress)
@@ -270,12 +296,15 @@ def run(ctx) -> dict[str, Any]:
             warmed.close()
         bar.close()
     counts["seconds"] = round(time.perf_counter() - t0, 2)
-    table("embed", ["model", "actors", "pending", "embedded", "failed", "seconds"],
-          [[counts[k] for k in ("model", "actors", "pending", "embedded", "failed", "seconds")]])
+    table(
+        "embed",
+        ["model", "actors", "pending", "embedded", "failed", "seconds"],
+        [[counts[k] for k in ("model", "actors", "pending", "embedded", "failed", "seconds")]],
+    )
     return counts
 
 
-def warm(ctx) -> None:
+def warm(ctx: Context) -> None:
     """Start the actor pool ahead of ``run`` (``issuerisk run`` calls this once Ray is up): the actors load their model
     while the Spark stages work, which takes seconds per actor (torch and the model)."""
     ctx.ray()
@@ -283,7 +312,11 @@ def warm(ctx) -> None:
 
 
 STAGE = Stage(
-    "embed", "Embed summaries in Ray actors into gold_embeddings (incremental)", run,
-    reads=(SILVER_SUMMARIES.name, SILVER_ISSUES.name, SILVER_PROJECT_TERMS.name, GOLD_EMBEDDINGS.name), writes=(GOLD_EMBEDDINGS.name, EMBED_FAILURES.name), sections=("embed",),
+    "embed",
+    "Embed summaries in Ray actors into gold_embeddings (incremental)",
+    run,
+    reads=(SILVER_SUMMARIES.name, SILVER_ISSUES.name, SILVER_PROJECT_TERMS.name, GOLD_EMBEDDINGS.name),
+    writes=(GOLD_EMBEDDINGS.name, EMBED_FAILURES.name),
+    sections=("embed",),
     warm=warm,
 )

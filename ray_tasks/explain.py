@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from issuerisk.clustering.centroids import centroids, representatives
 from issuerisk.constants import NOISE
+from issuerisk.context import Context
 from issuerisk.gold import resolve_run_id, run_rows
 from issuerisk.grading.matrix import severity
 from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_EMBEDDINGS, GOLD_EXPLANATIONS, GOLD_RISK
@@ -43,8 +44,11 @@ def parse_issue(ref: str) -> tuple[str, int]:
     return match["repository"], int(match["number"])
 
 
-def explain_batch(spec: Any, items: list[dict[str, Any]], steps: int, top_tokens: int, max_chars: int) -> list[dict[str, Any]]:
-    """Explain each item (repository, number, cluster, text, centroid) with one model load; the rows of ``gold_explanations`` (no run id)."""
+def explain_batch(
+    spec: Any, items: list[dict[str, Any]], steps: int, top_tokens: int, max_chars: int
+) -> list[dict[str, Any]]:
+    """Explain each item (repository, number, cluster, text, centroid) with one model load; the rows of
+    ``gold_explanations`` (no run id)."""
     from dataclasses import replace
 
     from issuerisk.encoding.encoders import TransformerEncoder
@@ -53,17 +57,38 @@ def explain_batch(spec: Any, items: list[dict[str, Any]], steps: int, top_tokens
     model = TransformerEncoder(replace(spec, fp16=False)).model  # gradients in full precision, on any device
     rows = []
     for item in items:
-        result = explain(model, item["text"][:max_chars], np.asarray(item["centroid"], dtype=np.float32), prefix=spec.query_prefix,
-                         steps=steps, top_tokens=top_tokens)
+        result = explain(
+            model,
+            item["text"][:max_chars],
+            np.asarray(item["centroid"], dtype=np.float32),
+            prefix=spec.query_prefix,
+            steps=steps,
+            top_tokens=top_tokens,
+        )
         for span in [*result.sentences, *result.tokens]:
-            rows.append({"repository": item["repository"], "number": item["number"], "cluster": item["cluster"], "unit": span.unit,
-                         "position": span.position, "start": span.start, "end": span.end, "text": span.text, "perturbation": span.perturbation,
-                         "gradient": span.gradient, "truncated": span.truncated, "similarity": result.similarity, "agreement": result.agreement,
-                         "completeness_gap": result.completeness_gap, "seconds": result.seconds})
+            rows.append(
+                {
+                    "repository": item["repository"],
+                    "number": item["number"],
+                    "cluster": item["cluster"],
+                    "unit": span.unit,
+                    "position": span.position,
+                    "start": span.start,
+                    "end": span.end,
+                    "text": span.text,
+                    "perturbation": span.perturbation,
+                    "gradient": span.gradient,
+                    "truncated": span.truncated,
+                    "similarity": result.similarity,
+                    "agreement": result.agreement,
+                    "completeness_gap": result.completeness_gap,
+                    "seconds": result.seconds,
+                }
+            )
     return rows
 
 
-def _items(ctx, run_id: str, issue: tuple[str, int] | None) -> list[dict[str, Any]]:
+def _items(ctx: Context, run_id: str, issue: tuple[str, int] | None) -> list[dict[str, Any]]:
     """What to explain: the one issue asked for, or the representatives of the most severe graded clusters."""
     from issuerisk.vectors import load_current_vectors
 
@@ -71,7 +96,10 @@ def _items(ctx, run_id: str, issue: tuple[str, int] | None) -> list[dict[str, An
     keys, vectors = load_current_vectors(tables, ctx.cfg, with_text=True)
     clusters = run_rows(tables, GOLD_CLUSTERS, run_id, ["repository", "number", "cluster"])
     if clusters.empty:
-        raise LookupError(f"run {run_id!r} has no rows in gold_clusters; run `issuerisk cluster` first or pick a run from `issuerisk runs`")
+        raise LookupError(
+            f"run {run_id!r} has no rows in gold_clusters; run `issuerisk cluster` first or pick a run from `issuerisk "
+            "runs`"
+        )
     label_of = {(r, int(n)): int(c) for r, n, c in zip(clusters["repository"], clusters["number"], clusters["cluster"])}
     key_list = list(zip(keys.column("repository").to_pylist(), keys.column("number").to_pylist()))
     labels = np.array([label_of.get(k, NOISE) for k in key_list])
@@ -79,22 +107,43 @@ def _items(ctx, run_id: str, issue: tuple[str, int] | None) -> list[dict[str, An
     means = centroids(vectors, labels)
     if issue is not None:
         if issue not in label_of:
-            raise LookupError(f"{issue[0]}#{issue[1]} was not clustered in run {run_id} (not in its sample, or filtered out)")
+            raise LookupError(
+                f"{issue[0]}#{issue[1]} was not clustered in run {run_id} (not in its sample, or filtered out)"
+            )
         position = key_list.index(issue)
         cluster = labels[position]
         if cluster == NOISE:  # noise: explain toward the nearest pattern, and say so
             cluster = max(means, key=lambda c: float(vectors[position] @ means[c]))
             print(f"{issue[0]}#{issue[1]} is noise in run {run_id}; explained toward its nearest cluster, {cluster}")
-        return [{"repository": issue[0], "number": issue[1], "cluster": int(cluster), "text": texts[position], "centroid": means[int(cluster)].tolist()}]
+        return [
+            {
+                "repository": issue[0],
+                "number": issue[1],
+                "cluster": int(cluster),
+                "text": texts[position],
+                "centroid": means[int(cluster)].tolist(),
+            }
+        ]
     risk = run_rows(tables, GOLD_RISK, run_id, ["scope", "cluster", "grade", "n"])
     graded = risk[(risk["scope"] == "all") & risk["grade"].notna()]
-    order = sorted(zip(graded["cluster"], graded["grade"], graded["n"]), key=lambda t: (-severity(t[1]), -t[2]))[: conf.clusters]
+    order = sorted(zip(graded["cluster"], graded["grade"], graded["n"]), key=lambda t: (-severity(t[1]), -t[2]))[
+        : conf.clusters
+    ]
     reps = representatives(vectors, labels, conf.representatives)
-    return [{"repository": key_list[p][0], "number": int(key_list[p][1]), "cluster": int(c), "text": texts[p], "centroid": means[int(c)].tolist()}
-            for c, _, _ in order for p in reps.get(int(c), [])]
+    return [
+        {
+            "repository": key_list[p][0],
+            "number": int(key_list[p][1]),
+            "cluster": int(c),
+            "text": texts[p],
+            "centroid": means[int(c)].tolist(),
+        }
+        for c, _, _ in order
+        for p in reps.get(int(c), [])
+    ]
 
 
-def run(ctx, run_id: str | None = None, issue: str | None = None) -> dict[str, Any]:
+def run(ctx: Context, run_id: str | None = None, issue: str | None = None) -> dict[str, Any]:
     """Explain representative issues of the graded clusters (or one issue) of a run into ``gold_explanations``.
 
     Raises:
@@ -127,17 +176,36 @@ def run(ctx, run_id: str | None = None, issue: str | None = None) -> dict[str, A
     else:
         from issuerisk.display import table
 
-        table(f"explained {len(per_issue)} representative issues of {len({r['cluster'] for r in rows})} graded clusters of run {run_id}",
-              ["cluster", "issue", "similarity", "agreement", "top sentence (occlusion)", "same top by gradients", "s"],
-              [[r["cluster"], f"{k[0]}#{k[1]}", f"{r['similarity']:.3f}", "" if r["agreement"] is None else f"{r['agreement']:+.2f}", *_tops(rows, k), f"{r['seconds']:.2f}"]
-               for k, r in per_issue.items()])
-    return {"run_id": run_id, "explained": len(per_issue), "rows": len(rows), "mean_agreement": round(float(np.mean(agreements)), 3) if agreements else None,
-            "seconds_per_issue": round(float(np.mean(seconds)), 2) if seconds else None}
+        table(
+            f"explained {len(per_issue)} representative issues of {len({r['cluster'] for r in rows})} graded clusters "
+            f"of run {run_id}",
+            ["cluster", "issue", "similarity", "agreement", "top sentence (occlusion)", "same top by gradients", "s"],
+            [
+                [
+                    r["cluster"],
+                    f"{k[0]}#{k[1]}",
+                    f"{r['similarity']:.3f}",
+                    "" if r["agreement"] is None else f"{r['agreement']:+.2f}",
+                    *_tops(rows, k),
+                    f"{r['seconds']:.2f}",
+                ]
+                for k, r in per_issue.items()
+            ],
+        )
+    return {
+        "run_id": run_id,
+        "explained": len(per_issue),
+        "rows": len(rows),
+        "mean_agreement": round(float(np.mean(agreements)), 3) if agreements else None,
+        "seconds_per_issue": round(float(np.mean(seconds)), 2) if seconds else None,
+    }
 
 
 def _tops(rows: list[dict[str, Any]], key: tuple[str, int]) -> list[str]:
     """The sentence occlusion ranks first for one issue, and whether integrated gradients ranks the same one first."""
-    sentences = [r for r in rows if (r["repository"], r["number"]) == key and r["unit"] == "sentence" and not r["truncated"]]
+    sentences = [
+        r for r in rows if (r["repository"], r["number"]) == key and r["unit"] == "sentence" and not r["truncated"]
+    ]
     if not sentences:
         return ["", ""]
     by_occlusion = max(sentences, key=lambda r: r["perturbation"] or 0.0)
@@ -155,24 +223,57 @@ def show(rows: list[dict[str, Any]]) -> None:
     if not sentences:
         return
     first = sentences[0]
-    console.print(f"{shown(first['repository'])}#{first['number']} in cluster {first['cluster']}: similarity {first['similarity']:.3f} to its centroid; "
-                  f"agreement of the methods over sentences (Spearman) {first['agreement'] if first['agreement'] is None else round(first['agreement'], 2)}")
+    console.print(
+        f"{shown(first['repository'])}#{first['number']} in cluster {first['cluster']}: similarity "
+        f"{first['similarity']:.3f} to its centroid; "
+        "agreement of the methods over sentences (Spearman) "
+        f"{first['agreement'] if first['agreement'] is None else round(first['agreement'], 2)}"
+    )
     for method in ("perturbation", "gradient"):
         scores = np.array([r[method] or 0.0 for r in sentences])
         top = float(np.abs(scores).max()) or 1.0
         text = Text(f"{method}: ")
         for r, score in zip(sentences, scores):
             level = score / top
-            text.append(plain(r["text"]) + " ", style=f"on {'dark_green' if level > 0.5 else 'green4' if level > 0.2 else 'red3' if level < -0.2 else 'default'}")
+            shade = "dark_green" if level > 0.5 else "green4" if level > 0.2 else "red3" if level < -0.2 else "default"
+            text.append(plain(r["text"]) + " ", style=f"on {shade}")
         console.print(text)
-    table("sentences (higher: pulls the text toward the cluster)", ["#", "perturbation", "gradient", "sentence"],
-          [[r["position"], f"{r['perturbation']:+.4f}" if r["perturbation"] is not None else "", f"{r['gradient']:+.4f}", r["text"][:90]] for r in sentences])
+    table(
+        "sentences (higher: pulls the text toward the cluster)",
+        ["#", "perturbation", "gradient", "sentence"],
+        [
+            [
+                r["position"],
+                f"{r['perturbation']:+.4f}" if r["perturbation"] is not None else "",
+                f"{r['gradient']:+.4f}",
+                r["text"][:90],
+            ]
+            for r in sentences
+        ],
+    )
 
 
 STAGE = Stage(
-    "explain", "Why issues sit in their pattern: occlusion and integrated gradients toward the cluster centroid, into gold_explanations", run,
-    reads=(GOLD_EMBEDDINGS.name, GOLD_CLUSTERS.name, GOLD_RISK.name, SILVER_SUMMARIES.name, SILVER_ISSUES.name, SILVER_PROJECT_TERMS.name), writes=(GOLD_EXPLANATIONS.name,),
-    options=(Option(("issue",), "OWNER/REPO#NUMBER to explain (default: the representatives of the graded clusters)", argparse={"nargs": "?"}),
-             Option(("--run",), "the clustering run (default: the latest)", argparse={"dest": "run_id"})),
+    "explain",
+    "Why issues sit in their pattern: occlusion and integrated gradients toward the cluster centroid, into "
+    "gold_explanations",
+    run,
+    reads=(
+        GOLD_EMBEDDINGS.name,
+        GOLD_CLUSTERS.name,
+        GOLD_RISK.name,
+        SILVER_SUMMARIES.name,
+        SILVER_ISSUES.name,
+        SILVER_PROJECT_TERMS.name,
+    ),
+    writes=(GOLD_EXPLANATIONS.name,),
+    options=(
+        Option(
+            ("issue",),
+            "OWNER/REPO#NUMBER to explain (default: the representatives of the graded clusters)",
+            argparse={"nargs": "?"},
+        ),
+        Option(("--run",), "the clustering run (default: the latest)", argparse={"dest": "run_id"}),
+    ),
     sections=("explain",),
 )

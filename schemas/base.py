@@ -65,7 +65,9 @@ class TableSpec:
 
     @property
     def spark(self) -> T.StructType:
-        return T.StructType([T.StructField(c.name, _TYPES[c.type][0], c.nullable, {"comment": c.doc}) for c in self.columns])
+        return T.StructType(
+            [T.StructField(c.name, _TYPES[c.type][0], c.nullable, {"comment": c.doc}) for c in self.columns]
+        )
 
     @property
     def arrow(self) -> pa.Schema:

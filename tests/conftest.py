@@ -50,14 +50,18 @@ def warehouse(tmp_path_factory) -> Path:
 def base_cfg(warehouse, tmp_path_factory) -> Config:
     """The default config pointed at the session's warehouse, small and local."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUERISK")}
-    env.update({
-        "ISSUERISK_WAREHOUSE": str(warehouse),
-        "ISSUERISK__SPARK__MASTER": "local[2]",
-        "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
-        "ISSUERISK__SPARK__DRIVER_MEMORY": "2g",
-        "ISSUERISK__RAY__NUM_CPUS": "2",
-        "ISSUERISK__KINDS__MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("kinds-models")),  # no model from an earlier session
-    })
+    env.update(
+        {
+            "ISSUERISK_WAREHOUSE": str(warehouse),
+            "ISSUERISK__SPARK__MASTER": "local[2]",
+            "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
+            "ISSUERISK__SPARK__DRIVER_MEMORY": "2g",
+            "ISSUERISK__RAY__NUM_CPUS": "2",
+            "ISSUERISK__KINDS__MODEL_CACHE_DIR": str(
+                tmp_path_factory.mktemp("kinds-models")
+            ),  # no model from an earlier session
+        }
+    )
     return load_config(environ=env)
 
 
@@ -85,7 +89,10 @@ def make_ctx(cfg, spark=None, command: str = "test"):
     from issuerisk.ledger import Run
 
     if spark is not None:
-        spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.project.database} LOCATION '{cfg.project.warehouse}/{cfg.project.database}.db'")
+        spark.sql(
+            f"CREATE DATABASE IF NOT EXISTS {cfg.project.database} LOCATION "
+            f"'{cfg.project.warehouse}/{cfg.project.database}.db'"
+        )
     return Context.open(cfg, Run(cfg, command), progress=False, spark=spark)
 
 

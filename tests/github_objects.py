@@ -10,10 +10,22 @@ from typing import Any
 API = "https://api.github.com"
 
 
-def issue(repo: str, number: int, title: str, body: str | None = "", *, state: str = "open",
-          created: str = "2021-03-01T10:00:00Z", updated: str | None = None, closed: str | None = None,
-          login: str = "alice", user_type: str = "User", labels: tuple[str, ...] = (), pull_request: bool = False,
-          **extra: Any) -> dict[str, Any]:
+def issue(
+    repo: str,
+    number: int,
+    title: str,
+    body: str | None = "",
+    *,
+    state: str = "open",
+    created: str = "2021-03-01T10:00:00Z",
+    updated: str | None = None,
+    closed: str | None = None,
+    login: str = "alice",
+    user_type: str = "User",
+    labels: tuple[str, ...] = (),
+    pull_request: bool = False,
+    **extra: Any,
+) -> dict[str, Any]:
     """One synthetic issue object with the members the REST API returns."""
     obj: dict[str, Any] = {
         "url": f"{API}/repos/{repo}/issues/{number}",

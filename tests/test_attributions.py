@@ -41,11 +41,19 @@ CLUSTERS = {
 
 def test_split_sentences_breaks_after_terminators_followed_by_space():
     text = "It crashes. Why?! See torch.nn.functional v1.2.3 docs... Thanks"
-    assert [text[s:e] for s, e in split_sentences(text)] == ["It crashes.", "Why?!", "See torch.nn.functional v1.2.3 docs...", "Thanks"]
+    assert [text[s:e] for s, e in split_sentences(text)] == [
+        "It crashes.",
+        "Why?!",
+        "See torch.nn.functional v1.2.3 docs...",
+        "Thanks",
+    ]
 
 
 def test_split_sentences_breaks_on_newlines_and_drops_empty_pieces():
-    text = "Title here\n\nTraceback (most recent call last):\n  File \"x.py\", line 3, in <module>\nValueError: bad value.  \n"
+    text = (
+        'Title here\n\nTraceback (most recent call last):\n  File "x.py", line 3, in <module>\nValueError: bad '
+        "value.  \n"
+    )
     spans = split_sentences(text)
     assert [text[s:e] for s, e in spans] == [
         "Title here",
@@ -90,15 +98,21 @@ def test_both_methods_rank_the_planted_sentence_first(model, cluster, planted, p
 @pytest.mark.slow
 @pytest.mark.parametrize("prefix", ["", INSTRUCT])
 def test_similarity_matches_encode_and_integrated_gradients_are_complete(model, prefix):
-    text = " ".join(FILLER[:2] + ["RuntimeError: CUDA out of memory while allocating a tensor on the GPU."] + FILLER[2:])
+    text = " ".join(
+        FILLER[:2] + ["RuntimeError: CUDA out of memory while allocating a tensor on the GPU."] + FILLER[2:]
+    )
     centroid = centroid_of(model, CLUSTERS["oom"])
     explanation = explain(model, text, centroid, prefix=prefix, steps=20)
 
-    assert explanation.similarity == pytest.approx(float(model.encode(prefix + text, normalize_embeddings=True) @ centroid), abs=1e-4)
+    assert explanation.similarity == pytest.approx(
+        float(model.encode(prefix + text, normalize_embeddings=True) @ centroid), abs=1e-4
+    )
     assert explanation.completeness_gap < 0.01 * abs(explanation.similarity - explanation.baseline_similarity)
     assert all(t.text == text[t.start : t.end] and 0 <= t.start < t.end <= len(text) for t in explanation.tokens)
     assert "Query" not in {t.text for t in explanation.tokens}
-    assert sum(t.gradient for t in explanation.tokens) == pytest.approx(sum(s.gradient for s in explanation.sentences), abs=1e-6)
+    assert sum(t.gradient for t in explanation.tokens) == pytest.approx(
+        sum(s.gradient for s in explanation.sentences), abs=1e-6
+    )
     perturbed = [t for t in explanation.tokens if t.perturbation is not None]
     assert 1 <= len({t.text.casefold() for t in perturbed}) <= 8
     assert {"cuda", "memory"} <= {t.text.casefold() for t in perturbed}
@@ -122,7 +136,9 @@ def test_sentences_past_the_cut_are_flagged_and_score_zero(model):
     for s in explanation.sentences:
         if s.start >= explanation.tokens[-1].end:
             assert s.truncated and s.perturbation == 0.0 and s.gradient == 0.0
-    assert explanation.similarity == pytest.approx(float(model.encode(text, normalize_embeddings=True) @ centroid_of(model, CLUSTERS["import"])), abs=1e-4)
+    assert explanation.similarity == pytest.approx(
+        float(model.encode(text, normalize_embeddings=True) @ centroid_of(model, CLUSTERS["import"])), abs=1e-4
+    )
 
 
 @pytest.mark.slow

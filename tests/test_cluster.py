@@ -1,4 +1,5 @@
-"""Clustering: parameter checks and backend choice (pure), planted-cluster recovery and seeded repeatability, the stage on Delta."""
+"""Clustering: parameter checks and backend choice (pure), planted-cluster recovery and seeded repeatability, the stage
+on Delta."""
 
 from __future__ import annotations
 
@@ -74,11 +75,24 @@ def test_cuml_without_cuml_or_gpu_says_what_to_do():
 
 def test_cluster_rows_follow_the_table_schema():
     keys = pa.table({"repository": ["r", "r"], "number": pa.array([1, 2], pa.int64())})
-    result = ClusterResult(np.array([0, -1]), np.array([0.9, 0.0]), np.array([0.1, 0.8]), np.array([[1.0, 2.0], [3.0, 4.0]]))
+    result = ClusterResult(
+        np.array([0, -1]), np.array([0.9, 0.0]), np.array([0.1, 0.8]), np.array([[1.0, 2.0], [3.0, 4.0]])
+    )
     rows = cluster_rows(keys, result, "m", "run1")
     assert rows.schema == GOLD_CLUSTERS.arrow
-    assert rows.to_pylist()[1] == {"repository": "r", "number": 2, "cluster": -1, "probability": 0.0, "outlier_score": 0.8,
-                                   "x": 3.0, "y": 4.0, "model": "m", "run_id": "run1", "stability": None, "agreement": None}
+    assert rows.to_pylist()[1] == {
+        "repository": "r",
+        "number": 2,
+        "cluster": -1,
+        "probability": 0.0,
+        "outlier_score": 0.8,
+        "x": 3.0,
+        "y": 4.0,
+        "model": "m",
+        "run_id": "run1",
+        "stability": None,
+        "agreement": None,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +133,8 @@ def test_cuml_backend_recovers_planted_clusters_and_is_repeatable():
 
 @pytest.mark.slow
 def test_cluster_stage_writes_every_run_and_repeats_with_a_seed(ctx, spark, ray_session, planted_fit):
-    """Synthetic issues, summaries and planted embeddings written to Delta; two runs (Ray tasks) give identical labels."""
+    """Synthetic issues, summaries and planted embeddings written to Delta; two runs (Ray tasks) give identical
+    labels."""
     from issuerisk.ray_tasks import cluster
     from issuerisk.ray_tasks.embed import gold_rows
     from issuerisk.schemas.gold import GOLD_EMBEDDINGS
@@ -128,8 +143,14 @@ def test_cluster_stage_writes_every_run_and_repeats_with_a_seed(ctx, spark, ray_
     from tests.test_embed import _issue, _summary, _write
 
     vectors, labels, _, _ = planted_fit
-    cfg = ctx.cfg.updated("cluster", backend="cpu", n_neighbors=10, min_cluster_size=15, consensus_runs=4,
-                          jit_cache_dir=str(ctx.cfg.project.warehouse) + "/numba")
+    cfg = ctx.cfg.updated(
+        "cluster",
+        backend="cpu",
+        n_neighbors=10,
+        min_cluster_size=15,
+        consensus_runs=4,
+        jit_cache_dir=str(ctx.cfg.project.warehouse) + "/numba",
+    )
     ctx = make_ctx(cfg, spark)
     repo, n = "synthetic/planted", len(vectors)
     _write(ctx, SILVER_ISSUES, [_issue(repo, i) for i in range(n)])
@@ -154,7 +175,9 @@ def test_cluster_stage_writes_every_run_and_repeats_with_a_seed(ctx, spark, ray_
     assert adjusted_rand_score(labels, got) >= 0.9
     stability = {r.cluster: r.stability for r in rows if r.run_id == first_id and r.cluster >= 0}
     assert min(stability.values()) > 0.9, "planted clusters are stable across the member runs"
-    quality = {r.measure: r.value for r in ctx.lake.spark.read("gold_quality").where(f"run_id = '{first_id}'").collect()}
+    quality = {
+        r.measure: r.value for r in ctx.lake.spark.read("gold_quality").where(f"run_id = '{first_id}'").collect()
+    }
     assert quality["clusters"] == 6 and quality["stable_clusters"] == 6 and quality["dbcv"] is not None
 
 

@@ -8,7 +8,8 @@ from issuerisk.clustering.consensus import blob_share, bootstrap_jaccard, coasso
 
 
 def planted_runs(n_per=40, k=3, runs=6, flip=0.0, seed=0):
-    """Runs that agree on k planted groups, each run renumbering them and moving a share ``flip`` of points at random."""
+    """Runs that agree on k planted groups, each run renumbering them and moving a share ``flip`` of points at
+    random."""
     rng = np.random.default_rng(seed)
     truth = np.repeat(np.arange(k), n_per)
     out = []
@@ -22,13 +23,17 @@ def planted_runs(n_per=40, k=3, runs=6, flip=0.0, seed=0):
 
 def chain_edges(truth, neighbours=4):
     """A kNN graph within each planted group (points of a group are each other's neighbours)."""
-    idx = np.array([[i] + [j for j in np.flatnonzero(truth == truth[i]) if j != i][:neighbours] for i in range(len(truth))])
+    idx = np.array(
+        [[i] + [j for j in np.flatnonzero(truth == truth[i]) if j != i][:neighbours] for i in range(len(truth))]
+    )
     return edges_of(idx)
 
 
 def test_runs_that_agree_give_back_the_planted_clusters_with_stability_one():
     truth, runs = planted_runs()
-    labels, share = consensus(len(truth), chain_edges(truth), runs, runs, min_cluster_size=10, core_threshold=0.5, attach_threshold=0.3)
+    labels, share = consensus(
+        len(truth), chain_edges(truth), runs, runs, min_cluster_size=10, core_threshold=0.5, attach_threshold=0.3
+    )
     from sklearn.metrics import adjusted_rand_score
 
     assert adjusted_rand_score(truth, labels) == 1.0 and (labels >= 0).all()
@@ -47,7 +52,9 @@ def test_random_labellings_give_low_stability():
 def test_a_point_without_a_consistent_home_is_noise():
     truth, runs = planted_runs(runs=4)
     runs[:, 0] = np.arange(4) % 3  # point 0 lands in a different group in every run
-    labels, share = consensus(len(truth), chain_edges(truth), runs, runs, min_cluster_size=10, core_threshold=0.5, attach_threshold=0.6)
+    labels, share = consensus(
+        len(truth), chain_edges(truth), runs, runs, min_cluster_size=10, core_threshold=0.5, attach_threshold=0.6
+    )
     assert labels[0] == -1 and share[0] == 0.0 and (labels[1:] >= 0).all()
 
 

@@ -32,7 +32,16 @@ SECRET = "ghp_synthetic_crawl_secret_42"
 
 def light_ctx(cfg, **github):
     """A context whose Spark is never started (enough for no_ingest crawls)."""
-    cfg = cfg.updated("github", **{"per_page": 50, "concurrency": 2, "checkpoint_every_s": 0.0, "raw_dir": f"raw/{cfg.project.database}", **github})
+    cfg = cfg.updated(
+        "github",
+        **{
+            "per_page": 50,
+            "concurrency": 2,
+            "checkpoint_every_s": 0.0,
+            "raw_dir": f"raw/{cfg.project.database}",
+            **github,
+        },
+    )
     return make_ctx(cfg)
 
 
@@ -75,14 +84,22 @@ ALL = [*GOOD, "synthetic-org/gone", "synthetic-org/closed-tracker", "synthetic-o
 
 def test_crawl_fetches_every_object_and_records_dead_repositories(cfg, server, clock):
     ctx = light_ctx(cfg)
-    server.faults += [Fault("/issues", 502, times=3), Fault("alpha/issues", 403, headers={"Retry-After": "5"}, message="secondary rate limit")]
+    server.faults += [
+        Fault("/issues", 502, times=3),
+        Fault("alpha/issues", 403, headers={"Retry-After": "5"}, message="secondary rate limit"),
+    ]
     with client_for(server, clock) as client:
         result = crawl.run(ctx, repos=ALL, no_ingest=True, client=client)
     assert raw_objects(ctx) == expected(server, GOOD)
     assert result["objects"] == sum(GOOD.values())
     assert result["pull_requests"] == sum(n // 5 for n in GOOD.values())
     assert result["retries"] == 3 and result["secondary_waits"] == 1
-    assert (result["status_fetched"], result["status_gone"], result["status_issues_disabled"], result["status_blocked"]) == (3, 1, 1, 1)
+    assert (
+        result["status_fetched"],
+        result["status_gone"],
+        result["status_issues_disabled"],
+        result["status_blocked"],
+    ) == (3, 1, 1, 1)
     checkpoints = CheckpointStore(ArrowTables(ctx.cfg)).load()
     assert checkpoints["synthetic-org/closed-tracker"].error == "410: Issues are disabled for this repo"
     assert all(cp.next_url is None for cp in checkpoints.values())
@@ -104,7 +121,12 @@ def test_failed_repository_resumes_from_its_last_page(cfg, server, clock):
         result = crawl.run(ctx, repos=["synthetic-org/alpha"], no_ingest=True, client=client)
         assert result["failed"] == 1
         cp = CheckpointStore(ArrowTables(ctx.cfg)).load()["synthetic-org/alpha"]
-        assert cp.status == "in_progress" and cp.next_url.endswith("page=3") and cp.issues_fetched == 100 and "after 4 retries" in cp.error
+        assert (
+            cp.status == "in_progress"
+            and cp.next_url.endswith("page=3")
+            and cp.issues_fetched == 100
+            and "after 4 retries" in cp.error
+        )
         server.faults.clear()
         crawl.run(ctx, repos=["synthetic-org/alpha"], no_ingest=True, client=client)
     assert raw_objects(ctx) == expected(server, ["synthetic-org/alpha"])
@@ -129,12 +151,17 @@ def test_killed_crawl_resumes_to_exactly_the_uninterrupted_issue_set(cfg, tmp_pa
         gh.stall_after = 4
         ctx = light_ctx(cfg, api_url=gh.url, raw_dir=str(tmp_path / "raw"))
         env = {**os.environ, "GITHUB_TOKEN": SECRET, "PYTHONPATH": str(REPO)}
-        child = subprocess.Popen([sys.executable, "-c", _CHILD, ctx.cfg.to_json(), json.dumps(list(GOOD))], cwd=REPO, env=env)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, ctx.cfg.to_json(), json.dumps(list(GOOD))], cwd=REPO, env=env
+        )
         store = CheckpointStore(ArrowTables(ctx.cfg))
         try:
             assert gh.stalled.wait(60), "the crawl never reached the stall point"
             deadline = time.monotonic() + 30
-            while not any(cp.status == "in_progress" and cp.raw_file for cp in store.load().values()) and time.monotonic() < deadline:
+            while (
+                not any(cp.status == "in_progress" and cp.raw_file for cp in store.load().values())
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.1)
         finally:
             child.send_signal(signal.SIGKILL)
@@ -149,7 +176,11 @@ def test_killed_crawl_resumes_to_exactly_the_uninterrupted_issue_set(cfg, tmp_pa
         with GitHubClient(gh.url, [SECRET]) as client:
             crawl.run(ctx, repos=list(GOOD), no_ingest=True, client=client)
         resumed = raw_objects(ctx)
-        fresh = light_ctx(cfg.updated("project", database=cfg.project.database + "_fresh"), api_url=gh.url, raw_dir=str(tmp_path / "fresh"))
+        fresh = light_ctx(
+            cfg.updated("project", database=cfg.project.database + "_fresh"),
+            api_url=gh.url,
+            raw_dir=str(tmp_path / "fresh"),
+        )
         with GitHubClient(gh.url, [SECRET]) as client:
             crawl.run(fresh, repos=list(GOOD), no_ingest=True, client=client)
         assert resumed == raw_objects(fresh) == expected(gh, GOOD)
@@ -162,7 +193,9 @@ def test_pages_written_but_never_checkpointed_are_not_kept_twice(cfg, tmp_path):
         ctx = light_ctx(cfg, api_url=gh.url, raw_dir=str(tmp_path / "raw"))
         orphan = Path(raw_path(str(tmp_path / "raw"), "synthetic-org/alpha", None))
         orphan.parent.mkdir(parents=True)
-        orphan.write_text('{"repository_url": "x/repos/synthetic-org/alpha", "number": 1, "updated_at": "uncommitted"}\n')
+        orphan.write_text(
+            '{"repository_url": "x/repos/synthetic-org/alpha", "number": 1, "updated_at": "uncommitted"}\n'
+        )
         with GitHubClient(gh.url, [SECRET]) as client:
             crawl.run(ctx, repos=list(GOOD), no_ingest=True, client=client)
         assert raw_objects(ctx) == expected(gh, GOOD)
@@ -170,7 +203,9 @@ def test_pages_written_but_never_checkpointed_are_not_kept_twice(cfg, tmp_path):
 
 @pytest.mark.slow
 def test_crawl_ingests_then_reruns_incrementally_with_since_and_etag(ctx, spark, server, clock):
-    ctx = make_ctx(ctx.cfg.updated("github", per_page=50, concurrency=2, raw_dir=f"raw/{ctx.cfg.project.database}"), spark)
+    ctx = make_ctx(
+        ctx.cfg.updated("github", per_page=50, concurrency=2, raw_dir=f"raw/{ctx.cfg.project.database}"), spark
+    )
     ctx.invoke = lambda name, **kw: execute(REGISTRY[name], ctx, kw)
     repos = list(GOOD)
     with client_for(server, clock) as client:
@@ -183,20 +218,27 @@ def test_crawl_ingests_then_reruns_incrementally_with_since_and_etag(ctx, spark,
     clock.now += 3600
     server.edit("synthetic-org/alpha", 7, title="Synthetic issue 7, edited")
     now = iso(clock())
-    server.add("synthetic-org/beta", dict(synthetic_issues("synthetic-org/beta", 121)[-1], created_at=now, updated_at=now))
+    server.add(
+        "synthetic-org/beta", dict(synthetic_issues("synthetic-org/beta", 121)[-1], created_at=now, updated_at=now)
+    )
     clock.now += 60
     with client_for(server, clock) as client:
         second = crawl.run(ctx, repos=repos, framework="keras", client=client)
     assert (second["objects"], second["new"], second["updated"]) == (2, 1, 1)
     assert bronze.count() == sum(GOOD.values()) + 1
-    assert bronze.filter("repository = 'synthetic-org/alpha' AND number = 7").first()["title"] == "Synthetic issue 7, edited"
+    assert (
+        bronze.filter("repository = 'synthetic-org/alpha' AND number = 7").first()["title"]
+        == "Synthetic issue 7, edited"
+    )
 
     clock.now += 60
     with client_for(server, clock) as client:
         third = crawl.run(ctx, repos=repos, client=client)
     with client_for(server, clock) as client:
         fourth = crawl.run(ctx, repos=repos, client=client)
-    assert third["objects"] == 0 and third["not_modified"] == 1, "gamma was quiet in the second pass, so its empty first page revalidates"
+    assert third["objects"] == 0 and third["not_modified"] == 1, (
+        "gamma was quiet in the second pass, so its empty first page revalidates"
+    )
     assert fourth["objects"] == 0 and fourth["not_modified"] == len(repos)
 
 
@@ -213,14 +255,22 @@ def test_a_raw_file_cut_at_ingest_leaves_its_repository_fetched_until_all_of_it_
     whole.invoke = lambda name, **kw: execute(REGISTRY[name], whole, kw)
     with client_for(server, clock) as client:
         second = crawl.run(whole, repos=["synthetic-org/alpha"], client=client)
-    assert second["incomplete_repositories"] == 0 and second["objects"] == 0, "nothing is fetched again: the file is ingested again"
+    assert second["incomplete_repositories"] == 0 and second["objects"] == 0, (
+        "nothing is fetched again: the file is ingested again"
+    )
     assert [c.status for c in CheckpointStore(whole.lake.arrow).load().values()] == ["done"]
     assert whole.spark.table(f"{cfg.project.database}.bronze_issues").count() == GOOD["synthetic-org/alpha"]
 
 
 def test_discover_merges_frameworks_and_records_exclusions(cfg, clock):
     keras = synthetic_repos(30, "keras")
-    shared = dict(keras[0], description="SYNTHETIC library built on keras and pytorch", topics=["keras", "pytorch"], language="Python", has_issues=False)
+    shared = dict(
+        keras[0],
+        description="SYNTHETIC library built on keras and pytorch",
+        topics=["keras", "pytorch"],
+        language="Python",
+        has_issues=False,
+    )
     searchable = [shared, *keras[1:], *synthetic_repos(12, "pytorch")]
     with FakeGitHub(search_repos=searchable, clock=clock) as gh, client_for(gh, clock) as client:
         from issuerisk.github import discover
@@ -234,7 +284,9 @@ def test_discover_merges_frameworks_and_records_exclusions(cfg, clock):
     reasons = {r["excluded_reason"] for r in rows.values()}
     assert {"tutorial in name", "ui in description", "awesome in name", "issues disabled"} <= reasons
     assert result["selected"] == sum(r["excluded_reason"] is None for r in rows.values()) > 0
-    assert crawl.selected_repos(ctx.lake.arrow, 3).keys() <= {n for n, r in rows.items() if r["excluded_reason"] is None}
+    assert crawl.selected_repos(ctx.lake.arrow, 3).keys() <= {
+        n for n, r in rows.items() if r["excluded_reason"] is None
+    }
 
 
 def test_discover_rejects_bad_options(cfg):

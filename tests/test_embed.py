@@ -53,18 +53,35 @@ def test_rechunk_regroups_batches_without_losing_rows():
 def test_restrict_keeps_sampled_keys_only():
     batch = pa.record_batch({"repository": ["a/b", "a/b", "c/d"], "number": [1, 2, 1]})
     kept = list(restrict([batch], {("a/b", 2), ("c/d", 1)}))[0]
-    assert list(zip(kept.column("repository").to_pylist(), kept.column("number").to_pylist())) == [("a/b", 2), ("c/d", 1)]
+    assert list(zip(kept.column("repository").to_pylist(), kept.column("number").to_pylist())) == [
+        ("a/b", 2),
+        ("c/d", 1),
+    ]
 
 
 def test_split_embeddable_reports_empty_summaries():
-    batch = pa.table({"repository": ["r", "r", "r"], "number": [1, 2, 3], "summary_key": ["k1", "k2", "k3"], "text": ["crash", "  ", "oom"]})
+    batch = pa.table(
+        {
+            "repository": ["r", "r", "r"],
+            "number": [1, 2, 3],
+            "summary_key": ["k1", "k2", "k3"],
+            "text": ["crash", "  ", "oom"],
+        }
+    )
     good, bad = split_embeddable(batch)
     assert good.column("number").to_pylist() == [1, 3]
     assert [i for i, _ in bad] == [1] and "empty summary" in bad[0][1]
 
 
 def test_gold_rows_have_the_table_schema_and_reject_a_count_mismatch():
-    batch = pa.table({"repository": ["r", "r"], "number": pa.array([1, 2], pa.int64()), "summary_key": ["k1", "k2"], "text": ["a", "b"]})
+    batch = pa.table(
+        {
+            "repository": ["r", "r"],
+            "number": pa.array([1, 2], pa.int64()),
+            "summary_key": ["k1", "k2"],
+            "text": ["a", "b"],
+        }
+    )
     rows = gold_rows(batch, np.eye(2, 3, dtype=np.float32), "m", "run1")
     assert rows.schema == GOLD_EMBEDDINGS.arrow
     assert rows.column("vector").to_pylist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
@@ -89,16 +106,44 @@ TEXTS = [
 
 
 def _issue(repo, number):
-    return {"repository": repo, "number": number, "title": f"issue {number}", "body": "", "state": "open", "labels": [], "user_login": "u",
-            "html_url": f"https://github.com/{repo}/issues/{number}", "created_at": T0, "updated_at": T0, "closed_at": None, "is_closed": False,
-            "resolution_hours": None, "framework": "pytorch", "frameworks": ["pytorch"], "framework_source": "given", "language": "en",
-            "language_confidence": 1.0, "run_id": "seed"}
+    return {
+        "repository": repo,
+        "number": number,
+        "title": f"issue {number}",
+        "body": "",
+        "state": "open",
+        "labels": [],
+        "user_login": "u",
+        "html_url": f"https://github.com/{repo}/issues/{number}",
+        "created_at": T0,
+        "updated_at": T0,
+        "closed_at": None,
+        "is_closed": False,
+        "resolution_hours": None,
+        "framework": "pytorch",
+        "frameworks": ["pytorch"],
+        "framework_source": "given",
+        "language": "en",
+        "language_confidence": 1.0,
+        "run_id": "seed",
+    }
 
 
 def _summary(cfg, repo, number, text, key, when=T0):
     summarizer, model, prompt = identity_of(cfg.summarize)
-    return {"cache_key": key, "repository": repo, "number": number, "summarizer": summarizer, "model": model, "prompt_version": prompt,
-            "summary": text, "input_tokens": 0, "output_tokens": 0, "run_id": "seed", "created_at": when}
+    return {
+        "cache_key": key,
+        "repository": repo,
+        "number": number,
+        "summarizer": summarizer,
+        "model": model,
+        "prompt_version": prompt,
+        "summary": text,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "run_id": "seed",
+        "created_at": when,
+    }
 
 
 def _write(ctx, spec, rows):
@@ -134,10 +179,14 @@ def test_embed_stage_matches_sentence_transformers_and_is_incremental(ctx, spark
     direct = SentenceTransformer(minilm_path, device="cpu").encode(TEXTS, normalize_embeddings=True)
     got = np.array([stored[(repo, n)]["vector"] for n in range(1, 9)], dtype=np.float32)
     np.testing.assert_allclose(got, direct, atol=2e-5)
-    assert {r["summary_key"].split(":")[0] for r in stored.values()} == {f"k{n}" for n in range(1, 9)}, "keyed by summary and text"
+    assert {r["summary_key"].split(":")[0] for r in stored.values()} == {f"k{n}" for n in range(1, 9)}, (
+        "keyed by summary and text"
+    )
     assert ctx.lake.spark.read("gold_embeddings").count() == 8
     failures = ctx.lake.spark.read("embed_failures").collect()
-    assert [(f.number, f.summary_key.split(":")[0]) for f in failures] == [(9, "k9")] and "empty summary" in failures[0].reason
+    assert [(f.number, f.summary_key.split(":")[0]) for f in failures] == [(9, "k9")] and "empty summary" in failures[
+        0
+    ].reason
 
     again = embed.run(ctx)
     assert (again["pending"], again["embedded"]) == (1, 0)
@@ -179,7 +228,7 @@ def test_gpu_pool_embeds_in_fp16_close_to_cpu(minilm_path, ray_session):
     spec = EncoderSpec(model="m", path=minilm_path, device="cuda", fp16=True)
     pool = EmbedPool(spec, PoolPlan(int(ray.cluster_resources().get("GPU", 1)), 1, 1, "cuda", 1))
     batch = pa.table({"text": TEXTS})
-    (_, vectors), = list(pool.map([batch]))
+    ((_, vectors),) = list(pool.map([batch]))
     pool.close()
     cpu = build_encoder(EncoderSpec(model="m", path=minilm_path)).encode(TEXTS)
     np.testing.assert_allclose(vectors, cpu, atol=1e-2)

@@ -28,7 +28,9 @@ def server(clock):
 
 
 def make_client(server, clock, tokens=(SECRET,), **kw):
-    options = dict(max_retries=3, backoff_base_s=1.0, backoff_max_s=8.0, secondary_wait_s=60.0, clock=clock, sleep=clock.sleep)
+    options = dict(
+        max_retries=3, backoff_base_s=1.0, backoff_max_s=8.0, secondary_wait_s=60.0, clock=clock, sleep=clock.sleep
+    )
     options.update(kw)
     return GitHubClient(server.url, list(tokens), **options)
 
@@ -88,7 +90,9 @@ def test_tokens_rotate_by_remaining_quota(clock):
 
 
 def test_secondary_limit_waits_retry_after(server, clock):
-    server.faults.append(Fault("/issues", 403, headers={"Retry-After": "7"}, message="You have exceeded a secondary rate limit"))
+    server.faults.append(
+        Fault("/issues", 403, headers={"Retry-After": "7"}, message="You have exceeded a secondary rate limit")
+    )
     with make_client(server, clock) as client:
         assert len(client.get(issues_path()).data) == 100
     assert client.stats.secondary_waits == 1
@@ -112,7 +116,10 @@ def test_5xx_are_retried_with_bounded_jittered_backoff(server, clock):
 
 def test_5xx_past_max_retries_raises_without_the_token(server, clock):
     server.faults.append(Fault("/issues", 503, times=10))
-    with make_client(server, clock, max_retries=2) as client, pytest.raises(RetriesExhausted, match="after 2 retries") as err:
+    with (
+        make_client(server, clock, max_retries=2) as client,
+        pytest.raises(RetriesExhausted, match="after 2 retries") as err,
+    ):
         client.get(issues_path())
     assert SECRET not in str(err.value) and SECRET not in repr(client)
 
@@ -145,7 +152,10 @@ def test_changed_resource_answers_200_despite_old_etag(server, clock):
     assert not new.not_modified and new.data[2]["title"] == "edited"
 
 
-@pytest.mark.parametrize(("status", "message"), [(404, "Not Found"), (410, "Issues are disabled for this repo"), (451, "Repository access blocked")])
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [(404, "Not Found"), (410, "Issues are disabled for this repo"), (451, "Repository access blocked")],
+)
 def test_client_errors_raise_status_errors(server, clock, status, message):
     server.set_status(REPO, status, message)
     with make_client(server, clock) as client, pytest.raises(GitHubStatusError) as err:
@@ -162,7 +172,10 @@ def test_tokens_from_env_prefers_the_list_and_drops_blanks():
 @pytest.mark.parametrize("variable", ["GITHUB_TOKENS", "GITHUB_TOKEN"])
 def test_tokens_from_env_refuses_a_newline_between_tokens_without_printing_them(variable):
     value = f"{SECRET}\nghp_synthetic_secret_token_0002"
-    with pytest.raises(SecretFormatError, match=rf"^{variable} holds a newline \(U\+000A\) at character {len(SECRET) + 1}; .*commas only") as err:
+    with pytest.raises(
+        SecretFormatError,
+        match=rf"^{variable} holds a newline \(U\+000A\) at character {len(SECRET) + 1}; .*commas only",
+    ) as err:
         tokens_from_env({variable: value})
     assert "ghp_" not in str(err.value)
 
@@ -172,14 +185,18 @@ def test_tokens_from_env_checks_only_the_variable_it_reads():
 
 
 def test_client_refuses_a_token_with_a_control_character():
-    with pytest.raises(SecretFormatError, match=r"^token #2 holds a carriage return \(U\+000D\) at character 5;") as err:
+    with pytest.raises(
+        SecretFormatError, match=r"^token #2 holds a carriage return \(U\+000D\) at character 5;"
+    ) as err:
         GitHubClient("https://api.github.com", [SECRET, "ghp_\rsynthetic"])
     assert "synthetic" not in str(err.value)
 
 
 def test_token_is_not_sent_to_another_host_a_link_names(clock):
-    with FakeGitHub({REPO: synthetic_issues(REPO, 250)}, clock=clock) as elsewhere, \
-            FakeGitHub({REPO: synthetic_issues(REPO, 250)}, clock=clock, link_base=elsewhere.url) as gh:
+    with (
+        FakeGitHub({REPO: synthetic_issues(REPO, 250)}, clock=clock) as elsewhere,
+        FakeGitHub({REPO: synthetic_issues(REPO, 250)}, clock=clock, link_base=elsewhere.url) as gh,
+    ):
         with make_client(gh, clock) as client:
             assert fetch_all(client, issues_path()) == list(range(1, 251))
         assert [h.get("Authorization") for h in gh.headers_seen] == [f"Bearer {SECRET}"]
@@ -188,7 +205,11 @@ def test_token_is_not_sent_to_another_host_a_link_names(clock):
 
 
 def test_origin_is_scheme_host_and_port_with_default_ports():
-    assert origin("https://API.github.com/repos?page=2") == origin("https://api.github.com:443/") == ("https", "api.github.com", 443)
+    assert (
+        origin("https://API.github.com/repos?page=2")
+        == origin("https://api.github.com:443/")
+        == ("https", "api.github.com", 443)
+    )
     assert origin("http://api.github.com/") != origin("https://api.github.com/")
     assert origin("https://api.github.com.evil.example/") != origin("https://api.github.com/")
     assert origin("https://x:y@api.github.com:8443/") == ("https", "api.github.com", 8443)
@@ -214,9 +235,15 @@ def test_bad_api_url_is_rejected():
 
 def test_split_halves_dates_then_stars():
     whole = Slice(date(2020, 1, 1), date(2020, 1, 4), 100)
-    assert split(whole, 900) == [Slice(date(2020, 1, 1), date(2020, 1, 2), 100), Slice(date(2020, 1, 3), date(2020, 1, 4), 100)]
+    assert split(whole, 900) == [
+        Slice(date(2020, 1, 1), date(2020, 1, 2), 100),
+        Slice(date(2020, 1, 3), date(2020, 1, 4), 100),
+    ]
     day = Slice(date(2020, 1, 1), date(2020, 1, 1), 100)
-    assert split(day, 300) == [Slice(day.created_from, day.created_to, 100, 200), Slice(day.created_from, day.created_to, 201, 300)]
+    assert split(day, 300) == [
+        Slice(day.created_from, day.created_to, 100, 200),
+        Slice(day.created_from, day.created_to, 201, 300),
+    ]
     assert split(Slice(day.created_from, day.created_to, 150, 150), 150) == []
     assert whole.qualifiers() == "stars:>=100 created:2020-01-01..2020-01-04"
 

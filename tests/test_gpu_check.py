@@ -15,8 +15,15 @@ from tests.conftest import REAL_DATA, REPO
 
 def _gpu_check(out: Path, *args: str, hide_gpus: bool = False) -> subprocess.CompletedProcess:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""} if hide_gpus else dict(os.environ)
-    return subprocess.run([sys.executable, "-m", "bench.gpu_check", "--out", str(out), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bench.gpu_check", "--out", str(out), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_without_a_gpu_it_says_so_writes_the_reason_and_exits_0(tmp_path):

@@ -22,8 +22,11 @@ def write_jsonl(path, records):
 
 # ---- pure parsing, no Spark -------------------------------------------------------------------
 
+
 def test_parse_record_reads_the_fields_we_use():
-    row = parse_record(issue(REPO, 7, "CUDA OOM", "trace", state="closed", closed="2021-03-02T10:00:00Z", labels=("bug",)))
+    row = parse_record(
+        issue(REPO, 7, "CUDA OOM", "trace", state="closed", closed="2021-03-02T10:00:00Z", labels=("bug",))
+    )
     assert row["repository"] == REPO and row["number"] == 7 and row["labels"] == ["bug"]
     assert row["closed_at"].isoformat() == "2021-03-02T10:00:00+00:00"
     assert row["is_pull_request"] is False
@@ -34,17 +37,20 @@ def test_parse_record_repository_from_enterprise_url():
     assert parse_record(obj)["repository"] == "team/model"
 
 
-@pytest.mark.parametrize("mutate, reason, field", [
-    (lambda o: o.pop("title"), "missing_field", "title"),
-    (lambda o: o.pop("id"), "missing_field", "id"),
-    (lambda o: o.pop("number"), "missing_field", "number"),
-    (lambda o: o.pop("created_at"), "missing_field", "created_at"),
-    (lambda o: o.update(number="7"), "wrong_type", "number"),
-    (lambda o: o.update(title=["x"]), "wrong_type", "title"),
-    (lambda o: o.update(created_at="yesterday"), "bad_date", "created_at"),
-    (lambda o: o.update(closed_at="2021-13-45T00:00:00Z"), "bad_date", "closed_at"),
-    (lambda o: (o.pop("repository_url"), o.pop("html_url")), "missing_field", "repository_url"),
-])
+@pytest.mark.parametrize(
+    "mutate, reason, field",
+    [
+        (lambda o: o.pop("title"), "missing_field", "title"),
+        (lambda o: o.pop("id"), "missing_field", "id"),
+        (lambda o: o.pop("number"), "missing_field", "number"),
+        (lambda o: o.pop("created_at"), "missing_field", "created_at"),
+        (lambda o: o.update(number="7"), "wrong_type", "number"),
+        (lambda o: o.update(title=["x"]), "wrong_type", "title"),
+        (lambda o: o.update(created_at="yesterday"), "bad_date", "created_at"),
+        (lambda o: o.update(closed_at="2021-13-45T00:00:00Z"), "bad_date", "closed_at"),
+        (lambda o: (o.pop("repository_url"), o.pop("html_url")), "missing_field", "repository_url"),
+    ],
+)
 def test_parse_record_rejects_with_reason(mutate, reason, field):
     obj = issue(REPO, 7, "t")
     mutate(obj)
@@ -65,7 +71,9 @@ def test_parse_file_reads_arrays_gzip_and_keeps_bad_lines(tmp_path):
 
 
 def test_a_cut_gzip_file_keeps_its_readable_lines_and_is_rejected_after_them(tmp_path, monkeypatch):
-    whole = gzip.compress("".join(json.dumps(issue(REPO, n, f"issue {n}", "body " * 50)) + "\n" for n in range(1, 201)).encode())
+    whole = gzip.compress(
+        "".join(json.dumps(issue(REPO, n, f"issue {n}", "body " * 50)) + "\n" for n in range(1, 201)).encode()
+    )
     cut = tmp_path / "cut.jsonl.gz"
     cut.write_bytes(whole[: len(whole) // 2])
     rows = parse_file(str(cut))
@@ -79,10 +87,20 @@ def test_a_cut_gzip_file_keeps_its_readable_lines_and_is_rejected_after_them(tmp
     members = tmp_path / "members.jsonl.gz"  # two gzip members read in chunks smaller than each
     members.write_bytes(gzip.compress(b'{"a": 1}\n' * 50) + gzip.compress(b"{broken\n"))
     monkeypatch.setattr(issue_files, "GZIP_CHUNK", 16)
-    assert [(r["source_line"], r["reason"]) for r in parse_file(str(members))][-2:] == [(50, "missing_field"), (51, "broken_json")]
-    garbage = tmp_path / "garbage.jsonl.gz"  # bytes after the last member that are not gzip: every line kept, then the reject
+    assert [(r["source_line"], r["reason"]) for r in parse_file(str(members))][-2:] == [
+        (50, "missing_field"),
+        (51, "broken_json"),
+    ]
+    garbage = (
+        tmp_path / "garbage.jsonl.gz"
+    )  # bytes after the last member that are not gzip: every line kept, then the reject
     garbage.write_bytes(gzip.compress(b'{"a": 1}\n' * 3) + b"junk")
-    assert [(r["source_line"], r["reason"]) for r in parse_file(str(garbage))] == [(1, "missing_field"), (2, "missing_field"), (3, "missing_field"), (4, "unreadable_file")]
+    assert [(r["source_line"], r["reason"]) for r in parse_file(str(garbage))] == [
+        (1, "missing_field"),
+        (2, "missing_field"),
+        (3, "missing_field"),
+        (4, "unreadable_file"),
+    ]
     assert "4 bytes after gzip member 1 are not gzip data" in parse_file(str(garbage))[-1]["detail"]
     not_gzip = tmp_path / "plain.json.gz"
     not_gzip.write_text(json.dumps([issue(REPO, 1, "one")]))
@@ -98,10 +116,15 @@ def test_find_files_names_the_missing_path(tmp_path):
 
 # ---- the job on Spark + Delta ---------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_ingest_merges_rejects_and_is_idempotent(ctx, tmp_path):
     good = [issue(REPO, n, f"issue {n}", "body") for n in range(1, 6)]
-    bad = ["{not json", json.dumps({**issue(REPO, 9, "x"), "created_at": "31/02/2021"}), json.dumps({k: v for k, v in issue(REPO, 10, "x").items() if k != "title"})]
+    bad = [
+        "{not json",
+        json.dumps({**issue(REPO, 9, "x"), "created_at": "31/02/2021"}),
+        json.dumps({k: v for k, v in issue(REPO, 10, "x").items() if k != "title"}),
+    ]
     src = write_jsonl(tmp_path / "issues.jsonl", good + bad)
 
     first = ingest.run(ctx, [str(src)], framework="pytorch")
@@ -120,7 +143,9 @@ def test_ingest_merges_rejects_and_is_idempotent(ctx, tmp_path):
     # nothing changed, so nothing was rewritten or committed
     assert [ctx.lake.spark.version(name) for name in ("bronze_issues", "bronze_rejects")] == versions
     after = ctx.lake.spark.read("bronze_issues").orderBy("number").collect()
-    assert [(r["number"], r["updated_at"], r["run_id"]) for r in after] == [(r["number"], r["updated_at"], r["run_id"]) for r in before]
+    assert [(r["number"], r["updated_at"], r["run_id"]) for r in after] == [
+        (r["number"], r["updated_at"], r["run_id"]) for r in before
+    ]
     assert ctx.lake.spark.read("bronze_rejects").count() == 3
 
 

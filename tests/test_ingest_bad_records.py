@@ -50,50 +50,82 @@ def with_(**fields) -> str:
 
 # ---- each case of the issue: the bad record is rejected with a precise reason, the good one lands ----------------
 
-@pytest.mark.parametrize("bad, reason, named", [
-    (with_(title="x\ud800y"), "bad_text", "title holds a lone surrogate \\ud800 at character 1"),
-    (with_(body="\udfff"), "bad_text", "body holds a lone surrogate \\udfff"),
-    (with_(labels=[{"name": "ok"}, {"name": "b\udc80d"}]), "bad_text", "labels[1] holds a lone surrogate"),
-    (with_(user={"login": "\ud83d", "type": "User"}), "bad_text", "user_login holds a lone surrogate"),
-    (with_(repository_url="https://api.github.com/repos/a\ud800/b"), "bad_text", "repository holds a lone surrogate"),
-    (with_(id=2**63), "out_of_range", "id=9223372036854775808 is outside the 64-bit integer range"),
-    (with_(id=-2**63 - 1), "out_of_range", "id=-9.223372036854776e+18 is outside"),
-    (with_(number=10**30), "out_of_range", "number=1e+30 is outside"),
-    (with_(comments=10**400), "out_of_range", "comments=10000000000000000000... (401 digits) is outside"),
-    (with_(labels=[{"name": 5}]), "wrong_type", "labels[0].name must be str, got int"),
-    (with_(labels=[7]), "wrong_type", "labels[0] must be str, got int"),
-    (with_(user={"login": 42, "type": "User"}), "wrong_type", "user.login must be str, got int"),
-    (with_(user={"login": "a", "type": ["Bot"]}), "wrong_type", "user.type must be str, got list"),
-    (with_(created_at="0001-01-01T00:00:00+01:00"), "out_of_range", "created_at='0001-01-01T00:00:00+01:00' is outside 0001-01-03..9999-12-30 in UTC"),
-    (with_(closed_at="9999-12-31T23:30:00-01:00"), "out_of_range", "closed_at='9999-12-31T23:30:00-01:00' is outside"),
-    (with_(created_at="0001-01-01T00:00:00Z"), "out_of_range", "created_at='0001-01-01T00:00:00Z' is outside"),
-    (with_(created_at="0001-01-02T23:59:59.999999"), "out_of_range", "created_at='0001-01-02T23:59:59.999999' is outside"),
-    (with_(updated_at="9999-12-31T00:00:00+00:00"), "out_of_range", "updated_at='9999-12-31T00:00:00+00:00' is outside"),
-    (with_(updated_at="0000-12-31T00:00:00Z"), "bad_date", "updated_at='0000-12-31T00:00:00Z' is not an ISO-8601 date"),
-    (with_(created_at=1614592800), "wrong_type", "created_at must be an ISO-8601 string, got int"),
-    (with_(html_url="javascript:alert(document.domain)"), "bad_url", "html_url='javascript:alert(document.domain)' is not an absolute http(s) URL"),
-    (with_(html_url="data:text/html,<script>alert(1)</script>"), "bad_url", "html_url='data:text/html"),
-    (with_(html_url="//evil.example/x"), "bad_url", "html_url='//evil.example/x'"),
-    (with_(html_url="/acme/vision/issues/2"), "bad_url", "html_url='/acme/vision/issues/2'"),
-    (with_(html_url=" javascript:alert(1)"), "bad_url", "html_url=' javascript:alert(1)'"),
-    (with_(html_url="https:///nohost"), "bad_url", "html_url='https:///nohost'"),
-    (with_(html_url=["https://github.com/x"]), "wrong_type", "html_url must be str, got list"),
-    ("[" * 100_000, "broken_json", "nested too deeply"),
-    ('"\\ud800"', "not_an_object", "got str"),
-    ('{"number": NaN}', "missing_field", "repository_url"),
-])
+
+@pytest.mark.parametrize(
+    "bad, reason, named",
+    [
+        (with_(title="x\ud800y"), "bad_text", "title holds a lone surrogate \\ud800 at character 1"),
+        (with_(body="\udfff"), "bad_text", "body holds a lone surrogate \\udfff"),
+        (with_(labels=[{"name": "ok"}, {"name": "b\udc80d"}]), "bad_text", "labels[1] holds a lone surrogate"),
+        (with_(user={"login": "\ud83d", "type": "User"}), "bad_text", "user_login holds a lone surrogate"),
+        (
+            with_(repository_url="https://api.github.com/repos/a\ud800/b"),
+            "bad_text",
+            "repository holds a lone surrogate",
+        ),
+        (with_(id=2**63), "out_of_range", "id=9223372036854775808 is outside the 64-bit integer range"),
+        (with_(id=-(2**63) - 1), "out_of_range", "id=-9.223372036854776e+18 is outside"),
+        (with_(number=10**30), "out_of_range", "number=1e+30 is outside"),
+        (with_(comments=10**400), "out_of_range", "comments=10000000000000000000... (401 digits) is outside"),
+        (with_(labels=[{"name": 5}]), "wrong_type", "labels[0].name must be str, got int"),
+        (with_(labels=[7]), "wrong_type", "labels[0] must be str, got int"),
+        (with_(user={"login": 42, "type": "User"}), "wrong_type", "user.login must be str, got int"),
+        (with_(user={"login": "a", "type": ["Bot"]}), "wrong_type", "user.type must be str, got list"),
+        (
+            with_(created_at="0001-01-01T00:00:00+01:00"),
+            "out_of_range",
+            "created_at='0001-01-01T00:00:00+01:00' is outside 0001-01-03..9999-12-30 in UTC",
+        ),
+        (
+            with_(closed_at="9999-12-31T23:30:00-01:00"),
+            "out_of_range",
+            "closed_at='9999-12-31T23:30:00-01:00' is outside",
+        ),
+        (with_(created_at="0001-01-01T00:00:00Z"), "out_of_range", "created_at='0001-01-01T00:00:00Z' is outside"),
+        (
+            with_(created_at="0001-01-02T23:59:59.999999"),
+            "out_of_range",
+            "created_at='0001-01-02T23:59:59.999999' is outside",
+        ),
+        (
+            with_(updated_at="9999-12-31T00:00:00+00:00"),
+            "out_of_range",
+            "updated_at='9999-12-31T00:00:00+00:00' is outside",
+        ),
+        (
+            with_(updated_at="0000-12-31T00:00:00Z"),
+            "bad_date",
+            "updated_at='0000-12-31T00:00:00Z' is not an ISO-8601 date",
+        ),
+        (with_(created_at=1614592800), "wrong_type", "created_at must be an ISO-8601 string, got int"),
+        (
+            with_(html_url="javascript:alert(document.domain)"),
+            "bad_url",
+            "html_url='javascript:alert(document.domain)' is not an absolute http(s) URL",
+        ),
+        (with_(html_url="data:text/html,<script>alert(1)</script>"), "bad_url", "html_url='data:text/html"),
+        (with_(html_url="//evil.example/x"), "bad_url", "html_url='//evil.example/x'"),
+        (with_(html_url="/acme/vision/issues/2"), "bad_url", "html_url='/acme/vision/issues/2'"),
+        (with_(html_url=" javascript:alert(1)"), "bad_url", "html_url=' javascript:alert(1)'"),
+        (with_(html_url="https:///nohost"), "bad_url", "html_url='https:///nohost'"),
+        (with_(html_url=["https://github.com/x"]), "wrong_type", "html_url must be str, got list"),
+        ("[" * 100_000, "broken_json", "nested too deeply"),
+        ('"\\ud800"', "not_an_object", "got str"),
+        ('{"number": NaN}', "missing_field", "repository_url"),
+    ],
+)
 def test_one_bad_record_is_one_reject_and_the_good_one_lands(tmp_path, bad, reason, named):
     rows = parse_file(write(tmp_path / "mixed.jsonl", [good(1), bad, good(3)]))
     assert outcome(rows) == [(1, None), (2, reason), (3, None)]
     assert named in rows[1]["detail"]
-    assert rows[1]["raw"] == bad[:issue_files.RAW_LIMIT]
+    assert rows[1]["raw"] == bad[: issue_files.RAW_LIMIT]
     stored(rows)
 
 
 def test_values_at_the_edges_of_the_spark_types_are_accepted(tmp_path):
     edge = [
         with_(id=2**63 - 1, number=2, comments=0),
-        line({**issue(REPO, 3, "t"), "id": -2**63}),
+        line({**issue(REPO, 3, "t"), "id": -(2**63)}),
         line(issue(REPO, 4, "t", created="0001-01-03T00:00:00Z", updated="9999-12-30T23:59:59.999999+00:00")),
         line(issue(REPO, 5, "t", created="0001-01-02T23:59:00-00:59")),
         line(issue(REPO, 6, "t", html_url="HTTP://GitHub.example/acme/vision/issues/6")),
@@ -104,7 +136,7 @@ def test_values_at_the_edges_of_the_spark_types_are_accepted(tmp_path):
     rows = parse_file(write(tmp_path / "edge.jsonl", edge))
     assert outcome(rows) == [(n, None) for n in range(1, 9)]
     assert [r["raw_json"] for r in rows] == edge  # exactly as read, escapes and all
-    assert rows[0]["id"] == 2**63 - 1 and rows[1]["id"] == -2**63
+    assert rows[0]["id"] == 2**63 - 1 and rows[1]["id"] == -(2**63)
     assert rows[2]["created_at"].isoformat() == "0001-01-03T00:00:00+00:00"
     assert rows[3]["created_at"].isoformat() == "0001-01-03T00:58:00+00:00"
     assert rows[5]["labels"] == [None, "plain"]
@@ -113,21 +145,42 @@ def test_values_at_the_edges_of_the_spark_types_are_accepted(tmp_path):
 
 
 def test_rejects_keep_storable_repository_and_number(tmp_path):
-    rows = parse_file(write(tmp_path / "keys.jsonl", [
-        with_(title="\ud800"),
-        line({**issue(REPO, 3, "t"), "number": 2**64, "title": None}),
-        line({**issue(REPO, 4, "t"), "repository_url": "https://api.github.com/repos/\udc00/x", "html_url": None, "id": "x"}),
-    ]))
+    rows = parse_file(
+        write(
+            tmp_path / "keys.jsonl",
+            [
+                with_(title="\ud800"),
+                line({**issue(REPO, 3, "t"), "number": 2**64, "title": None}),
+                line(
+                    {
+                        **issue(REPO, 4, "t"),
+                        "repository_url": "https://api.github.com/repos/\udc00/x",
+                        "html_url": None,
+                        "id": "x",
+                    }
+                ),
+            ],
+        )
+    )
     assert [(r["reason"], r.get("repository"), r.get("number")) for r in rows] == [
-        ("bad_text", REPO, 2), ("out_of_range", REPO, None), ("wrong_type", None, 4)]
+        ("bad_text", REPO, 2),
+        ("out_of_range", REPO, None),
+        ("wrong_type", None, 4),
+    ]
     stored(rows)
 
 
 # ---- a JSON array, gzip or not: the same checks per item -----------------------------------------------------------
 
+
 def test_array_items_are_checked_like_lines(tmp_path):
-    items = [issue(REPO, 1, "one"), {**issue(REPO, 2, "t"), "title": "\ud800"}, {**issue(REPO, 3, "t"), "id": 2**70},
-             {**issue(REPO, 4, "t"), "html_url": "javascript:alert(1)"}, issue(REPO, 5, "five")]
+    items = [
+        issue(REPO, 1, "one"),
+        {**issue(REPO, 2, "t"), "title": "\ud800"},
+        {**issue(REPO, 3, "t"), "id": 2**70},
+        {**issue(REPO, 4, "t"), "html_url": "javascript:alert(1)"},
+        issue(REPO, 5, "five"),
+    ]
     path = tmp_path / "a.json.gz"
     path.write_bytes(gzip.compress(json.dumps(items).encode()))
     rows = parse_file(str(path))
@@ -144,18 +197,27 @@ def test_an_array_is_read_item_by_item_so_one_fault_loses_only_its_item(tmp_path
     pretty = tmp_path / "pretty.json"
     pretty.write_text(json.dumps(items, indent=2))
     rows = parse_file(str(pretty))
-    assert outcome(rows) == [(1, None), (2, None), (3, None)] and [r["title"] for r in rows] == [i["title"] for i in items]
+    assert outcome(rows) == [(1, None), (2, None), (3, None)] and [r["title"] for r in rows] == [
+        i["title"] for i in items
+    ]
     assert json.loads(rows[0]["raw_json"]) == items[0] and "\n" not in rows[0]["raw_json"]  # stored compact
     broken = tmp_path / "broken.json"
-    broken.write_text("[" + ", ".join([json.dumps(items[0]), '{"number": 2, "title": oops}', json.dumps(items[2])]) + "]")
+    broken.write_text(
+        "[" + ", ".join([json.dumps(items[0]), '{"number": 2, "title": oops}', json.dumps(items[2])]) + "]"
+    )
     rows = parse_file(str(broken))
-    assert outcome(rows) == [(1, None), (2, "broken_json"), (3, None)] and rows[1]["raw"] == '{"number": 2, "title": oops}'
+    assert (
+        outcome(rows) == [(1, None), (2, "broken_json"), (3, None)] and rows[1]["raw"] == '{"number": 2, "title": oops}'
+    )
     cut = tmp_path / "cut.json"
     whole = json.dumps(items)
     cut.write_text(whole[: whole.index(json.dumps(items[2])) + 20])
     rows = parse_file(str(cut))
     assert outcome(rows) == [(1, None), (2, None), (3, "broken_json")]
-    assert rows[2]["detail"].startswith("the array is not closed: the file ends ") and rows[2]["raw"] == json.dumps(items[2])[:20]
+    assert (
+        rows[2]["detail"].startswith("the array is not closed: the file ends ")
+        and rows[2]["raw"] == json.dumps(items[2])[:20]
+    )
     assert parse_file(write(tmp_path / "empty.json", ["[ ]"])) == []
 
 
@@ -169,12 +231,15 @@ def test_a_jsonl_file_whose_first_record_is_an_array_is_still_json_lines(tmp_pat
 
 # ---- encodings: a byte order mark is accepted, invalid UTF-8 is rejected per record --------------------------------
 
+
 @pytest.mark.parametrize("name", ["bom.jsonl", "bom.jsonl.gz", "bom.json", "bom.json.gz"])
 def test_a_utf8_byte_order_mark_is_accepted(tmp_path, name):
     if ".jsonl" in name:
         path = write(tmp_path / name, [good(1), good(2)], prefix=b"\xef\xbb\xbf")
     else:  # a JSON array
-        path = write(tmp_path / name, [json.dumps([issue(REPO, 1, "one"), issue(REPO, 2, "two")])], prefix=b"\xef\xbb\xbf")
+        path = write(
+            tmp_path / name, [json.dumps([issue(REPO, 1, "one"), issue(REPO, 2, "two")])], prefix=b"\xef\xbb\xbf"
+        )
     rows = parse_file(path)
     assert outcome(rows) == [(1, None), (2, None)]
     assert json.loads(rows[0]["raw_json"])["number"] == 1
@@ -188,36 +253,47 @@ def test_invalid_utf8_rejects_that_line_only(tmp_path, name):
     assert outcome(rows) == [(1, None), (2, "bad_encoding"), (3, None), (4, "broken_json")]
     column = bad.index(b"\xe9")
     offset = len(first) + 1 + column
-    assert rows[1]["detail"] == (f"bytes b'\\xe9' at byte offset {offset} of the file (column {column + 1} of the line)"
-                                 " are not UTF-8 (invalid continuation byte)")
+    assert rows[1]["detail"] == (
+        f"bytes b'\\xe9' at byte offset {offset} of the file (column {column + 1} of the line)"
+        " are not UTF-8 (invalid continuation byte)"
+    )
     assert "caf\\xe9" in rows[1]["raw"]  # the bad byte escaped, so the reject is storable
     assert [r["raw_json"] for r in rows if r.get("reason") is None] == [first, third]  # exactly as read
     stored(rows)
 
 
 def test_invalid_utf8_in_an_array_rejects_the_items_holding_it(tmp_path):
-    text = json.dumps([issue(REPO, 1, "one"), issue(REPO, 2, "caf\u00e9", milestone={"t": "x"}), issue(REPO, 3, "three")])
+    text = json.dumps(
+        [issue(REPO, 1, "one"), issue(REPO, 2, "caf\u00e9", milestone={"t": "x"}), issue(REPO, 3, "three")]
+    )
     data = text.encode().replace(b"caf\\u00e9", b"caf\xe9")
     path = tmp_path / "bad.json"
     path.write_bytes(data)
     rows = parse_file(str(path))
     assert outcome(rows) == [(1, None), (2, "bad_encoding"), (3, None)]
     offset = data.index(b"\xe9")
-    assert rows[1]["detail"] == f"the item holds bytes that are not UTF-8 (at byte offset {offset} of the file: invalid continuation byte)"
+    assert (
+        rows[1]["detail"]
+        == f"the item holds bytes that are not UTF-8 (at byte offset {offset} of the file: invalid continuation byte)"
+    )
     assert rows[1]["number"] == 2
     stored(rows)
 
 
 # ---- empty files leave a trace ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, data, detail", [
-    ("empty.jsonl", b"", "the file is empty"),
-    ("blank.jsonl", b"\n  \n\t\n", "the file holds only whitespace (6 bytes)"),
-    ("bom.jsonl", b"\xef\xbb\xbf", "the file is empty"),
-    ("nbsp.jsonl", "\u00a0\n".encode(), "the file holds only whitespace (3 bytes)"),
-    ("empty.jsonl.gz", gzip.compress(b""), "the file is empty"),
-    ("zero.jsonl.gz", b"", "the file is empty"),
-])
+
+@pytest.mark.parametrize(
+    "name, data, detail",
+    [
+        ("empty.jsonl", b"", "the file is empty"),
+        ("blank.jsonl", b"\n  \n\t\n", "the file holds only whitespace (6 bytes)"),
+        ("bom.jsonl", b"\xef\xbb\xbf", "the file is empty"),
+        ("nbsp.jsonl", "\u00a0\n".encode(), "the file holds only whitespace (3 bytes)"),
+        ("empty.jsonl.gz", gzip.compress(b""), "the file is empty"),
+        ("zero.jsonl.gz", b"", "the file is empty"),
+    ],
+)
 def test_an_empty_file_is_one_empty_file_reject(tmp_path, name, data, detail):
     path = tmp_path / name
     path.write_bytes(data)
@@ -227,6 +303,7 @@ def test_an_empty_file_is_one_empty_file_reject(tmp_path, name, data, detail):
 
 
 # ---- size limits: a record or a file past its limit is rejected, never held whole ---------------------------------
+
 
 def test_a_record_over_max_record_bytes_is_rejected(tmp_path):
     big = good(2, body="x" * 2000)
@@ -242,7 +319,10 @@ def test_a_record_over_max_record_bytes_is_rejected(tmp_path):
     array = tmp_path / "big.json"
     array.write_text(json.dumps([issue(REPO, 1, "one"), issue(REPO, 2, "two", "z" * 2000)]))
     rows = parse_file(str(array), max_record_bytes=1024)
-    assert [(r["source_line"], r.get("reason"), r.get("number")) for r in rows] == [(1, None, 1), (2, "record_too_large", 2)]
+    assert [(r["source_line"], r.get("reason"), r.get("number")) for r in rows] == [
+        (1, None, 1),
+        (2, "record_too_large", 2),
+    ]
 
 
 @pytest.mark.parametrize("name", ["big.jsonl", "big.jsonl.gz"])
@@ -282,6 +362,7 @@ def test_a_gzip_bomb_is_never_decompressed_past_the_limit(tmp_path):
 
 # ---- the last resort: a batch Arrow refuses is rebuilt row by row -----------------------------------------------
 
+
 def test_a_batch_arrow_refuses_keeps_its_other_rows(tmp_path):
     rows = parse_file(write(tmp_path / "ok.jsonl", [good(1), good(2), good(3)]))
     rows[1] = {**rows[1], "id": 2**64}  # values parse_record would never let through
@@ -290,7 +371,10 @@ def test_a_batch_arrow_refuses_keeps_its_other_rows(tmp_path):
     assert len(batches) == 1 and batches[0].schema == PARSED
     out = batches[0].to_pylist()
     assert [(r["source_line"], r["reason"], r["number"], r["id"]) for r in out] == [
-        (1, None, 1, rows[0]["id"]), (2, "bad_value", 2, None), (3, "bad_value", 3, None)]
+        (1, None, 1, rows[0]["id"]),
+        (2, "bad_value", 2, None),
+        (3, "bad_value", 3, None),
+    ]
     assert out[1]["detail"].startswith("id: OverflowError") and json.loads(out[1]["raw"])["number"] == 2
     assert out[2]["detail"].startswith("title: ") and "; labels: " in out[2]["detail"]
 
@@ -307,7 +391,11 @@ def test_an_unexpected_error_in_one_record_is_a_bad_value_reject(tmp_path, monke
     real = issue_files.parse_record
     monkeypatch.setattr(issue_files, "parse_record", flaky)
     rows = parse_file(write(tmp_path / "x.jsonl", [good(1), good(2), good(3)]))
-    assert [(r["source_line"], r.get("reason"), r.get("detail")) for r in rows] == [(1, None, None), (2, "bad_value", "KeyError: 'boom'"), (3, None, None)]
+    assert [(r["source_line"], r.get("reason"), r.get("detail")) for r in rows] == [
+        (1, None, None),
+        (2, "bad_value", "KeyError: 'boom'"),
+        (3, None, None),
+    ]
 
 
 def test_an_unforeseen_fault_reading_a_file_keeps_the_rows_before_it(tmp_path, monkeypatch):
@@ -322,10 +410,13 @@ def test_an_unforeseen_fault_reading_a_file_keeps_the_rows_before_it(tmp_path, m
     monkeypatch.setattr(issue_files, "_loads", failing)
     rows = parse_file(write(tmp_path / "x.jsonl", [good(1), good(2), good(3)]))
     assert [(r["source_line"], r.get("reason"), r.get("detail")) for r in rows] == [
-        (1, None, None), (2, "unreadable_file", "reading stopped here: MemoryError: no room")]
+        (1, None, None),
+        (2, "unreadable_file", "reading stopped here: MemoryError: no room"),
+    ]
 
 
 # ---- a missing path is refused before Spark starts ----------------------------------------------------------------
+
 
 def test_a_missing_path_is_refused_before_spark_starts(cfg, tmp_path):
     ctx = make_ctx(cfg)
@@ -336,6 +427,7 @@ def test_a_missing_path_is_refused_before_spark_starts(cfg, tmp_path):
 
 
 # ---- on Spark + Delta: the issue's file ingests, rejects are stored, a rerun commits nothing -----------------------
+
 
 @pytest.mark.slow
 def test_ingest_of_the_issues_bad_records_succeeds_and_reruns_commit_nothing(cfg, spark, tmp_path):
@@ -352,7 +444,10 @@ def test_ingest_of_the_issues_bad_records_succeeds_and_reruns_commit_nothing(cfg
         line(issue(REPO, 9, "big ids", id=2**63 - 1)),
     ]
     write(tmp_path / "mixed.jsonl", records, prefix=b"\xef\xbb\xbf")
-    write(tmp_path / "latin.jsonl.gz", [good(10), line(issue(REPO, 11, "caf\u00e9")).encode().replace(b"\\u00e9", b"\xe9")])
+    write(
+        tmp_path / "latin.jsonl.gz",
+        [good(10), line(issue(REPO, 11, "caf\u00e9")).encode().replace(b"\\u00e9", b"\xe9")],
+    )
     write(tmp_path / "empty.jsonl", [])
     cut = tmp_path / "big.jsonl"
     cut.write_text("".join(good(n, body="b" * 900) + "\n" for n in range(20, 120)))
@@ -360,16 +455,29 @@ def test_ingest_of_the_issues_bad_records_succeeds_and_reruns_commit_nothing(cfg
     first = ingest.run(ctx, [str(tmp_path)])
     kept = sum(1 for r in parse_file(str(cut), max_file_bytes=65536) if r.get("reason") is None)
     assert first["files"] == 4 and first["records"] == first["accepted"] + first["rejected"]
-    assert first["rejects_by_reason"] == {"bad_text": 1, "out_of_range": 2, "wrong_type": 2, "bad_url": 1, "bad_encoding": 1,
-                                          "empty_file": 1, "file_too_large": 1}
+    assert first["rejects_by_reason"] == {
+        "bad_text": 1,
+        "out_of_range": 2,
+        "wrong_type": 2,
+        "bad_url": 1,
+        "bad_encoding": 1,
+        "empty_file": 1,
+        "file_too_large": 1,
+    }
     assert first["accepted"] == 3 + 1 + kept
-    rejects = {(r["source_file"].rsplit("/", 1)[1], r["source_line"]): (r["reason"], r["repository"], r["number"])
-               for r in ctx.lake.spark.read("bronze_rejects").collect()}
+    rejects = {
+        (r["source_file"].rsplit("/", 1)[1], r["source_line"]): (r["reason"], r["repository"], r["number"])
+        for r in ctx.lake.spark.read("bronze_rejects").collect()
+    }
     assert rejects == {
-        ("mixed.jsonl", 2): ("bad_text", REPO, 2), ("mixed.jsonl", 3): ("out_of_range", REPO, 3),
-        ("mixed.jsonl", 4): ("wrong_type", REPO, 4), ("mixed.jsonl", 5): ("wrong_type", REPO, 5),
-        ("mixed.jsonl", 6): ("out_of_range", REPO, 6), ("mixed.jsonl", 7): ("bad_url", REPO, 7),
-        ("latin.jsonl.gz", 2): ("bad_encoding", None, None), ("empty.jsonl", 1): ("empty_file", None, None),
+        ("mixed.jsonl", 2): ("bad_text", REPO, 2),
+        ("mixed.jsonl", 3): ("out_of_range", REPO, 3),
+        ("mixed.jsonl", 4): ("wrong_type", REPO, 4),
+        ("mixed.jsonl", 5): ("wrong_type", REPO, 5),
+        ("mixed.jsonl", 6): ("out_of_range", REPO, 6),
+        ("mixed.jsonl", 7): ("bad_url", REPO, 7),
+        ("latin.jsonl.gz", 2): ("bad_encoding", None, None),
+        ("empty.jsonl", 1): ("empty_file", None, None),
         ("big.jsonl", kept + 1): ("file_too_large", None, None),
     }
     bronze = {r["number"]: r for r in ctx.lake.spark.read("bronze_issues").collect()}

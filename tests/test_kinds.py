@@ -1,4 +1,5 @@
-"""Issue kinds: the label map on real label spellings of the corpus, the grouped split, the classifier (SYNTHETIC texts)."""
+"""Issue kinds: the label map on real label spellings of the corpus, the grouped split, the classifier (SYNTHETIC
+texts)."""
 
 from __future__ import annotations
 
@@ -18,28 +19,41 @@ from issuerisk.conf.settings import KIND_LABEL_PATTERNS
 
 # Label names as they occur in ../shared/data/lai2024-ml-issues (count in the corpus in the comment).
 REAL_SPELLINGS = {
-    "bug": "defect",                     # 4,500
-    "type:Bug": "defect",                # 152
+    "bug": "defect",  # 4,500
+    "type:Bug": "defect",  # 152
     "kind/bug": "defect",
     "🐛 Bug": "defect",
     "regression": "defect",
-    "enhancement": "feature",            # 4,085
-    "feature request": "feature",        # 349
+    "enhancement": "feature",  # 4,085
+    "feature request": "feature",  # 349
     "Feature-request": "feature",
-    "type:Enhancement": "feature",       # 111
+    "type:Enhancement": "feature",  # 111
     "new feature": "feature",
-    "question": "question",              # 1,620
-    "type:Question": "question",         # 106
-    "howtousedlc": "question",           # 175 (DeepLabCut)
-    "user support": "question",          # 76 (talos)
-    "documentation": "documentation",    # 527
-    "area/docs": "documentation",        # 169
-    "Documentation": "documentation",    # 91
-    "maintenance": "other",              # 148
-    "discussion": "other",               # 154
+    "question": "question",  # 1,620
+    "type:Question": "question",  # 106
+    "howtousedlc": "question",  # 175 (DeepLabCut)
+    "user support": "question",  # 76 (talos)
+    "documentation": "documentation",  # 527
+    "area/docs": "documentation",  # 169
+    "Documentation": "documentation",  # 91
+    "maintenance": "other",  # 148
+    "discussion": "other",  # 154
 }
-NOT_KINDS = ["stale", "Stale", "wontfix", "duplicate", "good first issue", "help wanted", "priority/important-soon", "p0",
-             "area/tracking", "module:forecasting", "Installation", "invalid", "backlog"]
+NOT_KINDS = [
+    "stale",
+    "Stale",
+    "wontfix",
+    "duplicate",
+    "good first issue",
+    "help wanted",
+    "priority/important-soon",
+    "p0",
+    "area/tracking",
+    "module:forecasting",
+    "Installation",
+    "invalid",
+    "backlog",
+]
 
 
 @pytest.mark.parametrize(("label", "kind"), sorted(REAL_SPELLINGS.items()))
@@ -72,9 +86,18 @@ def synthetic(n_repos=8, per=30, seed=0):
     """SYNTHETIC labelled issues: bug reports, feature requests and questions in several template styles."""
     rng = np.random.default_rng(seed)
     bodies = {
-        "defect": ["Describe the bug\nIt crashes with RuntimeError: CUDA error\nTraceback (most recent call last):", "Expected behavior\nno crash, but got an exception"],
-        "feature": ["Is your feature request related to a problem? Please add support for ONNX export", "It would be nice to support mixed precision"],
-        "question": ["How can I change the learning rate? Is there a way to do it?", "What is the right way to load a checkpoint?"],
+        "defect": [
+            "Describe the bug\nIt crashes with RuntimeError: CUDA error\nTraceback (most recent call last):",
+            "Expected behavior\nno crash, but got an exception",
+        ],
+        "feature": [
+            "Is your feature request related to a problem? Please add support for ONNX export",
+            "It would be nice to support mixed precision",
+        ],
+        "question": [
+            "How can I change the learning rate? Is there a way to do it?",
+            "What is the right way to load a checkpoint?",
+        ],
     }
     titles = {"defect": "Crash in {} when training", "feature": "Add support for {}", "question": "How to use {}?"}
     texts, kinds, groups = [], [], []
@@ -93,7 +116,13 @@ def test_the_classifier_learns_kinds_and_its_grouped_evaluation_reports_them():
     assert report["pooled"]["macro_f1_core"] > 0.95 and len(report["folds"]) == 4
     assert set(report["pooled"]["per_class"]) == {"defect", "feature", "question"}
     model = train(texts, None, kinds)
-    got, confidence = predict(model, [("Crash in loader when training", "Traceback (most recent call last): RuntimeError"), ("Add support for TPU", "")])
+    got, confidence = predict(
+        model,
+        [
+            ("Crash in loader when training", "Traceback (most recent call last): RuntimeError"),
+            ("Add support for TPU", ""),
+        ],
+    )
     assert got == ["defect", "feature"] and (confidence > 0.5).all()
 
 
@@ -119,23 +148,39 @@ def test_the_classify_stage_keeps_label_kinds_and_predicts_the_rest(cfg):
     ctx = make_ctx(cfg.updated("kinds", eval_folds=3))
     ctx.lake.arrow.merge(SILVER_ISSUES, pa.Table.from_pylist(rows, schema=SILVER_ISSUES.arrow))
     result = classify.run(ctx)
-    assert result["from_labels"] == sum(1 for n in range(len(rows)) if n % 4) and result["predicted"] == len(rows) - result["from_labels"]
+    assert (
+        result["from_labels"] == sum(1 for n in range(len(rows)) if n % 4)
+        and result["predicted"] == len(rows) - result["from_labels"]
+    )
     assert result["evaluation"]["macro_f1_core"] > 0.9 and result["embeddings"] == "nothing embedded yet"
     got = {r["number"]: r for r in ctx.lake.arrow.read("silver_issue_kinds").to_pylist()}
     assert got[1]["source"] == "label" and got[1]["confidence"] == 1.0 and got[1]["model_id"] is None
     assert got[0]["source"] == "model" and got[0]["model_id"] == result["model_id"] and got[0]["kind"] == kinds[0]
     again = classify.run(make_ctx(ctx.cfg))
-    assert again["model_id"] == result["model_id"] and again["seconds"] < result["seconds"], "the model comes from the cache"
+    assert again["model_id"] == result["model_id"] and again["seconds"] < result["seconds"], (
+        "the model comes from the cache"
+    )
 
 
-REFERENCE_REPOSITORIES = ("f90__Wave-U-Net", "SimGus__Chatette", "mikgroup__sigpy", "jgraving__DeepPoseKit", "nubank__fklearn",
-                          "zhou13__lcnn", "Farama-Foundation__Miniworld", "brendanhasz__probflow")
+REFERENCE_REPOSITORIES = (
+    "f90__Wave-U-Net",
+    "SimGus__Chatette",
+    "mikgroup__sigpy",
+    "jgraving__DeepPoseKit",
+    "nubank__fklearn",
+    "zhou13__lcnn",
+    "Farama-Foundation__Miniworld",
+    "brendanhasz__probflow",
+)
 
 
-def test_the_classify_stage_learns_from_the_reference_corpus_when_the_input_has_too_few_labelled_repositories(cfg, real_issues_dir, tmp_path):
+def test_the_classify_stage_learns_from_the_reference_corpus_when_the_input_has_too_few_labelled_repositories(
+    cfg, real_issues_dir, tmp_path
+):
     """One REAL repository as the input (f90/Wave-U-Net, 31 of its 49 issues labelled), a reference corpus of eight real
     repositories that includes it: the stage must not abort, must leave the input's repository out of the reference,
-    keep the input's labels, predict the rest, check the model on the input's labels and say which model gave the kinds."""
+    keep the input's labels, predict the rest, check the model on the input's labels and say which model gave the
+    kinds."""
     import shutil
 
     import pyarrow as pa
@@ -151,25 +196,40 @@ def test_the_classify_stage_learns_from_the_reference_corpus_when_the_input_has_
     for name in REFERENCE_REPOSITORIES:
         shutil.copy(real_issues_dir / f"{name}.jsonl.gz", reference)
     real = [r for r in parse_file(str(real_issues_dir / "f90__Wave-U-Net.jsonl.gz")) if "reason" not in r]
-    rows = [{**_issue(r["repository"], r["number"]), "title": r["title"], "body": r["body"] or "", "labels": r["labels"]} for r in real]
+    rows = [
+        {**_issue(r["repository"], r["number"]), "title": r["title"], "body": r["body"] or "", "labels": r["labels"]}
+        for r in real
+    ]
     ctx = make_ctx(cfg.updated("kinds", reference_corpus=[str(reference)], eval_folds=5))
     ctx.lake.arrow.merge(SILVER_ISSUES, pa.Table.from_pylist(rows, schema=SILVER_ISSUES.arrow))
     result = classify.run(ctx)
 
     labelled = sum(kind_of_labels(r["labels"]) is not None for r in real)
-    assert (result["from_labels"], result["predicted"], result["input_labelled_repositories"]) == (labelled, len(real) - labelled, 1)
+    assert (result["from_labels"], result["predicted"], result["input_labelled_repositories"]) == (
+        labelled,
+        len(real) - labelled,
+        1,
+    )
     model = result["model"]
     assert model["source"] == "reference corpus" and model["left_out_input_repositories"] == 1 and not model["reused"]
-    assert result["model_id"].startswith("kinds-ref-lr-") and result["embeddings"].startswith("the reference corpus is not embedded")
-    assert result["evaluation"]["labelled_repositories"] == len(REFERENCE_REPOSITORIES) - 1, "the input's repository is not trained on"
-    assert model["input_check"]["issues"] == sum(kind_of_labels(r["labels"]) in ("defect", "feature", "question") for r in real)
+    assert result["model_id"].startswith("kinds-ref-lr-") and result["embeddings"].startswith(
+        "the reference corpus is not embedded"
+    )
+    assert result["evaluation"]["labelled_repositories"] == len(REFERENCE_REPOSITORIES) - 1, (
+        "the input's repository is not trained on"
+    )
+    assert model["input_check"]["issues"] == sum(
+        kind_of_labels(r["labels"]) in ("defect", "feature", "question") for r in real
+    )
     assert 0.0 <= model["input_check"]["macro_f1_core"] <= 1.0
     kinds = ctx.lake.arrow.read("silver_issue_kinds").to_pylist()
     assert {r["source"] for r in kinds} == {"label", "model"}
     assert {r["model_id"] for r in kinds if r["source"] == "model"} == {result["model_id"]}
 
     again = classify.run(make_ctx(ctx.cfg))
-    assert again["model_id"] == result["model_id"] and again["model"]["reused"], "the same input and reference reuse the cached model"
+    assert again["model_id"] == result["model_id"] and again["model"]["reused"], (
+        "the same input and reference reuse the cached model"
+    )
 
 
 def test_without_a_reference_corpus_too_few_labelled_repositories_is_a_clear_error(cfg):
@@ -181,6 +241,8 @@ def test_without_a_reference_corpus_too_few_labelled_repositories_is_a_clear_err
     from tests.test_embed import _issue
 
     ctx = make_ctx(cfg.updated("kinds", reference_corpus=[]))
-    ctx.lake.arrow.merge(SILVER_ISSUES, pa.Table.from_pylist([{**_issue("a/b", 1), "labels": ["bug"]}], schema=SILVER_ISSUES.arrow))
+    ctx.lake.arrow.merge(
+        SILVER_ISSUES, pa.Table.from_pylist([{**_issue("a/b", 1), "labels": ["bug"]}], schema=SILVER_ISSUES.arrow)
+    )
     with pytest.raises(classify.ClassifierError, match="no kinds.reference_corpus is configured"):
         classify.run(ctx)

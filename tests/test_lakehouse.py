@@ -23,14 +23,44 @@ NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def topics(run_id: str, clusters: dict[int, str]) -> pa.Table:
-    return pa.Table.from_pylist([{"run_id": run_id, "cluster": c, "label": label, "keywords": [label], "weights": [1.0],
-                                  "representative": [], "n": 3} for c, label in clusters.items()], schema=GOLD_TOPICS.arrow)
+    return pa.Table.from_pylist(
+        [
+            {
+                "run_id": run_id,
+                "cluster": c,
+                "label": label,
+                "keywords": [label],
+                "weights": [1.0],
+                "representative": [],
+                "n": 3,
+            }
+            for c, label in clusters.items()
+        ],
+        schema=GOLD_TOPICS.arrow,
+    )
 
 
 def repos(stars: dict[str, int], run_id: str = "r") -> pa.Table:
-    return pa.Table.from_pylist([{"repository": name, "frameworks": ["keras"], "stars": n, "description": None, "language": "Python",
-                                  "topics": [], "has_issues": True, "created_at": NOW, "pushed_at": NOW, "excluded_reason": None,
-                                  "run_id": run_id, "discovered_at": NOW} for name, n in stars.items()], schema=BRONZE_REPOS.arrow)
+    return pa.Table.from_pylist(
+        [
+            {
+                "repository": name,
+                "frameworks": ["keras"],
+                "stars": n,
+                "description": None,
+                "language": "Python",
+                "topics": [],
+                "has_issues": True,
+                "created_at": NOW,
+                "pushed_at": NOW,
+                "excluded_reason": None,
+                "run_id": run_id,
+                "discovered_at": NOW,
+            }
+            for name, n in stars.items()
+        ],
+        schema=BRONZE_REPOS.arrow,
+    )
 
 
 def by_key(table: pa.Table, *key: str) -> dict:
@@ -56,7 +86,10 @@ def test_arrow_side_creates_from_the_spec_and_merges_three_ways(cfg):
     from deltalake import DeltaTable
 
     schema = DeltaTable(tables.path(GOLD_TOPICS)).schema().to_arrow()
-    assert schema.names == GOLD_TOPICS.names and schema.field("cluster").metadata[b"comment"] == b"Cluster id from gold_clusters."
+    assert (
+        schema.names == GOLD_TOPICS.names
+        and schema.field("cluster").metadata[b"comment"] == b"Cluster id from gold_clusters."
+    )
 
     tables.merge(GOLD_TOPICS, topics("r1", {0: "a", 1: "b", 2: "c"}))
     tables.merge(GOLD_TOPICS, topics("r2", {0: "x"}))
@@ -90,16 +123,24 @@ def test_arrow_side_time_travel_and_a_missing_version(cfg):
 def test_spark_side_merges_like_the_arrow_side_and_each_reads_the_other(ctx):
     spark_tables, arrow = ctx.lake.spark, ctx.lake.arrow
     spark = spark_tables.spark
-    spark_tables.merge(GOLD_TOPICS, spark.createDataFrame(topics("r1", {0: "a", 1: "b"}).to_pylist(), GOLD_TOPICS.spark))
+    spark_tables.merge(
+        GOLD_TOPICS, spark.createDataFrame(topics("r1", {0: "a", 1: "b"}).to_pylist(), GOLD_TOPICS.spark)
+    )
     arrow.merge(GOLD_TOPICS, topics("r2", {0: "x"}))
-    spark_tables.merge(GOLD_TOPICS, spark.createDataFrame(topics("r1", {1: "b2"}).to_pylist(), GOLD_TOPICS.spark),
-                       how="replace_run", run_id="r1")
+    spark_tables.merge(
+        GOLD_TOPICS,
+        spark.createDataFrame(topics("r1", {1: "b2"}).to_pylist(), GOLD_TOPICS.spark),
+        how="replace_run",
+        run_id="r1",
+    )
     got = {(r.run_id, r.cluster): r.label for r in spark_tables.read(GOLD_TOPICS).collect()}
     assert got == {("r1", 1): "b2", ("r2", 0): "x"}
     assert {(r["run_id"], r["cluster"]): r["label"] for r in arrow.read(GOLD_TOPICS).to_pylist()} == got
 
     arrow.merge(BRONZE_REPOS, repos({"o/a": 5}))
-    spark_tables.merge(BRONZE_REPOS, spark.createDataFrame(repos({"o/a": 9, "o/b": 1}).to_pylist(), BRONZE_REPOS.spark), how="insert")
+    spark_tables.merge(
+        BRONZE_REPOS, spark.createDataFrame(repos({"o/a": 9, "o/b": 1}).to_pylist(), BRONZE_REPOS.spark), how="insert"
+    )
     assert {r.repository: r.stars for r in spark_tables.read(BRONZE_REPOS).collect()} == {"o/a": 5, "o/b": 1}
     assert spark_tables.read(GOLD_TOPICS, version=0).count() == 0
     with pytest.raises(TableVersionError, match="gold_topics version 99 cannot be read"):
@@ -110,7 +151,9 @@ def _older(spec, drop):
     """The spec as an earlier release declared it: without the (nullable) columns ``drop``."""
     from issuerisk.schemas import TableSpec
 
-    return TableSpec(name=spec.name, doc=spec.doc, columns=tuple(c for c in spec.columns if c.name not in drop), key=spec.key)
+    return TableSpec(
+        name=spec.name, doc=spec.doc, columns=tuple(c for c in spec.columns if c.name not in drop), key=spec.key
+    )
 
 
 def test_a_table_written_before_its_spec_grew_gets_the_new_columns(cfg):
@@ -147,9 +190,27 @@ def test_reading_an_older_table_gives_the_new_columns_as_null_without_writing(cf
 
 
 def test_commands_starting_at_once_on_a_fresh_warehouse_all_record_their_runs(tmp_path):
-    """Four commands writing the ``runs`` table at the same instant: the losers of each commit race repeat their MERGE."""
-    procs = [subprocess.Popen([sys.executable, "-m", "issuerisk.cli", "--warehouse", str(tmp_path), "--no-progress", "runs", "--limit", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    """Four commands writing the ``runs`` table at the same instant: the losers of each commit race repeat their
+    MERGE."""
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "issuerisk.cli",
+                "--warehouse",
+                str(tmp_path),
+                "--no-progress",
+                "runs",
+                "--limit",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
     assert all(rc == 0 for rc, _ in results), [err[-500:] for rc, err in results if rc]
     runs = ArrowTables(load_config(environ={"ISSUERISK_WAREHOUSE": str(tmp_path)})).read("runs").to_pylist()
@@ -157,12 +218,16 @@ def test_commands_starting_at_once_on_a_fresh_warehouse_all_record_their_runs(tm
 
 
 def test_tables_registered_in_the_background_while_a_stage_creates_its_own(cfg, spark):
-    """``run`` registers every table in a thread (delta-rs creates the missing ones first) while stages create theirs."""
+    """``run`` registers every table in a thread (delta-rs creates the missing ones first) while stages create
+    theirs."""
     from issuerisk.lakehouse import Lakehouse
     from issuerisk.schemas import TABLES
     from issuerisk.schemas.silver import SILVER_ISSUES
 
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.project.database} LOCATION '{cfg.project.warehouse}/{cfg.project.database}.db'")
+    spark.sql(
+        f"CREATE DATABASE IF NOT EXISTS {cfg.project.database} LOCATION "
+        f"'{cfg.project.warehouse}/{cfg.project.database}.db'"
+    )
     lake = Lakehouse(cfg, lambda: spark)
     lake.start_spark(register_in_background=True)
     assert all(lake.arrow.exists(spec) for spec in TABLES.values())

@@ -30,15 +30,37 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "infra" / "local-cluster.sh"
 REPOS = FIRST[:8]
 LATER = FIRST[8]
-PORTS = {"SPARK_PORT": 17077, "SPARK_UI_PORT": 18080, "SPARK_WORKER_PORT": 17078, "SPARK_WORKER_UI_PORT": 18081,
-         "RAY_PORT": 16379, "RAY_CLIENT_PORT": 20001, "PG_PORT": 15433, "CONNECT_PORT": 25002}
+PORTS = {
+    "SPARK_PORT": 17077,
+    "SPARK_UI_PORT": 18080,
+    "SPARK_WORKER_PORT": 17078,
+    "SPARK_WORKER_UI_PORT": 18081,
+    "RAY_PORT": 16379,
+    "RAY_CLIENT_PORT": 20001,
+    "PG_PORT": 15433,
+    "CONNECT_PORT": 25002,
+}
 """Ports of the test's cluster, away from the defaults a cluster of the user's listens on."""
-CANNOT_START = ("there is no apt-get", "run as root once", "could not download the JDBC driver", "apt-get install postgresql failed")
+CANNOT_START = (
+    "there is no apt-get",
+    "run as root once",
+    "could not download the JDBC driver",
+    "apt-get install postgresql failed",
+)
 """What `up` says when this machine cannot have the cluster at all (the test skips, naming it)."""
-SMALL_RUN = {"ISSUERISK__CLUSTER__CONSENSUS_RUNS": "3", "ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE": "8", "ISSUERISK__CLUSTER__N_NEIGHBORS": "10",
-             "ISSUERISK__KINDS__EVAL_FOLDS": "3", "ISSUERISK__RISK__BOOTSTRAP_ROUNDS": "30", "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
-             "ISSUERISK__SPARK__DRIVER_MEMORY": "1g", "ISSUERISK__EMBED__CPUS_PER_ACTOR": "1", "HF_HUB_OFFLINE": "1",
-             "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+SMALL_RUN = {
+    "ISSUERISK__CLUSTER__CONSENSUS_RUNS": "3",
+    "ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE": "8",
+    "ISSUERISK__CLUSTER__N_NEIGHBORS": "10",
+    "ISSUERISK__KINDS__EVAL_FOLDS": "3",
+    "ISSUERISK__RISK__BOOTSTRAP_ROUNDS": "30",
+    "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
+    "ISSUERISK__SPARK__DRIVER_MEMORY": "1g",
+    "ISSUERISK__EMBED__CPUS_PER_ACTOR": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 def _clean_env() -> dict[str, str]:
@@ -60,8 +82,14 @@ def _exports(text: str) -> dict[str, str]:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "issuerisk.cli", "--no-progress", *args], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "issuerisk.cli", "--no-progress", *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(proc: subprocess.Popen, timeout: int = 900) -> tuple[int, str, str]:
@@ -97,7 +125,11 @@ def cluster():
     if not shutil.which("java") or not shutil.which("ss"):
         pytest.skip("the local cluster needs java and ss (iproute2)")
     state = tempfile.mkdtemp(prefix="irc-", dir="/tmp")  # short: Ray's socket paths must stay under 108 bytes
-    env = {**_clean_env(), "ISSUERISK_CLUSTER_DIR": state, **{f"ISSUERISK_CLUSTER_{k}": str(v) for k, v in PORTS.items()}}
+    env = {
+        **_clean_env(),
+        "ISSUERISK_CLUSTER_DIR": state,
+        **{f"ISSUERISK_CLUSTER_{k}": str(v) for k, v in PORTS.items()},
+    }
     t0 = time.perf_counter()
     up = _script(env, "up")
     startup_s = time.perf_counter() - t0
@@ -113,13 +145,21 @@ def cluster():
 
 
 def _answers(lake, run_id: str) -> tuple[dict, dict]:
-    labels = {(r["repository"], r["number"]): r["cluster"] for r in lake.read("gold_clusters", where={"run_id": run_id}).to_pylist()}
-    grades = {(r["scope"], r["cluster"]): r["grade"] for r in lake.read("gold_risk", where={"run_id": run_id}).to_pylist()}
+    labels = {
+        (r["repository"], r["number"]): r["cluster"]
+        for r in lake.read("gold_clusters", where={"run_id": run_id}).to_pylist()
+    }
+    grades = {
+        (r["scope"], r["cluster"]): r["grade"] for r in lake.read("gold_risk", where={"run_id": run_id}).to_pylist()
+    }
     return labels, grades
 
 
 def _vectors(lake) -> dict[tuple[str, int], np.ndarray]:
-    return {(r["repository"], r["number"]): np.asarray(r["vector"], dtype=np.float32) for r in lake.read("gold_embeddings").to_pylist()}
+    return {
+        (r["repository"], r["number"]): np.asarray(r["vector"], dtype=np.float32)
+        for r in lake.read("gold_embeddings").to_pylist()
+    }
 
 
 def _latest(lake, command: str) -> dict:
@@ -128,13 +168,20 @@ def _latest(lake, command: str) -> dict:
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_a_run_on_the_local_cluster_gives_the_local_answer_and_sql_reads_while_a_run_writes(cluster, tmp_path, real_issues_dir):
+def test_a_run_on_the_local_cluster_gives_the_local_answer_and_sql_reads_while_a_run_writes(
+    cluster, tmp_path, real_issues_dir
+):
     from issuerisk.conf import load_config
     from issuerisk.lakehouse import ArrowTables
 
     files = [str(real_issues_dir / f"{name}.jsonl.gz") for name in REPOS]
-    local_env = {**_clean_env(), **SMALL_RUN, "ISSUERISK_WAREHOUSE": str(tmp_path / "local"), "ISSUERISK__SPARK__MASTER": "local[2]",
-                 "ISSUERISK__RAY__NUM_CPUS": "2"}
+    local_env = {
+        **_clean_env(),
+        **SMALL_RUN,
+        "ISSUERISK_WAREHOUSE": str(tmp_path / "local"),
+        "ISSUERISK__SPARK__MASTER": "local[2]",
+        "ISSUERISK__RAY__NUM_CPUS": "2",
+    }
     cluster_env = {**_clean_env(), **SMALL_RUN, **cluster["exports"], "ISSUERISK_WAREHOUSE": str(tmp_path / "cluster")}
 
     t0 = time.perf_counter()
@@ -161,9 +208,20 @@ def test_a_run_on_the_local_cluster_gives_the_local_answer_and_sql_reads_while_a
 
     # the clustering's coordinating Ray task ran on the worker node (the head has no CPUs for tasks)
     where = json.loads(remote_run["metrics_json"])["cluster"]
-    nodes = subprocess.run([sys.executable, "-c", "import json, ray; ray.init(address=__import__('os').environ['ISSUERISK__RAY__ADDRESS'], "
-                            "log_to_driver=False, configure_logging=False); print(json.dumps([(n['NodeID'], n['Resources'].get('CPU', 0)) "
-                            "for n in ray.nodes() if n['Alive']]))"], env=cluster_env, capture_output=True, text=True, timeout=120)
+    nodes = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, ray; ray.init(address=__import__('os').environ['ISSUERISK__RAY__ADDRESS'], "
+            "log_to_driver=False, configure_logging=False); print(json.dumps([(n['NodeID'], n['Resources'].get('CPU', "
+            "0)) "
+            "for n in ray.nodes() if n['Alive']]))",
+        ],
+        env=cluster_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert nodes.returncode == 0, nodes.stderr[-2000:]
     workers = [node for node, cpus in json.loads(nodes.stdout.strip().splitlines()[-1]) if cpus > 0]
     assert len(workers) == 1 and where["node_id"] == workers[0], (where, nodes.stdout)
@@ -171,8 +229,10 @@ def test_a_run_on_the_local_cluster_gives_the_local_answer_and_sql_reads_while_a
     # two sql clients on the shared metastore while an ingest writes through it
     writer = _cli(cluster_env, "ingest", str(real_issues_dir / f"{LATER}.jsonl.gz"), "--framework", "pytorch")
     time.sleep(5)
-    readers = [_cli(cluster_env, "sql", "SELECT count(*) AS n FROM issuerisk.silver_issues", "--format", "json"),
-               _cli(cluster_env, "sql", "SHOW TABLES IN issuerisk", "--format", "csv")]
+    readers = [
+        _cli(cluster_env, "sql", "SELECT count(*) AS n FROM issuerisk.silver_issues", "--format", "json"),
+        _cli(cluster_env, "sql", "SHOW TABLES IN issuerisk", "--format", "csv"),
+    ]
     results = [_finish(p) for p in readers] + [_finish(writer)]
     for code, _, err in results:
         assert code == 0, err[-4000:]
@@ -181,20 +241,33 @@ def test_a_run_on_the_local_cluster_gives_the_local_answer_and_sql_reads_while_a
     rows = {r["command"]: r for r in remote.read("runs").to_pylist() if r["started_at"] > remote_run["started_at"]}
     sql_rows = [r for r in remote.read("runs").to_pylist() if r["command"] == "sql"]
     assert len(sql_rows) == 2 and rows["ingest"]["status"] == "succeeded"
-    assert all(r["started_at"] < rows["ingest"]["ended_at"] and rows["ingest"]["started_at"] < r["ended_at"] for r in sql_rows), \
-        "the sql clients did not overlap the ingest"
+    assert all(
+        r["started_at"] < rows["ingest"]["ended_at"] and rows["ingest"]["started_at"] < r["ended_at"] for r in sql_rows
+    ), "the sql clients did not overlap the ingest"
 
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_serve_on_the_cluster_shows_no_secret_and_the_master_refuses_an_application_without_the_secret(cluster, tmp_path):
-    env = {**_clean_env(), **cluster["exports"], "ISSUERISK_WAREHOUSE": str(tmp_path / "served"), "ISSUERISK__SPARK__DRIVER_MEMORY": "1g",
-           "ISSUERISK__SERVE__TOKEN_FILE": str(tmp_path / "serve.token")}
-    secrets = {"metastore password": cluster["exports"]["ISSUERISK_METASTORE_PASSWORD"], "Spark secret": cluster["exports"]["ISSUERISK_SPARK_AUTH_SECRET"]}
+def test_serve_on_the_cluster_shows_no_secret_and_the_master_refuses_an_application_without_the_secret(
+    cluster, tmp_path
+):
+    env = {
+        **_clean_env(),
+        **cluster["exports"],
+        "ISSUERISK_WAREHOUSE": str(tmp_path / "served"),
+        "ISSUERISK__SPARK__DRIVER_MEMORY": "1g",
+        "ISSUERISK__SERVE__TOKEN_FILE": str(tmp_path / "serve.token"),
+    }
+    secrets = {
+        "metastore password": cluster["exports"]["ISSUERISK_METASTORE_PASSWORD"],
+        "Spark secret": cluster["exports"]["ISSUERISK_SPARK_AUTH_SECRET"],
+    }
     assert all(len(value) >= 16 for value in secrets.values())
     server = _serving(env)
     try:
-        code, out, err = _finish(_cli(env, "sql", "SELECT count(*) AS n FROM issuerisk.runs", "--format", "csv"), timeout=300)
+        code, out, err = _finish(
+            _cli(env, "sql", "SELECT count(*) AS n FROM issuerisk.runs", "--format", "csv"), timeout=300
+        )
         assert code == 0, err[-3000:]
         secrets["Connect token"] = (tmp_path / "serve.token").read_text().strip()
         commands = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
@@ -202,14 +275,21 @@ def test_serve_on_the_cluster_shows_no_secret_and_the_master_refuses_an_applicat
     finally:
         server.send_signal(signal.SIGTERM)
         _finish(server, timeout=120)
-    stranger = ("from pyspark.sql import SparkSession\n"
-                f"s = SparkSession.builder.master('{cluster['exports']['ISSUERISK__SPARK__MASTER']}').config('spark.ui.enabled', 'false').getOrCreate()\n"
-                "print('ran', s.range(3).count())")
+    stranger = (
+        "from pyspark.sql import SparkSession\n"
+        f"s = SparkSession.builder.master('{cluster['exports']['ISSUERISK__SPARK__MASTER']}')"
+        ".config('spark.ui.enabled', 'false').getOrCreate()\n"
+        "print('ran', s.range(3).count())"
+    )
     try:
-        proc = subprocess.run([sys.executable, "-c", stranger], env=_clean_env(), capture_output=True, text=True, timeout=150)
+        proc = subprocess.run(
+            [sys.executable, "-c", stranger], env=_clean_env(), capture_output=True, text=True, timeout=150
+        )
         ran = "ran 3" in proc.stdout
     except subprocess.TimeoutExpired as exc:
-        ran = "ran 3" in (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else "ran 3" in (exc.stdout or "")
+        ran = (
+            "ran 3" in (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else "ran 3" in (exc.stdout or "")
+        )
     assert not ran, "an application without the cluster's secret ran on its master"
 
 
@@ -237,21 +317,40 @@ def _free_port() -> int:
 def test_sql_runs_on_a_warm_serve_behind_the_same_read_only_check_and_falls_back_without_it(tmp_path):
     """No cluster needed: a local ``issuerisk serve`` on an embedded metastore."""
     port = _free_port()
-    env = {**_clean_env(), "ISSUERISK_WAREHOUSE": str(tmp_path / "wh"), "ISSUERISK__SPARK__MASTER": "local[1]",
-           "ISSUERISK__SPARK__DRIVER_MEMORY": "1g", "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2", "ISSUERISK__SPARK__REMOTE": f"sc://127.0.0.1:{port}",
-           "ISSUERISK__SERVE__TOKEN_FILE": str(tmp_path / "serve.token")}
+    env = {
+        **_clean_env(),
+        "ISSUERISK_WAREHOUSE": str(tmp_path / "wh"),
+        "ISSUERISK__SPARK__MASTER": "local[1]",
+        "ISSUERISK__SPARK__DRIVER_MEMORY": "1g",
+        "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
+        "ISSUERISK__SPARK__REMOTE": f"sc://127.0.0.1:{port}",
+        "ISSUERISK__SERVE__TOKEN_FILE": str(tmp_path / "serve.token"),
+    }
     server = _serving(env)
     try:
         bound = _listening([port, port + 1])
         assert len(bound) == 2 and all(a.rsplit(":", 1)[0] in ("127.0.0.1", "[::ffff:127.0.0.1]") for a in bound), bound
-        _sql_writes(env, "CREATE TABLE issuerisk.t (a INT, b STRING) USING delta", "INSERT INTO issuerisk.t VALUES (1, 'x'), (2, 'y')")
+        _sql_writes(
+            env,
+            "CREATE TABLE issuerisk.t (a INT, b STRING) USING delta",
+            "INSERT INTO issuerisk.t VALUES (1, 'x'), (2, 'y')",
+        )
         t0 = time.perf_counter()
-        code, warm, err = _finish(_cli(env, "sql", "SELECT a, b FROM issuerisk.t ORDER BY a", "--format", "csv"), timeout=300)
+        code, warm, err = _finish(
+            _cli(env, "sql", "SELECT a, b FROM issuerisk.t ORDER BY a", "--format", "csv"), timeout=300
+        )
         warm_s = time.perf_counter() - t0
         assert code == 0 and warm.splitlines() == ["a,b", "1,x", "2,y"], err[-3000:]
         code, _, err = _finish(_cli(env, "sql", "DELETE FROM issuerisk.t WHERE a = 1"), timeout=300)
-        assert code == 1 and ("issuerisk sql: ReadOnlyError: refused 'DELETE FROM issuerisk.t WHERE a = 1': its plan has DeleteFromTable, "
-                              "which is neither a query nor SHOW, DESCRIBE or EXPLAIN") in err, err[-3000:]
+        assert (
+            code == 1
+            and (
+                "issuerisk sql: ReadOnlyError: refused 'DELETE FROM issuerisk.t WHERE a = 1': its plan has "
+                "DeleteFromTable, "
+                "which is neither a query nor SHOW, DESCRIBE or EXPLAIN"
+            )
+            in err
+        ), err[-3000:]
         code, _, err = _finish(_cli(env, "sql", "SELECT reflect('java.lang.System', 'exit', 1)"), timeout=300)
         assert code == 1 and "it calls reflect(), which runs Java methods" in err, err[-3000:]
         code, _, err = _finish(_cli(env, "sql", "SELEC 1"), timeout=300)
@@ -270,8 +369,15 @@ def test_sql_runs_on_a_warm_serve_behind_the_same_read_only_check_and_falls_back
     lake = ArrowTables(load_config(environ=env))
     runs = {r["command"]: r for r in lake.read("runs").to_pylist()}
     assert runs["serve"]["status"] == "succeeded"
-    assert DeltaTable(str(tmp_path / "wh" / "issuerisk.db" / "t")).to_pyarrow_table().num_rows == 2  # the refused DELETE changed nothing
-    code, cold, err = _finish(_cli(env, "sql", "SELECT a, b FROM issuerisk.t ORDER BY a", "--format", "csv"), timeout=600)
+    assert (
+        DeltaTable(str(tmp_path / "wh" / "issuerisk.db" / "t")).to_pyarrow_table().num_rows == 2
+    )  # the refused DELETE changed nothing
+    code, cold, err = _finish(
+        _cli(env, "sql", "SELECT a, b FROM issuerisk.t ORDER BY a", "--format", "csv"), timeout=600
+    )
     assert code == 0 and cold == warm, err[-3000:]
-    sql_rows = sorted((r for r in lake.read("runs").to_pylist() if r["command"] == "sql" and r["status"] == "succeeded"), key=lambda r: r["started_at"])
+    sql_rows = sorted(
+        (r for r in lake.read("runs").to_pylist() if r["command"] == "sql" and r["status"] == "succeeded"),
+        key=lambda r: r["started_at"],
+    )
     assert "spark_remote" in dict(sql_rows[0]["runtime"]) and "spark_remote" not in dict(sql_rows[-1]["runtime"])

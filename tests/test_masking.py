@@ -1,4 +1,5 @@
-"""Project-only words: learned from where their uses concentrate, removed from that repository's texts only (SYNTHETIC texts)."""
+"""Project-only words: learned from where their uses concentrate, removed from that repository's texts only (SYNTHETIC
+texts)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ def test_repository_words_split_owner_and_name():
 
 def test_a_word_is_project_only_where_its_uses_concentrate():
     repos = ["o/kymatio"] * 9 + ["o/other"] * 1 + ["o/a", "o/b", "o/c", "o/d"] * 3
-    texts = (["kymatio scattering fails with RuntimeError"] * 9 + ["kymatio once elsewhere"]
-             + ["scattering transform gives nan with torch.fft RuntimeError"] * 12)
+    texts = (
+        ["kymatio scattering fails with RuntimeError"] * 9
+        + ["kymatio once elsewhere"]
+        + ["scattering transform gives nan with torch.fft RuntimeError"] * 12
+    )
     terms = {(r, t) for r, t, _, _ in learn_terms(repos, texts, min_docs=5, min_share=0.8)}
     assert ("o/kymatio", "kymatio") in terms, "9 of 10 uses in one repository"
     assert not any(t == "scattering" for _, t in terms), "used in 5 repositories"

@@ -9,9 +9,17 @@ from issuerisk.analysis.naming import UNMAPPED, map_categories, readable_names
 
 def test_the_phrase_a_cluster_s_titles_share_names_it():
     titles = {
-        0: ["CUDA out of memory during training", "RuntimeError: CUDA out of memory on 2 GPUs", "cuda out of memory with batch size 64",
-            "Training crashes"],
-        1: ["Input shape mismatch in custom layer", "shape mismatch when calling model.fit", "Error: input shape mismatch"],
+        0: [
+            "CUDA out of memory during training",
+            "RuntimeError: CUDA out of memory on 2 GPUs",
+            "cuda out of memory with batch size 64",
+            "Training crashes",
+        ],
+        1: [
+            "Input shape mismatch in custom layer",
+            "shape mismatch when calling model.fit",
+            "Error: input shape mismatch",
+        ],
         2: ["Add a link", "Typo", "Hello"],
     }
     names = readable_names(titles, {0: ["cuda", "memory"], 1: ["shape"], 2: ["link", "typo", "readme"]})
@@ -21,7 +29,10 @@ def test_the_phrase_a_cluster_s_titles_share_names_it():
 
 
 def test_a_phrase_every_cluster_uses_loses_to_a_distinctive_one():
-    titles = {0: ["fails on windows with nan loss", "nan loss fails on windows"], 1: ["fails on windows import", "fails on windows dll"]}
+    titles = {
+        0: ["fails on windows with nan loss", "nan loss fails on windows"],
+        1: ["fails on windows import", "fails on windows dll"],
+    }
     assert readable_names(titles, {})[0][0] == "nan loss"
 
 

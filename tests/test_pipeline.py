@@ -19,17 +19,55 @@ from tests.github_objects import issue
 pytestmark = pytest.mark.slow
 
 THEMES = {
-    "oom": ("defect", "bug", "CUDA out of memory when training {m} with batch size {b}",
-            "RuntimeError: CUDA out of memory. Tried to allocate {b} MiB on the GPU while training the {m} model on {d} data."),
-    "shape": ("defect", "bug", "Shape mismatch in {m} layer input",
-              "ValueError: shapes ({b}, 3) and (4, {b}) not aligned when calling the {m} layer on {d} tensors."),
-    "nan": ("defect", "bug", "Loss becomes NaN after epoch {b} for {m}",
-            "The training loss of the {m} network turns to nan after a few epochs with the {d} optimizer and learning rate {b}."),
-    "feature": ("feature", "enhancement", "Add support for {m} export",
-                "It would be nice to add support for exporting {m} models to {d} format, a feature request for version {b}."),
+    "oom": (
+        "defect",
+        "bug",
+        "CUDA out of memory when training {m} with batch size {b}",
+        "RuntimeError: CUDA out of memory. Tried to allocate {b} MiB on the GPU while training the {m} model on {d} "
+        "data.",
+    ),
+    "shape": (
+        "defect",
+        "bug",
+        "Shape mismatch in {m} layer input",
+        "ValueError: shapes ({b}, 3) and (4, {b}) not aligned when calling the {m} layer on {d} tensors.",
+    ),
+    "nan": (
+        "defect",
+        "bug",
+        "Loss becomes NaN after epoch {b} for {m}",
+        "The training loss of the {m} network turns to nan after a few epochs with the {d} optimizer and learning rate "
+        "{b}.",
+    ),
+    "feature": (
+        "feature",
+        "enhancement",
+        "Add support for {m} export",
+        "It would be nice to add support for exporting {m} models to {d} format, a feature request for version {b}.",
+    ),
 }
-WORDS = ["resnet", "bert", "unet", "gan", "lstm", "vit", "yolo", "transformer", "autoencoder", "mlp", "onnx", "tflite",
-         "imagenet", "cifar", "mnist", "coco", "adam", "sgd", "rmsprop", "lamb"]
+WORDS = [
+    "resnet",
+    "bert",
+    "unet",
+    "gan",
+    "lstm",
+    "vit",
+    "yolo",
+    "transformer",
+    "autoencoder",
+    "mlp",
+    "onnx",
+    "tflite",
+    "imagenet",
+    "cifar",
+    "mnist",
+    "coco",
+    "adam",
+    "sgd",
+    "rmsprop",
+    "lamb",
+]
 
 
 def corpus(per_theme_repo: int = 6, repos: int = 6, seed: int = 0) -> list[tuple[str, dict]]:
@@ -44,27 +82,59 @@ def corpus(per_theme_repo: int = 6, repos: int = 6, seed: int = 0) -> list[tuple
                 m, d = rng.choice(WORDS, 2, replace=False)
                 fill = {"m": m, "d": d, "b": int(rng.integers(2, 512))}
                 closed = number[repo] % 3 != 0
-                rows.append((theme, issue(repo, number[repo], title.format(**fill), body.format(**fill) + f" Seen on machine {rng.integers(10**6)}.",
-                                          labels=(label,) if number[repo] % 5 else (), state="closed" if closed else "open",
-                                          created="2021-03-01T10:00:00Z", updated="2021-04-01T10:00:00Z",
-                                          closed=f"2021-03-{1 + int(rng.integers(1, 27)):02d}T10:00:00Z" if closed else None)))
+                rows.append(
+                    (
+                        theme,
+                        issue(
+                            repo,
+                            number[repo],
+                            title.format(**fill),
+                            body.format(**fill) + f" Seen on machine {rng.integers(10**6)}.",
+                            labels=(label,) if number[repo] % 5 else (),
+                            state="closed" if closed else "open",
+                            created="2021-03-01T10:00:00Z",
+                            updated="2021-04-01T10:00:00Z",
+                            closed=f"2021-03-{1 + int(rng.integers(1, 27)):02d}T10:00:00Z" if closed else None,
+                        ),
+                    )
+                )
     return rows
 
 
 def small_run_env(tmp_path, **extra: str) -> dict[str, str]:
     """The environment of an ``issuerisk run`` subprocess sized for a test corpus of a few dozen issues."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUERISK")}
-    env.update({"ISSUERISK_WAREHOUSE": str(tmp_path / "wh"), "ISSUERISK__SPARK__MASTER": "local[2]", "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
-                "ISSUERISK__SPARK__DRIVER_MEMORY": "1g", "ISSUERISK__RAY__NUM_CPUS": "2", "ISSUERISK__CLUSTER__CONSENSUS_RUNS": "3",
-                "ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE": "10", "ISSUERISK__CLUSTER__N_NEIGHBORS": "10", "ISSUERISK__KINDS__EVAL_FOLDS": "3",
-                "ISSUERISK__KINDS__MODEL_CACHE_DIR": str(tmp_path / "kinds-models"), "ISSUERISK_STRICT_TABLES": "1",
-                "ISSUERISK__RISK__BOOTSTRAP_ROUNDS": "30", "ISSUERISK__EXPLAIN__CLUSTERS": "1", "ISSUERISK__EXPLAIN__REPRESENTATIVES": "1", "ISSUERISK__FILTER__LANGUAGE_MIN_CHARS": "20",
-                **extra})
+    env.update(
+        {
+            "ISSUERISK_WAREHOUSE": str(tmp_path / "wh"),
+            "ISSUERISK__SPARK__MASTER": "local[2]",
+            "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
+            "ISSUERISK__SPARK__DRIVER_MEMORY": "1g",
+            "ISSUERISK__RAY__NUM_CPUS": "2",
+            "ISSUERISK__CLUSTER__CONSENSUS_RUNS": "3",
+            "ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE": "10",
+            "ISSUERISK__CLUSTER__N_NEIGHBORS": "10",
+            "ISSUERISK__KINDS__EVAL_FOLDS": "3",
+            "ISSUERISK__KINDS__MODEL_CACHE_DIR": str(tmp_path / "kinds-models"),
+            "ISSUERISK_STRICT_TABLES": "1",
+            "ISSUERISK__RISK__BOOTSTRAP_ROUNDS": "30",
+            "ISSUERISK__EXPLAIN__CLUSTERS": "1",
+            "ISSUERISK__EXPLAIN__REPRESENTATIVES": "1",
+            "ISSUERISK__FILTER__LANGUAGE_MIN_CHARS": "20",
+            **extra,
+        }
+    )
     return env
 
 
 def issuerisk_run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "issuerisk.cli", "--no-progress", "run", *args], env=env, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        [sys.executable, "-m", "issuerisk.cli", "--no-progress", "run", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
     return proc
 
@@ -83,8 +153,23 @@ def test_issuerisk_run_grades_the_defect_patterns_and_not_the_feature_requests(t
     pipeline = next(r for r in run if r["command"] == "run")
     metrics = json.loads(pipeline["metrics_json"])
     assert pipeline["status"] == "succeeded"
-    assert set(metrics) >= {"ingest", "filter", "summarize", "mask", "profile", "embed", "drift", "classify", "cluster", "topics", "risk", "compare",
-                            "explain", "report", "factsheet"}
+    assert set(metrics) >= {
+        "ingest",
+        "filter",
+        "summarize",
+        "mask",
+        "profile",
+        "embed",
+        "drift",
+        "classify",
+        "cluster",
+        "topics",
+        "risk",
+        "compare",
+        "explain",
+        "report",
+        "factsheet",
+    }
     risk = [r for r in lake.read("gold_risk").to_pylist() if r["scope"] == "all"]
     clusters = lake.read("gold_clusters").to_pylist()
     theme_of = {(obj["repository_url"].split("/repos/")[1], obj["number"]): theme for theme, obj in issues}
@@ -104,12 +189,16 @@ def test_issuerisk_run_grades_the_defect_patterns_and_not_the_feature_requests(t
     report = metrics["report"]["report"]
     page = open(report, encoding="utf-8").read()
     assert "Not graded" in page and "Before clustering: precautions" in page and 'class="expl"' in page
-    checks = {(r["check"], r["scope"]) for r in lake.read("gold_profile", where={"run_id": pipeline["run_id"]}).to_pylist()}
+    checks = {
+        (r["check"], r["scope"]) for r in lake.read("gold_profile", where={"run_id": pipeline["run_id"]}).to_pylist()
+    }
     assert {("top_repository_share", "all"), ("label_coverage", "pytorch"), ("embedding_mmd", "all")} <= checks
     explained = lake.read("gold_explanations", where={"run_id": pipeline["run_id"]}).to_pylist()
     assert explained and {r["cluster"] for r in explained} <= {r["cluster"] for r in graded}
     sheet = json.load(open(metrics["factsheet"]["factsheet"].replace(".html", ".json"), encoding="utf-8"))
-    assert [s["stage"] for s in sheet["narrative"]][:3] == ["ingest", "filter", "summarize"] and sheet["replay"].endswith(pipeline["run_id"])
+    assert [s["stage"] for s in sheet["narrative"]][:3] == ["ingest", "filter", "summarize"] and sheet[
+        "replay"
+    ].endswith(pipeline["run_id"])
 
 
 def test_issuerisk_run_on_one_repository_and_then_on_two(tmp_path, real_issues_dir):
@@ -127,8 +216,13 @@ def test_issuerisk_run_on_one_repository_and_then_on_two(tmp_path, real_issues_d
     reference.mkdir()
     for name in REFERENCE_REPOSITORIES:
         shutil.copy(real_issues_dir / f"{name}.jsonl.gz", reference)
-    env = small_run_env(tmp_path, ISSUERISK__KINDS__EVAL_FOLDS="5", ISSUERISK__KINDS__REFERENCE_CORPUS=json.dumps([str(reference)]),
-                        ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE="6", ISSUERISK__CLUSTER__N_NEIGHBORS="8")
+    env = small_run_env(
+        tmp_path,
+        ISSUERISK__KINDS__EVAL_FOLDS="5",
+        ISSUERISK__KINDS__REFERENCE_CORPUS=json.dumps([str(reference)]),
+        ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE="6",
+        ISSUERISK__CLUSTER__N_NEIGHBORS="8",
+    )
     lake = ArrowTables(load_config(environ={"ISSUERISK_WAREHOUSE": str(tmp_path / "wh")}))
     for repositories, path, left_out in ((1, "IBM__MAX-Object-Detector", 0), (2, "f90__Wave-U-Net", 1)):
         proc = issuerisk_run(env, str(real_issues_dir / f"{path}.jsonl.gz"), "--framework", "tensorflow")

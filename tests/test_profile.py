@@ -20,11 +20,24 @@ from tests.conftest import make_ctx
 T0 = datetime(2020, 1, 1, tzinfo=timezone.utc)
 
 
-def frame(repos: dict[str, int], framework: str = "pytorch", body: str = "x" * 100, labels=("bug",), closed: bool = True) -> pd.DataFrame:
+def frame(
+    repos: dict[str, int], framework: str = "pytorch", body: str = "x" * 100, labels=("bug",), closed: bool = True
+) -> pd.DataFrame:
     rows = []
     for repo, count in repos.items():
-        rows += [{"repository": repo, "number": i, "framework": framework, "title": "t", "body": body, "labels": list(labels),
-                  "is_closed": closed, "created_at": T0 + timedelta(days=i)} for i in range(count)]
+        rows += [
+            {
+                "repository": repo,
+                "number": i,
+                "framework": framework,
+                "title": "t",
+                "body": body,
+                "labels": list(labels),
+                "is_closed": closed,
+                "created_at": T0 + timedelta(days=i),
+            }
+            for i in range(count)
+        ]
     return pd.DataFrame(rows)
 
 
@@ -37,23 +50,28 @@ def test_top_repository_share_warns_at_the_threshold_and_not_below():
     at = by_check(profile_checks(frame({"big/one": 10, **{f"o/r{i}": 9 for i in range(10)}}), {}, cfg))  # 10 of 100
     assert at["top_repository_share"].value == 0.10 and at["top_repository_share"].warning
     assert "big/one holds 10.0 %" in at["top_repository_share"].message
-    below = by_check(profile_checks(frame({"big/one": 9, **{f"o/r{i}": 9 for i in range(10)}, "o/x": 1}), {}, cfg))  # 9 of 100
+    below = by_check(
+        profile_checks(frame({"big/one": 9, **{f"o/r{i}": 9 for i in range(10)}, "o/x": 1}), {}, cfg)
+    )  # 9 of 100
     assert below["top_repository_share"].value == 0.09 and not below["top_repository_share"].warning
 
 
-@pytest.mark.parametrize("check, key, at, below", [
-    ("empty_body_share", "max_empty_body_share", {"empty": 5}, {"empty": 4}),
-    ("short_body_share", "max_short_body_share", {"short": 20}, {"short": 19}),
-    ("label_coverage", "min_label_coverage", {"labelled": 29}, {"labelled": 30}),
-    ("open_share", "max_open_share", {"open": 50}, {"open": 49}),
-])
+@pytest.mark.parametrize(
+    "check, key, at, below",
+    [
+        ("empty_body_share", "max_empty_body_share", {"empty": 5}, {"empty": 4}),
+        ("short_body_share", "max_short_body_share", {"short": 20}, {"short": 19}),
+        ("label_coverage", "min_label_coverage", {"labelled": 29}, {"labelled": 30}),
+        ("open_share", "max_open_share", {"open": 50}, {"open": 49}),
+    ],
+)
 def test_text_checks_fire_exactly_at_their_thresholds(check, key, at, below):
     cfg = ProfileConfig()
 
     def issues(empty=0, short=0, labelled=100, open=0):
         f = frame({f"o/r{i}": 10 for i in range(10)})
         f.loc[: empty - 1, "body"] = "" if empty else f["body"]
-        f.loc[empty: empty + short - 1, "body"] = "short" if short else f["body"]
+        f.loc[empty : empty + short - 1, "body"] = "short" if short else f["body"]
         f["labels"] = [["bug"] if i < labelled else [] for i in range(100)]
         f["is_closed"] = [i >= open for i in range(100)]
         return f
@@ -67,15 +85,23 @@ def test_text_checks_fire_exactly_at_their_thresholds(check, key, at, below):
 
 def test_framework_share_and_exclusions():
     cfg = ProfileConfig(min_framework_share=0.10, max_excluded_share=0.5)
-    issues = pd.concat([frame({f"o/r{i}": 10 for i in range(9)}), frame({"k/one": 9}, framework="keras")], ignore_index=True)
+    issues = pd.concat(
+        [frame({f"o/r{i}": 10 for i in range(9)}), frame({"k/one": 9}, framework="keras")], ignore_index=True
+    )
     checks = profile_checks(issues, {"pull_request": 99}, cfg)  # keras 9 of 99; 99 excluded of 198
     share = next(c for c in checks if c.check == "framework_share" and c.scope == "keras")
     assert share.warning and "keras holds 9.1 %" in share.message
     excluded = by_check(checks)["excluded_share"]
     assert excluded.value == 0.5 and excluded.warning and "pull_request 99" in excluded.message
     assert {c.scope for c in checks} == {"all", "pytorch", "keras"}
-    sampled = by_check(profile_checks(issues, {"pull_request": 99}, cfg, silver_total=9_901))["excluded_share"]  # 99 issues a sample of 9,901
-    assert sampled.value == pytest.approx(0.0099) and not sampled.warning and "of the 10,000 ingested issues" in sampled.message
+    sampled = by_check(profile_checks(issues, {"pull_request": 99}, cfg, silver_total=9_901))[
+        "excluded_share"
+    ]  # 99 issues a sample of 9,901
+    assert (
+        sampled.value == pytest.approx(0.0099)
+        and not sampled.warning
+        and "of the 10,000 ingested issues" in sampled.message
+    )
 
 
 def test_gini_and_quarters():
@@ -105,12 +131,31 @@ def test_drift_finds_a_planted_shift_and_not_a_resample():
 def test_profile_stage_writes_gold_profile_on_delta(cfg):
     ctx = make_ctx(cfg)
     issues = frame({"big/one": 30, **{f"o/r{i}": 7 for i in range(10)}})
-    rows = [{**r, "state": "closed", "html_url": None, "user_login": "u", "updated_at": None, "closed_at": None, "resolution_hours": 1.0,
-             "frameworks": [r["framework"]], "framework_source": "given", "language": "en", "language_confidence": 1.0, "run_id": "seed"}
-            for r in issues.to_dict("records")]
+    rows = [
+        {
+            **r,
+            "state": "closed",
+            "html_url": None,
+            "user_login": "u",
+            "updated_at": None,
+            "closed_at": None,
+            "resolution_hours": 1.0,
+            "frameworks": [r["framework"]],
+            "framework_source": "given",
+            "language": "en",
+            "language_confidence": 1.0,
+            "run_id": "seed",
+        }
+        for r in issues.to_dict("records")
+    ]
     ctx.lake.arrow.merge(SILVER_ISSUES, pa.Table.from_pylist(rows, schema=SILVER_ISSUES.arrow))
-    ctx.lake.arrow.merge(SILVER_EXCLUDED, pa.Table.from_pylist([{"repository": "b/ot", "number": 1, "reason": "bot_author", "detail": "x", "run_id": "seed"}],
-                                                               schema=SILVER_EXCLUDED.arrow))
+    ctx.lake.arrow.merge(
+        SILVER_EXCLUDED,
+        pa.Table.from_pylist(
+            [{"repository": "b/ot", "number": 1, "reason": "bot_author", "detail": "x", "run_id": "seed"}],
+            schema=SILVER_EXCLUDED.arrow,
+        ),
+    )
     counts = run_profile(ctx)
     stored = ctx.lake.arrow.read("gold_profile", where={"run_id": ctx.run.run_id}).to_pylist()
     assert counts["checks"] == len(stored) > 10

@@ -35,5 +35,10 @@ def test_diversity_is_the_share_of_distinct_words():
 
 
 def test_size_stats():
-    assert size_stats(np.array([0, 0, 1, -1, 1, 1])) == {"clusters": 2.0, "noise_share": pytest.approx(1 / 6), "size_min": 2.0,
-                                                          "size_median": 2.5, "size_max": 3.0}
+    assert size_stats(np.array([0, 0, 1, -1, 1, 1])) == {
+        "clusters": 2.0,
+        "noise_share": pytest.approx(1 / 6),
+        "size_min": 2.0,
+        "size_median": 2.5,
+        "size_max": 3.0,
+    }

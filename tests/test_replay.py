@@ -17,16 +17,31 @@ import pytest
 
 from issuerisk.replay import as_recorded, compare_answers, environment_differences, input_pins
 
-FIRST = ["justinshenk__fer", "salesforce__decaNLP", "textpipe__textpipe", "waspinator__pycococreator", "XiaoMi__mobile-ai-bench",
-         "mnicnc404__CartoonGan-tensorflow", "kLabUM__rrcf", "castorini__hedwig", "santi-pdp__pase", "akanimax__BMSG-GAN"]
+FIRST = [
+    "justinshenk__fer",
+    "salesforce__decaNLP",
+    "textpipe__textpipe",
+    "waspinator__pycococreator",
+    "XiaoMi__mobile-ai-bench",
+    "mnicnc404__CartoonGan-tensorflow",
+    "kLabUM__rrcf",
+    "castorini__hedwig",
+    "santi-pdp__pase",
+    "akanimax__BMSG-GAN",
+]
 LATER = "IBM__MAX-Object-Detector"
 
 
 def test_environment_differences_names_changed_packages_and_model_hash():
-    recorded = {"packages": [("torch", "2.9.0"), ("ray", "2.50.0")],
-                "runtime": [("cpu", "AMD EPYC"), ("embed_model", "m@sha256:aaa"), ("host", "a")]}
-    diffs = environment_differences(recorded, {"torch": "2.9.0", "ray": "2.51.0", "numpy": "2.3"},
-                                    {"cpu": "AMD EPYC", "embed_model": "m@sha256:bbb", "host": "b"})
+    recorded = {
+        "packages": [("torch", "2.9.0"), ("ray", "2.50.0")],
+        "runtime": [("cpu", "AMD EPYC"), ("embed_model", "m@sha256:aaa"), ("host", "a")],
+    }
+    diffs = environment_differences(
+        recorded,
+        {"torch": "2.9.0", "ray": "2.51.0", "numpy": "2.3"},
+        {"cpu": "AMD EPYC", "embed_model": "m@sha256:bbb", "host": "b"},
+    )
     assert ("package ray", "2.50.0", "2.51.0") in diffs
     assert ("package numpy", "absent", "2.3") in diffs
     assert ("embed_model", "m@sha256:aaa", "m@sha256:bbb") in diffs
@@ -49,21 +64,34 @@ def test_a_config_recorded_before_the_epoch_switch_replays_with_umaps_own_switch
     from issuerisk.clustering.backends import umap_epochs
     from issuerisk.conf.settings import ClusterConfig
 
-    old = ClusterConfig.model_validate(as_recorded({"cluster": {"method": "consensus"}})["cluster"])  # recorded before the key
+    old = ClusterConfig.model_validate(
+        as_recorded({"cluster": {"method": "consensus"}})["cluster"]
+    )  # recorded before the key
     assert umap_epochs(old, 8000) == 500  # what umap-learn ran under 10,000 points
-    new = ClusterConfig.model_validate(as_recorded({"cluster": {"method": "consensus", "fewer_epochs_from": 5000}})["cluster"])
+    new = ClusterConfig.model_validate(
+        as_recorded({"cluster": {"method": "consensus", "fewer_epochs_from": 5000}})["cluster"]
+    )
     assert umap_epochs(new, 8000) == 200 and umap_epochs(new, 4999) == 500
     assert umap_epochs(ClusterConfig(n_epochs=50), 8000) == 50
 
 
 def test_input_pins_skip_what_the_replay_writes():
-    row = {"command": "run", "tables_read": [("silver_issues", 3), ("gold_clusters", 7), ("runs", 9)],
-           "tables_written": [("silver_issues", 4), ("gold_embeddings", 2), ("gold_risk", 5)]}
+    row = {
+        "command": "run",
+        "tables_read": [("silver_issues", 3), ("gold_clusters", 7), ("runs", 9)],
+        "tables_written": [("silver_issues", 4), ("gold_embeddings", 2), ("gold_risk", 5)],
+    }
     assert input_pins(row) == {"gold_embeddings": 2, "silver_issues": 4}
 
 
 def _cli(env, *args, timeout=1200):
-    return subprocess.run([sys.executable, "-m", "issuerisk.cli", "--no-progress", *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "issuerisk.cli", "--no-progress", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
@@ -74,22 +102,41 @@ def test_replay_is_identical_on_real_issues_and_reads_the_old_versions_after_a_l
     from issuerisk.lakehouse import ArrowTables
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUERISK")}
-    env.update({"ISSUERISK_WAREHOUSE": str(tmp_path / "wh"), "ISSUERISK__SPARK__MASTER": "local[2]", "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
-                "ISSUERISK__SPARK__DRIVER_MEMORY": "1g", "ISSUERISK__RAY__NUM_CPUS": "2", "ISSUERISK__CLUSTER__CONSENSUS_RUNS": "3",
-                "ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE": "8", "ISSUERISK__CLUSTER__N_NEIGHBORS": "10", "ISSUERISK__KINDS__EVAL_FOLDS": "3",
-                "ISSUERISK__RISK__BOOTSTRAP_ROUNDS": "30", "ISSUERISK__EXPLAIN__CLUSTERS": "1", "ISSUERISK__EXPLAIN__REPRESENTATIVES": "1"})
+    env.update(
+        {
+            "ISSUERISK_WAREHOUSE": str(tmp_path / "wh"),
+            "ISSUERISK__SPARK__MASTER": "local[2]",
+            "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
+            "ISSUERISK__SPARK__DRIVER_MEMORY": "1g",
+            "ISSUERISK__RAY__NUM_CPUS": "2",
+            "ISSUERISK__CLUSTER__CONSENSUS_RUNS": "3",
+            "ISSUERISK__CLUSTER__MIN_CLUSTER_SIZE": "8",
+            "ISSUERISK__CLUSTER__N_NEIGHBORS": "10",
+            "ISSUERISK__KINDS__EVAL_FOLDS": "3",
+            "ISSUERISK__RISK__BOOTSTRAP_ROUNDS": "30",
+            "ISSUERISK__EXPLAIN__CLUSTERS": "1",
+            "ISSUERISK__EXPLAIN__REPRESENTATIVES": "1",
+        }
+    )
     files = [str(real_issues_dir / f"{name}.jsonl.gz") for name in FIRST]
     first = _cli(env, "run", *files, "--framework", "pytorch")
     assert first.returncode == 0, first.stderr[-4000:]
     lake = ArrowTables(load_config(environ=env))
 
     def row(command):
-        rows = sorted((r for r in lake.read("runs").to_pylist() if r["command"] == command), key=lambda r: r["started_at"])
+        rows = sorted(
+            (r for r in lake.read("runs").to_pylist() if r["command"] == command), key=lambda r: r["started_at"]
+        )
         return rows[-1]
 
     def answers(run_id):
-        labels = {(r["repository"], r["number"]): r["cluster"] for r in lake.read("gold_clusters", where={"run_id": run_id}).to_pylist()}
-        grades = {(r["scope"], r["cluster"]): r["grade"] for r in lake.read("gold_risk", where={"run_id": run_id}).to_pylist()}
+        labels = {
+            (r["repository"], r["number"]): r["cluster"]
+            for r in lake.read("gold_clusters", where={"run_id": run_id}).to_pylist()
+        }
+        grades = {
+            (r["scope"], r["cluster"]): r["grade"] for r in lake.read("gold_risk", where={"run_id": run_id}).to_pylist()
+        }
         return labels, grades
 
     original = row("run")

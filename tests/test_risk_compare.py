@@ -1,4 +1,5 @@
-"""Risk and comparison stages on synthetic runs (tests.test_topics.seed_run), the chi-square math, and the README's SQL examples."""
+"""Risk and comparison stages on synthetic runs (tests.test_topics.seed_run), the chi-square math, and the README's SQL
+examples."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ EXAMPLE_QUERIES = {
           FROM {db}.gold_risk WHERE grade IS NOT NULL AND run_id = (SELECT max(run_id) FROM {db}.gold_risk))
         WHERE rank <= 3 ORDER BY scope, rank""",
     "mttr_by_cluster": """
-        SELECT cluster, label, n, round(mttr_hours / 24, 1) AS mttr_days, round(median_ttr_hours / 24, 1) AS median_days,
-               round(open_share, 2) AS open_share, grade
-        FROM {db}.gold_risk WHERE scope = 'all' AND grade IS NOT NULL AND run_id = (SELECT max(run_id) FROM {db}.gold_risk)
+        SELECT cluster, label, n, round(mttr_hours / 24, 1) AS mttr_days,
+               round(median_ttr_hours / 24, 1) AS median_days, round(open_share, 2) AS open_share, grade
+        FROM {db}.gold_risk WHERE scope = 'all' AND grade IS NOT NULL
+          AND run_id = (SELECT max(run_id) FROM {db}.gold_risk)
         ORDER BY mttr_hours DESC NULLS LAST""",
     "issues_of_one_cluster": """
         SELECT i.framework, i.title, i.html_url, i.is_closed, round(i.resolution_hours, 1) AS hours
@@ -57,14 +59,24 @@ def test_chi_square_leaves_empty_framework_out():
 
 
 def test_contingency_keeps_the_given_clusters_and_known_frameworks():
-    issues = pd.DataFrame({"cluster": [-1, 0, 0, 1, 2, 2], "framework": ["pytorch", "pytorch", "unknown", "keras", "keras", "pytorch"]})
+    issues = pd.DataFrame(
+        {"cluster": [-1, 0, 0, 1, 2, 2], "framework": ["pytorch", "pytorch", "unknown", "keras", "keras", "pytorch"]}
+    )
     counts = contingency(issues, clusters=[0, 1])
     assert counts.to_dict() == {"pytorch": {0: 1, 1: 0}, "keras": {0: 0, 1: 1}}
 
 
 def facts(defect=0.9, repos=5, top=0.2, stability=0.9, mix=None):
-    return ClusterFacts(n=20, defect_share=defect, label_defect_share=None, kind_mix=mix or {"defect": defect, "feature": 1 - defect},
-                        repositories=repos, top_repository="o/top", top_repository_share=top, stability=stability)
+    return ClusterFacts(
+        n=20,
+        defect_share=defect,
+        label_defect_share=None,
+        kind_mix=mix or {"defect": defect, "feature": 1 - defect},
+        repositories=repos,
+        top_repository="o/top",
+        top_repository_share=top,
+        stability=stability,
+    )
 
 
 def test_a_defect_share_of_exactly_the_minimum_is_graded_and_below_it_is_not():
@@ -89,15 +101,29 @@ def test_forced_lists_win_by_id_or_word():
     assert exclusion(3, "", facts(), facts(), rules) == "forced out by risk.exclude_clusters (id 3)"
     assert exclusion(7, "", facts(defect=0.1), facts(repos=1), rules) is None
     assert exclusion(8, "cuda oom during training", facts(defect=0.1), facts(), rules) is None
-    assert exclusion(8, "boom", facts(defect=0.1), facts(), rules).startswith("not a defect pattern"), "words match whole words only"
+    assert exclusion(8, "boom", facts(defect=0.1), facts(), rules).startswith("not a defect pattern"), (
+        "words match whole words only"
+    )
 
 
 def test_cluster_facts_from_kinds_and_repositories():
-    group = pd.DataFrame({"kind": ["defect", "defect", "feature", None], "label_kind": ["defect", None, "feature", None],
-                          "repository": ["a/x", "a/x", "b/y", "c/z"], "stability": [0.8] * 4})
+    group = pd.DataFrame(
+        {
+            "kind": ["defect", "defect", "feature", None],
+            "label_kind": ["defect", None, "feature", None],
+            "repository": ["a/x", "a/x", "b/y", "c/z"],
+            "stability": [0.8] * 4,
+        }
+    )
     f = cluster_facts(group)
-    assert (f.defect_share, f.label_defect_share, f.repositories, f.top_repository, f.top_repository_share, f.stability) == (
-        pytest.approx(2 / 3), 0.5, 3, "a/x", 0.5, 0.8)
+    assert (
+        f.defect_share,
+        f.label_defect_share,
+        f.repositories,
+        f.top_repository,
+        f.top_repository_share,
+        f.stability,
+    ) == (pytest.approx(2 / 3), 0.5, 3, "a/x", 0.5, 0.8)
     assert f.kind_mix == {"defect": pytest.approx(0.6667, abs=1e-4), "feature": pytest.approx(0.3333, abs=1e-4)}
 
 
@@ -115,12 +141,27 @@ def test_without_a_run_id_the_newest_clustering_run_that_succeeded_is_analysed(c
     from issuerisk.schemas.gold import GOLD_CLUSTERS
 
     tables = ArrowTables(cfg)
-    rows = [{"repository": "a/b", "number": 1, "cluster": 0, "probability": 1.0, "outlier_score": 0.0, "x": 0.0, "y": 0.0, "model": "m", "run_id": run_id}
-            for run_id in ("20260101T000000Z-old", "20260102T000000Z-failed", "20260103T000000Z-running")]
+    rows = [
+        {
+            "repository": "a/b",
+            "number": 1,
+            "cluster": 0,
+            "probability": 1.0,
+            "outlier_score": 0.0,
+            "x": 0.0,
+            "y": 0.0,
+            "model": "m",
+            "run_id": run_id,
+        }
+        for run_id in ("20260101T000000Z-old", "20260102T000000Z-failed", "20260103T000000Z-running")
+    ]
     tables.merge(GOLD_CLUSTERS, pa.Table.from_pylist(rows[1:], schema=GOLD_CLUSTERS.arrow))
     Run(cfg, "run", run_id="20260102T000000Z-failed").save("failed", "boom")
     Run(cfg, "run", run_id="20260103T000000Z-running").save("running")
-    with pytest.raises(NoClusteringError, match="no clustering run in gold_clusters succeeded; the newest, 20260103T000000Z-running, is running"):
+    with pytest.raises(
+        NoClusteringError,
+        match="no clustering run in gold_clusters succeeded; the newest, 20260103T000000Z-running, is running",
+    ):
         resolve_run_id(tables, None)
     tables.merge(GOLD_CLUSTERS, pa.Table.from_pylist(rows[:1], schema=GOLD_CLUSTERS.arrow))
     Run(cfg, "cluster", run_id="20260101T000000Z-old").save("succeeded")
@@ -163,7 +204,11 @@ def test_risk_and_compare_stages_on_a_synthetic_run(ctx, spark):
     assert rows[("all", 1)]["repositories"] == 7 and rows[("all", 1)]["top_repository_share"] == pytest.approx(4 / 14)
     for c in (0, 1, 2):
         r = rows[("all", c)]
-        assert 0 <= r["grade_confidence"] <= 1 and r["p_k_low"] <= r["p_k"] <= r["p_k_high"] and r["excluded_reason"] is None
+        assert (
+            0 <= r["grade_confidence"] <= 1
+            and r["p_k_low"] <= r["p_k"] <= r["p_k_high"]
+            and r["excluded_reason"] is None
+        )
         assert sum(r["grade_shares"].values()) == pytest.approx(1.0, abs=1e-3)
     keras0 = rows[("keras", 0)]
     assert keras0["grade"] is None and keras0["p_k"] is None
@@ -173,7 +218,10 @@ def test_risk_and_compare_stages_on_a_synthetic_run(ctx, spark):
     result = compare.run(ctx)
     assert result["frameworks"] == ["pytorch", "tensorflow", "keras"] and result["dof"] == 4
     assert result["p_value"] < 0.001
-    cmp = {(r["cluster"], r["framework"]): r for r in read("gold_framework_comparison").where(f"run_id = '{RUN_ID}'").collect()}
+    cmp = {
+        (r["cluster"], r["framework"]): r
+        for r in read("gold_framework_comparison").where(f"run_id = '{RUN_ID}'").collect()
+    }
     assert len(cmp) == 9
     for cluster, framework in ((0, "pytorch"), (1, "keras"), (2, "tensorflow")):
         assert cmp[(cluster, framework)]["std_residual"] > 1.96
@@ -188,7 +236,10 @@ def test_risk_and_compare_stages_on_a_synthetic_run(ctx, spark):
 
     db = ctx.cfg.project.database
     top = spark.sql(EXAMPLE_QUERIES["top_risks_per_framework"].format(db=db)).collect()
-    assert [(r["scope"], r["cluster"], r["grade"]) for r in top if r["scope"] == "all"] == [("all", 2, "H3"), ("all", 1, "H1")]
+    assert [(r["scope"], r["cluster"], r["grade"]) for r in top if r["scope"] == "all"] == [
+        ("all", 2, "H3"),
+        ("all", 1, "H1"),
+    ]
     mttr = spark.sql(EXAMPLE_QUERIES["mttr_by_cluster"].format(db=db)).collect()
     assert [(r["cluster"], r["mttr_days"]) for r in mttr] == [(2, 21.3), (1, 2.4)]
     issues = spark.sql(EXAMPLE_QUERIES["issues_of_one_cluster"].format(db=db)).collect()
@@ -198,8 +249,16 @@ def test_risk_and_compare_stages_on_a_synthetic_run(ctx, spark):
 def test_category_rows_share_each_framework_s_defects_by_category():
     from issuerisk.analysis.compare import category_rows
 
-    issues = pd.DataFrame({"cluster": [0] * 6 + [1] * 4 + [2] * 5, "framework": ["pytorch"] * 5 + ["keras"] + ["keras"] * 4 + ["pytorch"] * 3 + ["unknown"] * 2})
-    rows = {(r["category"], r["framework"]): r for r in category_rows("r", issues, {0: "GPU usage", 1: "API", 2: "GPU usage"})}
+    issues = pd.DataFrame(
+        {
+            "cluster": [0] * 6 + [1] * 4 + [2] * 5,
+            "framework": ["pytorch"] * 5 + ["keras"] + ["keras"] * 4 + ["pytorch"] * 3 + ["unknown"] * 2,
+        }
+    )
+    rows = {
+        (r["category"], r["framework"]): r
+        for r in category_rows("r", issues, {0: "GPU usage", 1: "API", 2: "GPU usage"})
+    }
     assert rows[("GPU usage", "pytorch")]["n"] == 8 and rows[("GPU usage", "pytorch")]["share"] == 1.0
     assert rows[("API", "keras")]["share"] == pytest.approx(4 / 5) and rows[("GPU usage", "pytorch")]["clusters"] == 2
     assert rows[("GPU usage", "pytorch")]["std_residual"] > 0 > rows[("API", "pytorch")]["std_residual"]

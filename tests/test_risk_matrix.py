@@ -21,10 +21,20 @@ from issuerisk.grading.matrix import (
 )
 
 
-@pytest.mark.parametrize(("p_k", "band"), [
-    (0.0, "P1"), (0.0099999, "P1"), (0.01, "P2"), (0.0499999, "P2"), (0.05, "P3"),
-    (0.1499999, "P3"), (0.15, "P4"), (0.5, "P4"), (1.0, "P4"),
-])
+@pytest.mark.parametrize(
+    ("p_k", "band"),
+    [
+        (0.0, "P1"),
+        (0.0099999, "P1"),
+        (0.01, "P2"),
+        (0.0499999, "P2"),
+        (0.05, "P3"),
+        (0.1499999, "P3"),
+        (0.15, "P4"),
+        (0.5, "P4"),
+        (1.0, "P4"),
+    ],
+)
 def test_likelihood_band_boundaries(p_k, band):
     assert likelihood_band(p_k) == band
 
@@ -49,9 +59,17 @@ def test_tertiles_of_one_and_of_none():
     assert tertiles([]) is None
 
 
-@pytest.mark.parametrize(("mttr", "level"), [
-    (0.0, "I1"), (10.0, "I1"), (10.000001, "I2"), (20.0, "I2"), (20.000001, "I3"), (1e9, "I3"),
-])
+@pytest.mark.parametrize(
+    ("mttr", "level"),
+    [
+        (0.0, "I1"),
+        (10.0, "I1"),
+        (10.000001, "I2"),
+        (20.0, "I2"),
+        (20.000001, "I3"),
+        (1e9, "I3"),
+    ],
+)
 def test_impact_ties_at_a_tertile_go_to_the_lower_level(mttr, level):
     assert impact_level(mttr, 10.0, 20.0) == level
 
@@ -71,9 +89,15 @@ def test_impact_rejects_tertiles_out_of_order():
         impact_level(1.0, 3.0, 2.0)
 
 
-@pytest.mark.parametrize(("band", "row"), [
-    ("P1", ("L1", "L2", "M1")), ("P2", ("L2", "M2", "H1")), ("P3", ("M1", "H1", "H2")), ("P4", ("H1", "H2", "H3")),
-])
+@pytest.mark.parametrize(
+    ("band", "row"),
+    [
+        ("P1", ("L1", "L2", "M1")),
+        ("P2", ("L2", "M2", "H1")),
+        ("P3", ("M1", "H1", "H2")),
+        ("P4", ("H1", "H2", "H3")),
+    ],
+)
 def test_grade_matrix(band, row):
     assert tuple(grade(band, level) for level in ("I1", "I2", "I3")) == row
 
@@ -86,9 +110,19 @@ def test_grade_without_impact_and_bad_values():
         grade("P1", "I4")
 
 
-@pytest.mark.parametrize(("g", "what"), [
-    ("L1", "accept"), ("L2", "accept"), ("M1", "monitor"), ("M2", "monitor"), ("H1", "act"), ("H2", "block"), ("H3", "full review"), (None, None),
-])
+@pytest.mark.parametrize(
+    ("g", "what"),
+    [
+        ("L1", "accept"),
+        ("L2", "accept"),
+        ("M1", "monitor"),
+        ("M2", "monitor"),
+        ("H1", "act"),
+        ("H2", "block"),
+        ("H3", "full review"),
+        (None, None),
+    ],
+)
 def test_actions(g, what):
     assert action(g) == what
 
@@ -111,12 +145,15 @@ def test_resolution_stats_no_closed_issue():
     assert resolution_stats([False, False], [None, None]) == (None, None, 1.0)
 
 
-@pytest.mark.parametrize(("flags", "hours", "message"), [
-    ([True], [None], "closed but has no resolution_hours"),
-    ([True], [-1.0], "resolution_hours=-1.0 < 0"),
-    ([], [], "at least one issue"),
-    ([True, False], [1.0], "one resolution time per issue"),
-])
+@pytest.mark.parametrize(
+    ("flags", "hours", "message"),
+    [
+        ([True], [None], "closed but has no resolution_hours"),
+        ([True], [-1.0], "resolution_hours=-1.0 < 0"),
+        ([], [], "at least one issue"),
+        ([True, False], [1.0], "one resolution time per issue"),
+    ],
+)
 def test_resolution_stats_rejects_bad_records(flags, hours, message):
     with pytest.raises(RiskInputError, match=message):
         resolution_stats(flags, hours)
@@ -125,8 +162,7 @@ def test_resolution_stats_rejects_bad_records(flags, hours, message):
 def _issues(spec: dict[int, list[float | None]]) -> pd.DataFrame:
     """Synthetic issues: per cluster a list of resolution hours, None meaning still open."""
     rows = [
-        {"cluster": c, "is_closed": h is not None, "resolution_hours": h}
-        for c, hours in spec.items() for h in hours
+        {"cluster": c, "is_closed": h is not None, "resolution_hours": h} for c, hours in spec.items() for h in hours
     ]
     return pd.DataFrame(rows)
 
@@ -179,7 +215,8 @@ def test_assess_empty_and_bad_input():
 
 
 def test_the_vectorised_grades_are_the_matrix_grades():
-    """grades_of (the bootstrap's) must give what likelihood_band, tertiles, impact_level and grade give, cluster by cluster."""
+    """grades_of (the bootstrap's) must give what likelihood_band, tertiles, impact_level and grade give, cluster by
+    cluster."""
     from issuerisk.grading.matrix import grade, grades_of, impact_level, likelihood_band, tertiles
 
     rng = np.random.default_rng(7)
@@ -191,5 +228,8 @@ def test_the_vectorised_grades_are_the_matrix_grades():
         impacts[rng.random(k) < 0.15] = np.nan
         impacts[rng.random(k) < 0.2] = impacts[0]  # ties with a tertile
         cuts = tertiles(impacts)
-        expected = [grade(likelihood_band(float(min(p, 1.0))), None if cuts is None else impact_level(i, *cuts)) or "" for p, i in zip(shares, impacts)]
+        expected = [
+            grade(likelihood_band(float(min(p, 1.0))), None if cuts is None else impact_level(i, *cuts)) or ""
+            for p, i in zip(shares, impacts)
+        ]
         assert list(grades_of(np.minimum(shares, 1.0), impacts)) == expected

@@ -1,4 +1,5 @@
-"""Killed and stopped runs: the ledger tells the truth, nothing is lost or doubled, silver is never a mix (SYNTHETIC issues).
+"""Killed and stopped runs: the ledger tells the truth, nothing is lost or doubled, silver is never a mix (SYNTHETIC
+issues).
 
 The end-to-end test sends real signals to real ``issuerisk`` processes (SIGTERM to
 one, SIGKILL to the process group of another, JVM included), then reruns.
@@ -36,30 +37,56 @@ def row(host=HOST, pid=None, pid_start=None, heartbeat=None, started=NOW):
 def test_a_running_row_is_abandoned_only_when_its_command_is_gone():
     me = os.getpid()
     assert abandoned_reason(row(pid=me, pid_start=process_start(me)), HOST, NOW, 60) is None
-    assert abandoned_reason(row(pid=me, pid_start="1"), HOST, NOW, 60) == f"process {me} on {HOST} is gone", "a reused pid is not the run's process"
+    assert abandoned_reason(row(pid=me, pid_start="1"), HOST, NOW, 60) == f"process {me} on {HOST} is gone", (
+        "a reused pid is not the run's process"
+    )
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     assert "is gone" in abandoned_reason(row(pid=gone.pid, pid_start="5"), HOST, NOW, 60)
     fresh, old = NOW - timedelta(seconds=30), NOW - timedelta(seconds=61)
     assert abandoned_reason(row(host="other", pid=1, heartbeat=fresh), HOST, NOW, 60) is None
-    assert abandoned_reason(row(host="other", pid=1, heartbeat=old), HOST, NOW, 60) == "no heartbeat from other for 61 s (project.stale_run_after_s=60)"
-    assert "no heartbeat" in abandoned_reason(row(started=old), HOST, NOW, 60), "a row from before pids were recorded falls back to its start"
+    assert (
+        abandoned_reason(row(host="other", pid=1, heartbeat=old), HOST, NOW, 60)
+        == "no heartbeat from other for 61 s (project.stale_run_after_s=60)"
+    )
+    assert "no heartbeat" in abandoned_reason(row(started=old), HOST, NOW, 60), (
+        "a row from before pids were recorded falls back to its start"
+    )
 
 
 def _env(wh: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUERISK")}
-    env.update({"ISSUERISK_WAREHOUSE": str(wh), "ISSUERISK__SPARK__MASTER": "local[2]", "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
-                "ISSUERISK__SPARK__DRIVER_MEMORY": "1g", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "ISSUERISK_WAREHOUSE": str(wh),
+            "ISSUERISK__SPARK__MASTER": "local[2]",
+            "ISSUERISK__SPARK__SHUFFLE_PARTITIONS": "2",
+            "ISSUERISK__SPARK__DRIVER_MEMORY": "1g",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
 def _start(wh: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "issuerisk.cli", "--no-progress", *args], env=_env(wh),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "issuerisk.cli", "--no-progress", *args],
+        env=_env(wh),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _cli(wh: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "issuerisk.cli", "--no-progress", *args], env=_env(wh), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "issuerisk.cli", "--no-progress", *args],
+        env=_env(wh),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -87,7 +114,8 @@ from issuerisk.schemas.silver import SILVER_REPOSITORIES
 cfg = load_config()
 tables = SparkTables(get_spark(cfg), cfg)
 # The first of the filter's three commits of a new build, then the kill: what a SIGKILL between them leaves.
-tables.overwrite(SILVER_REPOSITORIES, tables.read(SILVER_REPOSITORIES), {"silver_build": "killed-build", "bronze_version": 0})
+build = {"silver_build": "killed-build", "bronze_version": 0}
+tables.overwrite(SILVER_REPOSITORIES, tables.read(SILVER_REPOSITORIES), build)
 os.killpg(os.getpgid(0), signal.SIGKILL)
 """
 
@@ -99,8 +127,20 @@ def test_signals_and_kills_leave_a_true_ledger_and_no_mixed_silver(tmp_path):
     from issuerisk.silver import silver_build
 
     data = tmp_path / "issues.jsonl"
-    data.write_text("".join(json.dumps(issue("synthetic/kills", n, f"Crash number {n} in training",
-                                             f"The trainer crashes with a long enough English sentence, case {n}.")) + "\n" for n in range(1, 41)))
+    data.write_text(
+        "".join(
+            json.dumps(
+                issue(
+                    "synthetic/kills",
+                    n,
+                    f"Crash number {n} in training",
+                    f"The trainer crashes with a long enough English sentence, case {n}.",
+                )
+            )
+            + "\n"
+            for n in range(1, 41)
+        )
+    )
     wh = tmp_path / "wh"
     lake = ArrowTables(load_config(environ={"ISSUERISK_WAREHOUSE": str(wh)}))
 
@@ -123,7 +163,14 @@ def test_signals_and_kills_leave_a_true_ledger_and_no_mixed_silver(tmp_path):
 
     _cli(wh, "filter")
     build = silver_build(lake)
-    mixed = subprocess.run([sys.executable, "-c", _MIXED], env=_env(wh), capture_output=True, text=True, timeout=300, start_new_session=True)
+    mixed = subprocess.run(
+        [sys.executable, "-c", _MIXED],
+        env=_env(wh),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,
+    )
     assert mixed.returncode == -signal.SIGKILL
     assert lake.commit_metadata("silver_repositories")["silver_build"] == "killed-build"
     summarized = _cli(wh, "summarize")
@@ -138,7 +185,9 @@ def test_signals_and_kills_leave_a_true_ledger_and_no_mixed_silver(tmp_path):
     assert ledger[killed_id]["ended_at"] is not None
     assert [r["status"] for r in ledger.values()].count("running") == 0
     summarize_run = next(r for r in ledger.values() if r["command"] == "summarize")
-    assert set(json.loads(summarize_run["metrics_json"])) >= {"filter", "summarize"}, "the rebuild is part of the summarize run"
+    assert set(json.loads(summarize_run["metrics_json"])) >= {"filter", "summarize"}, (
+        "the rebuild is part of the summarize run"
+    )
 
 
 def test_a_late_heartbeat_never_writes_running_over_a_final_status(cfg):
@@ -188,7 +237,13 @@ def test_concurrent_spark_merges_into_one_table_are_retried_and_all_land(ctx):
 
     spark, tables = ctx.spark, ctx.lake.spark
     columns = SILVER_REPOSITORIES.names
-    values = {"frameworks": ["pytorch"], "framework": "pytorch", "framework_source": "given", "issues": 1, "run_id": "r"}
+    values = {
+        "frameworks": ["pytorch"],
+        "framework": "pytorch",
+        "framework_source": "given",
+        "issues": 1,
+        "run_id": "r",
+    }
     row = lambda i: tuple(f"org/repo{i}" if c == "repository" else values.get(c) for c in columns)  # noqa: E731
     tables.merge(SILVER_REPOSITORIES, spark.createDataFrame([row(0)], SILVER_REPOSITORIES.spark))
 
@@ -197,4 +252,6 @@ def test_concurrent_spark_merges_into_one_table_are_retried_and_all_land(ctx):
 
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(write, range(1, 10)))
-    assert sorted(r.repository for r in tables.read(SILVER_REPOSITORIES).collect()) == sorted(f"org/repo{i}" for i in range(10))
+    assert sorted(r.repository for r in tables.read(SILVER_REPOSITORIES).collect()) == sorted(
+        f"org/repo{i}" for i in range(10)
+    )

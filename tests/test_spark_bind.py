@@ -25,18 +25,40 @@ def _options(tmp_path, monkeypatch, **env):
 
 def test_a_local_master_binds_to_loopback_with_the_ui_off(tmp_path, monkeypatch):
     options, local_ip = _options(tmp_path, monkeypatch, ISSUERISK__SPARK__MASTER="local[2]")
-    assert options == {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1", "spark.ui.enabled": "false"}
+    assert options == {
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.ui.enabled": "false",
+    }
     assert local_ip == "127.0.0.1"  # the web UI's bind address (it has no spark.ui.* setting for it)
 
 
 def test_spark_extra_wins_and_a_ui_asked_for_stays_on(tmp_path, monkeypatch):
-    options, local_ip = _options(tmp_path, monkeypatch, ISSUERISK__SPARK__MASTER="local[*]",
-                                 **{"ISSUERISK__SPARK__EXTRA__spark.ui.enabled": "true"})
-    assert options == {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1", "spark.ui.enabled": "true"}
+    options, local_ip = _options(
+        tmp_path,
+        monkeypatch,
+        ISSUERISK__SPARK__MASTER="local[*]",
+        **{"ISSUERISK__SPARK__EXTRA__spark.ui.enabled": "true"},
+    )
+    assert options == {
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.ui.enabled": "true",
+    }
     assert local_ip == "127.0.0.1"
-    options, local_ip = _options(tmp_path, monkeypatch, **{"ISSUERISK__SPARK__EXTRA__spark.driver.bindAddress": "0.0.0.0",
-                                                          "ISSUERISK__SPARK__EXTRA__spark.driver.host": "10.1.2.3"})
-    assert options == {"spark.driver.host": "10.1.2.3", "spark.driver.bindAddress": "0.0.0.0", "spark.ui.enabled": "false"}
+    options, local_ip = _options(
+        tmp_path,
+        monkeypatch,
+        **{
+            "ISSUERISK__SPARK__EXTRA__spark.driver.bindAddress": "0.0.0.0",
+            "ISSUERISK__SPARK__EXTRA__spark.driver.host": "10.1.2.3",
+        },
+    )
+    assert options == {
+        "spark.driver.host": "10.1.2.3",
+        "spark.driver.bindAddress": "0.0.0.0",
+        "spark.ui.enabled": "false",
+    }
     assert local_ip == "0.0.0.0"
 
 
@@ -63,7 +85,7 @@ def _listening(pid: int) -> list[str]:
             if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
                 continue
             address, port = fields[1].split(":")
-            packed = b"".join(bytes.fromhex(address[i:i + 8])[::-1] for i in range(0, len(address), 8))
+            packed = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8))
             found.append(f"{socket.inet_ntop(family, packed)}:{int(port, 16)}")
     return found
 

@@ -111,13 +111,18 @@ REFUSED = [
 
 @pytest.mark.parametrize(("query", "node"), REFUSED, ids=[q for q, _ in REFUSED])
 def test_statements_that_may_change_something_are_refused(spark, query, node):
-    with pytest.raises(ReadOnlyError, match=r"^refused .*" + node.replace("(", r"\(").replace(")", r"\)") + r".*unless you pass --write$"):
+    with pytest.raises(
+        ReadOnlyError,
+        match=r"^refused .*" + node.replace("(", r"\(").replace(")", r"\)") + r".*unless you pass --write$",
+    ):
         check_read_only(spark, query)
 
 
 def test_the_readme_examples_are_read_only(spark):
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    examples = re.findall(r"```sql\n(.*?)```", readme, re.S) + re.findall(r'bin/issuerisk sql "([^"]+)"(?![^\n]*--write)', readme)
+    examples = re.findall(r"```sql\n(.*?)```", readme, re.S) + re.findall(
+        r'bin/issuerisk sql "([^"]+)"(?![^\n]*--write)', readme
+    )
     assert len(examples) >= 4
     for query in examples:
         check_read_only(spark, query)
@@ -182,7 +187,9 @@ def test_every_read_only_form_runs_and_writes_nothing(ctx, table_t, capsys):
 
 
 def test_delete_is_refused_unless_write_is_given(ctx, table_t, capsys):
-    with pytest.raises(ReadOnlyError, match=r"^refused 'DELETE FROM t WHERE a = 1': its plan has DeleteFromTable, .*--write"):
+    with pytest.raises(
+        ReadOnlyError, match=r"^refused 'DELETE FROM t WHERE a = 1': its plan has DeleteFromTable, .*--write"
+    ):
         sql(ctx, "DELETE FROM t WHERE a = 1")
     assert ctx.spark.table(f"{table_t}.t").count() == 3
     sql(ctx, "DELETE FROM t WHERE a = 1", write=True)
@@ -202,6 +209,10 @@ def test_the_cli_refuses_a_delete_and_says_to_pass_write(tmp_path):
 
     proc = cli(tmp_path / "wh", "sql", "DELETE FROM issuerisk.bronze_rejects WHERE true", check=False)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    assert ("issuerisk sql: ReadOnlyError: refused 'DELETE FROM issuerisk.bronze_rejects WHERE true': its plan has DeleteFromTable, "
-            "which is neither a query nor SHOW, DESCRIBE or EXPLAIN; issuerisk sql only reads (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) "
-            "unless you pass --write") in proc.stderr
+    assert (
+        "issuerisk sql: ReadOnlyError: refused 'DELETE FROM issuerisk.bronze_rejects WHERE true': its plan has "
+        "DeleteFromTable, "
+        "which is neither a query nor SHOW, DESCRIBE or EXPLAIN; issuerisk sql only reads (SELECT, WITH, SHOW, "
+        "DESCRIBE, EXPLAIN) "
+        "unless you pass --write"
+    ) in proc.stderr

@@ -71,7 +71,17 @@ def test_template_body_keeps_title_error_and_api_and_drops_boilerplate():
     assert "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB" in summary
     assert "(in forward)" in summary
     assert "torch.nn.DataParallel" in summary
-    for noise in ("clear and concise", "Steps to reproduce", "Ubuntu", "RTX", "[x]", "searched existing", "it/s", "cpu_feature_guard", "Epoch 1"):
+    for noise in (
+        "clear and concise",
+        "Steps to reproduce",
+        "Ubuntu",
+        "RTX",
+        "[x]",
+        "searched existing",
+        "it/s",
+        "cpu_feature_guard",
+        "Epoch 1",
+    ):
         assert noise not in summary
     assert len(summary.split()) <= 96
 
@@ -80,14 +90,21 @@ def test_unfenced_log_keeps_the_exception_and_drops_log_lines():
     """Synthetic TensorFlow log pasted without a code fence."""
     summary = summarize("checkpoint exception", RAW_TF_LOG, 96)
 
-    assert "tensorflow.python.framework.errors_impl.NotFoundError: Key SimpleModel/OutputLogits/bias not found in checkpoint (in _do_call)" in summary
+    assert (
+        "tensorflow.python.framework.errors_impl.NotFoundError: Key SimpleModel/OutputLogits/bias not found in "
+        "checkpoint (in _do_call)" in summary
+    )
     assert "disable_resource_variables" not in summary
     assert "Restoring parameters" not in summary
 
 
 def test_code_line_with_the_framework_call_is_kept_when_it_carries_the_error():
     """Synthetic: a short snippet whose API call is the subject of the error."""
-    body = "Calling the layer fails.\n\n```python\nimport tensorflow as tf\nx = tf.keras.layers.Dense(3)(tf.zeros([2, 0]))\n```\n\nValueError: The last dimension of the inputs to a Dense layer should be defined. Found None.\n"
+    body = (
+        "Calling the layer fails.\n\n```python\nimport tensorflow as tf\nx = tf.keras.layers.Dense(3)(tf.zeros([2, "
+        "0]))\n```\n\nValueError: The last dimension of the inputs to a Dense layer should be defined. Found "
+        "None.\n"
+    )
     summary = summarize("Dense on empty input", body, 96)
 
     assert "Error: ValueError: The last dimension of the inputs to a Dense layer should be defined" in summary
@@ -102,7 +119,9 @@ def test_empty_body_gives_the_title():
 
 @pytest.mark.parametrize("budget", [8, 20, 50])
 def test_budget_is_a_hard_limit(budget):
-    words = summarize("A fairly long title about a segmentation fault in the data loader", TEMPLATE_BODY * 3, budget).split()
+    words = summarize(
+        "A fairly long title about a segmentation fault in the data loader", TEMPLATE_BODY * 3, budget
+    ).split()
     assert len(words) <= budget + 1
 
 
@@ -111,7 +130,9 @@ def test_deterministic():
 
 
 def test_error_lines_and_clip_body():
-    assert error_lines(TEMPLATE_BODY) == ["RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 10.76 GiB total capacity) (in forward)"]
+    assert error_lines(TEMPLATE_BODY) == [
+        "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 10.76 GiB total capacity) (in forward)"
+    ]
     long = "a" * 50 + "b" * 50
     assert clip_body(long, head=10, tail=5) == "a" * 10 + "\n" + "b" * 5
     assert clip_body(long, head=100, tail=5) == long
@@ -129,10 +150,25 @@ def _real_issue(real_issues_dir, repo_file: str, number: int) -> dict:
 @pytest.mark.parametrize(
     ("repo_file", "number", "expected"),
     [
-        ("BloodAxe__pytorch-toolbelt.jsonl.gz", 51, ["ValueError: Target size (torch.Size([5, 1, 256, 256])) must be the same as input size", "binary_cross_entropy_with_logits"]),
+        (
+            "BloodAxe__pytorch-toolbelt.jsonl.gz",
+            51,
+            [
+                "ValueError: Target size (torch.Size([5, 1, 256, 256])) must be the same as input size",
+                "binary_cross_entropy_with_logits",
+            ],
+        ),
         ("DeepLabCut__DeepLabCut.jsonl.gz", 1461, ["AttributeError: module 'tensorflow.compat' has no attribute 'v1'"]),
-        ("BindsNET__bindsnet.jsonl.gz", 460, ["RuntimeError: addmm: matrices expected, got 3D tensor", "SparseConnection"]),
-        ("1adrianb__pytorch-estimate-flops.jsonl.gz", 2, ["ValueError: not enough values to unpack (expected 4, got 2)", "LSTM"]),
+        (
+            "BindsNET__bindsnet.jsonl.gz",
+            460,
+            ["RuntimeError: addmm: matrices expected, got 3D tensor", "SparseConnection"],
+        ),
+        (
+            "1adrianb__pytorch-estimate-flops.jsonl.gz",
+            2,
+            ["ValueError: not enough values to unpack (expected 4, got 2)", "LSTM"],
+        ),
     ],
 )
 def test_real_issues_keep_error_and_api(real_issues_dir, repo_file, number, expected):
@@ -168,7 +204,11 @@ def test_real_tracebacks_keep_their_exception_type(real_issues_dir):
 
 def test_r2_puts_the_failure_first_errors_then_api_calls_then_versions():
     got = summarize("Training crashes with CUDA OOM", TEMPLATE_BODY, 96)
-    error, api, env = got.index("Error: RuntimeError: CUDA out of memory"), got.index("API: torch.nn.DataParallel"), got.index("Env: torch 1.7.1")
+    error, api, env = (
+        got.index("Error: RuntimeError: CUDA out of memory"),
+        got.index("API: torch.nn.DataParallel"),
+        got.index("Env: torch 1.7.1"),
+    )
     sentence = got.index("Validation should run with the same memory")
     assert error < api < env < sentence
     assert "ubuntu 18.04" in got

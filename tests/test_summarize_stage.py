@@ -1,4 +1,5 @@
-"""The summarize stage on real Spark + Delta: cache hits, batches, recorded failures and LLM calls counted on a local server."""
+"""The summarize stage on real Spark + Delta: cache hits, batches, recorded failures and LLM calls counted on a local
+server."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ from tests.fakes.openai_server import FakeOpenAIServer, Fault, server_error
 pytestmark = pytest.mark.slow
 
 ISSUES = [
-    ("org/a", 1, "Loss is NaN", "Training gives NaN.\n```\nRuntimeError: Function 'LogSoftmaxBackward' returned nan values\n```"),
+    (
+        "org/a",
+        1,
+        "Loss is NaN",
+        "Training gives NaN.\n```\nRuntimeError: Function 'LogSoftmaxBackward' returned nan values\n```",
+    ),
     ("org/a", 2, "Docs typo", "The README says `torch.load` twice."),
     ("org/b", 7, "Crash on import", None),
 ]
@@ -27,16 +33,36 @@ def _write_silver(ctx, issues):
     """Synthetic silver rows (only the text columns matter here)."""
     created = datetime(2022, 1, 1, tzinfo=timezone.utc)
     rows = [
-        {"repository": r, "number": n, "title": t, "body": b, "state": "open", "labels": [], "user_login": "u", "html_url": None,
-         "created_at": created, "updated_at": created, "closed_at": None, "is_closed": False, "resolution_hours": None,
-         "framework": "pytorch", "frameworks": ["pytorch"], "framework_source": "given", "language": "en", "language_confidence": 0.99, "run_id": "test"}
+        {
+            "repository": r,
+            "number": n,
+            "title": t,
+            "body": b,
+            "state": "open",
+            "labels": [],
+            "user_login": "u",
+            "html_url": None,
+            "created_at": created,
+            "updated_at": created,
+            "closed_at": None,
+            "is_closed": False,
+            "resolution_hours": None,
+            "framework": "pytorch",
+            "frameworks": ["pytorch"],
+            "framework_source": "given",
+            "language": "en",
+            "language_confidence": 0.99,
+            "run_id": "test",
+        }
         for r, n, t, b in issues
     ]
     ctx.lake.spark.merge(SILVER_ISSUES, ctx.spark.createDataFrame(rows, SILVER_ISSUES.spark))
 
 
 def _table(ctx, name):
-    return sorted((r.asDict() for r in ctx.lake.spark.read(name).collect()), key=lambda r: (r["repository"], r["number"]))
+    return sorted(
+        (r.asDict() for r in ctx.lake.spark.read(name).collect()), key=lambda r: (r["repository"], r["number"])
+    )
 
 
 def test_extractive_stage_caches_and_resummarizes_only_changed_issues(ctx):
@@ -48,9 +74,14 @@ def test_extractive_stage_caches_and_resummarizes_only_changed_issues(ctx):
     identity = identity_of(ctx.cfg.summarize)
     assert [(r["repository"], r["number"]) for r in rows] == [("org/a", 1), ("org/a", 2), ("org/b", 7)]
     assert all((r["summarizer"], r["model"], r["prompt_version"]) == identity for r in rows)
-    assert rows[0]["summary"] == "Loss is NaN. Error: RuntimeError: Function 'LogSoftmaxBackward' returned nan values. Training gives NaN."
+    assert (
+        rows[0]["summary"]
+        == "Loss is NaN. Error: RuntimeError: Function 'LogSoftmaxBackward' returned nan values. Training gives NaN."
+    )
     assert rows[2]["summary"] == "Crash on import"
-    expected_key = hashlib.sha256("\x1f".join([*identity, "org/a", "1", ISSUES[0][2], ISSUES[0][3]]).encode()).hexdigest()
+    expected_key = hashlib.sha256(
+        "\x1f".join([*identity, "org/a", "1", ISSUES[0][2], ISSUES[0][3]]).encode()
+    ).hexdigest()
     assert rows[0]["cache_key"] == expected_key
 
     again = summarize.run(ctx)
@@ -84,16 +115,24 @@ def test_llm_stage_records_failures_and_calls_the_model_only_for_misses(ctx, mon
 
         first = summarize.run(llm_ctx)
         assert server.count == 4
-        assert (first["summarized"], first["failed"], first["failed_by_reason"]) == (1, 2, {"malformed": 1, "server_error": 1})
+        assert (first["summarized"], first["failed"], first["failed_by_reason"]) == (
+            1,
+            2,
+            {"malformed": 1, "server_error": 1},
+        )
         assert (first["calls"], first["retries"]) == (4, 1)
         assert first["input_tokens"] > 0 and first["output_tokens"] > 0
 
         failures = _table(ctx, "silver_summary_failures")
         assert [(f["repository"], f["number"], f["reason"], f["calls"]) for f in failures] == [
-            ("org/a", 1, "malformed", 1), ("org/a", 2, "server_error", 2)]
+            ("org/a", 1, "malformed", 1),
+            ("org/a", 2, "server_error", 2),
+        ]
         assert "sk-stage" not in str(failures)
         summaries = _table(ctx, "silver_summaries")
-        assert [(s["repository"], s["number"], s["summarizer"], s["model"]) for s in summaries] == [("org/b", 7, "llm", "fake-model")]
+        assert [(s["repository"], s["number"], s["summarizer"], s["model"]) for s in summaries] == [
+            ("org/b", 7, "llm", "fake-model")
+        ]
         assert summaries[0]["summary"].startswith("Crash on import. Symptom:") and first["fallback_by_reason"] == {}
 
         second = summarize.run(llm_ctx)

@@ -33,7 +33,9 @@ def test_equals_lifelines_on_censored_exponential_samples(seed):
     np.testing.assert_allclose(times, expected.index.to_numpy())
     np.testing.assert_allclose(survival, expected.to_numpy(), rtol=1e-12)
     for horizon in (50.0, 365.0, 10_000.0):
-        assert restricted_mean(durations, events, horizon) == pytest.approx(restricted_mean_survival_time(fitter, t=horizon), rel=1e-9)
+        assert restricted_mean(durations, events, horizon) == pytest.approx(
+            restricted_mean_survival_time(fitter, t=horizon), rel=1e-9
+        )
 
 
 def test_known_answer_without_censoring_is_the_capped_mean():
@@ -42,7 +44,9 @@ def test_known_answer_without_censoring_is_the_capped_mean():
 
 
 def test_open_issues_raise_the_estimate_the_closed_mean_misses():
-    durations, events = censored_durations([10.0, 12.0, np.nan, np.nan], [True, True, False, False], [0, 0, 900.0, 900.0])
+    durations, events = censored_durations(
+        [10.0, 12.0, np.nan, np.nan], [True, True, False, False], [0, 0, 900.0, 900.0]
+    )
     assert durations.tolist() == [10.0, 12.0, 900.0, 900.0]
     assert restricted_mean(durations, events, 720.0) > 300 > np.mean([10.0, 12.0])
 

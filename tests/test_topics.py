@@ -32,7 +32,8 @@ PLAN = {
 
 
 def synthetic_issues(seed: int = 0) -> list[dict]:
-    """Synthetic clustered issues following :data:`PLAN` with theme words, vectors near a theme centre and 2-D coordinates."""
+    """Synthetic clustered issues following :data:`PLAN` with theme words, vectors near a theme centre and 2-D
+    coordinates."""
     rng = np.random.default_rng(seed)
     centres = {c: rng.normal(size=384) * 4 for c in PLAN}  # the size of the configured model's vectors
     rows, number = [], 0
@@ -47,21 +48,32 @@ def synthetic_issues(seed: int = 0) -> list[dict]:
                 closed = k >= left_open
                 text = " ".join(rng.choice(words, size=6)) + f" report {number}"
                 vec = centres[cluster] + rng.normal(size=384)
-                rows.append({
-                    "repository": f"synthetic/{framework}-repo-{number % 3}", "number": number, "cluster": cluster, "framework": framework,
-                    "title": text[:40], "summary": text, "vector": (vec / np.linalg.norm(vec)).astype(np.float32).tolist(),
-                    "is_closed": closed, "resolution_hours": hours + k if closed else None,
-                    "created_at": start, "closed_at": start + timedelta(hours=hours + k) if closed else None,
-                    "x": float(cluster * 5 + rng.normal()), "y": float(rng.normal()),
-                    "html_url": f"https://github.com/synthetic/{framework}-repo-{number % 3}/issues/{number}",
-                })
+                rows.append(
+                    {
+                        "repository": f"synthetic/{framework}-repo-{number % 3}",
+                        "number": number,
+                        "cluster": cluster,
+                        "framework": framework,
+                        "title": text[:40],
+                        "summary": text,
+                        "vector": (vec / np.linalg.norm(vec)).astype(np.float32).tolist(),
+                        "is_closed": closed,
+                        "resolution_hours": hours + k if closed else None,
+                        "created_at": start,
+                        "closed_at": start + timedelta(hours=hours + k) if closed else None,
+                        "x": float(cluster * 5 + rng.normal()),
+                        "y": float(rng.normal()),
+                        "html_url": f"https://github.com/synthetic/{framework}-repo-{number % 3}/issues/{number}",
+                    }
+                )
                 k += 1
         assert k == total
     return rows
 
 
 def seed_run(ctx, run_id: str = RUN_ID, rows: list[dict] | None = None, finished: bool = True) -> list[dict]:
-    """Write synthetic silver_issues, silver_summaries, gold_embeddings and gold_clusters rows for one run (through Spark),
+    """Write synthetic silver_issues, silver_summaries, gold_embeddings and gold_clusters rows for one run (through
+    Spark),
     and, when ``finished``, the ledger row of the clustering command that wrote them, succeeded.
 
     The embeddings are keyed by the texts the embed stage would embed (:func:`issuerisk.vectors.current_texts`).
@@ -76,25 +88,87 @@ def seed_run(ctx, run_id: str = RUN_ID, rows: list[dict] | None = None, finished
     silver, summaries, clusters = [], [], []
     for r in rows:
         key = hashlib.sha256(f"{r['repository']}#{r['number']}".encode()).hexdigest()
-        silver.append({
-            "repository": r["repository"], "number": r["number"], "title": r["title"], "body": r["summary"], "state": "closed" if r["is_closed"] else "open",
-            "labels": [], "user_login": "someone", "html_url": r["html_url"], "created_at": r["created_at"], "updated_at": r["created_at"],
-            "closed_at": r["closed_at"], "is_closed": r["is_closed"], "resolution_hours": r["resolution_hours"], "framework": r["framework"],
-            "frameworks": [r["framework"]], "framework_source": "given", "language": "en", "language_confidence": 1.0, "run_id": run_id,
-        })
-        summaries.append({
-            "cache_key": key, "repository": r["repository"], "number": r["number"], "summarizer": summarizer, "model": model,
-            "prompt_version": prompt, "summary": r["summary"], "input_tokens": 0, "output_tokens": 0, "run_id": run_id, "created_at": r["created_at"],
-        })
-        clusters.append({"repository": r["repository"], "number": r["number"], "cluster": r["cluster"], "probability": 1.0, "outlier_score": 0.0,
-                         "x": r["x"], "y": r["y"], "model": MODEL, "run_id": run_id})
+        silver.append(
+            {
+                "repository": r["repository"],
+                "number": r["number"],
+                "title": r["title"],
+                "body": r["summary"],
+                "state": "closed" if r["is_closed"] else "open",
+                "labels": [],
+                "user_login": "someone",
+                "html_url": r["html_url"],
+                "created_at": r["created_at"],
+                "updated_at": r["created_at"],
+                "closed_at": r["closed_at"],
+                "is_closed": r["is_closed"],
+                "resolution_hours": r["resolution_hours"],
+                "framework": r["framework"],
+                "frameworks": [r["framework"]],
+                "framework_source": "given",
+                "language": "en",
+                "language_confidence": 1.0,
+                "run_id": run_id,
+            }
+        )
+        summaries.append(
+            {
+                "cache_key": key,
+                "repository": r["repository"],
+                "number": r["number"],
+                "summarizer": summarizer,
+                "model": model,
+                "prompt_version": prompt,
+                "summary": r["summary"],
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "run_id": run_id,
+                "created_at": r["created_at"],
+            }
+        )
+        clusters.append(
+            {
+                "repository": r["repository"],
+                "number": r["number"],
+                "cluster": r["cluster"],
+                "probability": 1.0,
+                "outlier_score": 0.0,
+                "x": r["x"],
+                "y": r["y"],
+                "model": MODEL,
+                "run_id": run_id,
+            }
+        )
     for spec, data in ((SILVER_ISSUES, silver), (SILVER_SUMMARIES, summaries), (GOLD_CLUSTERS, clusters)):
         frame = ctx.spark.createDataFrame([tuple(d.get(n) for n in spec.names) for d in data], spec.spark)
         ctx.lake.spark.merge(spec, frame)
-    keys = {(r, n): k for r, n, k in zip(*(current_texts(ctx.lake.arrow, ctx.cfg).column(c).to_pylist() for c in ("repository", "number", "summary_key")))}
-    embeddings = [{"repository": r["repository"], "number": r["number"], "model": MODEL, "summary_key": keys[(r["repository"], r["number"])],
-                   "dim": len(r["vector"]), "vector": r["vector"], "run_id": run_id} for r in rows]
-    ctx.lake.spark.merge(GOLD_EMBEDDINGS, ctx.spark.createDataFrame([tuple(d[n] for n in GOLD_EMBEDDINGS.names) for d in embeddings], GOLD_EMBEDDINGS.spark))
+    keys = {
+        (r, n): k
+        for r, n, k in zip(
+            *(
+                current_texts(ctx.lake.arrow, ctx.cfg).column(c).to_pylist()
+                for c in ("repository", "number", "summary_key")
+            )
+        )
+    }
+    embeddings = [
+        {
+            "repository": r["repository"],
+            "number": r["number"],
+            "model": MODEL,
+            "summary_key": keys[(r["repository"], r["number"])],
+            "dim": len(r["vector"]),
+            "vector": r["vector"],
+            "run_id": run_id,
+        }
+        for r in rows
+    ]
+    ctx.lake.spark.merge(
+        GOLD_EMBEDDINGS,
+        ctx.spark.createDataFrame(
+            [tuple(d[n] for n in GOLD_EMBEDDINGS.names) for d in embeddings], GOLD_EMBEDDINGS.spark
+        ),
+    )
     from issuerisk.ledger import Run
 
     if finished:
@@ -119,7 +193,10 @@ def test_fit_topics_rejects_misaligned_inputs():
 
 
 def test_fit_topics_only_noise_gives_no_topic():
-    assert fit_topics(["a b", "c d"], np.ones((2, 4)), [-1, -1], top_n_words=5, n_representative=1, min_df=1, ngram_max=1) == []
+    assert (
+        fit_topics(["a b", "c d"], np.ones((2, 4)), [-1, -1], top_n_words=5, n_representative=1, min_df=1, ngram_max=1)
+        == []
+    )
 
 
 def test_fit_topics_maps_bertopic_ids_back_to_our_clusters(monkeypatch):
@@ -131,8 +208,15 @@ def test_fit_topics_maps_bertopic_ids_back_to_our_clusters(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", no_network)
     rows = synthetic_issues()
     emb = np.array([r["vector"] for r in rows], dtype=np.float32)
-    topics = fit_topics([r["summary"] for r in rows], emb, [r["cluster"] for r in rows],
-                        top_n_words=5, n_representative=5, min_df=1, ngram_max=1)
+    topics = fit_topics(
+        [r["summary"] for r in rows],
+        emb,
+        [r["cluster"] for r in rows],
+        top_n_words=5,
+        n_representative=5,
+        min_df=1,
+        ngram_max=1,
+    )
     by_cluster = {t.cluster: t for t in topics}
     assert set(by_cluster) == {0, 1, 2}
     for cluster, (theme, _) in THEMES.items():

@@ -21,7 +21,9 @@ def _planted_vectors_in_tables(ctx, n=150):
     repo = "synthetic/tune"
     _write(ctx, SILVER_ISSUES, [_issue(repo, i) for i in range(n)])
     _write(ctx, SILVER_SUMMARIES, [_summary(ctx.cfg, repo, i, f"text {i}", f"k{i}") for i in range(n)])
-    ctx.lake.arrow.merge(GOLD_EMBEDDINGS, gold_rows(current_texts(ctx.lake.arrow, ctx.cfg), vectors, ctx.cfg.embed.model, "seed"))
+    ctx.lake.arrow.merge(
+        GOLD_EMBEDDINGS, gold_rows(current_texts(ctx.lake.arrow, ctx.cfg), vectors, ctx.cfg.embed.model, "seed")
+    )
     return labels
 
 
@@ -37,7 +39,10 @@ def test_tune_writes_its_trials_the_best_config_and_a_page(cfg, tmp_path):
     best = next(t for t in trials if t["trial"] == result["best_trial"])
     assert best["state"] == "complete" and best["objective"] == pytest.approx(best["dbcv"] + best["stability"])
     written = yaml.safe_load((tmp_path / "best.yaml").read_text())["cluster"]
-    assert set(written) == set(SPACE) | {"member_selection"} and written["n_neighbors"] == result["best_params"]["n_neighbors"]
+    assert (
+        set(written) == set(SPACE) | {"member_selection"}
+        and written["n_neighbors"] == result["best_params"]["n_neighbors"]
+    )
     page = open(result["page"], encoding="utf-8").read()
     assert "Clustering parameter search" in page and "unsafe-inline" not in page
 
@@ -54,15 +59,41 @@ def test_diff_names_splits_merges_and_grade_changes(cfg):
     from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_RISK, GOLD_TOPICS
 
     ctx = make_ctx(cfg)
-    plan = {"ra": {0: range(0, 40), 1: range(40, 60), 2: range(60, 80)}, "rb": {5: range(0, 20), 6: range(20, 40), 7: range(40, 80)}}
+    plan = {
+        "ra": {0: range(0, 40), 1: range(40, 60), 2: range(60, 80)},
+        "rb": {5: range(0, 20), 6: range(20, 40), 7: range(40, 80)},
+    }
     rows, topics, risk = [], [], []
     for run_id, clusters in plan.items():
         for c, members in clusters.items():
-            rows += [{"repository": "o/r", "number": i, "cluster": c, "probability": 1.0, "outlier_score": 0.0, "x": 0.0, "y": 0.0,
-                      "model": "m", "run_id": run_id} for i in members]
-            topics.append({"run_id": run_id, "cluster": c, "label": f"c{c}", "keywords": [f"w{c}", "shared"], "weights": [1.0, 0.5], "n": len(members),
-                           "pattern_id": "P-kept" if c in (0, 5) else f"{run_id}:{c}"})
-            risk.append({"run_id": run_id, "scope": "all", "cluster": c, "n": len(members), "grade": "H1" if c == 0 else "M1"})
+            rows += [
+                {
+                    "repository": "o/r",
+                    "number": i,
+                    "cluster": c,
+                    "probability": 1.0,
+                    "outlier_score": 0.0,
+                    "x": 0.0,
+                    "y": 0.0,
+                    "model": "m",
+                    "run_id": run_id,
+                }
+                for i in members
+            ]
+            topics.append(
+                {
+                    "run_id": run_id,
+                    "cluster": c,
+                    "label": f"c{c}",
+                    "keywords": [f"w{c}", "shared"],
+                    "weights": [1.0, 0.5],
+                    "n": len(members),
+                    "pattern_id": "P-kept" if c in (0, 5) else f"{run_id}:{c}",
+                }
+            )
+            risk.append(
+                {"run_id": run_id, "scope": "all", "cluster": c, "n": len(members), "grade": "H1" if c == 0 else "M1"}
+            )
     ctx.lake.arrow.merge(GOLD_CLUSTERS, pa.Table.from_pylist(rows, schema=GOLD_CLUSTERS.arrow))
     ctx.lake.arrow.merge(GOLD_TOPICS, pa.Table.from_pylist(topics, schema=GOLD_TOPICS.arrow))
     ctx.lake.arrow.merge(GOLD_RISK, pa.Table.from_pylist(risk, schema=GOLD_RISK.arrow))

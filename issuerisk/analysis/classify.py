@@ -48,6 +48,7 @@ from issuerisk.analysis.kinds import (
     train,
 )
 from issuerisk.conf.settings import KINDS
+from issuerisk.context import Context
 from issuerisk.display import console, table
 from issuerisk.issue_files import IngestError, find_files, iter_rows
 from issuerisk.schemas.gold import GOLD_EMBEDDINGS
@@ -65,7 +66,7 @@ class ClassifierError(ValueError):
     """No classifier can be trained for the issues' kinds (too few labelled repositories, no reference corpus)."""
 
 
-def issue_embeddings(ctx, keys: list[tuple[str, int]]) -> tuple[np.ndarray | None, str]:
+def issue_embeddings(ctx: Context, keys: list[tuple[str, int]]) -> tuple[np.ndarray | None, str]:
     """The current vector of every issue in ``keys`` (in order), or None when some issue has none; and why."""
     if not ctx.cfg.kinds.use_embeddings:
         return None, "kinds.use_embeddings is off"
@@ -82,14 +83,27 @@ def issue_embeddings(ctx, keys: list[tuple[str, int]]) -> tuple[np.ndarray | Non
     return vectors[[row[k] for k in keys]], f"{ctx.cfg.embed.model} vectors of the embedded texts"
 
 
-def model_id(texts: list[tuple[str, str]], kinds: list[str | None], embedded: bool, cfg, prefix: str = "kinds-lr") -> str:
+def model_id(
+    texts: list[tuple[str, str]], kinds: list[str | None], embedded: bool, cfg, prefix: str = "kinds-lr"
+) -> str:
     """A hash of the training data (texts and label kinds) and settings: the classifier's identity and cache key."""
     digest = hashlib.sha256()
     for (title, body), kind in zip(texts, kinds):
         digest.update(f"{kind}\x1f{title}\x1f{body}\x1e".encode("utf-8", "surrogatepass"))
-    settings = cfg.kinds.model_dump(mode="json", exclude={"reference_corpus", "model_cache_dir"})  # where, not what, it learned from
-    digest.update(json.dumps({"kinds": settings, "embedded": embedded,
-                              "model": cfg.embed.model if embedded else None, "seed": cfg.project.seed}, sort_keys=True).encode())
+    settings = cfg.kinds.model_dump(
+        mode="json", exclude={"reference_corpus", "model_cache_dir"}
+    )  # where, not what, it learned from
+    digest.update(
+        json.dumps(
+            {
+                "kinds": settings,
+                "embedded": embedded,
+                "model": cfg.embed.model if embedded else None,
+                "seed": cfg.project.seed,
+            },
+            sort_keys=True,
+        ).encode()
+    )
     return f"{prefix}-{'emb-' if embedded else ''}{digest.hexdigest()[:16]}"
 
 
@@ -99,15 +113,30 @@ def fitted(cache: Path, name: str, texts, embeddings, kinds, groups, cfg) -> tup
     if path.is_file():
         with open(path, "rb") as f:
             model, evaluation = pickle.load(f)
-        return model, evaluation, datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+        return (
+            model,
+            evaluation,
+            datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds"),
+        )
     labelled = [i for i, k in enumerate(kinds) if k is not None]
     t = [texts[i] for i in labelled]
     e = None if embeddings is None else embeddings[labelled]
     y = [kinds[i] for i in labelled]
     g = [groups[i] for i in labelled]
     evaluation = {
-        "core": grouped_evaluation(t, e, y, g, classes=CORE_KINDS, n_splits=cfg.kinds.eval_folds, seed=cfg.project.seed, C=cfg.kinds.regularization),
-        "all": grouped_evaluation(t, e, y, g, classes=KINDS, n_splits=cfg.kinds.eval_folds, seed=cfg.project.seed, C=cfg.kinds.regularization),
+        "core": grouped_evaluation(
+            t,
+            e,
+            y,
+            g,
+            classes=CORE_KINDS,
+            n_splits=cfg.kinds.eval_folds,
+            seed=cfg.project.seed,
+            C=cfg.kinds.regularization,
+        ),
+        "all": grouped_evaluation(
+            t, e, y, g, classes=KINDS, n_splits=cfg.kinds.eval_folds, seed=cfg.project.seed, C=cfg.kinds.regularization
+        ),
     }
     model = train(t, e, y, cfg.project.seed, C=cfg.kinds.regularization)
     cache.mkdir(parents=True, exist_ok=True)
@@ -130,8 +159,11 @@ def reference_examples(cfg, leave_out: set[str]) -> tuple[list[tuple[str, str]],
     """
     paths = [os.path.expanduser(p) for p in cfg.kinds.reference_corpus]
     if not paths:
-        raise ClassifierError("no kinds.reference_corpus is configured to train the classifier on; set it to files or folders of "
-                              "labelled GitHub issues (e.g. ISSUERISK__KINDS__REFERENCE_CORPUS='[\"../shared/data/lai2024-ml-issues/issues\"]')")
+        raise ClassifierError(
+            "no kinds.reference_corpus is configured to train the classifier on; set it to files or folders of "
+            "labelled GitHub issues (e.g. "
+            "ISSUERISK__KINDS__REFERENCE_CORPUS='[\"../shared/data/lai2024-ml-issues/issues\"]')"
+        )
     try:
         files = find_files(paths)
     except IngestError as exc:
@@ -142,7 +174,12 @@ def reference_examples(cfg, leave_out: set[str]) -> tuple[list[tuple[str, str]],
     held: set[str] = set()
     for path in files:
         for row in iter_rows(path, cfg.ingest.max_record_bytes, cfg.ingest.max_file_bytes):
-            if "reason" in row or row["is_pull_request"] or row["user_type"] == "Bot" or bots.search(row["user_login"] or ""):
+            if (
+                "reason" in row
+                or row["is_pull_request"]
+                or row["user_type"] == "Bot"
+                or bots.search(row["user_login"] or "")
+            ):
                 continue
             if row["repository"].lower() in leave_out:
                 held.add(row["repository"])
@@ -153,29 +190,44 @@ def reference_examples(cfg, leave_out: set[str]) -> tuple[list[tuple[str, str]],
             if kind is not None and (seen is None or (row["updated_at"] or NEVER) >= (seen["updated_at"] or NEVER)):
                 newest[key] = {**row, "kind": kind}
     rows = [newest[k] for k in sorted(newest)]
-    return [(r["title"], r["body"] or "") for r in rows], [r["kind"] for r in rows], [r["repository"] for r in rows], held
+    return (
+        [(r["title"], r["body"] or "") for r in rows],
+        [r["kind"] for r in rows],
+        [r["repository"] for r in rows],
+        held,
+    )
 
 
 def summary(evaluation: dict, labelled: int, repositories: int) -> dict[str, Any]:
     """The evaluation's figures for the run's metrics and the report."""
     core, every = evaluation["core"]["pooled"], evaluation["all"]["pooled"]
     return {
-        "labelled_issues": labelled, "labelled_repositories": repositories,
-        "macro_f1_core": round(core["macro_f1_core"], 4), "macro_f1_core_folds": [round(f["macro_f1_core"], 4) for f in evaluation["core"]["folds"]],
-        "macro_f1_all": round(every["macro_f1"], 4), "accuracy_core": round(core["accuracy"], 4), "ece_core": round(core["ece"], 4),
-        "per_class": _rounded(every["per_class"]), "per_class_core": _rounded(core["per_class"]),
+        "labelled_issues": labelled,
+        "labelled_repositories": repositories,
+        "macro_f1_core": round(core["macro_f1_core"], 4),
+        "macro_f1_core_folds": [round(f["macro_f1_core"], 4) for f in evaluation["core"]["folds"]],
+        "macro_f1_all": round(every["macro_f1"], 4),
+        "accuracy_core": round(core["accuracy"], 4),
+        "ece_core": round(core["ece"], 4),
+        "per_class": _rounded(every["per_class"]),
+        "per_class_core": _rounded(core["per_class"]),
     }
 
 
 def _rounded(per_class: dict) -> dict:
-    return {k: {m: round(v, 4) if isinstance(v, float) else v for m, v in scores.items()} for k, scores in per_class.items()}
+    return {
+        k: {m: round(v, 4) if isinstance(v, float) else v for m, v in scores.items()} for k, scores in per_class.items()
+    }
 
 
 def scores_table(title: str, per_class: dict, macro: list[tuple[str, float]]) -> None:
     """Print per-class precision, recall, F1 and support, then each macro-F1 (named by the kinds it averages)."""
-    table(title, ["kind", "precision", "recall", "F1", "issues"],
-          [(k, v["precision"], v["recall"], v["f1"], v["support"]) for k, v in per_class.items()]
-          + [(f"macro-F1 ({kinds})", "", "", value, "") for kinds, value in macro])
+    table(
+        title,
+        ["kind", "precision", "recall", "F1", "issues"],
+        [(k, v["precision"], v["recall"], v["f1"], v["support"]) for k, v in per_class.items()]
+        + [(f"macro-F1 ({kinds})", "", "", value, "") for kinds, value in macro],
+    )
 
 
 def input_check(model, texts, by_label) -> dict[str, Any] | None:
@@ -186,11 +238,15 @@ def input_check(model, texts, by_label) -> dict[str, Any] | None:
         return None
     predicted, confidence = predict(model, [texts[i] for i in rows])
     report = score_report([by_label[i] for i in rows], predicted, confidence, CORE_KINDS)
-    return {"issues": len(rows), "macro_f1_core": round(report["macro_f1_core"], 4), "accuracy": round(report["accuracy"], 4),
-            "per_class_core": _rounded(report["per_class"])}
+    return {
+        "issues": len(rows),
+        "macro_f1_core": round(report["macro_f1_core"], 4),
+        "accuracy": round(report["accuracy"], 4),
+        "per_class_core": _rounded(report["per_class"]),
+    }
 
 
-def run(ctx) -> dict[str, Any]:
+def run(ctx: Context) -> dict[str, Any]:
     """Decide the kind of every silver issue: its labels, else a classifier (evaluated on repositories it never saw).
 
     Raises:
@@ -202,7 +258,10 @@ def run(ctx) -> dict[str, Any]:
     keys = list(zip(issues.column("repository").to_pylist(), issues.column("number").to_pylist()))
     texts = list(zip(issues.column("title").to_pylist(), (b or "" for b in issues.column("body").to_pylist())))
     patterns = compile_label_patterns(cfg.kinds.label_patterns)
-    by_label = [kind_of_labels(labels or [], patterns, cfg.kinds.priority or None) for labels in issues.column("labels").to_pylist()]
+    by_label = [
+        kind_of_labels(labels or [], patterns, cfg.kinds.priority or None)
+        for labels in issues.column("labels").to_pylist()
+    ]
     labelled = sum(k is not None for k in by_label)
     repositories = len({r for (r, _), k in zip(keys, by_label) if k is not None})
     t0 = time.perf_counter()
@@ -212,53 +271,111 @@ def run(ctx) -> dict[str, Any]:
         origin: dict[str, Any] = {"source": "input labels"}
     else:
         embeddings, why = None, "the reference corpus is not embedded: text features only"
-        console.print(f"classify: {labelled:,} silver issues of {repositories} repositories carry a kind label, fewer than "
-                      f"kinds.eval_folds={cfg.kinds.eval_folds} repositories to train and evaluate a classifier on; learning from "
-                      f"the labelled issues of kinds.reference_corpus instead (without the input's repositories)")
+        console.print(
+            f"classify: {labelled:,} silver issues of {repositories} repositories carry a kind label, fewer than "
+            f"kinds.eval_folds={cfg.kinds.eval_folds} repositories to train and evaluate a classifier on; learning "
+            "from "
+            f"the labelled issues of kinds.reference_corpus instead (without the input's repositories)"
+        )
         leave_out = {r.lower() for r, _ in keys}
         train_texts, train_kinds, groups, held = reference_examples(cfg, leave_out)
         prefix = "kinds-ref-lr"
         reference_repositories = len(set(groups))
         if reference_repositories < cfg.kinds.eval_folds:
-            raise ClassifierError(f"kinds.reference_corpus {cfg.kinds.reference_corpus} holds labelled issues of {reference_repositories} "
-                                  f"repositories other than the input's; a classifier needs at least kinds.eval_folds={cfg.kinds.eval_folds}: "
-                                  "point it at a larger corpus, or set kinds.label_patterns to your labels")
-        origin = {"source": "reference corpus", "reference_corpus": list(cfg.kinds.reference_corpus),
-                  "left_out_input_repositories": len(held)}
+            raise ClassifierError(
+                f"kinds.reference_corpus {cfg.kinds.reference_corpus} holds labelled issues of "
+                f"{reference_repositories} "
+                "repositories other than the input's; a classifier needs at least "
+                f"kinds.eval_folds={cfg.kinds.eval_folds}: "
+                "point it at a larger corpus, or set kinds.label_patterns to your labels"
+            )
+        origin = {
+            "source": "reference corpus",
+            "reference_corpus": list(cfg.kinds.reference_corpus),
+            "left_out_input_repositories": len(held),
+        }
     name = model_id(train_texts, train_kinds, embeddings is not None, cfg, prefix)
     cache = Path(cfg.cache_dir(cfg.kinds.model_cache_dir, "kinds"))
     model, evaluation, trained_at = fitted(cache, name, train_texts, embeddings, train_kinds, groups, cfg)
-    train_labelled, train_repositories = sum(k is not None for k in train_kinds), len({g for g, k in zip(groups, train_kinds) if k is not None})
-    console.print(f"classify: classifier {name} " + (f"reused from {cache} (trained {trained_at})" if trained_at else f"trained and kept in {cache}")
-                  + f" on {train_labelled:,} labelled issues of {train_repositories} repositories ({origin['source']})")
+    train_labelled, train_repositories = (
+        sum(k is not None for k in train_kinds),
+        len({g for g, k in zip(groups, train_kinds) if k is not None}),
+    )
+    console.print(
+        f"classify: classifier {name} "
+        + (f"reused from {cache} (trained {trained_at})" if trained_at else f"trained and kept in {cache}")
+        + f" on {train_labelled:,} labelled issues of {train_repositories} repositories ({origin['source']})"
+    )
     todo = [i for i, k in enumerate(by_label) if k is None]
-    predicted, confidence = predict(model, [texts[i] for i in todo], None if embeddings is None else embeddings[todo]) if todo else ([], np.zeros(0))
-    kinds, conf, source = list(by_label), [1.0 if k else None for k in by_label], ["label" if k else "model" for k in by_label]
+    predicted, confidence = (
+        predict(model, [texts[i] for i in todo], None if embeddings is None else embeddings[todo])
+        if todo
+        else ([], np.zeros(0))
+    )
+    kinds, conf, source = (
+        list(by_label),
+        [1.0 if k else None for k in by_label],
+        ["label" if k else "model" for k in by_label],
+    )
     for i, kind, c in zip(todo, predicted, confidence):
         kinds[i], conf[i] = kind, float(c)
-    rows = pa.table({"repository": [r for r, _ in keys], "number": pa.array([n for _, n in keys], pa.int64()), "kind": kinds,
-                     "confidence": pa.array(conf, pa.float64()), "source": source,
-                     "model_id": [None if s == "label" else name for s in source], "run_id": [ctx.run.run_id] * len(keys)})
+    rows = pa.table(
+        {
+            "repository": [r for r, _ in keys],
+            "number": pa.array([n for _, n in keys], pa.int64()),
+            "kind": kinds,
+            "confidence": pa.array(conf, pa.float64()),
+            "source": source,
+            "model_id": [None if s == "label" else name for s in source],
+            "run_id": [ctx.run.run_id] * len(keys),
+        }
+    )
     tables.overwrite(SILVER_ISSUE_KINDS, rows, {"silver_build": silver_build(tables), "model_id": name})
     report = summary(evaluation, train_labelled, train_repositories)
-    scores_table(f"classify: repository-grouped {cfg.kinds.eval_folds}-fold evaluation on {train_labelled:,} labelled issues of "
-                 f"{train_repositories} repositories ({origin['source']})", report["per_class_core"],
-                 [("defect, feature, question", report["macro_f1_core"]), ("5 kinds", report["macro_f1_all"])])
+    scores_table(
+        f"classify: repository-grouped {cfg.kinds.eval_folds}-fold evaluation on {train_labelled:,} labelled issues of "
+        f"{train_repositories} repositories ({origin['source']})",
+        report["per_class_core"],
+        [("defect, feature, question", report["macro_f1_core"]), ("5 kinds", report["macro_f1_all"])],
+    )
     check = None if origin["source"] == "input labels" else input_check(model, texts, by_label)
     if check:
-        scores_table(f"classify: the reference model on the input's {check['issues']:,} labelled issues (repositories it never saw)",
-                     check["per_class_core"], [("defect, feature, question", check["macro_f1_core"])])
+        scores_table(
+            f"classify: the reference model on the input's {check['issues']:,} labelled issues (repositories it never "
+            "saw)",
+            check["per_class_core"],
+            [("defect, feature, question", check["macro_f1_core"])],
+        )
     mix = Counter(zip(kinds, source))
-    table("classify: kinds of the silver issues", ["kind", "from labels", "predicted"],
-          [(k, mix[(k, "label")], mix[(k, "model")]) for k in KINDS])
-    return {"model_id": name, "model": {**origin, "model_id": name, "reused": trained_at is not None, "trained_at": trained_at,
-                                        "input_check": check},
-            "embeddings": why, "evaluation": report, "seconds": round(time.perf_counter() - t0, 2),
-            "kinds": {k: mix[(k, "label")] + mix[(k, "model")] for k in KINDS}, "from_labels": labelled, "predicted": len(todo),
-            "input_labelled_repositories": repositories}
+    table(
+        "classify: kinds of the silver issues",
+        ["kind", "from labels", "predicted"],
+        [(k, mix[(k, "label")], mix[(k, "model")]) for k in KINDS],
+    )
+    return {
+        "model_id": name,
+        "model": {
+            **origin,
+            "model_id": name,
+            "reused": trained_at is not None,
+            "trained_at": trained_at,
+            "input_check": check,
+        },
+        "embeddings": why,
+        "evaluation": report,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "kinds": {k: mix[(k, "label")] + mix[(k, "model")] for k in KINDS},
+        "from_labels": labelled,
+        "predicted": len(todo),
+        "input_labelled_repositories": repositories,
+    }
 
 
 STAGE = Stage(
-    "classify", "Kind of every silver issue (defect, feature, question, documentation, other) into silver_issue_kinds", run,
-    reads=(*sorted(SILVER_NAMES), GOLD_EMBEDDINGS.name, SILVER_SUMMARIES.name, SILVER_PROJECT_TERMS.name), writes=(SILVER_ISSUE_KINDS.name,), sections=("kinds",),
+    "classify",
+    "Kind of every silver issue (defect, feature, question, documentation, other) into silver_issue_kinds",
+    run,
+    reads=(*sorted(SILVER_NAMES), GOLD_EMBEDDINGS.name, SILVER_SUMMARIES.name, SILVER_PROJECT_TERMS.name),
+    writes=(SILVER_ISSUE_KINDS.name,),
+    sections=("kinds",),
 )

@@ -25,6 +25,7 @@ import pandas as pd
 
 from issuerisk.analysis.naming import UNMAPPED
 from issuerisk.constants import FRAMEWORKS, UNKNOWN_FRAMEWORK
+from issuerisk.context import Context
 from issuerisk.display import table
 from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table, topic_labels
 from issuerisk.schemas.gold import (
@@ -89,24 +90,34 @@ def chi_square(counts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, ChiSqu
     return expected, residuals, ChiSquare(float(stat), float(p_value), int(dof))
 
 
-def comparison_rows(run_id: str, counts: pd.DataFrame, grades: Mapping[tuple[str, int], str | None]) -> tuple[list[dict[str, Any]], ChiSquare]:
+def comparison_rows(
+    run_id: str, counts: pd.DataFrame, grades: Mapping[tuple[str, int], str | None]
+) -> tuple[list[dict[str, Any]], ChiSquare]:
     """``gold_framework_comparison`` rows: one per cluster and framework, with the grade of (framework, cluster)."""
     expected, residuals, test = chi_square(counts)
     totals = counts.sum(axis=0)
     rows = [
         {
-            "run_id": run_id, "cluster": int(cluster), "framework": framework, "n": int(counts.at[cluster, framework]),
+            "run_id": run_id,
+            "cluster": int(cluster),
+            "framework": framework,
+            "n": int(counts.at[cluster, framework]),
             "share": float(counts.at[cluster, framework] / totals[framework]) if totals[framework] else None,
-            "expected": float(expected.at[cluster, framework]), "std_residual": float(residuals.at[cluster, framework]),
-            "grade": grades.get((framework, int(cluster))), "chi2": test.chi2, "p_value": test.p_value,
+            "expected": float(expected.at[cluster, framework]),
+            "std_residual": float(residuals.at[cluster, framework]),
+            "grade": grades.get((framework, int(cluster))),
+            "chi2": test.chi2,
+            "p_value": test.p_value,
         }
-        for cluster in counts.index for framework in counts.columns
+        for cluster in counts.index
+        for framework in counts.columns
     ]
     return rows, test
 
 
 def category_rows(run_id: str, issues: pd.DataFrame, category_of: Mapping[int, str]) -> list[dict[str, Any]]:
-    """``gold_category_comparison`` rows: the graded clusters' issues per fault category and framework, tested like the clusters."""
+    """``gold_category_comparison`` rows: the graded clusters' issues per fault category and framework, tested like the
+    clusters."""
     frame = issues.assign(category=issues["cluster"].map(lambda c: category_of.get(int(c), UNMAPPED)))
     frame = frame[frame["framework"].isin(FRAMEWORKS)]
     if frame.empty:
@@ -117,16 +128,26 @@ def category_rows(run_id: str, issues: pd.DataFrame, category_of: Mapping[int, s
     totals = counts.sum(axis=0)
     clusters = frame.groupby("category")["cluster"].nunique()
     return [
-        {"run_id": run_id, "category": category, "framework": framework, "n": int(counts.at[category, framework]),
-         "share": float(counts.at[category, framework] / totals[framework]) if totals[framework] else None,
-         "expected": float(expected.at[category, framework]), "std_residual": float(residuals.at[category, framework]),
-         "clusters": int(clusters[category]), "chi2": test.chi2, "p_value": test.p_value}
-        for category in counts.index for framework in counts.columns
+        {
+            "run_id": run_id,
+            "category": category,
+            "framework": framework,
+            "n": int(counts.at[category, framework]),
+            "share": float(counts.at[category, framework] / totals[framework]) if totals[framework] else None,
+            "expected": float(expected.at[category, framework]),
+            "std_residual": float(residuals.at[category, framework]),
+            "clusters": int(clusters[category]),
+            "chi2": test.chi2,
+            "p_value": test.p_value,
+        }
+        for category in counts.index
+        for framework in counts.columns
     ]
 
 
-def run(ctx, run_id: str | None = None) -> dict[str, Any]:
-    """Compare the frameworks on one clustering run (default: the latest) and replace its ``gold_framework_comparison`` rows.
+def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
+    """Compare the frameworks on one clustering run (default: the latest) and replace its ``gold_framework_comparison``
+    rows.
 
     Raises:
         NoClusteringError: no clustering run, or the given one has no rows.
@@ -139,30 +160,63 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     if risk.empty:
         raise NoRiskError(f"run {run_id!r} has no rows in gold_risk; run `issuerisk risk {run_id}` first")
     labels = topic_labels(tables, run_id)
-    grades = {(scope, int(cluster)): grade for scope, cluster, grade in risk[["scope", "cluster", "grade"]].itertuples(index=False)}
+    grades = {
+        (scope, int(cluster)): grade
+        for scope, cluster, grade in risk[["scope", "cluster", "grade"]].itertuples(index=False)
+    }
     assessed = risk[(risk["scope"] == "all") & risk["excluded_reason"].isna()]
     counts = contingency(issues, sorted(assessed["cluster"].astype(int)))
     rows, test = comparison_rows(run_id, counts, grades)
-    tables.merge(GOLD_FRAMEWORK_COMPARISON, run_table(GOLD_FRAMEWORK_COMPARISON, rows), how="replace_run", run_id=run_id)
+    tables.merge(
+        GOLD_FRAMEWORK_COMPARISON, run_table(GOLD_FRAMEWORK_COMPARISON, rows), how="replace_run", run_id=run_id
+    )
     categories = run_rows(tables, GOLD_TOPICS, run_id, ["cluster", "category"])
-    by_category = category_rows(run_id, issues[issues["cluster"].isin(counts.index)],
-                                dict(zip(categories["cluster"].astype(int), categories["category"].fillna(UNMAPPED))))
-    tables.merge(GOLD_CATEGORY_COMPARISON, run_table(GOLD_CATEGORY_COMPARISON, by_category), how="replace_run", run_id=run_id)
+    by_category = category_rows(
+        run_id,
+        issues[issues["cluster"].isin(counts.index)],
+        dict(zip(categories["cluster"].astype(int), categories["category"].fillna(UNMAPPED))),
+    )
+    tables.merge(
+        GOLD_CATEGORY_COMPARISON, run_table(GOLD_CATEGORY_COMPARISON, by_category), how="replace_run", run_id=run_id
+    )
     notable = sorted((r for r in rows if abs(r["std_residual"]) > SIGNIFICANT), key=lambda r: -abs(r["std_residual"]))
     table(
         f"Over/under-represented patterns, run {run_id} (chi2={test.chi2}, p={test.p_value})",
         ["cluster", "label", "framework", "n", "share", "expected", "residual", "grade"],
-        [(r["cluster"], labels.get(r["cluster"], ""), r["framework"], r["n"], r["share"], r["expected"], r["std_residual"], r["grade"]) for r in notable[:15]],
+        [
+            (
+                r["cluster"],
+                labels.get(r["cluster"], ""),
+                r["framework"],
+                r["n"],
+                r["share"],
+                r["expected"],
+                r["std_residual"],
+                r["grade"],
+            )
+            for r in notable[:15]
+        ],
     )
     return {
-        "run_id": run_id, "rows": len(rows), "clusters": int(counts.shape[0]), "frameworks": list(counts.columns),
-        "chi2": test.chi2, "p_value": test.p_value, "dof": test.dof, "significant_cells": len(notable),
-        "unknown_framework_issues": int((issues["framework"] == UNKNOWN_FRAMEWORK).sum()), "missing_from_silver": missing,
+        "run_id": run_id,
+        "rows": len(rows),
+        "clusters": int(counts.shape[0]),
+        "frameworks": list(counts.columns),
+        "chi2": test.chi2,
+        "p_value": test.p_value,
+        "dof": test.dof,
+        "significant_cells": len(notable),
+        "unknown_framework_issues": int((issues["framework"] == UNKNOWN_FRAMEWORK).sum()),
+        "missing_from_silver": missing,
     }
 
 
 STAGE = Stage(
-    "compare", "Cross-framework comparison (shares, chi-square residuals, grades) into gold_framework_comparison", run,
-    reads=(GOLD_CLUSTERS.name, SILVER_ISSUES.name, GOLD_RISK.name, GOLD_TOPICS.name), writes=(GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name),
-    options=(RUN_ID,), sections=("risk",),
+    "compare",
+    "Cross-framework comparison (shares, chi-square residuals, grades) into gold_framework_comparison",
+    run,
+    reads=(GOLD_CLUSTERS.name, SILVER_ISSUES.name, GOLD_RISK.name, GOLD_TOPICS.name),
+    writes=(GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name),
+    options=(RUN_ID,),
+    sections=("risk",),
 )

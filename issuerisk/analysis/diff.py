@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from issuerisk.analysis.identity import changes
+from issuerisk.context import Context
 from issuerisk.display import table
 from issuerisk.gold import RUN_ID_PATTERN, run_rows
 from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_RISK, GOLD_TOPICS
@@ -18,10 +19,13 @@ from issuerisk.stage import Option, Stage
 
 
 def _members(frame) -> dict[int, set]:
-    return {int(c): {(r, int(n)) for r, n in zip(g["repository"], g["number"])} for c, g in frame[frame["cluster"] >= 0].groupby("cluster")}
+    return {
+        int(c): {(r, int(n)) for r, n in zip(g["repository"], g["number"])}
+        for c, g in frame[frame["cluster"] >= 0].groupby("cluster")
+    }
 
 
-def diff(ctx, run_a: str, run_b: str) -> dict[str, Any]:
+def diff(ctx: Context, run_a: str, run_b: str) -> dict[str, Any]:
     """Compare two clustering runs.
 
     Raises:
@@ -41,7 +45,10 @@ def diff(ctx, run_a: str, run_b: str) -> dict[str, Any]:
     both = a.merge(b, on=["repository", "number"], suffixes=("_a", "_b"))
     ari = float(adjusted_rand_score(both["cluster_a"], both["cluster_b"])) if len(both) else None
     moved = changes(_members(a), _members(b))
-    topics = {run_id: run_rows(tables, GOLD_TOPICS, run_id, ["cluster", "pattern_id", "name", "keywords"]) for run_id in (run_a, run_b)}
+    topics = {
+        run_id: run_rows(tables, GOLD_TOPICS, run_id, ["cluster", "pattern_id", "name", "keywords"])
+        for run_id in (run_a, run_b)
+    }
     risk = {run_id: run_rows(tables, GOLD_RISK, run_id, ["scope", "cluster", "grade"]) for run_id in (run_a, run_b)}
     patterns = []
     for _, row in topics[run_b].dropna(subset=["pattern_id"]).iterrows():
@@ -49,20 +56,51 @@ def diff(ctx, run_a: str, run_b: str) -> dict[str, Any]:
         if earlier.empty:
             continue
         old = earlier.iloc[0]
-        grade = {run_id: _grade(risk[run_id], cluster) for run_id, cluster in ((run_a, int(old["cluster"])), (run_b, int(row["cluster"])))}
+        grade = {
+            run_id: _grade(risk[run_id], cluster)
+            for run_id, cluster in ((run_a, int(old["cluster"])), (run_b, int(row["cluster"])))
+        }
         added = [k for k in list(row["keywords"])[:5] if k not in list(old["keywords"])[:10]]
         dropped = [k for k in list(old["keywords"])[:5] if k not in list(row["keywords"])[:10]]
-        patterns.append([row["pattern_id"], int(old["cluster"]), int(row["cluster"]), row["name"], grade[run_a] or "-", grade[run_b] or "-",
-                         ", ".join(f"+{k}" for k in added) + (" " if added and dropped else "") + ", ".join(f"-{k}" for k in dropped)])
-    table(f"diff {run_a} -> {run_b}: ARI {ari if ari is None else round(ari, 3)} on {len(both):,} issues in both",
-          ["what", "clusters"], [("new in B", ", ".join(map(str, moved.new)) or "-"), ("gone from A", ", ".join(map(str, moved.gone)) or "-"),
-                                 ("split (A -> B)", "; ".join(f"{c} -> {v}" for c, v in moved.split.items()) or "-"),
-                                 ("merged (A -> B)", "; ".join(f"{v} -> {c}" for c, v in moved.merged.items()) or "-")])
+        patterns.append(
+            [
+                row["pattern_id"],
+                int(old["cluster"]),
+                int(row["cluster"]),
+                row["name"],
+                grade[run_a] or "-",
+                grade[run_b] or "-",
+                ", ".join(f"+{k}" for k in added)
+                + (" " if added and dropped else "")
+                + ", ".join(f"-{k}" for k in dropped),
+            ]
+        )
+    table(
+        f"diff {run_a} -> {run_b}: ARI {ari if ari is None else round(ari, 3)} on {len(both):,} issues in both",
+        ["what", "clusters"],
+        [
+            ("new in B", ", ".join(map(str, moved.new)) or "-"),
+            ("gone from A", ", ".join(map(str, moved.gone)) or "-"),
+            ("split (A -> B)", "; ".join(f"{c} -> {v}" for c, v in moved.split.items()) or "-"),
+            ("merged (A -> B)", "; ".join(f"{v} -> {c}" for c, v in moved.merged.items()) or "-"),
+        ],
+    )
     if patterns:
-        table("patterns in both runs", ["pattern", "cluster A", "cluster B", "name", "grade A", "grade B", "keywords"], patterns)
-    return {"ari": ari, "issues_in_both": len(both), "new": moved.new, "gone": moved.gone, "split": {str(k): v for k, v in moved.split.items()},
-            "merged": {str(k): v for k, v in moved.merged.items()}, "shared_patterns": len(patterns),
-            "grade_changes": sum(1 for p in patterns if p[4] != p[5])}
+        table(
+            "patterns in both runs",
+            ["pattern", "cluster A", "cluster B", "name", "grade A", "grade B", "keywords"],
+            patterns,
+        )
+    return {
+        "ari": ari,
+        "issues_in_both": len(both),
+        "new": moved.new,
+        "gone": moved.gone,
+        "split": {str(k): v for k, v in moved.split.items()},
+        "merged": {str(k): v for k, v in moved.merged.items()},
+        "shared_patterns": len(patterns),
+        "grade_changes": sum(1 for p in patterns if p[4] != p[5]),
+    }
 
 
 def _grade(rows, cluster: int) -> str | None:
@@ -71,6 +109,8 @@ def _grade(rows, cluster: int) -> str | None:
 
 
 DIFF = Stage(
-    "diff", "Compare two clustering runs: ARI, new/gone/split/merged patterns, grade and keyword changes", diff,
+    "diff",
+    "Compare two clustering runs: ARI, new/gone/split/merged patterns, grade and keyword changes",
+    diff,
     options=(Option(("run_a",), "the earlier run"), Option(("run_b",), "the later run")),
 )

@@ -24,8 +24,13 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / norm if norm else v
 
 
-def match(previous: Mapping[int, set[Key]], previous_centroids: Mapping[int, np.ndarray],
-          current: Mapping[int, set[Key]], current_centroids: Mapping[int, np.ndarray], min_score: float) -> dict[int, tuple[int, float]]:
+def match(
+    previous: Mapping[int, set[Key]],
+    previous_centroids: Mapping[int, np.ndarray],
+    current: Mapping[int, set[Key]],
+    current_centroids: Mapping[int, np.ndarray],
+    min_score: float,
+) -> dict[int, tuple[int, float]]:
     """{current cluster: (previous cluster, score)} of the one-to-one matches scoring at least ``min_score``."""
     from scipy.optimize import linear_sum_assignment
 
@@ -37,13 +42,19 @@ def match(previous: Mapping[int, set[Key]], previous_centroids: Mapping[int, np.
         for j, p in enumerate(old):
             shared = len(current[c] & previous[p])
             jaccard = shared / len(current[c] | previous[p]) if shared else 0.0
-            cosine = float(_unit(current_centroids[c]) @ _unit(previous_centroids[p])) if c in current_centroids and p in previous_centroids else 0.0
+            cosine = (
+                float(_unit(current_centroids[c]) @ _unit(previous_centroids[p]))
+                if c in current_centroids and p in previous_centroids
+                else 0.0
+            )
             score[i, j] = (jaccard + max(cosine, 0.0)) / 2
     rows, cols = linear_sum_assignment(-score)
     return {new[i]: (old[j], float(score[i, j])) for i, j in zip(rows, cols) if score[i, j] >= min_score}
 
 
-def pattern_ids(matched: Mapping[int, tuple[int, float]], previous_ids: Mapping[int, str], clusters: list[int], run_id: str) -> dict[int, str]:
+def pattern_ids(
+    matched: Mapping[int, tuple[int, float]], previous_ids: Mapping[int, str], clusters: list[int], run_id: str
+) -> dict[int, str]:
     """The pattern id of each current cluster: the matched earlier cluster's, else a new ``<run_id>:<cluster>``."""
     ids = {}
     for c in clusters:
@@ -71,6 +82,9 @@ def changes(a: Mapping[int, set[Key]], b: Mapping[int, set[Key]], share: float =
     b = {c: m & both for c, m in b.items()}
     to_b = {c: [d for d, n in b.items() if m and len(m & n) >= share * len(m)] for c, m in a.items()}
     to_a = {d: [c for c, m in a.items() if n and len(m & n) >= share * len(n)] for d, n in b.items()}
-    return Changes(new=sorted(d for d, src in to_a.items() if not src), gone=sorted(c for c, dst in to_b.items() if not dst),
-                   split={c: sorted(dst) for c, dst in to_b.items() if len(dst) > 1},
-                   merged={d: sorted(src) for d, src in to_a.items() if len(src) > 1})
+    return Changes(
+        new=sorted(d for d, src in to_a.items() if not src),
+        gone=sorted(c for c, dst in to_b.items() if not dst),
+        split={c: sorted(dst) for c, dst in to_b.items() if len(dst) > 1},
+        merged={d: sorted(src) for d, src in to_a.items() if len(src) > 1},
+    )

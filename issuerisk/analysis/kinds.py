@@ -1,4 +1,5 @@
-"""Issue kinds (defect, feature, question, documentation, other) from labels, and a classifier for the rest, as pure code.
+"""Issue kinds (defect, feature, question, documentation, other) from labels, and a classifier for the rest, as pure
+code.
 
 1. Labels -> kind. Each kind has a regular expression that must match a
    *normalized* label name in full (:func:`normalize_label`: NFKC, lower case,
@@ -92,7 +93,9 @@ def label_kinds(labels: Iterable, mapping: Mapping | None = None) -> set[str]:
     return out
 
 
-def kind_of_labels(labels: Iterable, mapping: Mapping | None = None, priority: Sequence[str] | None = None) -> str | None:
+def kind_of_labels(
+    labels: Iterable, mapping: Mapping | None = None, priority: Sequence[str] | None = None
+) -> str | None:
     """The one kind the labels give, or None (no kind label, or an unresolved conflict).
 
     ``mapping``: kind -> regex string (or compiled) dict; default ``DEFAULT_LABEL_PATTERNS``.
@@ -154,26 +157,55 @@ def clip_body(body: str, max_chars: int = MAX_BODY_CHARS) -> str:
 
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*File \"[^\"]+\", line \d+", re.M)
 _EXC_LINE = re.compile(r"^\s*(?:E\s+)?(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Fault|Failure)\b\s*:", re.M)
-_ERR_WORDS = re.compile(r"\b(?:error|errors|exception|crash\w*|fails?|failed|failing|broken|bug|segmentation fault|nan|wrong)\b", re.I)
-_HOW = re.compile(r"\b(?:how (?:to|can|do|does|should|would|could)|is (?:it|there) (?:possible|a way)|what is|what are|why (?:is|does|do))\b", re.I)
+_ERR_WORDS = re.compile(
+    r"\b(?:error|errors|exception|crash\w*|fails?|failed|failing|broken|bug|segmentation fault|nan|wrong)\b", re.I
+)
+_HOW = re.compile(
+    r"\b(?:how (?:to|can|do|does|should|would|could)|is (?:it|there) (?:possible|a way)|what is|what are|why "
+    r"(?:is|does|do))\b",
+    re.I,
+)
 _Q_START = re.compile(r"^\s*(?:how|what|why|where|when|which|is|are|can|could|does|do|should|would|any)\b", re.I)
 _REQ_START = re.compile(
     r"^\s*(?:add|adding|support|implement|implementing|allow|enable|make|provide|introduce|expose|extend|improve|"
     r"feature|request|proposal|would be|it would|option|new)\b",
     re.I,
 )
-_REQ_WORDS = re.compile(r"\b(?:would be (?:nice|great|good|useful)|feature request|it would be|please add|support for|add support|"
-                        r"is your feature request|motivation|proposal|describe the solution)\b", re.I)
+_REQ_WORDS = re.compile(
+    r"\b(?:would be (?:nice|great|good|useful)|feature request|it would be|please add|support for|add support|"
+    r"is your feature request|motivation|proposal|describe the solution)\b",
+    re.I,
+)
 _DOC_WORDS = re.compile(r"\b(?:docs?|documentation|readme|docstrings?|typos?|tutorials?|examples?|broken link)\b", re.I)
-_BUG_TMPL = re.compile(r"describe the bug|expected behaviou?r|to reproduce|steps to reproduce|actual behaviou?r|🐛|bug report", re.I)
-_FEAT_TMPL = re.compile(r"is your feature request related|describe the solution you'?d like|🚀|feature request|proposal summary|motivation", re.I)
+_BUG_TMPL = re.compile(
+    r"describe the bug|expected behaviou?r|to reproduce|steps to reproduce|actual behaviou?r|🐛|bug report", re.I
+)
+_FEAT_TMPL = re.compile(
+    r"is your feature request related|describe the solution you'?d like|🚀|feature request|proposal summary|motivation",
+    re.I,
+)
 _QUES_TMPL = re.compile(r"#+\s*(?:❔|❓)?\s*question|❔|❓", re.I)
 _DOC_TMPL = re.compile(r"📚|describe the issue linked to the documentation|url\(s\) with the issue", re.I)
 
 HAND_FEATURE_NAMES = (
-    "empty_body", "log_body_len", "has_code_fence", "has_traceback", "has_exception_line", "error_words_title",
-    "error_words_body", "title_qmark", "title_q_start", "how_title", "how_body", "req_start_title", "req_words",
-    "doc_words_title", "bug_template", "feature_template", "question_template", "doc_template",
+    "empty_body",
+    "log_body_len",
+    "has_code_fence",
+    "has_traceback",
+    "has_exception_line",
+    "error_words_title",
+    "error_words_body",
+    "title_qmark",
+    "title_q_start",
+    "how_title",
+    "how_body",
+    "req_start_title",
+    "req_words",
+    "doc_words_title",
+    "bug_template",
+    "feature_template",
+    "question_template",
+    "doc_template",
 )
 
 
@@ -225,9 +257,31 @@ class KindFeaturizer:
     def _specs(self) -> list[tuple[str, dict]]:
         c = self.config
         return [
-            ("title", dict(analyzer="word", ngram_range=(1, 2), min_df=c.min_df, sublinear_tf=True, token_pattern=r"(?u)\b\w+\b|[?!]")),
-            ("title", dict(analyzer="char_wb", ngram_range=(2, 5), min_df=c.min_df, sublinear_tf=True, max_features=100_000)),
-            ("body", dict(analyzer="word", ngram_range=(1, 2), min_df=c.min_df, sublinear_tf=True, max_features=c.max_body_features, dtype=np.float32)),
+            (
+                "title",
+                dict(
+                    analyzer="word",
+                    ngram_range=(1, 2),
+                    min_df=c.min_df,
+                    sublinear_tf=True,
+                    token_pattern=r"(?u)\b\w+\b|[?!]",
+                ),
+            ),
+            (
+                "title",
+                dict(analyzer="char_wb", ngram_range=(2, 5), min_df=c.min_df, sublinear_tf=True, max_features=100_000),
+            ),
+            (
+                "body",
+                dict(
+                    analyzer="word",
+                    ngram_range=(1, 2),
+                    min_df=c.min_df,
+                    sublinear_tf=True,
+                    max_features=c.max_body_features,
+                    dtype=np.float32,
+                ),
+            ),
         ]
 
     def fit_transform(self, titles, bodies, embeddings=None):
@@ -246,7 +300,11 @@ class KindFeaturizer:
     def _finish(self, blocks, titles, bodies, embeddings):
         import scipy.sparse as sp
 
-        hand = np.vstack([hand_features(t, b) for t, b in zip(titles, bodies)]) if titles else np.zeros((0, len(HAND_FEATURE_NAMES)))
+        hand = (
+            np.vstack([hand_features(t, b) for t, b in zip(titles, bodies)])
+            if titles
+            else np.zeros((0, len(HAND_FEATURE_NAMES)))
+        )
         blocks.append(sp.csr_matrix(hand))
         if embeddings is not None:
             blocks.append(sp.csr_matrix(np.asarray(embeddings, dtype=np.float32)))
@@ -301,8 +359,14 @@ def train(texts, embeddings, kinds, seed: int = 0, *, config: FeatureConfig | No
 
     classifier = LogisticRegression(C=C, class_weight="balanced", max_iter=3000, random_state=seed).fit(x, y)
     dim = 0 if embeddings is None else int(np.asarray(embeddings).shape[1])
-    return KindModel(featurizer, classifier, tuple(str(c) for c in classifier.classes_), dim, time.perf_counter() - t0,
-                     {"n_train": int(len(y)), "n_features": int(x.shape[1]), "C": C})
+    return KindModel(
+        featurizer,
+        classifier,
+        tuple(str(c) for c in classifier.classes_),
+        dim,
+        time.perf_counter() - t0,
+        {"n_train": int(len(y)), "n_features": int(x.shape[1]), "C": C},
+    )
 
 
 def predict_proba(model: KindModel, texts, embeddings=None) -> np.ndarray:
@@ -345,8 +409,10 @@ def score_report(y_true, y_pred, conf, classes) -> dict:
         "accuracy": float(correct.mean()),
         "macro_f1": float(f1_score(y_true, y_pred, labels=list(classes), average="macro", zero_division=0)),
         "macro_f1_core": float(f1_score(y_true, y_pred, labels=core, average="macro", zero_division=0)),
-        "per_class": {k: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-                      for i, k in enumerate(classes)},
+        "per_class": {
+            k: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, k in enumerate(classes)
+        },
         "ece": expected_calibration_error(np.asarray(conf), correct),
     }
     # accuracy of the most confident half / the issues above 0.8 confidence
@@ -371,8 +437,18 @@ def _fold(texts, emb, y, tr, te, seed, config, C) -> tuple[list[str], np.ndarray
     return predict(model, [texts[i] for i in te], None if emb is None else emb[te])
 
 
-def grouped_evaluation(texts, embeddings, kinds, groups, *, classes: Sequence[str] = KINDS, n_splits: int = 5,
-                       seed: int = 0, config: FeatureConfig | None = None, C: float = 0.5) -> dict:
+def grouped_evaluation(
+    texts,
+    embeddings,
+    kinds,
+    groups,
+    *,
+    classes: Sequence[str] = KINDS,
+    n_splits: int = 5,
+    seed: int = 0,
+    config: FeatureConfig | None = None,
+    C: float = 0.5,
+) -> dict:
     """Repository-grouped K-fold (no repository in both training and test), out-of-fold predictions pooled.
 
     Only issues whose kind is in ``classes`` take part (pass :data:`CORE_KINDS` for the 3-class task).
@@ -391,7 +467,10 @@ def grouped_evaluation(texts, embeddings, kinds, groups, *, classes: Sequence[st
     emb = None if embeddings is None else np.asarray(embeddings)[idx_all]
     y, g = kinds[idx_all], np.asarray(groups)[idx_all]
     if len(set(g.tolist())) < n_splits:
-        raise ValueError(f"a {n_splits}-fold grouped evaluation needs at least {n_splits} repositories with labelled issues, got {len(set(g.tolist()))}")
+        raise ValueError(
+            f"a {n_splits}-fold grouped evaluation needs at least {n_splits} repositories with labelled issues, got "
+            f"{len(set(g.tolist()))}"
+        )
     pred = np.empty(len(y), dtype=object)
     conf = np.zeros(len(y))
     folds = []
@@ -401,10 +480,16 @@ def grouped_evaluation(texts, embeddings, kinds, groups, *, classes: Sequence[st
     splits = grouped_folds(g, n_splits, seed)
     # the folds are independent fits: one process per core (the fits are single-threaded), same results in any order
     outcomes = Parallel(n_jobs=min(len(splits), os.cpu_count() or 1))(
-        delayed(_fold)(texts, emb, y, tr, te, seed, config, C) for tr, te in splits)
+        delayed(_fold)(texts, emb, y, tr, te, seed, config, C) for tr, te in splits
+    )
     for (_, te), (p, c) in zip(splits, outcomes):
         pred[te], conf[te] = p, c
         folds.append(score_report(y[te], list(p), c, classes))
     core = np.array([f["macro_f1_core"] for f in folds])
-    return {"pooled": score_report(y, list(pred), conf, classes), "folds": folds, "fold_macro_f1_core_mean": float(core.mean()),
-            "fold_macro_f1_core_std": float(core.std()), "seconds": time.perf_counter() - t0}
+    return {
+        "pooled": score_report(y, list(pred), conf, classes),
+        "folds": folds,
+        "fold_macro_f1_core_mean": float(core.mean()),
+        "fold_macro_f1_core_std": float(core.std()),
+        "seconds": time.perf_counter() - t0,
+    }

@@ -32,7 +32,18 @@ _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]*[A-Za-z0-9]|[A-Za-z]")
 def _stop_words() -> frozenset[str]:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    return frozenset(ENGLISH_STOP_WORDS) | {"issue", "bug", "question", "help", "error", "problem", "using", "use", "feature", "request"}
+    return frozenset(ENGLISH_STOP_WORDS) | {
+        "issue",
+        "bug",
+        "question",
+        "help",
+        "error",
+        "problem",
+        "using",
+        "use",
+        "feature",
+        "request",
+    }
 
 
 def phrases(title: str, stop: frozenset[str], sizes: range = range(2, 6)) -> set[tuple[str, ...]]:
@@ -41,14 +52,15 @@ def phrases(title: str, stop: frozenset[str], sizes: range = range(2, 6)) -> set
     found = set()
     for n in sizes:
         for i in range(len(tokens) - n + 1):
-            gram = tuple(tokens[i:i + n])
+            gram = tuple(tokens[i : i + n])
             if gram[0] not in stop and gram[-1] not in stop and not all(t in stop for t in gram):
                 found.add(gram)
     return found
 
 
-def readable_names(titles_by_cluster: Mapping[int, Sequence[str]], keywords: Mapping[int, Sequence[str]],
-                   min_coverage: float = 0.04) -> dict[int, tuple[str, str]]:
+def readable_names(
+    titles_by_cluster: Mapping[int, Sequence[str]], keywords: Mapping[int, Sequence[str]], min_coverage: float = 0.04
+) -> dict[int, tuple[str, str]]:
     """(name, source) per cluster: a phrase its titles share (``titles``), else its top keywords (``keywords``).
 
     Args:
@@ -80,7 +92,9 @@ def readable_names(titles_by_cluster: Mapping[int, Sequence[str]], keywords: Map
     return names
 
 
-def map_categories(centroids: Mapping[int, np.ndarray], descriptions: Mapping[str, np.ndarray], threshold: float) -> dict[int, tuple[str, float]]:
+def map_categories(
+    centroids: Mapping[int, np.ndarray], descriptions: Mapping[str, np.ndarray], threshold: float
+) -> dict[int, tuple[str, float]]:
     """(category, cosine similarity) per cluster: the category whose description vector is closest to the cluster's
     centroid, or :data:`UNMAPPED` (with the best similarity) when even that is below ``threshold``."""
     names = list(descriptions)

@@ -31,6 +31,7 @@ import pandas as pd
 
 from issuerisk.conf.settings import RiskConfig
 from issuerisk.constants import FRAMEWORKS, NOISE
+from issuerisk.context import Context
 from issuerisk.display import console, table
 from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table
 from issuerisk.grading.confidence import ClusterSample, bootstrap
@@ -40,7 +41,12 @@ from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_RISK, GOLD_TOPICS
 from issuerisk.schemas.silver import SILVER_ISSUE_KINDS, SILVER_ISSUES
 from issuerisk.stage import RUN_ID, Stage
 
-KIND_WORDS = {"feature": "feature requests", "question": "questions", "documentation": "documentation issues", "other": "other issues"}
+KIND_WORDS = {
+    "feature": "feature requests",
+    "question": "questions",
+    "documentation": "documentation issues",
+    "other": "other issues",
+}
 
 
 @dataclass(frozen=True)
@@ -64,16 +70,21 @@ def scopes(issues: pd.DataFrame) -> list[str]:
 
 
 def cluster_facts(group: pd.DataFrame) -> ClusterFacts:
-    """Kind mix, repository spread and stability of one cluster's issues (columns kind, label_kind, repository, stability)."""
+    """Kind mix, repository spread and stability of one cluster's issues (columns kind, label_kind, repository,
+    stability)."""
     kinds = group["kind"].dropna()
     mix = {k: round(float(v), 4) for k, v in kinds.value_counts(normalize=True).sort_index().items()}
     labelled = group["label_kind"].dropna()
     repos = group["repository"].value_counts()
     stability = group["stability"].dropna()
     return ClusterFacts(
-        n=len(group), defect_share=float((kinds == "defect").mean()) if len(kinds) else None,
-        label_defect_share=float((labelled == "defect").mean()) if len(labelled) else None, kind_mix=mix,
-        repositories=int(len(repos)), top_repository=str(repos.index[0]), top_repository_share=float(repos.iloc[0] / len(group)),
+        n=len(group),
+        defect_share=float((kinds == "defect").mean()) if len(kinds) else None,
+        label_defect_share=float((labelled == "defect").mean()) if len(labelled) else None,
+        kind_mix=mix,
+        repositories=int(len(repos)),
+        top_repository=str(repos.index[0]),
+        top_repository_share=float(repos.iloc[0] / len(group)),
         stability=float(stability.iloc[0]) if len(stability) else None,
     )
 
@@ -100,24 +111,41 @@ def exclusion(cluster: int, text: str, overall: ClusterFacts, scoped: ClusterFac
     if _matches(cluster, rules.include_clusters, text):
         return None
     if overall.defect_share is not None and overall.defect_share < rules.min_defect_share:
-        kind, share = max(((k, v) for k, v in overall.kind_mix.items() if k != "defect"), key=lambda kv: kv[1], default=("other", 1.0))
-        return f"not a defect pattern: {share:.0%} {KIND_WORDS.get(kind, kind)} (defect share {overall.defect_share:.0%} < {rules.min_defect_share:.0%})"
+        kind, share = max(
+            ((k, v) for k, v in overall.kind_mix.items() if k != "defect"), key=lambda kv: kv[1], default=("other", 1.0)
+        )
+        return (
+            f"not a defect pattern: {share:.0%} {KIND_WORDS.get(kind, kind)} (defect share "
+            f"{overall.defect_share:.0%} < {rules.min_defect_share:.0%})"
+        )
     if overall.stability is not None and overall.stability < rules.min_stability:
-        return f"unstable: bootstrap Jaccard {overall.stability:.2f} < {rules.min_stability:.2f} (the cluster dissolves when the data are resampled)"
+        return (
+            f"unstable: bootstrap Jaccard {overall.stability:.2f} < {rules.min_stability:.2f} (the cluster "
+            "dissolves when the data are resampled)"
+        )
     if scoped.repositories < rules.min_repositories:
-        return f"project-specific: {scoped.repositories} repositor{'y' if scoped.repositories == 1 else 'ies'} (< {rules.min_repositories}), mostly {scoped.top_repository}"
+        return (
+            f"project-specific: {scoped.repositories} repositor{'y' if scoped.repositories == 1 else 'ies'} (< "
+            f"{rules.min_repositories}), mostly {scoped.top_repository}"
+        )
     if scoped.top_repository_share > rules.max_repository_share:
-        return f"project-specific: {scoped.top_repository_share:.0%} of its issues from {scoped.top_repository} (> {rules.max_repository_share:.0%})"
+        return (
+            f"project-specific: {scoped.top_repository_share:.0%} of its issues from {scoped.top_repository} (> "
+            f"{rules.max_repository_share:.0%})"
+        )
     return None
 
 
 def repository_rules(rules: RiskConfig, repositories: int) -> tuple[RiskConfig, str | None]:
     """The rules for a scope whose issues come from ``repositories`` repositories, and why they differ from
-    ``rules``: under ``risk.min_repositories`` no cluster can recur across projects, so the cross-project rule is off."""
+    ``rules``: under ``risk.min_repositories`` no cluster can recur across projects, so the cross-project rule is
+    off."""
     if repositories >= rules.min_repositories:
         return rules, None
-    note = (f"cross-project rule off: the input holds {repositories} repositor{'y' if repositories == 1 else 'ies'} "
-            f"(< risk.min_repositories={rules.min_repositories}), so its patterns are graded as the project's own")
+    note = (
+        f"cross-project rule off: the input holds {repositories} repositor{'y' if repositories == 1 else 'ies'} "
+        f"(< risk.min_repositories={rules.min_repositories}), so its patterns are graded as the project's own"
+    )
     return rules.model_copy(update={"min_repositories": 1, "max_repository_share": 1.0}), note
 
 
@@ -126,47 +154,97 @@ def open_hours(created: pd.Series, snapshot: pd.Timestamp) -> np.ndarray:
     return ((snapshot - pd.to_datetime(created, utc=True)).dt.total_seconds() / 3600.0).clip(lower=0).to_numpy()
 
 
-def scope_rows(run_id: str, scope: str, issues: pd.DataFrame, decisions: Mapping[int, str | None], facts: Mapping[int, ClusterFacts],
-               labels: Mapping[int, str], rules: RiskConfig, seed: int, snapshot: pd.Timestamp) -> list[dict[str, Any]]:
-    """``gold_risk`` rows of one scope: graded clusters with their bootstrap, then the excluded ones with their reason."""
+def scope_rows(
+    run_id: str,
+    scope: str,
+    issues: pd.DataFrame,
+    decisions: Mapping[int, str | None],
+    facts: Mapping[int, ClusterFacts],
+    labels: Mapping[int, str],
+    rules: RiskConfig,
+    seed: int,
+    snapshot: pd.Timestamp,
+) -> list[dict[str, Any]]:
+    """``gold_risk`` rows of one scope: graded clusters with their bootstrap, then the excluded ones with their
+    reason."""
     horizon = rules.impact_horizon_days * 24.0
     excluded = [c for c, reason in decisions.items() if reason]
     graded = assess(issues, excluded, rules.impact_measure, horizon)
     samples = []
     for r in graded:
         group = issues[issues["cluster"] == r.cluster]
-        durations, events = censored_durations(group["resolution_hours"].to_numpy(float), group["is_closed"].to_numpy(bool), group["open_hours"].to_numpy(float))
+        durations, events = censored_durations(
+            group["resolution_hours"].to_numpy(float),
+            group["is_closed"].to_numpy(bool),
+            group["open_hours"].to_numpy(float),
+        )
         samples.append(ClusterSample(r.cluster, durations, events))
-    confidence = bootstrap(samples, {r.cluster: r.grade for r in graded}, rules.impact_measure, horizon, rules.bootstrap_rounds, seed)
+    confidence = bootstrap(
+        samples, {r.cluster: r.grade for r in graded}, rules.impact_measure, horizon, rules.bootstrap_rounds, seed
+    )
     rows = []
     for r in graded:
         c = confidence[r.cluster]
-        rows.append({**r.to_dict(), **_facts(facts[r.cluster]), "impact_measure": rules.impact_measure, "impact_low": c.impact_low,
-                     "impact_high": c.impact_high, "p_k_low": c.p_k_low, "p_k_high": c.p_k_high, "grade_confidence": c.grade_confidence,
-                     "grade_shares": list(c.grade_shares.items())})
+        rows.append(
+            {
+                **r.to_dict(),
+                **_facts(facts[r.cluster]),
+                "impact_measure": rules.impact_measure,
+                "impact_low": c.impact_low,
+                "impact_high": c.impact_high,
+                "p_k_low": c.p_k_low,
+                "p_k_high": c.p_k_high,
+                "grade_confidence": c.grade_confidence,
+                "grade_shares": list(c.grade_shares.items()),
+            }
+        )
     for cluster in excluded:
         group = issues[issues["cluster"] == cluster]
         closed = group.loc[group["is_closed"].astype(bool), "resolution_hours"]
-        rows.append({"cluster": cluster, "n": len(group), "open_share": 1.0 - len(closed) / len(group),
-                     "mttr_hours": float(closed.mean()) if len(closed) else None,
-                     "median_ttr_hours": float(closed.median()) if len(closed) else None,
-                     **_facts(facts[cluster]), "excluded_reason": decisions[cluster]})
-    return [{**row, "run_id": run_id, "scope": scope, "label": labels.get(row["cluster"]), "snapshot_at": snapshot.to_pydatetime()} for row in rows]
+        rows.append(
+            {
+                "cluster": cluster,
+                "n": len(group),
+                "open_share": 1.0 - len(closed) / len(group),
+                "mttr_hours": float(closed.mean()) if len(closed) else None,
+                "median_ttr_hours": float(closed.median()) if len(closed) else None,
+                **_facts(facts[cluster]),
+                "excluded_reason": decisions[cluster],
+            }
+        )
+    return [
+        {
+            **row,
+            "run_id": run_id,
+            "scope": scope,
+            "label": labels.get(row["cluster"]),
+            "snapshot_at": snapshot.to_pydatetime(),
+        }
+        for row in rows
+    ]
 
 
 def _facts(f: ClusterFacts) -> dict[str, Any]:
-    return {"defect_share": f.defect_share, "label_defect_share": f.label_defect_share, "kind_mix": list(f.kind_mix.items()),
-            "repositories": f.repositories, "top_repository": f.top_repository, "top_repository_share": f.top_repository_share,
-            "stability": f.stability}
+    return {
+        "defect_share": f.defect_share,
+        "label_defect_share": f.label_defect_share,
+        "kind_mix": list(f.kind_mix.items()),
+        "repositories": f.repositories,
+        "top_repository": f.top_repository,
+        "top_repository_share": f.top_repository_share,
+        "stability": f.stability,
+    }
 
 
 def with_kinds(issues: pd.DataFrame, kinds: pd.DataFrame) -> pd.DataFrame:
     """The issues with ``kind`` (label or predicted) and ``label_kind`` (only where the issue's own labels decide)."""
-    kinds = kinds.assign(label_kind=kinds["kind"].where(kinds["source"] == "label"))[["repository", "number", "kind", "label_kind"]]
+    kinds = kinds.assign(label_kind=kinds["kind"].where(kinds["source"] == "label"))[
+        ["repository", "number", "kind", "label_kind"]
+    ]
     return issues.merge(kinds, on=["repository", "number"], how="left")
 
 
-def run(ctx, run_id: str | None = None) -> dict[str, Any]:
+def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
     """Grade the defect patterns of one clustering run (default: the latest) and replace its ``gold_risk`` rows.
 
     Raises:
@@ -177,12 +255,16 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     run_id = resolve_run_id(tables, run_id)
     issues, missing = run_issues(tables, run_id)
     snapshot = pd.Timestamp(tables.read(SILVER_ISSUES, columns=["updated_at"]).column("updated_at").to_pandas().max())
-    issues = with_kinds(issues, tables.read(SILVER_ISSUE_KINDS, columns=["repository", "number", "kind", "source"]).to_pandas())
+    issues = with_kinds(
+        issues, tables.read(SILVER_ISSUE_KINDS, columns=["repository", "number", "kind", "source"]).to_pandas()
+    )
     issues = issues[issues["cluster"] != NOISE].assign(open_hours=lambda f: open_hours(f["created_at"], snapshot))
     topics = run_rows(tables, GOLD_TOPICS, run_id, ["cluster", "label", "name", "keywords"])
     labels = dict(zip(topics["cluster"].astype(int), topics["label"]))
-    texts = {int(c): " ".join([str(n or ""), str(lab or ""), *list(k if k is not None else [])]).lower()
-             for c, n, lab, k in zip(topics["cluster"], topics["name"], topics["label"], topics["keywords"])}
+    texts = {
+        int(c): " ".join([str(n or ""), str(lab or ""), *list(k if k is not None else [])]).lower()
+        for c, n, lab, k in zip(topics["cluster"], topics["name"], topics["label"], topics["keywords"])
+    }
     overall = {int(c): cluster_facts(g) for c, g in issues.groupby("cluster")}
     rows, decisions, notes = [], {}, {}
     for scope in scopes(issues):
@@ -193,25 +275,55 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
             notes[scope] = note
             console.print(f"risk ({scope}): {note}")
         decisions[scope] = {c: exclusion(c, texts.get(c, ""), overall[c], facts[c], scope_rules) for c in facts}
-        rows += scope_rows(run_id, scope, in_scope, decisions[scope], facts, labels, scope_rules, ctx.cfg.project.seed, snapshot)
+        rows += scope_rows(
+            run_id, scope, in_scope, decisions[scope], facts, labels, scope_rules, ctx.cfg.project.seed, snapshot
+        )
     tables.merge(GOLD_RISK, run_table(GOLD_RISK, rows), how="replace_run", run_id=run_id)
-    graded = sorted((r for r in rows if r["scope"] == "all" and r.get("grade")), key=lambda r: (-severity(r["grade"]), -r["n"]))
-    table(f"Top risks of run {run_id} (all frameworks; {rules.impact_measure} impact)",
-          ["cluster", "label", "n", "P_k", "impact h", "grade", "confidence", "defect", "repos"],
-          [(r["cluster"], r["label"] or "", r["n"], r["p_k"], r["impact_hours"], r["grade"], r["grade_confidence"], r["defect_share"],
-            r["repositories"]) for r in graded[:10]])
-    excluded = [(r["cluster"], r["label"] or "", r["n"], r["excluded_reason"]) for r in rows if r["scope"] == "all" and r.get("excluded_reason")]
+    graded = sorted(
+        (r for r in rows if r["scope"] == "all" and r.get("grade")), key=lambda r: (-severity(r["grade"]), -r["n"])
+    )
+    table(
+        f"Top risks of run {run_id} (all frameworks; {rules.impact_measure} impact)",
+        ["cluster", "label", "n", "P_k", "impact h", "grade", "confidence", "defect", "repos"],
+        [
+            (
+                r["cluster"],
+                r["label"] or "",
+                r["n"],
+                r["p_k"],
+                r["impact_hours"],
+                r["grade"],
+                r["grade_confidence"],
+                r["defect_share"],
+                r["repositories"],
+            )
+            for r in graded[:10]
+        ],
+    )
+    excluded = [
+        (r["cluster"], r["label"] or "", r["n"], r["excluded_reason"])
+        for r in rows
+        if r["scope"] == "all" and r.get("excluded_reason")
+    ]
     if excluded:
         table("Not graded (all frameworks)", ["cluster", "label", "n", "why"], excluded[:20])
     return {
-        "run_id": run_id, "rows": len(rows), "snapshot_at": str(snapshot),
+        "run_id": run_id,
+        "rows": len(rows),
+        "snapshot_at": str(snapshot),
         "graded": {scope: sum(1 for r in decided.values() if r is None) for scope, decided in decisions.items()},
         "excluded": {scope: sum(1 for r in decided.values() if r) for scope, decided in decisions.items()},
-        "missing_from_silver": missing, "rule_notes": notes,
+        "missing_from_silver": missing,
+        "rule_notes": notes,
     }
 
 
 STAGE = Stage(
-    "risk", "Grade the defect patterns (risk matrix per cluster, per framework and overall) into gold_risk", run,
-    reads=(GOLD_CLUSTERS.name, SILVER_ISSUES.name, GOLD_TOPICS.name, SILVER_ISSUE_KINDS.name), writes=(GOLD_RISK.name,), options=(RUN_ID,), sections=("risk",),
+    "risk",
+    "Grade the defect patterns (risk matrix per cluster, per framework and overall) into gold_risk",
+    run,
+    reads=(GOLD_CLUSTERS.name, SILVER_ISSUES.name, GOLD_TOPICS.name, SILVER_ISSUE_KINDS.name),
+    writes=(GOLD_RISK.name,),
+    options=(RUN_ID,),
+    sections=("risk",),
 )

@@ -25,6 +25,7 @@ from issuerisk.analysis.naming import map_categories, readable_names
 from issuerisk.clustering.centroids import representatives
 from issuerisk.clustering.quality import diversity, npmi
 from issuerisk.constants import NOISE
+from issuerisk.context import Context
 from issuerisk.display import table
 from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table
 from issuerisk.lakehouse import ArrowTables
@@ -66,8 +67,16 @@ def short_label(keywords: Sequence[str], size: int = 3) -> str:
     return " / ".join(chosen)
 
 
-def fit_topics(docs: Sequence[str], embeddings: np.ndarray, labels: Sequence[int], *, top_n_words: int,
-               n_representative: int, min_df: int, ngram_max: int) -> list[Topic]:
+def fit_topics(
+    docs: Sequence[str],
+    embeddings: np.ndarray,
+    labels: Sequence[int],
+    *,
+    top_n_words: int,
+    n_representative: int,
+    min_df: int,
+    ngram_max: int,
+) -> list[Topic]:
     """c-TF-IDF keywords per cluster from BERTopic, mapped back to our cluster ids.
 
     Args:
@@ -86,7 +95,9 @@ def fit_topics(docs: Sequence[str], embeddings: np.ndarray, labels: Sequence[int
 
     labels_arr = np.asarray(labels, dtype=int)
     if not len(docs) or len(docs) != len(embeddings) or len(docs) != len(labels_arr):
-        raise TopicsInputError(f"need as many documents, embeddings and labels (>0), got {len(docs)}, {len(embeddings)}, {len(labels_arr)}")
+        raise TopicsInputError(
+            f"need as many documents, embeddings and labels (>0), got {len(docs)}, {len(embeddings)}, {len(labels_arr)}"
+        )
     clusters = sorted(set(labels_arr.tolist()) - {NOISE})
     if not clusters:
         return []
@@ -95,7 +106,9 @@ def fit_topics(docs: Sequence[str], embeddings: np.ndarray, labels: Sequence[int
         embedding_model=None,
         umap_model=BaseDimensionalityReduction(),
         hdbscan_model=BaseCluster(),
-        vectorizer_model=CountVectorizer(stop_words="english", min_df=min(min_df, topic_count), ngram_range=(1, ngram_max)),
+        vectorizer_model=CountVectorizer(
+            stop_words="english", min_df=min(min_df, topic_count), ngram_range=(1, ngram_max)
+        ),
         top_n_words=top_n_words,
         calculate_probabilities=False,
     )
@@ -106,7 +119,16 @@ def fit_topics(docs: Sequence[str], embeddings: np.ndarray, labels: Sequence[int
     for cluster in clusters:
         words = [(w, float(s)) for w, s in (model.get_topic(mapping[cluster]) or []) if w]
         keywords = [w for w, _ in words]
-        topics.append(Topic(cluster, short_label(keywords), keywords, [s for _, s in words], reps[cluster], int((labels_arr == cluster).sum())))
+        topics.append(
+            Topic(
+                cluster,
+                short_label(keywords),
+                keywords,
+                [s for _, s in words],
+                reps[cluster],
+                int((labels_arr == cluster).sum()),
+            )
+        )
     return topics
 
 
@@ -119,11 +141,16 @@ def load_documents(tables: ArrowTables, cfg, run_id: str) -> tuple[pd.DataFrame,
     keys, vectors = load_current_vectors(tables, cfg, with_text=True)
     docs = keys.to_pandas().assign(row=np.arange(keys.num_rows))
     frame = issues.merge(docs, on=["repository", "number"], how="inner")
-    return frame.reset_index(drop=True), vectors[frame["row"].to_numpy()], {
-        "missing_from_silver": missing_silver, "missing_embedding": int(len(issues) - len(frame))}
+    return (
+        frame.reset_index(drop=True),
+        vectors[frame["row"].to_numpy()],
+        {"missing_from_silver": missing_silver, "missing_embedding": int(len(issues) - len(frame))},
+    )
 
 
-def describe(cfg, tables: ArrowTables, frame: pd.DataFrame, vectors: np.ndarray, topics: Sequence[Topic]) -> tuple[dict, dict]:
+def describe(
+    cfg, tables: ArrowTables, frame: pd.DataFrame, vectors: np.ndarray, topics: Sequence[Topic]
+) -> tuple[dict, dict]:
     """Readable names (from project-word-free titles, else keywords) and fault categories of the topics' clusters."""
     if not topics:
         return {}, {}
@@ -131,7 +158,9 @@ def describe(cfg, tables: ArrowTables, frame: pd.DataFrame, vectors: np.ndarray,
     titles: dict[int, list[str]] = {}
     for cluster, repository, title in zip(frame["cluster"], frame["repository"], frame["title"].fillna("")):
         if cluster != NOISE:
-            titles.setdefault(int(cluster), []).append(mask(title, repository_words(repository) | words.get(repository, set())))
+            titles.setdefault(int(cluster), []).append(
+                mask(title, repository_words(repository) | words.get(repository, set()))
+            )
     names = readable_names(titles, {t.cluster: t.keywords for t in topics}, cfg.topics.name_min_coverage)
     described = embed_texts(cfg, list(cfg.topics.categories.values()))
     centroids = {t.cluster: vectors[t.representative].mean(axis=0) for t in topics}
@@ -139,9 +168,16 @@ def describe(cfg, tables: ArrowTables, frame: pd.DataFrame, vectors: np.ndarray,
     return names, categories
 
 
-def identify(tables: ArrowTables, run_id: str, frame: pd.DataFrame, vectors: np.ndarray, topics: Sequence[Topic],
-             min_score: float) -> tuple[dict[int, str], str | None]:
-    """Pattern ids of this run's clusters, matched to the newest earlier run that has them (see :mod:`issuerisk.analysis.identity`)."""
+def identify(
+    tables: ArrowTables,
+    run_id: str,
+    frame: pd.DataFrame,
+    vectors: np.ndarray,
+    topics: Sequence[Topic],
+    min_score: float,
+) -> tuple[dict[int, str], str | None]:
+    """Pattern ids of this run's clusters, matched to the newest earlier run that has them (see
+    :mod:`issuerisk.analysis.identity`)."""
     earlier = tables.read(GOLD_TOPICS, columns=["run_id", "cluster", "pattern_id"]).to_pandas()
     earlier = earlier[(earlier["run_id"] < run_id) & earlier["pattern_id"].notna()]
     clusters = [t.cluster for t in topics]
@@ -153,11 +189,22 @@ def identify(tables: ArrowTables, run_id: str, frame: pd.DataFrame, vectors: np.
     old = old[old["cluster"] != NOISE]
     row_of = {(r, int(n)): i for i, (r, n) in enumerate(zip(frame["repository"], frame["number"]))}
     members = {int(c): {(r, int(n)) for r, n in zip(g["repository"], g["number"])} for c, g in old.groupby("cluster")}
-    centroids = {c: vectors[[row_of[k] for k in m if k in row_of]].mean(axis=0) for c, m in members.items() if any(k in row_of for k in m)}
-    current = {t.cluster: {(r, int(n)) for r, n, c in zip(frame["repository"], frame["number"], frame["cluster"]) if c == t.cluster} for t in topics}
+    centroids = {
+        c: vectors[[row_of[k] for k in m if k in row_of]].mean(axis=0)
+        for c, m in members.items()
+        if any(k in row_of for k in m)
+    }
+    current = {
+        t.cluster: {
+            (r, int(n)) for r, n, c in zip(frame["repository"], frame["number"], frame["cluster"]) if c == t.cluster
+        }
+        for t in topics
+    }
     now = {t.cluster: vectors[frame["cluster"].to_numpy() == t.cluster].mean(axis=0) for t in topics}
     matched = match(members, centroids, current, now, min_score)
-    return pattern_ids(matched, dict(zip(earlier["cluster"].astype(int), earlier["pattern_id"])), clusters, run_id), previous
+    return pattern_ids(
+        matched, dict(zip(earlier["cluster"].astype(int), earlier["pattern_id"])), clusters, run_id
+    ), previous
 
 
 def embed_texts(cfg, texts: list[str]) -> np.ndarray:
@@ -171,7 +218,7 @@ def _float(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
 
 
-def run(ctx, run_id: str | None = None) -> dict[str, Any]:
+def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
     """Fit topics on one clustering run (default: the latest) and replace its ``gold_topics`` rows.
 
     Raises:
@@ -181,18 +228,38 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     run_id = resolve_run_id(tables, run_id)
     frame, vectors, counts = load_documents(tables, ctx.cfg, run_id)
     conf = ctx.cfg.topics
-    topics = fit_topics(
-        frame["text"].tolist(), vectors, frame["cluster"].to_numpy(),
-        top_n_words=conf.top_n_words, n_representative=conf.n_representative, min_df=conf.min_df, ngram_max=conf.ngram_max,
-    ) if len(frame) else []
+    topics = (
+        fit_topics(
+            frame["text"].tolist(),
+            vectors,
+            frame["cluster"].to_numpy(),
+            top_n_words=conf.top_n_words,
+            n_representative=conf.n_representative,
+            min_df=conf.min_df,
+            ngram_max=conf.ngram_max,
+        )
+        if len(frame)
+        else []
+    )
     urls, titles = frame["html_url"].tolist(), frame["title"].fillna("").tolist()
     names, categories = describe(ctx.cfg, tables, frame, vectors, topics)
     stability = frame.groupby("cluster")["stability"].first().to_dict() if "stability" in frame else {}
     rows = [
-        {"run_id": run_id, "cluster": t.cluster, "label": t.label, "keywords": t.keywords, "weights": t.weights,
-         "representative": [urls[i] for i in t.representative], "representative_titles": [titles[i] for i in t.representative], "n": t.n,
-         "name": names[t.cluster][0], "name_source": names[t.cluster][1], "stability": _float(stability.get(t.cluster)),
-         "category": categories[t.cluster][0], "category_similarity": categories[t.cluster][1]}
+        {
+            "run_id": run_id,
+            "cluster": t.cluster,
+            "label": t.label,
+            "keywords": t.keywords,
+            "weights": t.weights,
+            "representative": [urls[i] for i in t.representative],
+            "representative_titles": [titles[i] for i in t.representative],
+            "n": t.n,
+            "name": names[t.cluster][0],
+            "name_source": names[t.cluster][1],
+            "stability": _float(stability.get(t.cluster)),
+            "category": categories[t.cluster][0],
+            "category_similarity": categories[t.cluster][1],
+        }
         for t in topics
     ]
     ids, previous = identify(tables, run_id, frame, vectors, topics, ctx.cfg.topics.pattern_min_score)
@@ -201,21 +268,67 @@ def run(ctx, run_id: str | None = None) -> dict[str, Any]:
     tables.merge(GOLD_TOPICS, run_table(GOLD_TOPICS, rows), how="replace_run", run_id=run_id)
     coherence = npmi([t.keywords for t in topics], frame["text"].tolist(), conf.top_n_words)
     spread = diversity([t.keywords for t in topics], conf.top_n_words)
-    tables.merge(GOLD_QUALITY, run_table(GOLD_QUALITY, [
-        {"run_id": run_id, "measure": "npmi", "value": coherence, "detail": f"mean NPMI of the top {conf.top_n_words} keywords over the embedded texts"},
-        {"run_id": run_id, "measure": "diversity", "value": spread, "detail": f"share of distinct words among the top {conf.top_n_words} keywords"},
-        {"run_id": run_id, "measure": "patterns_matched", "value": float(sum(1 for c, i in ids.items() if not i.startswith(f"{run_id}:"))),
-         "detail": f"clusters that kept the pattern id of run {previous}" if previous else "no earlier run to match"},
-    ]))
-    table(f"Topics of run {run_id}", ["cluster", "n", "name", "category", "keywords"],
-          [(t.cluster, t.n, names[t.cluster][0], categories[t.cluster][0], ", ".join(t.keywords[:5])) for t in sorted(topics, key=lambda t: -t.n)[:20]])
-    return {"run_id": run_id, "topics": len(topics), "documents": len(frame), "npmi": coherence, "diversity": spread,
-            "patterns_matched_to": previous, **counts}
+    tables.merge(
+        GOLD_QUALITY,
+        run_table(
+            GOLD_QUALITY,
+            [
+                {
+                    "run_id": run_id,
+                    "measure": "npmi",
+                    "value": coherence,
+                    "detail": f"mean NPMI of the top {conf.top_n_words} keywords over the embedded texts",
+                },
+                {
+                    "run_id": run_id,
+                    "measure": "diversity",
+                    "value": spread,
+                    "detail": f"share of distinct words among the top {conf.top_n_words} keywords",
+                },
+                {
+                    "run_id": run_id,
+                    "measure": "patterns_matched",
+                    "value": float(sum(1 for c, i in ids.items() if not i.startswith(f"{run_id}:"))),
+                    "detail": f"clusters that kept the pattern id of run {previous}"
+                    if previous
+                    else "no earlier run to match",
+                },
+            ],
+        ),
+    )
+    table(
+        f"Topics of run {run_id}",
+        ["cluster", "n", "name", "category", "keywords"],
+        [
+            (t.cluster, t.n, names[t.cluster][0], categories[t.cluster][0], ", ".join(t.keywords[:5]))
+            for t in sorted(topics, key=lambda t: -t.n)[:20]
+        ],
+    )
+    return {
+        "run_id": run_id,
+        "topics": len(topics),
+        "documents": len(frame),
+        "npmi": coherence,
+        "diversity": spread,
+        "patterns_matched_to": previous,
+        **counts,
+    }
 
 
 STAGE = Stage(
-    "topics", "BERTopic keywords and representative issues per cluster into gold_topics", run,
-    reads=(GOLD_CLUSTERS.name, SILVER_ISSUES.name, GOLD_EMBEDDINGS.name, SILVER_SUMMARIES.name, SILVER_PROJECT_TERMS.name, GOLD_TOPICS.name),
-    writes=(GOLD_TOPICS.name, GOLD_QUALITY.name), options=(RUN_ID,), sections=("topics",),
+    "topics",
+    "BERTopic keywords and representative issues per cluster into gold_topics",
+    run,
+    reads=(
+        GOLD_CLUSTERS.name,
+        SILVER_ISSUES.name,
+        GOLD_EMBEDDINGS.name,
+        SILVER_SUMMARIES.name,
+        SILVER_PROJECT_TERMS.name,
+        GOLD_TOPICS.name,
+    ),
+    writes=(GOLD_TOPICS.name, GOLD_QUALITY.name),
+    options=(RUN_ID,),
+    sections=("topics",),
     warm=preload("topics", "bertopic"),  # 5 s of imports (sentence-transformers, torch) off the critical path
 )

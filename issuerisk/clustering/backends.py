@@ -37,9 +37,15 @@ def check_size(cfg: ClusterConfig, n_points: int) -> None:
         ValueError: too few points for the neighbourhood or the smallest cluster.
     """
     if n_points <= cfg.n_neighbors:
-        raise ValueError(f"{n_points} points cannot be clustered with cluster.n_neighbors={cfg.n_neighbors}; embed more issues or lower n_neighbors")
+        raise ValueError(
+            f"{n_points} points cannot be clustered with cluster.n_neighbors={cfg.n_neighbors}; embed more issues or "
+            "lower n_neighbors"
+        )
     if n_points < cfg.min_cluster_size:
-        raise ValueError(f"{n_points} points are fewer than cluster.min_cluster_size={cfg.min_cluster_size}; lower it or embed more issues")
+        raise ValueError(
+            f"{n_points} points are fewer than cluster.min_cluster_size={cfg.min_cluster_size}; lower it or embed more "
+            "issues"
+        )
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,8 @@ class ClusterResult:
 
 @dataclass(frozen=True)
 class Prepared:
-    """The scaled vectors and their exact kNN graph (indices with each point first, and distances), shared by every run."""
+    """The scaled vectors and their exact kNN graph (indices with each point first, and distances), shared by every
+    run."""
 
     x: np.ndarray
     knn_indices: np.ndarray
@@ -71,7 +78,8 @@ class Prepared:
 
 @dataclass(frozen=True)
 class Density:
-    """One HDBSCAN fit: labels (-1 noise), membership probabilities, GLOSH outlier scores and DBCV (relative validity)."""
+    """One HDBSCAN fit: labels (-1 noise), membership probabilities, GLOSH outlier scores and DBCV (relative
+    validity)."""
 
     labels: np.ndarray
     probabilities: np.ndarray
@@ -135,7 +143,8 @@ def enable_jit_cache(cache_dir: str | None) -> int:
 
 
 class CpuBackend:
-    """scikit-learn StandardScaler and exact kNN, umap-learn and the ``hdbscan`` package (2x scikit-learn's HDBSCAN at 60k points)."""
+    """scikit-learn StandardScaler and exact kNN, umap-learn and the ``hdbscan`` package (2x scikit-learn's HDBSCAN at
+    60k points)."""
 
     name = "cpu"
 
@@ -144,8 +153,16 @@ class CpuBackend:
         from sklearn.preprocessing import StandardScaler
 
         check_size(params, len(vectors))
-        x = StandardScaler().fit_transform(vectors).astype(np.float32) if params.scale else np.asarray(vectors, np.float32)
-        distances, indices = NearestNeighbors(n_neighbors=params.n_neighbors, metric=params.metric, algorithm="brute").fit(x).kneighbors(x)
+        x = (
+            StandardScaler().fit_transform(vectors).astype(np.float32)
+            if params.scale
+            else np.asarray(vectors, np.float32)
+        )
+        distances, indices = (
+            NearestNeighbors(n_neighbors=params.n_neighbors, metric=params.metric, algorithm="brute")
+            .fit(x)
+            .kneighbors(x)
+        )
         return Prepared(x, indices.astype(np.int32), distances.astype(np.float32))
 
     def reduce(self, prepared: Prepared, params: ClusterConfig, seed: int | None, n_components: int) -> np.ndarray:
@@ -154,18 +171,33 @@ class CpuBackend:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*overridden to 1 by setting random_state.*")
             warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
-            return umap.UMAP(n_components=n_components, n_neighbors=params.n_neighbors, min_dist=params.min_dist, metric=params.metric,
-                             n_epochs=umap_epochs(params, len(prepared.x)), random_state=seed, n_jobs=1 if seed is not None else -1,
-                             precomputed_knn=(prepared.knn_indices, prepared.knn_distances, None)).fit_transform(prepared.x)
+            return umap.UMAP(
+                n_components=n_components,
+                n_neighbors=params.n_neighbors,
+                min_dist=params.min_dist,
+                metric=params.metric,
+                n_epochs=umap_epochs(params, len(prepared.x)),
+                random_state=seed,
+                n_jobs=1 if seed is not None else -1,
+                precomputed_knn=(prepared.knn_indices, prepared.knn_distances, None),
+            ).fit_transform(prepared.x)
 
     def density(self, reduced: np.ndarray, params: ClusterConfig, selection: str) -> Density:
         import hdbscan
 
-        fitted = hdbscan.HDBSCAN(min_cluster_size=params.min_cluster_size, min_samples=params.min_samples,
-                                 cluster_selection_method=selection, gen_min_span_tree=True).fit(reduced)
+        fitted = hdbscan.HDBSCAN(
+            min_cluster_size=params.min_cluster_size,
+            min_samples=params.min_samples,
+            cluster_selection_method=selection,
+            gen_min_span_tree=True,
+        ).fit(reduced)
         validity = float(fitted.relative_validity_) if fitted.labels_.max() >= 0 else None
-        return Density(fitted.labels_.astype(np.int64), fitted.probabilities_.astype(np.float64),
-                       np.nan_to_num(fitted.outlier_scores_.astype(np.float64)), validity)
+        return Density(
+            fitted.labels_.astype(np.int64),
+            fitted.probabilities_.astype(np.float64),
+            np.nan_to_num(fitted.outlier_scores_.astype(np.float64)),
+            validity,
+        )
 
 
 class CumlBackend:
@@ -194,30 +226,58 @@ class CumlBackend:
     def reduce(self, prepared: Prepared, params: ClusterConfig, seed: int | None, n_components: int) -> np.ndarray:
         import cupy as cp
 
-        model = self._umap(n_components=n_components, n_neighbors=params.n_neighbors, min_dist=params.min_dist, metric=params.metric,
-                           n_epochs=umap_epochs(params, len(prepared.x)), random_state=seed, precomputed_knn=(prepared.knn_indices, prepared.knn_distances))
+        model = self._umap(
+            n_components=n_components,
+            n_neighbors=params.n_neighbors,
+            min_dist=params.min_dist,
+            metric=params.metric,
+            n_epochs=umap_epochs(params, len(prepared.x)),
+            random_state=seed,
+            precomputed_knn=(prepared.knn_indices, prepared.knn_distances),
+        )
         return cp.asnumpy(model.fit_transform(cp.asarray(prepared.x)))
 
     def density(self, reduced: np.ndarray, params: ClusterConfig, selection: str) -> Density:
         import cupy as cp
 
-        fitted = self._hdbscan(min_cluster_size=params.min_cluster_size, min_samples=params.min_samples,
-                               cluster_selection_method=selection, prediction_data=True).fit(cp.asarray(reduced))
-        return Density(cp.asnumpy(fitted.labels_).astype(np.int64), cp.asnumpy(fitted.probabilities_).astype(np.float64),
-                       np.nan_to_num(cp.asnumpy(fitted.outlier_scores_).astype(np.float64)), None)
+        fitted = self._hdbscan(
+            min_cluster_size=params.min_cluster_size,
+            min_samples=params.min_samples,
+            cluster_selection_method=selection,
+            prediction_data=True,
+        ).fit(cp.asarray(reduced))
+        return Density(
+            cp.asnumpy(fitted.labels_).astype(np.int64),
+            cp.asnumpy(fitted.probabilities_).astype(np.float64),
+            np.nan_to_num(cp.asnumpy(fitted.outlier_scores_).astype(np.float64)),
+            None,
+        )
 
 
-def single_run(backend: ClusterBackend, prepared: Prepared, params: ClusterConfig, seed: int | None, with_coords: bool = True) -> ClusterResult:
+def single_run(
+    backend: ClusterBackend, prepared: Prepared, params: ClusterConfig, seed: int | None, with_coords: bool = True
+) -> ClusterResult:
     """One StandardScaler -> UMAP -> HDBSCAN run (the fast setting, ``cluster.method: single``)."""
     reduced = backend.reduce(prepared, params, seed, params.n_components)
     fit = backend.density(reduced, params, params.cluster_selection_method)
     coords = backend.reduce(prepared, params, seed, 2) if with_coords else np.zeros((len(prepared.x), 2))
-    return ClusterResult(fit.labels.astype(np.int32), fit.probabilities, fit.outlier_scores, np.asarray(coords, dtype=np.float64),
-                         validity=fit.validity)
+    return ClusterResult(
+        fit.labels.astype(np.int32),
+        fit.probabilities,
+        fit.outlier_scores,
+        np.asarray(coords, dtype=np.float64),
+        validity=fit.validity,
+    )
 
 
-def member_run(backend: ClusterBackend, prepared: Prepared, params: ClusterConfig, seed: int, selections: tuple[str, ...],
-               keep_reduced: bool = False) -> dict[str, object]:
+def member_run(
+    backend: ClusterBackend,
+    prepared: Prepared,
+    params: ClusterConfig,
+    seed: int,
+    selections: tuple[str, ...],
+    keep_reduced: bool = False,
+) -> dict[str, object]:
     """One seeded member of a consensus: per selection its raw labels and its labels with noise filled by the nearest
     clustered points; and its reduced vectors when ``keep_reduced``."""
     from issuerisk.clustering.consensus import fill_noise
@@ -256,7 +316,10 @@ def get_backend(name: str) -> ClusterBackend:
         except ImportError as exc:
             if name == "auto":
                 return CpuBackend()
-            raise ClusterBackendError(f"cluster.backend=cuml but cuML does not import ({exc}); install cuml-cu12 on a GPU machine or use backend cpu") from None
+            raise ClusterBackendError(
+                f"cluster.backend=cuml but cuML does not import ({exc}); install cuml-cu12 on a GPU machine or use "
+                "backend cpu"
+            ) from None
         if gpu_available():
             return backend
         if name == "auto":

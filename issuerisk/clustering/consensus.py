@@ -66,16 +66,24 @@ def fill_noise(reduced: np.ndarray, labels: np.ndarray, k: int = 10) -> np.ndarr
     if clustered.all() or not clustered.any():
         return labels.copy()
     out = labels.copy()
-    out[~clustered] = KNeighborsClassifier(n_neighbors=min(k, int(clustered.sum()))).fit(reduced[clustered], labels[clustered]).predict(reduced[~clustered])
+    out[~clustered] = (
+        KNeighborsClassifier(n_neighbors=min(k, int(clustered.sum())))
+        .fit(reduced[clustered], labels[clustered])
+        .predict(reduced[~clustered])
+    )
     return out
 
 
 def blob_share(runs: np.ndarray, max_share: float = 0.5) -> float:
-    """Share of runs that put more than ``max_share`` of their points into one cluster (EOM's failure on small corpora)."""
+    """Share of runs that put more than ``max_share`` of their points into one cluster (EOM's failure on small
+    corpora)."""
     blobs = []
     for labels in runs:
         clustered = labels >= 0
-        blobs.append(bool(clustered.any()) and np.bincount(labels[clustered]).max() > max_share * max(int((labels != ABSENT).sum()), 1))
+        blobs.append(
+            bool(clustered.any())
+            and np.bincount(labels[clustered]).max() > max_share * max(int((labels != ABSENT).sum()), 1)
+        )
     return float(np.mean(blobs)) if blobs else 0.0
 
 
@@ -114,8 +122,15 @@ def votes(core: np.ndarray, filled: np.ndarray) -> np.ndarray:
     return total / np.maximum(runs_present, 1)[:, None]
 
 
-def consensus(n: int, edges: np.ndarray, raw: np.ndarray, filled: np.ndarray, min_cluster_size: int,
-              core_threshold: float, attach_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def consensus(
+    n: int,
+    edges: np.ndarray,
+    raw: np.ndarray,
+    filled: np.ndarray,
+    min_cluster_size: int,
+    core_threshold: float,
+    attach_threshold: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """(labels, vote share) of the consensus of member runs (``raw``: their labels, ``filled``: noise filled)."""
     core = cores(n, edges, coassociation(raw, edges), core_threshold, min_cluster_size)
     if core.max() < 0:
@@ -152,7 +167,8 @@ def bootstrap_jaccard(labels: np.ndarray, resamples: np.ndarray) -> np.ndarray:
 
 
 def member_seeds(seed: int, runs: int) -> list[int]:
-    """The member runs' seeds: ``runs`` consecutive seeds from the project's (disjoint sets for seeds ``runs`` apart)."""
+    """The member runs' seeds: ``runs`` consecutive seeds from the project's (disjoint sets for seeds ``runs``
+    apart)."""
     return [seed + i for i in range(runs)]
 
 
@@ -172,21 +188,32 @@ def dbcv(reduced: np.ndarray, labels: np.ndarray, sample: int, seed: int) -> flo
     pick = np.sort(np.random.default_rng(seed).permutation(len(labels))[:sample])
     clustered = pick[labels[pick] >= 0]
     sampled, counts = np.unique(labels[clustered], return_counts=True)
-    clustered = clustered[np.isin(labels[clustered], sampled[counts >= MIN_DBCV_MEMBERS])]  # a cluster's own MST needs members
+    clustered = clustered[
+        np.isin(labels[clustered], sampled[counts >= MIN_DBCV_MEMBERS])
+    ]  # a cluster's own MST needs members
     if len(set(labels[clustered].tolist())) < 2:
         return None
     return float(validity_index(reduced[clustered].astype(np.float64), labels[clustered]))
 
 
-def combine(members: list[dict], prepared: "Prepared", params: Any, auto: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+def combine(
+    members: list[dict], prepared: "Prepared", params: Any, auto: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(labels, vote share, per-cluster stability, selection used) of member runs (see :func:`member_run`)."""
     used = "eom" if "eom" in members[0] else "leaf"
     if auto and blob_share(np.stack([m["eom"][0] for m in members])) > 0.1:
         used = "leaf"
     raw = np.stack([m[used][0] for m in members])
     filled = np.stack([m[used][1] for m in members])
-    labels, share = consensus(len(prepared.x), edges_of(prepared.knn_indices), raw, filled, params.min_cluster_size,
-                              params.core_threshold, params.attach_threshold)
+    labels, share = consensus(
+        len(prepared.x),
+        edges_of(prepared.knn_indices),
+        raw,
+        filled,
+        params.min_cluster_size,
+        params.core_threshold,
+        params.attach_threshold,
+    )
     return labels, share, bootstrap_jaccard(labels, filled) if labels.max() >= 0 else np.zeros(0), used
 
 
@@ -194,9 +221,11 @@ def selections_of(params: Any) -> tuple[str, ...]:
     return ("eom", "leaf") if params.member_selection == "auto" else (params.member_selection,)
 
 
-def fit(members_of: Callable[[list[int], tuple[str, ...]], list[dict]], prepared: "Prepared", params: Any, seed: int
-        ) -> tuple[list[dict], np.ndarray, np.ndarray, np.ndarray, str]:
-    """The consensus of ``params.consensus_runs`` seeded member runs: (members, labels, vote share, per-cluster stability,
+def fit(
+    members_of: Callable[[list[int], tuple[str, ...]], list[dict]], prepared: "Prepared", params: Any, seed: int
+) -> tuple[list[dict], np.ndarray, np.ndarray, np.ndarray, str]:
+    """The consensus of ``params.consensus_runs`` seeded member runs: (members, labels, vote share, per-cluster
+    stability,
     selection used). ``members_of(seeds, selections)`` runs the members (Ray tasks in ``cluster``, in this process in
     ``tune``), each as :func:`issuerisk.clustering.backends.member_run`, the first keeping its reduced vectors."""
     members = members_of(member_seeds(seed, params.consensus_runs), selections_of(params))

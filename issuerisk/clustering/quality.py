@@ -35,7 +35,9 @@ def npmi(topics: Sequence[Sequence[str]], docs: Sequence[str], top_n: int = 10) 
         return None
     presence: dict[str, np.ndarray] = {}
 
-    def seen(word: str) -> np.ndarray:  # a keyword occurs in a document when its words do, in order (Arrow's substring kernel)
+    def seen(
+        word: str,
+    ) -> np.ndarray:  # a keyword occurs in a document when its words do, in order (Arrow's substring kernel)
         if word not in presence:
             presence[word] = pc.match_substring(normalized, f" {word} ").to_numpy(zero_copy_only=False)
         return presence[word]
@@ -43,7 +45,7 @@ def npmi(topics: Sequence[Sequence[str]], docs: Sequence[str], top_n: int = 10) 
     scores = []
     for keywords in topics:
         words = [w.lower() for w in keywords[:top_n] if w]
-        pairs = [(a, b) for i, a in enumerate(words) for b in words[i + 1:]]
+        pairs = [(a, b) for i, a in enumerate(words) for b in words[i + 1 :]]
         for a, b in pairs:
             pa_, pb_ = seen(a), seen(b)
             p_a, p_b, p_ab = pa_.mean(), pb_.mean(), (pa_ & pb_).mean()
@@ -67,6 +69,10 @@ def size_stats(labels: np.ndarray) -> dict[str, float]:
     labels = np.asarray(labels)
     sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.array([], dtype=int)
     sizes = sizes[sizes > 0]
-    return {"clusters": float(len(sizes)), "noise_share": float(np.mean(labels < 0)) if len(labels) else 0.0,
-            "size_min": float(sizes.min()) if len(sizes) else 0.0, "size_median": float(np.median(sizes)) if len(sizes) else 0.0,
-            "size_max": float(sizes.max()) if len(sizes) else 0.0}
+    return {
+        "clusters": float(len(sizes)),
+        "noise_share": float(np.mean(labels < 0)) if len(labels) else 0.0,
+        "size_min": float(sizes.min()) if len(sizes) else 0.0,
+        "size_median": float(np.median(sizes)) if len(sizes) else 0.0,
+        "size_max": float(sizes.max()) if len(sizes) else 0.0,
+    }

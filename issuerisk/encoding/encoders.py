@@ -68,11 +68,21 @@ class TransformerEncoder:
         if spec.fp16 and spec.device.startswith("cuda"):
             self.model.half()
         self.spec = spec
-        self.dim = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") else self.model.get_sentence_embedding_dimension())
+        self.dim = int(
+            self.model.get_embedding_dimension()
+            if hasattr(self.model, "get_embedding_dimension")
+            else self.model.get_sentence_embedding_dimension()
+        )
 
     def encode(self, texts: list[str]) -> np.ndarray:
         prefixed = [self.spec.query_prefix + t for t in texts] if self.spec.query_prefix else list(texts)
-        vectors = self.model.encode(prefixed, batch_size=self.spec.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        vectors = self.model.encode(
+            prefixed,
+            batch_size=self.spec.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
@@ -106,7 +116,10 @@ def plan_pool(cfg: EmbedConfig, cluster_cpus: float, cluster_gpus: float) -> Poo
         EmbedError: the cluster reports no CPU at all.
     """
     if cluster_cpus < 1 and cluster_gpus < 1:
-        raise EmbedError(f"the Ray cluster offers no CPU or GPU ({cluster_cpus} CPUs, {cluster_gpus} GPUs); check ray.address or ray.num_cpus")
+        raise EmbedError(
+            f"the Ray cluster offers no CPU or GPU ({cluster_cpus} CPUs, {cluster_gpus} GPUs); check ray.address or "
+            "ray.num_cpus"
+        )
     if cluster_gpus >= 1:
         return PoolPlan(cfg.actors or int(cluster_gpus), 1, 1, "cuda", 1)
     per = max(1, min(cfg.cpus_per_actor, int(cluster_cpus)))
@@ -122,14 +135,20 @@ def cluster_pool_plan(cfg: EmbedConfig) -> PoolPlan:
 
 
 IN_PROCESS = PoolPlan(actors=1, num_cpus=0, num_gpus=0, device="cpu", threads=0)
-"""The plan of an encoder built in the calling process for a few texts (the category descriptions): CPU, torch's own threads."""
+"""The plan of an encoder built in the calling process for a few texts (the category descriptions): CPU, torch's own
+threads."""
 
 
 def encoder_spec(embed: EmbedConfig, plan: PoolPlan = IN_PROCESS) -> EncoderSpec:
     """The spec every actor (or, with the default plan, this process) builds its encoder from (the model resolved to a
     local folder, offline): the one place the ``embed`` section becomes an encoder."""
     return EncoderSpec(
-        model=embed.model, path=resolve_model(embed.model, embed.model_path), query_prefix=embed.query_prefix,
-        max_seq_length=embed.max_seq_length, batch_size=embed.batch_size, device=plan.device,
-        fp16=embed.fp16_on_gpu and plan.device == "cuda", threads=plan.threads,
+        model=embed.model,
+        path=resolve_model(embed.model, embed.model_path),
+        query_prefix=embed.query_prefix,
+        max_seq_length=embed.max_seq_length,
+        batch_size=embed.batch_size,
+        device=plan.device,
+        fp16=embed.fp16_on_gpu and plan.device == "cuda",
+        threads=plan.threads,
     )

@@ -29,7 +29,9 @@ def resolve_model(model: str, model_path: str | None = None) -> str:
     """
     if model_path:
         if not Path(model_path).is_dir():
-            raise ModelNotFoundError(f"embed.model_path={model_path!r} is not a folder; point it at a downloaded sentence-transformers model")
+            raise ModelNotFoundError(
+                f"embed.model_path={model_path!r} is not a folder; point it at a downloaded sentence-transformers model"
+            )
         return model_path
     if model in (PACKAGED_MINILM, "all-MiniLM-L6-v2"):
         return packaged_minilm_path()

@@ -48,8 +48,10 @@ class CheckpointStore:
     def load(self) -> dict[str, Checkpoint]:
         """Every checkpoint by repository (empty when the table does not exist yet)."""
         fields = Checkpoint.__dataclass_fields__
-        return {r["repository"]: Checkpoint(**{k: v for k, v in r.items() if k in fields})
-                for r in self.tables.read(CRAWL_CHECKPOINTS).to_pylist()}
+        return {
+            r["repository"]: Checkpoint(**{k: v for k, v in r.items() if k in fields})
+            for r in self.tables.read(CRAWL_CHECKPOINTS).to_pylist()
+        }
 
     def save(self, checkpoints: list[Checkpoint], run_id: str) -> None:
         """MERGE checkpoints on repository (one Delta commit)."""

@@ -103,9 +103,15 @@ class ClientStats:
     by_status: dict[int, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"requests": self.requests, "not_modified": self.not_modified, "retries": self.retries,
-                "rate_limit_waits": self.rate_limit_waits, "secondary_waits": self.secondary_waits,
-                "wait_seconds": round(self.wait_seconds, 3), "by_status": {str(k): v for k, v in sorted(self.by_status.items())}}
+        return {
+            "requests": self.requests,
+            "not_modified": self.not_modified,
+            "retries": self.retries,
+            "rate_limit_waits": self.rate_limit_waits,
+            "secondary_waits": self.secondary_waits,
+            "wait_seconds": round(self.wait_seconds, 3),
+            "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+        }
 
 
 @dataclass
@@ -159,13 +165,18 @@ class GitHubClient:
         rng: random.Random | None = None,
     ) -> None:
         if url_credentials(api_url):
-            raise ValueError(f"github.api_url carries credentials ({url_credentials(api_url)}); remove them and export the token as GITHUB_TOKENS")
+            raise ValueError(
+                f"github.api_url carries credentials ({url_credentials(api_url)}); remove them and export the token as "
+                "GITHUB_TOKENS"
+            )
         if not api_url.startswith(("http://", "https://")):
             raise ValueError(f"github.api_url must be an http(s) URL such as https://api.github.com, got {api_url!r}")
         for number, token in enumerate(tokens, 1):
             index = bad_character(token or "")
             if index is not None:
-                raise SecretFormatError(f"token #{number}", index + 1, token[index], "a token is one unbroken line of printable characters")
+                raise SecretFormatError(
+                    f"token #{number}", index + 1, token[index], "a token is one unbroken line of printable characters"
+                )
         self.api_url = api_url.rstrip("/") + "/"
         self._origin = origin(self.api_url)
         self._tokens = [_Token(i + 1, t) for i, t in enumerate(tokens)] or [_Token(0, None)]
@@ -186,20 +197,31 @@ class GitHubClient:
         self._paused_until = 0.0
         self._cache: OrderedDict[str, tuple[str, Any]] = OrderedDict()
         self._cache_size = etag_cache_size
-        self._headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28", "User-Agent": USER_AGENT}
+        self._headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": USER_AGENT,
+        }
         # urllib3 rather than httpx: a 380 kB page costs 1.4 ms of CPU against 2.4 ms (bench/crawl.py).
         # Its own retries are off (this class retries with GitHub's rules); redirects are followed.
         self._http = urllib3.PoolManager(
-            maxsize=concurrency, block=True, timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
+            maxsize=concurrency,
+            block=True,
+            timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
             retries=urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=5, raise_on_redirect=True),
         )
 
     @classmethod
     def from_config(cls, gh: Any, environ: Mapping[str, str], **overrides: Any) -> "GitHubClient":
-        """A client from ``cfg.github`` and tokens from ``environ`` (``clock``/``sleep``/``transport`` may be overridden)."""
+        """A client from ``cfg.github`` and tokens from ``environ`` (``clock``/``sleep``/``transport`` may be
+        overridden)."""
         options: dict[str, Any] = dict(
-            timeout_s=gh.timeout_s, max_retries=gh.max_retries, backoff_base_s=gh.backoff_base_s,
-            backoff_max_s=gh.backoff_max_s, secondary_wait_s=gh.secondary_wait_s, concurrency=gh.concurrency,
+            timeout_s=gh.timeout_s,
+            max_retries=gh.max_retries,
+            backoff_base_s=gh.backoff_base_s,
+            backoff_max_s=gh.backoff_max_s,
+            secondary_wait_s=gh.secondary_wait_s,
+            concurrency=gh.concurrency,
             etag_cache_size=gh.etag_cache_size,
         )
         options.update(overrides)
@@ -224,7 +246,9 @@ class GitHubClient:
             full += ("&" if "?" in full else "?") + urlencode({k: v for k, v in params.items() if v is not None})
         return full
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None, etag: str | None = None, cache: bool = True) -> Response:
+    def get(
+        self, path: str, params: Mapping[str, Any] | None = None, etag: str | None = None, cache: bool = True
+    ) -> Response:
         """GET one API resource, waiting out rate limits and retrying faults.
 
         Args:
@@ -244,7 +268,10 @@ class GitHubClient:
         resource = resource_of(url)
         ours = origin(url) == self._origin
         if not ours:
-            log.warning("%s is not on the configured github.api_url host; requesting it without a token", redact(url, self._secrets))
+            log.warning(
+                "%s is not on the configured github.api_url host; requesting it without a token",
+                redact(url, self._secrets),
+            )
         cached = self._cache.get(url)
         if etag is None and cached is not None:
             etag = cached[0]
@@ -276,16 +303,28 @@ class GitHubClient:
             if status == 304:
                 with self._lock:
                     self.stats.not_modified += 1
-                return Response(reply.url or url, 304, cached[1] if cached and cached[0] == etag else None, etag,
-                                parse_links(reply.headers.get("link")), _http_date(reply.headers.get("date")))
+                return Response(
+                    reply.url or url,
+                    304,
+                    cached[1] if cached and cached[0] == etag else None,
+                    etag,
+                    parse_links(reply.headers.get("link")),
+                    _http_date(reply.headers.get("date")),
+                )
             if status >= 400:
                 raise GitHubStatusError(status, url, redact(_message(reply), self._secrets))
             data = orjson.loads(reply.data)
             new_etag = reply.headers.get("etag")
             if new_etag and self._cache_size and cache:
                 self._remember(url, new_etag, data)
-            return Response(reply.url or url, status, data, new_etag, parse_links(reply.headers.get("link")),
-                            _http_date(reply.headers.get("date")))
+            return Response(
+                reply.url or url,
+                status,
+                data,
+                new_etag,
+                parse_links(reply.headers.get("link")),
+                _http_date(reply.headers.get("date")),
+            )
 
     def _remember(self, url: str, etag: str, data: Any) -> None:
         with self._lock:
@@ -322,7 +361,11 @@ class GitHubClient:
                 for token in self._tokens:
                     quota = token.quota.get(resource)
                     if quota is None or quota.remaining is None or quota.remaining > 0 or quota.reset <= now:
-                        left = float("inf") if quota is None or quota.remaining is None or quota.reset <= now else quota.remaining
+                        left = (
+                            float("inf")
+                            if quota is None or quota.remaining is None or quota.reset <= now
+                            else quota.remaining
+                        )
                         if left > best_left:
                             best, best_left = token, left
                     else:
@@ -332,7 +375,12 @@ class GitHubClient:
                         best.quota[resource].remaining = int(best_left) - 1
                     return best
                 self.stats.rate_limit_waits += 1
-            log.warning("GitHub %s rate limit spent on all %d token(s); waiting %.0f s for the reset", resource, len(self._tokens), earliest - now + 1)
+            log.warning(
+                "GitHub %s rate limit spent on all %d token(s); waiting %.0f s for the reset",
+                resource,
+                len(self._tokens),
+                earliest - now + 1,
+            )
             self._wait(earliest - now + 1)
 
     def _update_quota(self, token: _Token, resource: str, headers: Mapping[str, str]) -> None:
@@ -357,7 +405,7 @@ class GitHubClient:
         elif headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset"):
             seconds = max(0.0, float(headers["x-ratelimit-reset"]) - now)
         else:
-            seconds = self.secondary_wait_s * 2 ** attempt
+            seconds = self.secondary_wait_s * 2**attempt
         with self._lock:
             self.stats.secondary_waits += 1
             self._paused_until = max(self._paused_until, now + seconds)
@@ -370,7 +418,7 @@ class GitHubClient:
             raise RetriesExhausted(url, attempt, reason)
         with self._lock:
             self.stats.retries += 1
-        delay = self.rng.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** attempt))
+        delay = self.rng.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
         log.info("retrying %s after %s in %.1f s (attempt %d of %d)", url, reason, delay, attempt + 1, self.max_retries)
         self._wait(delay)
         return attempt + 1

@@ -22,6 +22,7 @@ from typing import Any
 
 from issuerisk.conf.secrets import env_secrets, redact
 from issuerisk.constants import FRAMEWORKS
+from issuerisk.context import Context
 from issuerisk.display import progress, table
 from issuerisk.github.checkpoints import DONE, FETCHED, IN_PROGRESS, Checkpoint, CheckpointStore
 from issuerisk.github.client import GitHubClient
@@ -55,14 +56,22 @@ def selected_repos(tables: ArrowTables, max_repos: int | None) -> dict[str, str 
         CrawlError: bronze_repos is missing or selects nothing.
     """
     rows = tables.read(BRONZE_REPOS, columns=["repository", "frameworks", "stars", "excluded_reason"]).to_pylist()
-    chosen = sorted((r for r in rows if r["excluded_reason"] is None), key=lambda r: (-(r["stars"] or 0), r["repository"]))
+    chosen = sorted(
+        (r for r in rows if r["excluded_reason"] is None), key=lambda r: (-(r["stars"] or 0), r["repository"])
+    )
     if not chosen:
         raise CrawlError("bronze_repos selects no repository; run `issuerisk discover` first or pass --repo OWNER/NAME")
     return {r["repository"]: r["frameworks"][0] if len(r["frameworks"]) == 1 else None for r in chosen[:max_repos]}
 
 
-def run(ctx, repos: list[str] | None = None, framework: str | None = None, no_ingest: bool = False,
-        max_repos: int | None = None, client: GitHubClient | None = None) -> dict[str, Any]:
+def run(
+    ctx,
+    repos: list[str] | None = None,
+    framework: str | None = None,
+    no_ingest: bool = False,
+    max_repos: int | None = None,
+    client: GitHubClient | None = None,
+) -> dict[str, Any]:
     """Crawl the repositories' issues into raw JSON Lines and (unless ``no_ingest``) bronze_issues. Returns counts.
 
     Args:
@@ -79,7 +88,9 @@ def run(ctx, repos: list[str] | None = None, framework: str | None = None, no_in
         raise CrawlError(f"framework {framework!r} is not one of {FRAMEWORKS}")
     if max_repos is not None and max_repos < 1:
         raise CrawlError(f"max_repos must be at least 1, got {max_repos}")
-    targets = {r: framework for r in check_repos(repos)[:max_repos]} if repos else selected_repos(ctx.lake.arrow, max_repos)
+    targets = (
+        {r: framework for r in check_repos(repos)[:max_repos]} if repos else selected_repos(ctx.lake.arrow, max_repos)
+    )
     store = CheckpointStore(ctx.lake.arrow)
     before = store.load()
     own_client = client is None
@@ -95,13 +106,48 @@ def run(ctx, repos: list[str] | None = None, framework: str | None = None, no_in
         ingested = _ingest(ctx, store, fetched, targets)
     statuses = Counter(cp.status for cp in finals.values())
     stats = client.stats.as_dict()
-    result = {"repositories": len(targets), **{f"status_{k}": v for k, v in sorted(statuses.items())}, "failed": len(failures),
-              **{k: v for k, v in stats.items() if k != "by_status"}, "http_status": stats["by_status"], **totals,
-              "raw_files": len(fetched), "ingested_new_issues": ingested.get("new_issues", 0),
-              "incomplete_repositories": ingested.get("incomplete_repositories", 0)}
-    table("crawl", ["repos", "requests", "304s", "retries", "rate waits", "secondary waits", "waited s", "objects", "PRs", "new", "updated"],
-          [[len(targets), stats["requests"], stats["not_modified"], stats["retries"], stats["rate_limit_waits"], stats["secondary_waits"],
-            stats["wait_seconds"], totals["objects"], totals["pull_requests"], totals["new"], totals["updated"]]])
+    result = {
+        "repositories": len(targets),
+        **{f"status_{k}": v for k, v in sorted(statuses.items())},
+        "failed": len(failures),
+        **{k: v for k, v in stats.items() if k != "by_status"},
+        "http_status": stats["by_status"],
+        **totals,
+        "raw_files": len(fetched),
+        "ingested_new_issues": ingested.get("new_issues", 0),
+        "incomplete_repositories": ingested.get("incomplete_repositories", 0),
+    }
+    table(
+        "crawl",
+        [
+            "repos",
+            "requests",
+            "304s",
+            "retries",
+            "rate waits",
+            "secondary waits",
+            "waited s",
+            "objects",
+            "PRs",
+            "new",
+            "updated",
+        ],
+        [
+            [
+                len(targets),
+                stats["requests"],
+                stats["not_modified"],
+                stats["retries"],
+                stats["rate_limit_waits"],
+                stats["secondary_waits"],
+                stats["wait_seconds"],
+                totals["objects"],
+                totals["pull_requests"],
+                totals["new"],
+                totals["updated"],
+            ]
+        ],
+    )
     table("repositories by status", ["status", "repositories"], sorted(statuses.items()))
     if failures:
         table("failed (rerun `issuerisk crawl` to resume)", ["repository", "error"], sorted(failures.items()))
@@ -121,9 +167,11 @@ def commit(store: CheckpointStore, checkpoints: list[Checkpoint], run_id: str) -
     store.save(checkpoints, run_id)
 
 
-def _crawl(ctx, client: GitHubClient, store: CheckpointStore,
-           start: dict[str, Checkpoint | None]) -> tuple[dict[str, Checkpoint], dict[str, int], dict[str, str]]:
-    """Run the workers; MERGE their checkpoints every ``checkpoint_every_s``. Returns final checkpoints, totals, failures."""
+def _crawl(
+    ctx, client: GitHubClient, store: CheckpointStore, start: dict[str, Checkpoint | None]
+) -> tuple[dict[str, Checkpoint], dict[str, int], dict[str, str]]:
+    """Run the workers; MERGE their checkpoints every ``checkpoint_every_s``. Returns final checkpoints, totals,
+    failures."""
     gh, run_id = ctx.cfg.github, ctx.run.run_id
     raw_dir = ctx.cfg.resolve_path(gh.raw_dir)
     events: queue.Queue[tuple[str, PageEvent | Checkpoint | BaseException]] = queue.Queue()
@@ -132,13 +180,21 @@ def _crawl(ctx, client: GitHubClient, store: CheckpointStore,
     totals = Counter(objects=0, pull_requests=0, new=0, updated=0, pages=0)
     failures: dict[str, str] = {}
     secrets = env_secrets(os.environ)
-    bars = [progress(len(start), "repositories", "repo", ctx.progress), progress(None, "pages", "page", ctx.progress),
-            progress(None, "issues", "issue", ctx.progress)]
+    bars = [
+        progress(len(start), "repositories", "repo", ctx.progress),
+        progress(None, "pages", "page", ctx.progress),
+        progress(None, "issues", "issue", ctx.progress),
+    ]
 
     def work(repo: str, checkpoint: Checkpoint | None) -> None:
         """Crawl one repository, queueing a PageEvent per page and then its final checkpoint or error."""
         try:
-            events.put((repo, crawl_repository(client, checkpoint, repo, raw_dir, gh.per_page, lambda e: events.put((repo, e)))))
+            events.put(
+                (
+                    repo,
+                    crawl_repository(client, checkpoint, repo, raw_dir, gh.per_page, lambda e: events.put((repo, e))),
+                )
+            )
         except BaseException as exc:  # handed to the coordinating thread, which decides
             events.put((repo, exc))
 
@@ -159,7 +215,13 @@ def _crawl(ctx, client: GitHubClient, store: CheckpointStore,
             for repo, item in arrived:
                 if isinstance(item, PageEvent):
                     pending[repo] = latest[repo] = item.checkpoint
-                    totals.update(objects=item.objects, pull_requests=item.pull_requests, new=item.new, updated=item.updated, pages=1)
+                    totals.update(
+                        objects=item.objects,
+                        pull_requests=item.pull_requests,
+                        new=item.new,
+                        updated=item.updated,
+                        pages=1,
+                    )
                     if item.last_page:
                         bars[1].total = (bars[1].total or 0) + item.last_page
                     bars[1].update(1)
@@ -185,7 +247,9 @@ def _crawl(ctx, client: GitHubClient, store: CheckpointStore,
     return latest, dict(totals), failures
 
 
-def _ingest(ctx: Any, store: CheckpointStore, fetched: dict[str, Checkpoint], targets: dict[str, str | None]) -> dict[str, Any]:
+def _ingest(
+    ctx: Context, store: CheckpointStore, fetched: dict[str, Checkpoint], targets: dict[str, str | None]
+) -> dict[str, Any]:
     """MERGE fetched raw files into bronze_issues (one ingest per framework tag, through the runner), then mark done the
     repositories whose file landed whole; the others stay ``fetched`` with why, so the next crawl ingests them again."""
     groups: dict[str | None, list[str]] = {}
@@ -202,19 +266,37 @@ def _ingest(ctx: Any, store: CheckpointStore, fetched: dict[str, Checkpoint], ta
     for cp in fetched.values():
         why = incomplete.get(os.path.abspath(cp.raw_file)) if cp.raw_file else None
         # a file that did not land whole stays fetched: the next crawl ingests it again (after the limit is raised)
-        marked.append(cp.but(status=DONE) if why is None else
-                      cp.but(error=f"ingest kept only part of {cp.raw_file} ({why}); raise ingest.max_file_bytes or repair the file, then crawl "
-                                   "again: it is ingested again, and the repository is done only when all of it landed"))
+        marked.append(
+            cp.but(status=DONE)
+            if why is None
+            else cp.but(
+                error=f"ingest kept only part of {cp.raw_file} ({why}); raise ingest.max_file_bytes or repair the "
+                "file, then crawl "
+                "again: it is ingested again, and the repository is done only when all of it landed"
+            )
+        )
     store.save(marked, ctx.run.run_id)
     return {**dict(result), "incomplete_repositories": sum(cp.status != DONE for cp in marked)}
 
 
 STAGE = Stage(
-    "crawl", "Crawl all issues of selected repositories, resumable, then ingest them", run,
-    reads=(CRAWL_CHECKPOINTS.name, BRONZE_REPOS.name), writes=(CRAWL_CHECKPOINTS.name, BRONZE_ISSUES.name, BRONZE_REJECTS.name),
-    options=(Option(("--repo",), "crawl this repository (repeatable); default: selected bronze_repos",
-                    argparse={"action": "append", "dest": "repos", "metavar": "OWNER/NAME"}),
-             Option(("--framework",), "tag for --repo repositories", argparse={"choices": FRAMEWORKS}),
-             Option(("--no-ingest",), "only fetch raw JSON Lines, do not MERGE into bronze_issues", argparse={"action": "store_true"}),
-             Option(("--max-repos",), "crawl at most this many repositories", argparse={"type": int})),
+    "crawl",
+    "Crawl all issues of selected repositories, resumable, then ingest them",
+    run,
+    reads=(CRAWL_CHECKPOINTS.name, BRONZE_REPOS.name),
+    writes=(CRAWL_CHECKPOINTS.name, BRONZE_ISSUES.name, BRONZE_REJECTS.name),
+    options=(
+        Option(
+            ("--repo",),
+            "crawl this repository (repeatable); default: selected bronze_repos",
+            argparse={"action": "append", "dest": "repos", "metavar": "OWNER/NAME"},
+        ),
+        Option(("--framework",), "tag for --repo repositories", argparse={"choices": FRAMEWORKS}),
+        Option(
+            ("--no-ingest",),
+            "only fetch raw JSON Lines, do not MERGE into bronze_issues",
+            argparse={"action": "store_true"},
+        ),
+        Option(("--max-repos",), "crawl at most this many repositories", argparse={"type": int}),
+    ),
 )

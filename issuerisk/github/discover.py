@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from issuerisk.constants import FRAMEWORKS
+from issuerisk.context import Context
 from issuerisk.display import progress, table
 from issuerisk.github.client import GitHubClient
 from issuerisk.github.exceptions import DiscoveryError
@@ -58,25 +59,39 @@ def _timestamp(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
-def repo_rows(found: dict[str, tuple[dict[str, Any], set[str]]], known: dict[str, list[str]], keywords: list[str],
-              run_id: str, now: datetime) -> list[dict[str, Any]]:
+def repo_rows(
+    found: dict[str, tuple[dict[str, Any], set[str]]],
+    known: dict[str, list[str]],
+    keywords: list[str],
+    run_id: str,
+    now: datetime,
+) -> list[dict[str, Any]]:
     """bronze_repos rows from search items, frameworks unioned with what the table already lists."""
     rows = []
     for name, (item, frameworks) in sorted(found.items()):
         reason = repo_keyword(name, item.get("description"), keywords)
         if reason is None and item.get("has_issues") is False:
             reason = "issues disabled"
-        rows.append({
-            "repository": name, "frameworks": sorted(frameworks | set(known.get(name, []))),
-            "stars": item.get("stargazers_count"), "description": item.get("description"), "language": item.get("language"),
-            "topics": item.get("topics") or [], "has_issues": item.get("has_issues"),
-            "created_at": _timestamp(item.get("created_at")), "pushed_at": _timestamp(item.get("pushed_at")),
-            "excluded_reason": reason, "run_id": run_id, "discovered_at": now,
-        })
+        rows.append(
+            {
+                "repository": name,
+                "frameworks": sorted(frameworks | set(known.get(name, []))),
+                "stars": item.get("stargazers_count"),
+                "description": item.get("description"),
+                "language": item.get("language"),
+                "topics": item.get("topics") or [],
+                "has_issues": item.get("has_issues"),
+                "created_at": _timestamp(item.get("created_at")),
+                "pushed_at": _timestamp(item.get("pushed_at")),
+                "excluded_reason": reason,
+                "run_id": run_id,
+                "discovered_at": now,
+            }
+        )
     return rows
 
 
-def run(ctx, framework: str = "all", client: GitHubClient | None = None) -> dict[str, Any]:
+def run(ctx: Context, framework: str = "all", client: GitHubClient | None = None) -> dict[str, Any]:
     """Search GitHub for each framework's repositories and MERGE them into bronze_repos. Returns counts.
 
     Args:
@@ -100,7 +115,7 @@ def run(ctx, framework: str = "all", client: GitHubClient | None = None) -> dict
     slices = incomplete = 0
     bar = progress(None, "search results", "repo", ctx.progress)
     try:
-        for fw in ([framework] if framework != "all" else sorted(queries)):
+        for fw in [framework] if framework != "all" else sorted(queries):
             for query in queries[fw]:
                 result = search_repositories(client, query, window, gh.language, gh.per_page, on_page=bar.update)
                 slices, incomplete = slices + result.slices, incomplete + result.incomplete
@@ -125,20 +140,40 @@ def run(ctx, framework: str = "all", client: GitHubClient | None = None) -> dict
     by_framework = {fw: sum(fw in item[1] for item in found.values()) for fw in sorted(queries)}
     stats = client.stats.as_dict()
     table("discover", ["framework", "repositories"], sorted(by_framework.items()))
-    table("selection", ["found", "selected", "excluded", "slices", "requests", "truncated slices"],
-          [[len(rows), selected, len(rows) - selected, slices, stats["requests"], len(truncated)]])
+    table(
+        "selection",
+        ["found", "selected", "excluded", "slices", "requests", "truncated slices"],
+        [[len(rows), selected, len(rows) - selected, slices, stats["requests"], len(truncated)]],
+    )
     if reasons:
         table("excluded", ["reason", "repositories"], sorted(reasons.items(), key=lambda kv: -kv[1]))
-    return {"found": len(rows), "selected": selected, "excluded": len(rows) - selected, "excluded_by_reason": reasons,
-            "by_framework": by_framework, "slices": slices, "incomplete_pages": incomplete,
-            "truncated": [{"query": q, "total_count": n} for q, n in truncated], **{k: v for k, v in stats.items() if k != "by_status"}}
+    return {
+        "found": len(rows),
+        "selected": selected,
+        "excluded": len(rows) - selected,
+        "excluded_by_reason": reasons,
+        "by_framework": by_framework,
+        "slices": slices,
+        "incomplete_pages": incomplete,
+        "truncated": [{"query": q, "total_count": n} for q, n in truncated],
+        **{k: v for k, v in stats.items() if k != "by_status"},
+    }
 
 
 STAGE = Stage(
-    "discover", "Search GitHub for framework repositories into bronze_repos", run,
-    reads=(BRONZE_REPOS.name,), writes=(BRONZE_REPOS.name,),
-    options=(Option(("--framework",), "framework whose repositories to search", argparse={"choices": (*FRAMEWORKS, "all"), "default": "all"}),
-             Option(("--min-stars",), "override github.min_stars", "github.min_stars", {"type": int}),
-             Option(("--created-from",), "override github.created_from (YYYY-MM-DD)", "github.created_from"),
-             Option(("--created-to",), "override github.created_to (YYYY-MM-DD)", "github.created_to")),
+    "discover",
+    "Search GitHub for framework repositories into bronze_repos",
+    run,
+    reads=(BRONZE_REPOS.name,),
+    writes=(BRONZE_REPOS.name,),
+    options=(
+        Option(
+            ("--framework",),
+            "framework whose repositories to search",
+            argparse={"choices": (*FRAMEWORKS, "all"), "default": "all"},
+        ),
+        Option(("--min-stars",), "override github.min_stars", "github.min_stars", {"type": int}),
+        Option(("--created-from",), "override github.created_from (YYYY-MM-DD)", "github.created_from"),
+        Option(("--created-to",), "override github.created_to (YYYY-MM-DD)", "github.created_to"),
+    ),
 )

@@ -27,7 +27,9 @@ class RetriesExhausted(GitHubError):
     """A request kept failing (5xx, connection error, secondary limit) past the configured retries."""
 
     def __init__(self, url: str, attempts: int, reason: str) -> None:
-        super().__init__(f"giving up on {url} after {attempts} retries ({reason}); raise github.max_retries or rerun later to resume")
+        super().__init__(
+            f"giving up on {url} after {attempts} retries ({reason}); raise github.max_retries or rerun later to resume"
+        )
         self.url = url
         self.attempts = attempts
         self.reason = reason

@@ -66,7 +66,9 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def start(client: GitHubClient, checkpoint: Checkpoint | None, repository: str, per_page: int) -> tuple[Checkpoint, str, bool]:
+def start(
+    client: GitHubClient, checkpoint: Checkpoint | None, repository: str, per_page: int
+) -> tuple[Checkpoint, str, bool]:
     """The checkpoint, URL and whether it is the first page of a new pass, for crawling ``repository`` now.
 
     In-progress checkpoints with a next page continue there; anything else starts
@@ -76,12 +78,16 @@ def start(client: GitHubClient, checkpoint: Checkpoint | None, repository: str, 
         return checkpoint, checkpoint.next_url, False
     since = checkpoint.since if checkpoint is not None and checkpoint.status in (DONE, IN_PROGRESS) else None
     etag = checkpoint.etag if checkpoint is not None and checkpoint.status == DONE else None
-    url = client.url(f"/repos/{repository}/issues", {"state": "all", "sort": "created", "direction": "asc", "per_page": per_page, "since": since})
+    url = client.url(
+        f"/repos/{repository}/issues",
+        {"state": "all", "sort": "created", "direction": "asc", "per_page": per_page, "since": since},
+    )
     return Checkpoint(repository, IN_PROGRESS, since=since, etag=etag), url, True
 
 
 def _prepare_file(checkpoint: Checkpoint) -> bool:
-    """Truncate a resumed pass's raw file to its checkpointed length; False when the file is gone and the pass must restart."""
+    """Truncate a resumed pass's raw file to its checkpointed length; False when the file is gone and the pass must
+    restart."""
     if not checkpoint.raw_file:
         return checkpoint.raw_offset == 0
     if not os.path.exists(checkpoint.raw_file):
@@ -119,7 +125,9 @@ def crawl_repository(
         except GitHubStatusError as exc:
             if exc.status not in GONE_STATUSES:
                 raise
-            return Checkpoint(repository, GONE_STATUSES[exc.status], since=cp.since, error=f"{exc.status}: {exc.message}")
+            return Checkpoint(
+                repository, GONE_STATUSES[exc.status], since=cp.since, error=f"{exc.status}: {exc.message}"
+            )
         if response.not_modified and response.data is None:
             return cp.but(status=DONE, next_url=None, error=None)
         if first:
@@ -139,14 +147,24 @@ def crawl_repository(
         if next_url is None:
             cp = _finish(cp)
         last = response.links.get("last")
-        emit(PageEvent(cp, len(response.data), prs, new, updated, int(last.rsplit("page=", 1)[1].split("&")[0]) if first and last and "page=" in last else None))
+        emit(
+            PageEvent(
+                cp,
+                len(response.data),
+                prs,
+                new,
+                updated,
+                int(last.rsplit("page=", 1)[1].split("&")[0]) if first and last and "page=" in last else None,
+            )
+        )
         if next_url is None:
             return cp
         url, first = next_url, False
 
 
 def _finish(cp: Checkpoint) -> Checkpoint:
-    """End of a pass: the next pass starts where this one started, keeping this first page's ETag only when nothing came back."""
+    """End of a pass: the next pass starts where this one started, keeping this first page's ETag only when nothing came
+    back."""
     if cp.issues_fetched:
         return cp.but(status=FETCHED, since=cp.pass_started, etag=None)
     return cp.but(status=DONE, etag=cp.etag)

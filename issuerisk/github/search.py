@@ -25,7 +25,8 @@ SEARCH_CAP = 1000
 
 @dataclass(frozen=True)
 class Slice:
-    """One part of a search: repositories created in ``[created_from, created_to]`` with stars in ``[stars_min, stars_max]``."""
+    """One part of a search: repositories created in ``[created_from, created_to]`` with stars in ``[stars_min,
+    stars_max]``."""
 
     created_from: date
     created_to: date
@@ -46,14 +47,18 @@ def split(part: Slice, top_stars: int) -> list[Slice]:
     """
     if part.created_from < part.created_to:
         middle = part.created_from + (part.created_to - part.created_from) // 2
-        return [Slice(part.created_from, middle, part.stars_min, part.stars_max),
-                Slice(middle + timedelta(days=1), part.created_to, part.stars_min, part.stars_max)]
+        return [
+            Slice(part.created_from, middle, part.stars_min, part.stars_max),
+            Slice(middle + timedelta(days=1), part.created_to, part.stars_min, part.stars_max),
+        ]
     high = top_stars if part.stars_max is None else part.stars_max
     if part.stars_min >= high:
         return []
     middle = (part.stars_min + high) // 2
-    return [Slice(part.created_from, part.created_to, part.stars_min, middle),
-            Slice(part.created_from, part.created_to, middle + 1, high)]
+    return [
+        Slice(part.created_from, part.created_to, part.stars_min, middle),
+        Slice(part.created_from, part.created_to, middle + 1, high),
+    ]
 
 
 @dataclass

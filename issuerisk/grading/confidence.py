@@ -41,8 +41,14 @@ class GradeConfidence:
     grade_confidence: float | None
 
 
-def bootstrap(samples: Sequence[ClusterSample], reported: dict[int, str | None], measure: str, horizon_hours: float,
-              rounds: int, seed: int) -> dict[int, GradeConfidence]:
+def bootstrap(
+    samples: Sequence[ClusterSample],
+    reported: dict[int, str | None],
+    measure: str,
+    horizon_hours: float,
+    rounds: int,
+    seed: int,
+) -> dict[int, GradeConfidence]:
     """Bootstrap a scope's risk matrix ``rounds`` times (seeded) and summarize each cluster.
 
     Args:
@@ -74,9 +80,11 @@ def bootstrap(samples: Sequence[ClusterSample], reported: dict[int, str | None],
         finite = impacts[:, k][~np.isnan(impacts[:, k])]
         grade = reported.get(s.cluster)
         out[s.cluster] = GradeConfidence(
-            p_k_low=float(np.percentile(shares[:, k], 2.5)), p_k_high=float(np.percentile(shares[:, k], 97.5)),
+            p_k_low=float(np.percentile(shares[:, k], 2.5)),
+            p_k_high=float(np.percentile(shares[:, k], 97.5)),
             impact_low=float(np.percentile(finite, 2.5)) if len(finite) else None,
             impact_high=float(np.percentile(finite, 97.5)) if len(finite) else None,
-            grade_shares=shares_k, grade_confidence=None if grade is None else shares_k.get(grade, 0.0),
+            grade_shares=shares_k,
+            grade_confidence=None if grade is None else shares_k.get(grade, 0.0),
         )
     return out

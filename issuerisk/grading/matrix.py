@@ -36,9 +36,13 @@ GRADES: dict[str, tuple[str, str, str]] = {
     "P4": ("H1", "H2", "H3"),
 }
 ACTIONS: dict[str, str] = {
-    "L1": "accept", "L2": "accept",
-    "M1": "monitor", "M2": "monitor",
-    "H1": "act", "H2": "block", "H3": "full review",
+    "L1": "accept",
+    "L2": "accept",
+    "M1": "monitor",
+    "M2": "monitor",
+    "H1": "act",
+    "H2": "block",
+    "H3": "full review",
 }
 
 
@@ -74,7 +78,9 @@ def likelihood_band(p_k: float) -> str:
         RiskInputError: ``p_k`` is not a number in [0, 1].
     """
     if p_k is None or not isinstance(p_k, (int, float)) or math.isnan(p_k) or not 0.0 <= p_k <= 1.0:
-        raise RiskInputError(f"P_k must be a share in [0, 1], got {p_k!r}; it is n_k / N over the clustered issues in scope")
+        raise RiskInputError(
+            f"P_k must be a share in [0, 1], got {p_k!r}; it is n_k / N over the clustered issues in scope"
+        )
     for band, upper in LIKELIHOOD_BANDS:
         if p_k < upper:
             return band
@@ -135,22 +141,31 @@ def action(grade_: str | None) -> str | None:
     return ACTIONS[grade_]
 
 
-def resolution_stats(is_closed: Sequence[bool], hours: Sequence[float | None]) -> tuple[float | None, float | None, float]:
+def resolution_stats(
+    is_closed: Sequence[bool], hours: Sequence[float | None]
+) -> tuple[float | None, float | None, float]:
     """Mean and median time to resolve of the closed issues, and the share still open.
 
     Raises:
         RiskInputError: no issues, a closed issue without a resolution time, or a negative one.
     """
     if len(is_closed) != len(hours) or not len(is_closed):
-        raise RiskInputError(f"need one resolution time per issue and at least one issue, got {len(is_closed)} flags and {len(hours)} times")
+        raise RiskInputError(
+            f"need one resolution time per issue and at least one issue, got {len(is_closed)} flags and {len(hours)} "
+            "times"
+        )
     closed = []
     for i, (flag, h) in enumerate(zip(is_closed, hours)):
         if not flag:
             continue
         if h is None or math.isnan(h):
-            raise RiskInputError(f"issue {i} is closed but has no resolution_hours; silver_issues must set it for closed issues")
+            raise RiskInputError(
+                f"issue {i} is closed but has no resolution_hours; silver_issues must set it for closed issues"
+            )
         if h < 0:
-            raise RiskInputError(f"issue {i} has resolution_hours={h} < 0; closed_at precedes created_at, fix the source record")
+            raise RiskInputError(
+                f"issue {i} has resolution_hours={h} < 0; closed_at precedes created_at, fix the source record"
+            )
         closed.append(float(h))
     open_share = 1.0 - len(closed) / len(is_closed)
     if not closed:
@@ -158,7 +173,9 @@ def resolution_stats(is_closed: Sequence[bool], hours: Sequence[float | None]) -
     return float(np.mean(closed)), float(np.median(closed)), open_share
 
 
-def assess(issues: pd.DataFrame, excluded: Iterable[int] = (), measure: str = "rmst", horizon_hours: float = 8760.0) -> list[ClusterRisk]:
+def assess(
+    issues: pd.DataFrame, excluded: Iterable[int] = (), measure: str = "rmst", horizon_hours: float = 8760.0
+) -> list[ClusterRisk]:
     """The risk matrix of one scope.
 
     Args:
@@ -191,7 +208,9 @@ def assess(issues: pd.DataFrame, excluded: Iterable[int] = (), measure: str = "r
             mean, median, open_share = resolution_stats(closed.tolist(), hours)
             rmst = None
             if "open_hours" in group:
-                durations, events = censored_durations(group["resolution_hours"].to_numpy(float), closed, group["open_hours"].to_numpy(float))
+                durations, events = censored_durations(
+                    group["resolution_hours"].to_numpy(float), closed, group["open_hours"].to_numpy(float)
+                )
                 rmst = impact(durations, events, "rmst", horizon_hours)
         except (RiskInputError, ValueError) as exc:
             raise RiskInputError(f"cluster {cluster}: {exc}") from None
@@ -203,7 +222,9 @@ def assess(issues: pd.DataFrame, excluded: Iterable[int] = (), measure: str = "r
         band = likelihood_band(p_k)
         level = None if cuts is None else impact_level(value, *cuts)
         cell = grade(band, level)
-        rows.append(ClusterRisk(cluster, n, p_k, band, mean, median, open_share, level, cell, action(cell), rmst, value))
+        rows.append(
+            ClusterRisk(cluster, n, p_k, band, mean, median, open_share, level, cell, action(cell), rmst, value)
+        )
     return sorted(rows, key=lambda r: (-severity(r.grade), -r.n, r.cluster))
 
 

@@ -20,10 +20,15 @@ class SurvivalInputError(ValueError):
 
 def _check(durations: np.ndarray, events: np.ndarray) -> None:
     if durations.shape != events.shape or durations.ndim != 1:
-        raise SurvivalInputError(f"need one event flag per duration, got {durations.shape} durations and {events.shape} flags")
+        raise SurvivalInputError(
+            f"need one event flag per duration, got {durations.shape} durations and {events.shape} flags"
+        )
     if len(durations) and (np.isnan(durations).any() or (durations < 0).any()):
         bad = durations[np.isnan(durations) | (durations < 0)][:3]
-        raise SurvivalInputError(f"durations must be >= 0 hours, got {bad.tolist()}; a closed_at before created_at needs fixing at its source")
+        raise SurvivalInputError(
+            f"durations must be >= 0 hours, got {bad.tolist()}; a closed_at before created_at needs fixing at its "
+            "source"
+        )
 
 
 def kaplan_meier(durations, events) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +72,8 @@ def restricted_mean(durations, events, horizon: float) -> float:
 
 
 def censored_durations(resolution_hours, is_closed, open_hours) -> tuple[np.ndarray, np.ndarray]:
-    """(durations, events) of a group of issues: closed ones at their resolution time, open ones censored at ``open_hours``
+    """(durations, events) of a group of issues: closed ones at their resolution time, open ones censored at
+    ``open_hours``
     (snapshot time minus creation)."""
     closed = np.asarray(is_closed, dtype=bool)
     durations = np.where(closed, np.asarray(resolution_hours, dtype=float), np.asarray(open_hours, dtype=float))

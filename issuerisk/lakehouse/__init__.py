@@ -29,7 +29,15 @@ from issuerisk.lakehouse.arrow_tables import (
 )
 from issuerisk.schemas import TABLES
 
-__all__ = ["ArrowTables", "Contract", "Lakehouse", "PinnedTableError", "TableVersionError", "UndeclaredTableError", "spec_of"]
+__all__ = [
+    "ArrowTables",
+    "Contract",
+    "Lakehouse",
+    "PinnedTableError",
+    "TableVersionError",
+    "UndeclaredTableError",
+    "spec_of",
+]
 
 
 class Lakehouse:

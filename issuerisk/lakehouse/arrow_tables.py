@@ -29,7 +29,8 @@ MERGE_MODES: tuple[str, ...] = ("upsert", "insert", "replace_run")
 
 
 COMMIT_ATTEMPTS = 8
-"""A MERGE that loses a commit race (two commands writing ``runs`` at once) is repeated, with jittered backoff, this often."""
+"""A MERGE that loses a commit race (two commands writing ``runs`` at once) is repeated, with jittered backoff, this
+often."""
 
 
 class TableVersionError(LookupError):
@@ -61,7 +62,9 @@ def check_merge(spec: TableSpec, how: str, run_id: str | None) -> None:
         if not run_id:
             raise ValueError(f"replacing a run's rows of {spec.name} needs the run id")
         if "run_id" not in spec.key:
-            raise ValueError(f"{spec.name} is not keyed by run_id, so a run's rows cannot be replaced; use how='upsert'")
+            raise ValueError(
+                f"{spec.name} is not keyed by run_id, so a run's rows cannot be replaced; use how='upsert'"
+            )
 
 
 def key_predicate(spec: TableSpec) -> str:
@@ -91,7 +94,9 @@ def conform(rows: pa.Table, spec: TableSpec) -> pa.Table:
     missing = [n for n in spec.names if n not in rows.column_names]
     if missing:
         raise ValueError(f"cannot write {spec.name}: the rows lack columns {missing}")
-    return pa.Table.from_arrays([rows.column(n).cast(f.type) for n, f in zip(spec.names, spec.arrow)], schema=spec.arrow)
+    return pa.Table.from_arrays(
+        [rows.column(n).cast(f.type) for n, f in zip(spec.names, spec.arrow)], schema=spec.arrow
+    )
 
 
 def new_columns(spec: TableSpec, existing: Sequence[str]) -> list:
@@ -103,7 +108,10 @@ def new_columns(spec: TableSpec, existing: Sequence[str]) -> list:
     missing = [c for c in spec.columns if c.name not in set(existing)]
     required = [c.name for c in missing if not c.nullable]
     if required:
-        raise ValueError(f"{spec.name} lacks columns {required} that are declared NOT NULL; declare new columns nullable so existing rows stay valid")
+        raise ValueError(
+            f"{spec.name} lacks columns {required} that are declared NOT NULL; declare new columns nullable so "
+            "existing rows stay valid"
+        )
     return missing
 
 
@@ -147,8 +155,12 @@ class Contract:
     strict: bool = False
 
 
-def with_commit_retries(attempt: Callable[[], None], conflicts: tuple[type[BaseException], ...], attempts: int = COMMIT_ATTEMPTS,
-                        cap_s: float = 2.0) -> None:
+def with_commit_retries(
+    attempt: Callable[[], None],
+    conflicts: tuple[type[BaseException], ...],
+    attempts: int = COMMIT_ATTEMPTS,
+    cap_s: float = 2.0,
+) -> None:
     """Run one keyed MERGE ``attempt``; when another writer committed first (``conflicts``), run it again on the new
     version (a keyed MERGE is safe to repeat), ``attempts`` times at most, after a jittered exponential backoff capped
     at ``cap_s`` (the jitter spreads writers that collided, so they stop colliding).
@@ -201,8 +213,10 @@ class ArrowTables:
             return
         if spec.name in (contract.writes if access == "write" else contract.reads | contract.writes):
             return
-        message = (f"stage {contract.stage!r} {access}s {spec.name}, which its Stage does not declare: add it to the Stage's "
-                   f"{access}s (the run ledger records, and replay pins, the declared tables)")
+        message = (
+            f"stage {contract.stage!r} {access}s {spec.name}, which its Stage does not declare: add it to the Stage's "
+            f"{access}s (the run ledger records, and replay pins, the declared tables)"
+        )
         if contract.strict:
             raise UndeclaredTableError(message)
         if (access, spec.name) not in self.undeclared:
@@ -217,7 +231,10 @@ class ArrowTables:
         """Refuse a write to a pinned table or one the running stage does not declare."""
         self.check_declared(spec, "write")
         if spec.name in self.pins:
-            raise PinnedTableError(f"{spec.name} is pinned at version {self.pins[spec.name]} (a replay reads it as it was); it is not written")
+            raise PinnedTableError(
+                f"{spec.name} is pinned at version {self.pins[spec.name]} (a replay reads it as it was); it is not "
+                "written"
+            )
 
     def path(self, table: TableSpec | str) -> str:
         """Storage location of a table."""
@@ -237,7 +254,8 @@ class ArrowTables:
         except Exception as exc:  # noqa: BLE001 (delta-rs names a missing version in several error types)
             if version is not None:
                 raise TableVersionError(
-                    f"{spec.name} version {version} cannot be read ({str(exc).splitlines()[0][:200]}); it was vacuumed or never existed"
+                    f"{spec.name} version {version} cannot be read ({str(exc).splitlines()[0][:200]}); it was vacuumed "
+                    "or never existed"
                 ) from None
             raise
 
@@ -254,13 +272,21 @@ class ArrowTables:
         spec = spec_of(table)
         existing = self._open(spec)
         if existing is None:
-            return DeltaTable.create(self.path(spec), _commented(spec), mode="ignore", partition_by=list(spec.partition_by) or None,
-                                     name=spec.name, description=spec.doc)
+            return DeltaTable.create(
+                self.path(spec),
+                _commented(spec),
+                mode="ignore",
+                partition_by=list(spec.partition_by) or None,
+                name=spec.name,
+                description=spec.doc,
+            )
         schema = existing.schema().to_arrow()
         missing = new_columns(spec, schema.names)
         relaxed = relaxed_columns(spec, {f.name: f.nullable for f in schema})
         if missing:
-            existing.alter.add_columns(list(Schema.from_arrow(pa.schema([_commented(spec).field(c.name) for c in missing])).fields))
+            existing.alter.add_columns(
+                list(Schema.from_arrow(pa.schema([_commented(spec).field(c.name) for c in missing])).fields)
+            )
         for name in relaxed:
             existing.alter.drop_column_not_null(name)
         return self._open(spec) if missing or relaxed else existing
@@ -272,8 +298,13 @@ class ArrowTables:
         opened = self._open(table)
         return None if opened is None else int(opened.version())
 
-    def read(self, table: TableSpec | str, columns: Sequence[str] | None = None, where: Mapping[str, Any] | None = None,
-             version: int | None = None) -> pa.Table:
+    def read(
+        self,
+        table: TableSpec | str,
+        columns: Sequence[str] | None = None,
+        where: Mapping[str, Any] | None = None,
+        version: int | None = None,
+    ) -> pa.Table:
         """The table's rows (an empty table of its schema when it does not exist), typed as the spec declares.
 
         Args:
@@ -304,10 +335,19 @@ class ArrowTables:
         else:
             rows = opened.to_pyarrow_table(columns=read)
         # Files written by delta-rs hold view types (string_view); the spec's plain types are what every caller expects.
-        return pa.Table.from_arrays([rows.column(c).cast(schema.field(c).type) if c in present else pa.nulls(rows.num_rows, schema.field(c).type)
-                                     for c in wanted], schema=schema)
+        return pa.Table.from_arrays(
+            [
+                rows.column(c).cast(schema.field(c).type)
+                if c in present
+                else pa.nulls(rows.num_rows, schema.field(c).type)
+                for c in wanted
+            ],
+            schema=schema,
+        )
 
-    def query(self, sql: str, tables: Iterable[TableSpec | str], versions: dict[str, int] | None = None) -> Iterator[pa.RecordBatch]:
+    def query(
+        self, sql: str, tables: Iterable[TableSpec | str], versions: dict[str, int] | None = None
+    ) -> Iterator[pa.RecordBatch]:
         """Stream DataFusion SQL over the named tables (each registered under its own name; missing ones created empty).
 
         Args:
@@ -324,8 +364,15 @@ class ArrowTables:
         for batch in pa.RecordBatchReader.from_stream(qb.execute(sql)):
             yield plain_types(batch)
 
-    def merge(self, table: TableSpec | str, rows: pa.Table, how: MergeHow = "upsert", *, run_id: str | None = None,
-              update_condition: str | None = None) -> None:
+    def merge(
+        self,
+        table: TableSpec | str,
+        rows: pa.Table,
+        how: MergeHow = "upsert",
+        *,
+        run_id: str | None = None,
+        update_condition: str | None = None,
+    ) -> None:
         """MERGE Arrow rows into a table on its spec's key, creating the table first when missing.
 
         Args:
@@ -337,8 +384,10 @@ class ArrowTables:
             update_condition: SQL on aliases ``t`` and ``s``; None updates every match.
 
         Raises:
-            ValueError: an unknown mode, ``replace_run`` without a run id, or a column of the spec missing from ``rows``.
-            deltalake.exceptions.CommitFailedError: other processes kept committing first, :data:`COMMIT_ATTEMPTS` times.
+            ValueError: an unknown mode, ``replace_run`` without a run id, or a column of the spec missing from
+            ``rows``.
+            deltalake.exceptions.CommitFailedError: other processes kept committing first, :data:`COMMIT_ATTEMPTS`
+            times.
         """
         spec = spec_of(table)
         check_merge(spec, how, run_id)
@@ -360,7 +409,8 @@ class ArrowTables:
         with_commit_retries(attempt, (CommitFailedError,))
 
     def overwrite(self, table: TableSpec | str, rows: pa.Table, note: dict[str, Any] | None = None) -> None:
-        """Replace the table's content with ``rows`` (one commit noting ``note``, read back by :meth:`commit_metadata`)."""
+        """Replace the table's content with ``rows`` (one commit noting ``note``, read back by
+        :meth:`commit_metadata`)."""
         import json
 
         from deltalake import CommitProperties, write_deltalake
@@ -370,7 +420,9 @@ class ArrowTables:
         source = conform(rows, spec)
         self.create(spec)
         metadata = {"userMetadata": json.dumps(note, sort_keys=True)} if note is not None else None
-        write_deltalake(self.path(spec), source, mode="overwrite", commit_properties=CommitProperties(custom_metadata=metadata))
+        write_deltalake(
+            self.path(spec), source, mode="overwrite", commit_properties=CommitProperties(custom_metadata=metadata)
+        )
 
     def commit_metadata(self, table: TableSpec | str) -> dict[str, Any] | None:
         """The JSON ``userMetadata`` of the table's latest commit (of its pinned version for a pinned table: a writer's

@@ -1,4 +1,5 @@
-"""Who may use an ``issuerisk serve`` server: Spark Connect's pre-shared token, where it is kept, and the URL a client uses.
+"""Who may use an ``issuerisk serve`` server: Spark Connect's pre-shared token, where it is kept, and the URL a client
+uses.
 
 ``serve`` requires a token of every Spark Connect client (Spark's own pre-shared-key interceptor, which refuses
 a call without it before any plan runs) and of every read-only check request. The token is
@@ -52,8 +53,11 @@ def configured_token(cfg: Config) -> str | None:
     if not token or token == REDACTED:
         return None
     if not _TOKEN_SHAPE.fullmatch(token):
-        raise TokenError(f"the Spark Connect token (from {TOKEN_ENV} or spark.extra['{CONNECT_TOKEN_KEY}']) must be 16 to 512 characters of "
-                         "A-Z a-z 0-9 . _ ~ + / = -; make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        raise TokenError(
+            f"the Spark Connect token (from {TOKEN_ENV} or spark.extra['{CONNECT_TOKEN_KEY}']) must be 16 to 512 "
+            "characters of "
+            "A-Z a-z 0-9 . _ ~ + / = -; make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     return token
 
 
@@ -92,8 +96,10 @@ def client_token(cfg: Config) -> str | None:
     except FileNotFoundError:
         return None
     if not path.is_file() or path.is_symlink() or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise TokenError(f"{path} must be a regular file of this user readable by nobody else (chmod 600 {path}); "
-                         "restart issuerisk serve to write a new one")
+        raise TokenError(
+            f"{path} must be a regular file of this user readable by nobody else (chmod 600 {path}); "
+            "restart issuerisk serve to write a new one"
+        )
     return path.read_text().strip() or None
 
 

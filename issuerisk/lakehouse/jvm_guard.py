@@ -1,4 +1,5 @@
-"""The serve JVM's code guard: a Spark session extension, compiled once per machine, that refuses plans running client code.
+"""The serve JVM's code guard: a Spark session extension, compiled once per machine, that refuses plans running client
+code.
 
 ``issuerisk serve`` adds :data:`GUARD_CLASS` to ``spark.sql.extensions`` and its jar to ``spark.jars``; from then on
 every session of that JVM (Connect, the check endpoint, JDBC) refuses ``SELECT TRANSFORM``, ``java_method``/``reflect``,
@@ -45,14 +46,25 @@ def guard_jar(cache_dir: str) -> Path:
     jar = Path(cache_dir) / f"issuerisk-guard-{digest}.jar"
     if jar.exists():
         return jar
-    javac = shutil.which("javac", path=os.pathsep.join(p for p in (os.path.join(os.environ.get("JAVA_HOME", ""), "bin"), os.environ.get("PATH", "")) if p))
+    javac = shutil.which(
+        "javac",
+        path=os.pathsep.join(
+            p for p in (os.path.join(os.environ.get("JAVA_HOME", ""), "bin"), os.environ.get("PATH", "")) if p
+        ),
+    )
     if not javac:
-        raise GuardBuildError("issuerisk serve compiles its code guard with javac, which is not on PATH nor in $JAVA_HOME/bin: "
-                              "install a JDK 17 (apt install openjdk-17-jdk-headless), not only the JRE")
+        raise GuardBuildError(
+            "issuerisk serve compiles its code guard with javac, which is not on PATH nor in $JAVA_HOME/bin: "
+            "install a JDK 17 (apt install openjdk-17-jdk-headless), not only the JRE"
+        )
     with tempfile.TemporaryDirectory(prefix="issuerisk-guard-") as tmp:
-        done = subprocess.run([javac, "-nowarn", "-cp", str(spark_jars() / "*"), "-d", tmp, str(SOURCE)], capture_output=True, text=True)
+        done = subprocess.run(
+            [javac, "-nowarn", "-cp", str(spark_jars() / "*"), "-d", tmp, str(SOURCE)], capture_output=True, text=True
+        )
         if done.returncode:
-            raise GuardBuildError(f"javac could not compile {SOURCE} against {spark_jars()}: {done.stderr.strip()[-2000:]}")
+            raise GuardBuildError(
+                f"javac could not compile {SOURCE} against {spark_jars()}: {done.stderr.strip()[-2000:]}"
+            )
         jar.parent.mkdir(parents=True, exist_ok=True)
         partial = jar.with_suffix(f".{os.getpid()}.part")
         with zipfile.ZipFile(partial, "w") as out:

@@ -1,4 +1,5 @@
-"""Is an ad hoc SQL statement read-only? Decided on Spark's own parsed plan, locally or by an ``issuerisk serve`` server.
+"""Is an ad hoc SQL statement read-only? Decided on Spark's own parsed plan, locally or by an ``issuerisk serve``
+server.
 
 ``issuerisk sql`` runs only queries and SHOW/DESCRIBE/EXPLAIN unless ``--write``; a Spark Connect client has
 no parser, so it asks the server's check endpoint (the Connect port + 1) first.
@@ -19,28 +20,117 @@ _COMMAND = "org.apache.spark.sql.execution.command."
 _DELTA = "org.apache.spark.sql.delta.commands."
 
 QUERY_NODES = frozenset(
-    [_LOGICAL + n for n in ("Project", "Filter", "Aggregate", "Sort", "GlobalLimit", "LocalLimit", "LimitAll", "Offset", "Distinct",
-                            "Join", "LateralJoin", "Union", "Intersect", "Except", "Generate", "Pivot", "Unpivot", "Sample",
-                            "SubqueryAlias", "UnresolvedWith", "WithWindowDefinition", "UnresolvedHint", "RepartitionByExpression",
-                            "OneRowRelation", "LocalRelation")]
-    + [_ANALYSIS + n for n in ("UnresolvedRelation", "UnresolvedTableValuedFunction", "UnresolvedTVFAliases", "UnresolvedInlineTable",
-                               "UnresolvedSubqueryColumnAliases", "UnresolvedHaving", "UnresolvedQualify", "RelationTimeTravel")]
+    [
+        _LOGICAL + n
+        for n in (
+            "Project",
+            "Filter",
+            "Aggregate",
+            "Sort",
+            "GlobalLimit",
+            "LocalLimit",
+            "LimitAll",
+            "Offset",
+            "Distinct",
+            "Join",
+            "LateralJoin",
+            "Union",
+            "Intersect",
+            "Except",
+            "Generate",
+            "Pivot",
+            "Unpivot",
+            "Sample",
+            "SubqueryAlias",
+            "UnresolvedWith",
+            "WithWindowDefinition",
+            "UnresolvedHint",
+            "RepartitionByExpression",
+            "OneRowRelation",
+            "LocalRelation",
+        )
+    ]
+    + [
+        _ANALYSIS + n
+        for n in (
+            "UnresolvedRelation",
+            "UnresolvedTableValuedFunction",
+            "UnresolvedTVFAliases",
+            "UnresolvedInlineTable",
+            "UnresolvedSubqueryColumnAliases",
+            "UnresolvedHaving",
+            "UnresolvedQualify",
+            "RelationTimeTravel",
+        )
+    ]
     + ["org.apache.spark.sql.catalyst.expressions.PipeOperator"]
 )
 """The unresolved plan nodes a query (SELECT, WITH, VALUES, TABLE, FROM ..., pipe syntax) parses into."""
 
 READ_ONLY_COMMANDS = frozenset(
-    [_LOGICAL + n for n in ("ShowTables", "ShowTablesExtended", "ShowViews", "ShowColumns", "ShowFunctions", "ShowTableProperties",
-                            "DescribeRelation", "DescribeColumn", "DescribeNamespace", "DescribeFunction")]
-    + [_COMMAND + n for n in ("ShowNamespacesCommand", "ShowCatalogsCommand", "ShowCurrentNamespaceCommand", "DescribeQueryCommand", "ExplainCommand")]
+    [
+        _LOGICAL + n
+        for n in (
+            "ShowTables",
+            "ShowTablesExtended",
+            "ShowViews",
+            "ShowColumns",
+            "ShowFunctions",
+            "ShowTableProperties",
+            "DescribeRelation",
+            "DescribeColumn",
+            "DescribeNamespace",
+            "DescribeFunction",
+        )
+    ]
+    + [
+        _COMMAND + n
+        for n in (
+            "ShowNamespacesCommand",
+            "ShowCatalogsCommand",
+            "ShowCurrentNamespaceCommand",
+            "DescribeQueryCommand",
+            "ExplainCommand",
+        )
+    ]
     + [_DELTA + n for n in ("DescribeDeltaHistory", "DescribeDeltaDetailCommand")]
-    + [_ANALYSIS + n for n in ("CurrentNamespace$", "UnresolvedNamespace", "UnresolvedTable", "UnresolvedTableOrView", "UnresolvedFunctionName")]
+    + [
+        _ANALYSIS + n
+        for n in (
+            "CurrentNamespace$",
+            "UnresolvedNamespace",
+            "UnresolvedTable",
+            "UnresolvedTableOrView",
+            "UnresolvedFunctionName",
+        )
+    ]
 )
-"""SHOW, DESCRIBE and EXPLAIN statements (commands in Spark's plan tree, but they change nothing), with the names they refer to."""
+"""SHOW, DESCRIBE and EXPLAIN statements (commands in Spark's plan tree, but they change nothing), with the names they
+refer to."""
 
 JAVA_CALLING_FUNCTIONS = frozenset({"reflect", "java_method", "try_reflect"})
-FILE_SOURCES = frozenset({"text", "binaryfile", "delta", "parquet", "json", "csv", "orc", "avro", "xml", "libsvm", "image", "jdbc", "hive",
-                          "file", "noop", "console", "rate", "socket"})
+FILE_SOURCES = frozenset(
+    {
+        "text",
+        "binaryfile",
+        "delta",
+        "parquet",
+        "json",
+        "csv",
+        "orc",
+        "avro",
+        "xml",
+        "libsvm",
+        "image",
+        "jdbc",
+        "hive",
+        "file",
+        "noop",
+        "console",
+        "rate",
+        "socket",
+    }
+)
 """Data source names that ``source.`path``` reads a path with (``spark.sql.runSQLOnFiles``): never a table of ours."""
 MAX_VIEW_DEPTH = 8
 
@@ -61,12 +151,15 @@ def _name_parts(relation: Any) -> list[str]:
 
 
 def _view_text(spark: Any, parts: list[str]) -> str | None:
-    """The SQL text of the catalog view ``parts`` names, or None (not a view of the session catalog, or no such table)."""
+    """The SQL text of the catalog view ``parts`` names, or None (not a view of the session catalog, or no such
+    table)."""
     if not 1 <= len(parts) <= 3 or (len(parts) == 3 and parts[0].lower() != "spark_catalog"):
         return None
     jvm, catalog = spark._jvm, spark._jsparkSession.sessionState().catalog()
     database = parts[-2] if len(parts) > 1 else catalog.getCurrentDatabase()
-    ident = jvm.org.apache.spark.sql.catalyst.TableIdentifier(parts[-1], jvm.scala.Some(database), jvm.scala.Option.empty())
+    ident = jvm.org.apache.spark.sql.catalyst.TableIdentifier(
+        parts[-1], jvm.scala.Some(database), jvm.scala.Option.empty()
+    )
     if not catalog.tableExists(ident):
         return None
     text = catalog.getTableRawMetadata(ident).viewText()
@@ -89,14 +182,18 @@ def _relation_refusal(relation: Any, spark: Any, depth: int) -> str | None:
 
 
 def _refusal(plan: Any, spark: Any = None, depth: int = 0) -> str | None:
-    """Why an unresolved logical plan is not read-only, or None when every node of it is a query or a SHOW/DESCRIBE/EXPLAIN
+    """Why an unresolved logical plan is not read-only, or None when every node of it is a query or a
+    SHOW/DESCRIBE/EXPLAIN
     of the catalog's tables (the views it names checked by their definitions when ``spark`` is given)."""
     pending = [plan]
     while pending:
         node = pending.pop()
         name = node.getClass().getName()
         if name not in QUERY_NODES and name not in READ_ONLY_COMMANDS:
-            return f"its plan has {name.rsplit('.', 1)[-1].rstrip('$')}, which is neither a query nor SHOW, DESCRIBE or EXPLAIN"
+            return (
+                f"its plan has {name.rsplit('.', 1)[-1].rstrip('$')}, which is neither a query nor SHOW, DESCRIBE "
+                "or EXPLAIN"
+            )
         if name == _ANALYSIS + "UnresolvedRelation":
             reason = _relation_refusal(node, spark, depth)
             if reason:
@@ -114,7 +211,9 @@ def _refusal(plan: Any, spark: Any = None, depth: int = 0) -> str | None:
             if kind == "ExpressionWithUnresolvedIdentifier":
                 return "it names a function or column through IDENTIFIER(...), which cannot be checked before it runs"
             expressions.extend(_scala_seq(expression.children()))
-        pending.extend(_scala_seq(node.children()) + _scala_seq(node.innerChildren()))  # inner: CTE definitions, subqueries
+        pending.extend(
+            _scala_seq(node.children()) + _scala_seq(node.innerChildren())
+        )  # inner: CTE definitions, subqueries
     return None
 
 
@@ -144,7 +243,10 @@ def check_read_only(spark: Any, query: str) -> None:
     if reason:
         shown = " ".join(query.split())
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        raise ReadOnlyError(f"refused {shown!r}: {reason}; issuerisk sql only reads (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) unless you pass --write")
+        raise ReadOnlyError(
+            f"refused {shown!r}: {reason}; issuerisk sql only reads (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) unless you "
+            "pass --write"
+        )
 
 
 def check_read_only_remote(remote: str, query: str, token: str | None, timeout_s: float = 30.0) -> None:
@@ -157,7 +259,8 @@ def check_read_only_remote(remote: str, query: str, token: str | None, timeout_s
         token: the server's Spark Connect token (:mod:`issuerisk.lakehouse.connect_auth`), sent as a bearer token.
 
     Raises:
-        ReadOnlyError: the statement is not read-only, the server refused the token, or it gave no verdict (nothing runs then).
+        ReadOnlyError: the statement is not read-only, the server refused the token, or it gave no verdict (nothing runs
+        then).
         pyspark.errors.ParseException: the statement is not valid SQL (Spark's own message).
     """
     import urllib.error
@@ -173,19 +276,29 @@ def check_read_only_remote(remote: str, query: str, token: str | None, timeout_s
             answer = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 401:
-            raise ReadOnlyError(f"the Spark Connect server at {remote} refused this client: {'its token is not the server’s' if token else 'it has no token'}. "
-                                "issuerisk serve writes its token to serve.token_file (~/.config/issuerisk/serve-<port>.token) for the user "
-                                "who started it; another user sets ISSUERISK_SERVE_TOKEN") from None
-        raise ReadOnlyError(f"the Spark Connect server at {remote} gave no read-only verdict at {url} (HTTP {exc.code}); nothing ran") from None
+            raise ReadOnlyError(
+                f"the Spark Connect server at {remote} refused this client: "
+                f"{'its token is not the server’s' if token else 'it has no token'}. "
+                "issuerisk serve writes its token to serve.token_file (~/.config/issuerisk/serve-<port>.token) for the "
+                "user "
+                "who started it; another user sets ISSUERISK_SERVE_TOKEN"
+            ) from None
+        raise ReadOnlyError(
+            f"the Spark Connect server at {remote} gave no read-only verdict at {url} (HTTP {exc.code}); nothing ran"
+        ) from None
     except (OSError, ValueError) as exc:
-        raise ReadOnlyError(f"the Spark Connect server at {remote} gave no read-only verdict at {url} ({exc}); nothing ran. "
-                            "Restart issuerisk serve, or set spark.remote to null to use a local Spark") from None
+        raise ReadOnlyError(
+            f"the Spark Connect server at {remote} gave no read-only verdict at {url} ({exc}); nothing ran. "
+            "Restart issuerisk serve, or set spark.remote to null to use a local Spark"
+        ) from None
     if "refused" in answer:
         raise ReadOnlyError(answer["refused"])
     if "parse_error" in answer:
         raise ParseException(message=answer["parse_error"])
     if answer.get("ok") is not True:
-        raise ReadOnlyError(f"the Spark Connect server at {remote} answered the read-only check with {answer!r}; nothing ran")
+        raise ReadOnlyError(
+            f"the Spark Connect server at {remote} answered the read-only check with {answer!r}; nothing ran"
+        )
 
 
 def endpoints(remote: str) -> tuple[str, int, int]:

@@ -54,7 +54,8 @@ JDBC_DRIVERS = {
     "sqlserver": "com.microsoft.sqlserver.jdbc.SQLServerDriver",
     "oracle": "oracle.jdbc.OracleDriver",
 }
-"""The JDBC driver class of each metastore database kind (the part after ``jdbc:``); its jar goes on ``spark.driver_class_path``."""
+"""The JDBC driver class of each metastore database kind (the part after ``jdbc:``); its jar goes on
+``spark.driver_class_path``."""
 REMOTE_PROBE_S = 0.3
 
 
@@ -70,7 +71,8 @@ def _local_metastore(cfg: Config) -> Path:
 
 
 def _on_this_machine(master: str) -> bool:
-    """A local master, or a standalone master on the loopback interface (``infra/local-cluster.sh``): every executor runs here."""
+    """A local master, or a standalone master on the loopback interface (``infra/local-cluster.sh``): every executor
+    runs here."""
     if master.startswith("local"):
         return True
     return master.startswith("spark://") and (urlsplit(master).hostname or "") in LOOPBACK_HOSTS
@@ -84,7 +86,10 @@ def _jdbc_metastore(builder: SparkSession.Builder, url: str, user: str | None) -
     """
     kind = url.removeprefix("jdbc:").split(":", 1)[0]
     if kind not in JDBC_DRIVERS:
-        raise SparkSetupError(f"spark.metastore_jdbc_url names a {kind!r} database; the metastore supports {', '.join(sorted(JDBC_DRIVERS))}")
+        raise SparkSetupError(
+            f"spark.metastore_jdbc_url names a {kind!r} database; the metastore supports "
+            f"{', '.join(sorted(JDBC_DRIVERS))}"
+        )
     settings = {
         "javax.jdo.option.ConnectionURL": url,
         "javax.jdo.option.ConnectionDriverName": JDBC_DRIVERS[kind],
@@ -141,24 +146,36 @@ def builder_for(cfg: Config) -> SparkSession.Builder:
         builder = _jdbc_metastore(builder, s.metastore_jdbc_url, s.metastore_user)
     else:
         metastore = _local_metastore(cfg)
-        builder = builder.config("spark.hadoop.javax.jdo.option.ConnectionURL", f"jdbc:derby:;databaseName={metastore};create=true")
-        java_options += [f"-Dderby.system.home={metastore.parent}", f"-Dderby.stream.error.file={metastore.parent / 'derby.log'}"]
+        builder = builder.config(
+            "spark.hadoop.javax.jdo.option.ConnectionURL", f"jdbc:derby:;databaseName={metastore};create=true"
+        )
+        java_options += [
+            f"-Dderby.system.home={metastore.parent}",
+            f"-Dderby.stream.error.file={metastore.parent / 'derby.log'}",
+        ]
     if java_options:
         builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options))
     if s.driver_class_path:
         missing = [jar for jar in s.driver_class_path if "://" not in jar and not os.path.exists(jar)]
         if missing:
-            raise SparkSetupError(f"spark.driver_class_path names jars that do not exist: {missing}; "
-                                  "infra/local-cluster.sh up fetches the metastore's JDBC driver, or fix the path")
+            raise SparkSetupError(
+                f"spark.driver_class_path names jars that do not exist: {missing}; "
+                "infra/local-cluster.sh up fetches the metastore's JDBC driver, or fix the path"
+            )
         builder = builder.config("spark.driver.extraClassPath", os.pathsep.join(s.driver_class_path))
     for key, value in s.extra.items():
-        if key == CONNECT_TOKEN_KEY:  # a secret, never a --conf (ps shows those): serve hands it to the JVM in its environment
+        if (
+            key == CONNECT_TOKEN_KEY
+        ):  # a secret, never a --conf (ps shows those): serve hands it to the JVM in its environment
             continue
         builder = builder.config(key, value)
     if s.jars_dir:
         jars = sorted(glob.glob(os.path.join(s.jars_dir, "*.jar")))
         if not jars:
-            raise SparkSetupError(f"spark.jars_dir={s.jars_dir!r} holds no .jar files; put delta-spark and delta-storage jars there or set it to null to resolve them from Maven")
+            raise SparkSetupError(
+                f"spark.jars_dir={s.jars_dir!r} holds no .jar files; put delta-spark and delta-storage jars there or "
+                "set it to null to resolve them from Maven"
+            )
         builder = builder.config("spark.jars", ",".join([*jars, *filter(None, [s.extra.get("spark.jars")])]))
         return builder.config("spark.jars.packages", ",".join(s.packages)) if s.packages else builder
     from delta import configure_spark_with_delta_pip
@@ -168,13 +185,16 @@ def builder_for(cfg: Config) -> SparkSession.Builder:
 
 def secret_settings(cfg: Config) -> dict[str, str]:
     """The Spark settings that carry secrets: the metastore database's password (``ISSUERISK_METASTORE_PASSWORD``) and
-    Spark's own authentication secret (``ISSUERISK_SPARK_AUTH_SECRET``, which ``infra/local-cluster.sh`` gives its master,
+    Spark's own authentication secret (``ISSUERISK_SPARK_AUTH_SECRET``, which ``infra/local-cluster.sh`` gives its
+    master,
     worker and applications). They reach the JVM in a private properties file (:func:`private_properties`), never
     on its command line, where ``ps`` shows them to every user of the machine."""
     settings = {}
     password = os.environ.get(METASTORE_PASSWORD_ENV)
     if password and cfg.spark.metastore_jdbc_url:
-        settings["spark.hadoop.javax.jdo.option.ConnectionPassword"] = password  # Spark redacts *password* keys in its UI and logs
+        settings["spark.hadoop.javax.jdo.option.ConnectionPassword"] = (
+            password  # Spark redacts *password* keys in its UI and logs
+        )
     secret = os.environ.get(SPARK_AUTH_SECRET_ENV)
     if secret:
         settings.update({"spark.authenticate": "true", "spark.authenticate.secret": secret})
@@ -189,7 +209,8 @@ def _property(text: str) -> str:
 
 @contextmanager
 def private_properties(settings: dict[str, str]) -> Iterator[None]:
-    """While the JVM starts, ``settings`` wait for it in a properties file readable by this user only (in a 0700 temporary
+    """While the JVM starts, ``settings`` wait for it in a properties file readable by this user only (in a 0700
+    temporary
     folder), named to spark-submit through ``PYSPARK_SUBMIT_ARGS``; the file is gone once the JVM has read it."""
     if not settings or SparkContext._gateway is not None:  # a running JVM keeps the settings it started with
         yield
@@ -229,18 +250,26 @@ def ensure_metastore_free(cfg: Config) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise SparkSetupError(f"cannot open the embedded metastore's lock file ({exc}): the warehouse {cfg.project.warehouse!r} must be writable by this user") from None
+        raise SparkSetupError(
+            f"cannot open the embedded metastore's lock file ({exc}): the warehouse {cfg.project.warehouse!r} must be "
+            "writable by this user"
+        ) from None
     with handle:
         try:
             fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EAGAIN):
                 return  # locks unsupported here (e.g. some network file systems): let Derby decide
-            advice = ("wait for that issuerisk command to finish or share a Hive metastore (spark.metastore_uri); every object-store warehouse of this user uses this one"
-                      if "://" in cfg.project.warehouse else
-                      "wait for that issuerisk command to finish, use another --warehouse, or share a Hive metastore (spark.metastore_uri)")
+            advice = (
+                "wait for that issuerisk command to finish or share a Hive metastore (spark.metastore_uri); every "
+                "object-store warehouse of this user uses this one"
+                if "://" in cfg.project.warehouse
+                else "wait for that issuerisk command to finish, use another --warehouse, or share a Hive metastore "
+                "(spark.metastore_uri)"
+            )
             raise SparkSetupError(
-                f"the warehouse's embedded metastore ({metastore}) is open in another process, and Derby admits one at a time: {advice}"
+                f"the warehouse's embedded metastore ({metastore}) is open in another process, and Derby admits one at "
+                f"a time: {advice}"
             ) from None
         fcntl.lockf(handle, fcntl.LOCK_UN)
 
@@ -262,18 +291,24 @@ def get_spark(cfg: Config) -> SparkSession:
         raise
     except Exception as exc:  # py4j/JVM start-up errors carry no useful type
         raise SparkSetupError(
-            f"could not start Spark ({exc}); check that Java 17 is installed (java -version) and that Maven Central is reachable for the Delta jars, or set spark.jars_dir"
+            f"could not start Spark ({exc}); check that Java 17 is installed (java -version) and that Maven Central is "
+            "reachable for the Delta jars, or set spark.jars_dir"
         ) from exc
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
     try:
-        spark.sql(f"CREATE DATABASE IF NOT EXISTS {cfg.project.database} LOCATION '{cfg.project.warehouse.rstrip('/')}/{cfg.project.database}.db'")
+        spark.sql(
+            f"CREATE DATABASE IF NOT EXISTS {cfg.project.database} LOCATION "
+            f"'{cfg.project.warehouse.rstrip('/')}/{cfg.project.database}.db'"
+        )
     except Exception as exc:
         if not (cfg.spark.metastore_jdbc_url or cfg.spark.metastore_uri):
             raise
         where = cfg.spark.metastore_jdbc_url or cfg.spark.metastore_uri
         raise SparkSetupError(
-            f"Spark started but the shared Hive metastore at {where} did not answer ({str(exc).splitlines()[0][:300]}); check that it is up "
-            f"(infra/local-cluster.sh status), that {METASTORE_PASSWORD_ENV} holds the password of spark.metastore_user, "
+            f"Spark started but the shared Hive metastore at {where} did not answer "
+            f"({str(exc).splitlines()[0][:300]}); check that it is up "
+            f"(infra/local-cluster.sh status), that {METASTORE_PASSWORD_ENV} holds the password of "
+            "spark.metastore_user, "
             "and that spark.driver_class_path holds its JDBC driver"
         ) from exc
     return spark
@@ -290,7 +325,8 @@ def remote_answers(url: str, timeout_s: float = REMOTE_PROBE_S) -> bool:
 
 
 def remote_session(cfg: Config) -> SparkSession | None:
-    """A Spark Connect session of the ``issuerisk serve`` server at ``spark.remote``, or None when none is set or it does not answer.
+    """A Spark Connect session of the ``issuerisk serve`` server at ``spark.remote``, or None when none is set or it
+    does not answer.
 
     No JVM starts in this process. The server holds the catalog (the same metastore and warehouse
     as its configuration), Delta and the executors.
@@ -309,5 +345,7 @@ def remote_session(cfg: Config) -> SparkSession | None:
     try:
         return SparkSession.builder.remote(client_url(url, client_token(cfg))).getOrCreate()
     except Exception as exc:
-        raise SparkSetupError(f"the Spark Connect server at spark.remote={url} answers but no session could be opened ({exc}); "
-                              "install pyspark[connect] (grpcio-status, zstandard) or set spark.remote to null") from exc
+        raise SparkSetupError(
+            f"the Spark Connect server at spark.remote={url} answers but no session could be opened ({exc}); "
+            "install pyspark[connect] (grpcio-status, zstandard) or set spark.remote to null"
+        ) from exc

@@ -60,7 +60,9 @@ class SparkTables:
         self.cfg = cfg
         self.arrow = arrow or ArrowTables(cfg)
         self._checked: set[str] = set()
-        self._lock = threading.RLock()  # a background registration (Lakehouse.start_spark) and the stages create tables at once
+        self._lock = (
+            threading.RLock()
+        )  # a background registration (Lakehouse.start_spark) and the stages create tables at once
 
     def name(self, table: TableSpec | str) -> str:
         """``database.table`` for SQL."""
@@ -101,7 +103,9 @@ class SparkTables:
         schema = self.spark.table(name).schema
         missing = new_columns(spec, schema.names)
         if missing:
-            columns = ", ".join(f"`{c.name}` {spec.spark[c.name].dataType.simpleString()} COMMENT '{_quoted(c.doc)}'" for c in missing)
+            columns = ", ".join(
+                f"`{c.name}` {spec.spark[c.name].dataType.simpleString()} COMMENT '{_quoted(c.doc)}'" for c in missing
+            )
             self.spark.sql(f"ALTER TABLE {name} ADD COLUMNS ({columns})")
         for column in relaxed_columns(spec, {f.name: f.nullable for f in schema.fields}):
             self.spark.sql(f"ALTER TABLE {name} ALTER COLUMN `{column}` DROP NOT NULL")
@@ -114,7 +118,8 @@ class SparkTables:
             self.create(TABLES[name])
 
     def read(self, table: TableSpec | str, version: int | None = None) -> DataFrame:
-        """A table as a DataFrame in the spec's column order (created empty when missing); ``version`` reads a past Delta version.
+        """A table as a DataFrame in the spec's column order (created empty when missing); ``version`` reads a past
+        Delta version.
 
         Raises:
             TableVersionError: ``version`` cannot be read (vacuumed or never existed).
@@ -130,10 +135,19 @@ class SparkTables:
             df.schema  # noqa: B018 (resolves the snapshot now, so a missing version fails here)
             return df
         except Exception as exc:  # noqa: BLE001 (py4j wraps Delta's VersionNotFoundException)
-            raise TableVersionError(f"{spec.name} version {version} cannot be read: {str(exc).splitlines()[0][:300]}") from None
+            raise TableVersionError(
+                f"{spec.name} version {version} cannot be read: {str(exc).splitlines()[0][:300]}"
+            ) from None
 
-    def merge(self, table: TableSpec | str, df: DataFrame, how: MergeHow = "upsert", *, run_id: str | None = None,
-              update_condition: str | None = None) -> None:
+    def merge(
+        self,
+        table: TableSpec | str,
+        df: DataFrame,
+        how: MergeHow = "upsert",
+        *,
+        run_id: str | None = None,
+        update_condition: str | None = None,
+    ) -> None:
         """MERGE ``df`` into the table on the spec's key.
 
         ``upsert`` updates matches (where ``update_condition`` holds) and inserts the rest;
@@ -156,7 +170,8 @@ class SparkTables:
                 ``"s.updated_at > t.updated_at"``; None updates every match.
 
         A commit conflict with another writer (Delta's ``ConcurrentAppendException`` and kin) is retried on
-        the new version, as the Arrow side does, up to :data:`SPARK_COMMIT_ATTEMPTS` times (a Spark MERGE takes seconds, so
+        the new version, as the Arrow side does, up to :data:`SPARK_COMMIT_ATTEMPTS` times (a Spark MERGE takes seconds,
+        so
         its writers collide longer than delta-rs ones).
 
         Raises:
@@ -174,8 +189,15 @@ class SparkTables:
         )
         from delta.tables import DeltaTable
 
-        conflicts = (ConcurrentAppendException, ConcurrentDeleteDeleteException, ConcurrentDeleteReadException, ConcurrentTransactionException,
-                     ConcurrentWriteException, DeltaConcurrentModificationException, MetadataChangedException)
+        conflicts = (
+            ConcurrentAppendException,
+            ConcurrentDeleteDeleteException,
+            ConcurrentDeleteReadException,
+            ConcurrentTransactionException,
+            ConcurrentWriteException,
+            DeltaConcurrentModificationException,
+            MetadataChangedException,
+        )
         spec = spec_of(table)
         check_merge(spec, how, run_id)
         self.arrow.check_writable(spec)
@@ -186,7 +208,9 @@ class SparkTables:
             source = conform(df, spec)
             existing = self.data_files(spec, target)
             if existing and how == "upsert" and update_condition is not None:
-                source = source.alias("s").join(target.toDF().alias("t"), F.expr(f"{on} AND NOT coalesce({update_condition}, false)"), "left_anti")
+                source = source.alias("s").join(
+                    target.toDF().alias("t"), F.expr(f"{on} AND NOT coalesce({update_condition}, false)"), "left_anti"
+                )
             builder = target.alias("t").merge(source.alias("s"), on)
             if existing and how != "insert":
                 builder = builder.whenMatchedUpdateAll(condition=update_condition)

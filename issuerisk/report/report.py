@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from issuerisk.constants import FRAMEWORKS
+from issuerisk.context import Context
 from issuerisk.display import table
 from issuerisk.gold import profile_source, resolve_run_id, run_records
 from issuerisk.grading.matrix import GRADES, IMPACTS, severity
@@ -40,9 +41,37 @@ from issuerisk.schemas.ledger import RUNS
 from issuerisk.schemas.silver import SILVER_ISSUES
 from issuerisk.stage import RUN_ID, Option, Stage
 
-GRADE_COLOURS = {"L1": "#2e7d32", "L2": "#66bb6a", "M1": "#fbc02d", "M2": "#f57c00", "H1": "#e53935", "H2": "#b71c1c", "H3": "#4a0000"}
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79",
-           "#ad494a", "#637939", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#843c39", "#8ca252")
+GRADE_COLOURS = {
+    "L1": "#2e7d32",
+    "L2": "#66bb6a",
+    "M1": "#fbc02d",
+    "M2": "#f57c00",
+    "H1": "#e53935",
+    "H2": "#b71c1c",
+    "H3": "#4a0000",
+}
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#393b79",
+    "#ad494a",
+    "#637939",
+    "#7b4173",
+    "#3182bd",
+    "#e6550d",
+    "#31a354",
+    "#756bb1",
+    "#636363",
+    "#843c39",
+    "#8ca252",
+)
 MAX_POINTS = 6000
 TOP_RISKS = 5
 
@@ -58,9 +87,14 @@ def heatmap_svg(rows: Sequence[Mapping[str, Any]], max_ids: int = 10) -> str:
     for r in rows:
         if r["impact"] is not None:
             cells.setdefault((r["likelihood"], r["impact"]), []).append(int(r["cluster"]))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" width="{left + 3 * cell_w + 4}" height="{top + 4 * cell_h + 4}" role="img">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" width="{left + 3 * cell_w + 4}" '
+        f'height="{top + 4 * cell_h + 4}" role="img">'
+    ]
     for j, impact in enumerate(IMPACTS):
-        parts.append(f'<text x="{left + j * cell_w + cell_w / 2}" y="18" text-anchor="middle" class="axis">{impact}</text>')
+        parts.append(
+            f'<text x="{left + j * cell_w + cell_w / 2}" y="18" text-anchor="middle" class="axis">{impact}</text>'
+        )
     for i, likelihood in enumerate(reversed(list(GRADES))):
         y = top + i * cell_h
         parts.append(f'<text x="20" y="{y + cell_h / 2 + 5}" text-anchor="middle" class="axis">{likelihood}</text>')
@@ -71,7 +105,8 @@ def heatmap_svg(rows: Sequence[Mapping[str, Any]], max_ids: int = 10) -> str:
             x = left + j * cell_w
             parts.append(
                 f'<g class="cell" data-grade="{cell_grade}" data-count="{len(ids)}">'
-                f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{GRADE_COLOURS[cell_grade]}" opacity="{1.0 if ids else 0.35}"/>'
+                f'<rect x="{x}" y="{y}" width="{cell_w - 2}" height="{cell_h - 2}" fill="{GRADE_COLOURS[cell_grade]}" '
+                f'opacity="{1.0 if ids else 0.35}"/>'
                 f'<text x="{x + 8}" y="{y + 20}" class="grade">{cell_grade}: {len(ids)}</text>'
                 f'<text x="{x + 8}" y="{y + 42}" class="ids">{escape(shown)}</text></g>'
             )
@@ -80,7 +115,8 @@ def heatmap_svg(rows: Sequence[Mapping[str, Any]], max_ids: int = 10) -> str:
 
 
 def scatter_svg(points: Sequence[tuple[float, float, int]], seed: int, width: int = 720, height: int = 480) -> str:
-    """Issues on their 2-D map coordinates, coloured by cluster (noise grey); at most :data:`MAX_POINTS`, a seeded sample."""
+    """Issues on their 2-D map coordinates, coloured by cluster (noise grey); at most :data:`MAX_POINTS`, a seeded
+    sample."""
     if len(points) > MAX_POINTS:
         points = random.Random(seed).sample(list(points), MAX_POINTS)
     if not points:
@@ -93,38 +129,76 @@ def scatter_svg(points: Sequence[tuple[float, float, int]], seed: int, width: in
     circles = []
     for x, y, cluster in sorted(points, key=lambda p: p[2] != -1):
         colour = "#c8c8c8" if cluster == -1 else PALETTE[cluster % len(PALETTE)]
-        circles.append(f'<circle cx="{10 + (x - x0) * sx:.1f}" cy="{height - 10 - (y - y0) * sy:.1f}" r="2.2" fill="{colour}" data-c="{cluster}"/>')
-    return f'<svg xmlns="http://www.w3.org/2000/svg" class="scatter" width="{width}" height="{height}" role="img">{"".join(circles)}</svg>'
+        circles.append(
+            f'<circle cx="{10 + (x - x0) * sx:.1f}" cy="{height - 10 - (y - y0) * sy:.1f}" r="2.2" fill="{colour}" '
+            f'data-c="{cluster}"/>'
+        )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="scatter" width="{width}" height="{height}" '
+        f'role="img">{"".join(circles)}</svg>'
+    )
 
 
-def top_risks(risk_rows: Sequence[Mapping[str, Any]], names: Mapping[int, str] | None = None, k: int = TOP_RISKS) -> list[dict[str, Any]]:
+def top_risks(
+    risk_rows: Sequence[Mapping[str, Any]], names: Mapping[int, str] | None = None, k: int = TOP_RISKS
+) -> list[dict[str, Any]]:
     """The ``k`` most severe graded clusters of scope ``all`` (then the largest), with their confidence and name."""
     rated = [r for r in risk_rows if r["scope"] == "all" and r["grade"] is not None]
     rated.sort(key=lambda r: (-severity(r["grade"]), -r["n"], r["cluster"]))
-    keys = ("cluster", "label", "n", "p_k", "mttr_hours", "impact_hours", "grade", "grade_confidence", "action", "defect_share", "repositories")
-    return [{**{key: r.get(key) for key in keys}, "name": (names or {}).get(r["cluster"]) or r["label"]} for r in rated[:k]]
+    keys = (
+        "cluster",
+        "label",
+        "n",
+        "p_k",
+        "mttr_hours",
+        "impact_hours",
+        "grade",
+        "grade_confidence",
+        "action",
+        "defect_share",
+        "repositories",
+    )
+    return [
+        {**{key: r.get(key) for key in keys}, "name": (names or {}).get(r["cluster"]) or r["label"]} for r in rated[:k]
+    ]
 
 
 def excluded_view(risk_rows: Sequence[Mapping[str, Any]], names: Mapping[int, str]) -> list[dict[str, Any]]:
-    """Every cluster not graded over all frameworks, with why, largest first; and per framework how many are not graded there."""
+    """Every cluster not graded over all frameworks, with why, largest first; and per framework how many are not graded
+    there."""
     rows = [r for r in risk_rows if r["scope"] == "all" and r.get("excluded_reason")]
     rows.sort(key=lambda r: (-r["n"], r["cluster"]))
-    return [{"cluster": r["cluster"], "name": names.get(r["cluster"]) or r["label"] or "", "n": r["n"], "reason": r["excluded_reason"],
-             "defect_share": r.get("defect_share"), "repositories": r.get("repositories"), "top_repository": r.get("top_repository"),
-             "top_repository_share": r.get("top_repository_share")} for r in rows]
+    return [
+        {
+            "cluster": r["cluster"],
+            "name": names.get(r["cluster"]) or r["label"] or "",
+            "n": r["n"],
+            "reason": r["excluded_reason"],
+            "defect_share": r.get("defect_share"),
+            "repositories": r.get("repositories"),
+            "top_repository": r.get("top_repository"),
+            "top_repository_share": r.get("top_repository_share"),
+        }
+        for r in rows
+    ]
 
 
 def comparison_view(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The comparison as one row per cluster with a cell per framework, plus the test's figures."""
-    frameworks = sorted({r["framework"] for r in rows}, key=lambda f: FRAMEWORKS.index(f) if f in FRAMEWORKS else len(FRAMEWORKS))
+    frameworks = sorted(
+        {r["framework"] for r in rows}, key=lambda f: FRAMEWORKS.index(f) if f in FRAMEWORKS else len(FRAMEWORKS)
+    )
     by_cluster: dict[int, dict[str, Any]] = {}
     for r in rows:
         by_cluster.setdefault(int(r["cluster"]), {})[r["framework"]] = r
     first = rows[0] if rows else {}
     return {
         "frameworks": frameworks,
-        "clusters": [{"cluster": c, "cells": [cells.get(f) for f in frameworks]} for c, cells in sorted(by_cluster.items())],
-        "chi2": first.get("chi2"), "p_value": first.get("p_value"),
+        "clusters": [
+            {"cluster": c, "cells": [cells.get(f) for f in frameworks]} for c, cells in sorted(by_cluster.items())
+        ],
+        "chi2": first.get("chi2"),
+        "p_value": first.get("p_value"),
     }
 
 
@@ -135,29 +209,62 @@ def category_view(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for r in rows:
         by_category.setdefault(r["category"], {})[r["framework"]] = r
     order = sorted(by_category, key=lambda c: (-sum(cell["n"] for cell in by_category[c].values()), c))
-    return {"frameworks": view["frameworks"], "chi2": view["chi2"], "p_value": view["p_value"],
-            "rows": [{"category": c, "clusters": max(cell["clusters"] or 0 for cell in by_category[c].values()),
-                      "cells": [by_category[c].get(f) for f in view["frameworks"]]} for c in order]}
+    return {
+        "frameworks": view["frameworks"],
+        "chi2": view["chi2"],
+        "p_value": view["p_value"],
+        "rows": [
+            {
+                "category": c,
+                "clusters": max(cell["clusters"] or 0 for cell in by_category[c].values()),
+                "cells": [by_category[c].get(f) for f in view["frameworks"]],
+            }
+            for c in order
+        ],
+    }
 
 
 def profile_view(rows: Sequence[Mapping[str, Any]], source_run: str | None, run_id: str) -> dict[str, Any]:
     """The data profile's warnings (first) and every measured check, and which run measured them."""
     order = {"all": 0, **{f: i + 1 for i, f in enumerate(FRAMEWORKS)}}
     checks = sorted(rows, key=lambda r: (not r["warning"], order.get(r["scope"], 9), r["check"]))
-    return {"warnings": [r for r in checks if r["warning"]], "checks": [r for r in checks if r["direction"] != "info"],
-            "info": [r for r in checks if r["direction"] == "info"], "source_run": source_run, "own": source_run == run_id}
+    return {
+        "warnings": [r for r in checks if r["warning"]],
+        "checks": [r for r in checks if r["direction"] != "info"],
+        "info": [r for r in checks if r["direction"] == "info"],
+        "source_run": source_run,
+        "own": source_run == run_id,
+    }
 
 
 def _level(score: float | None, top: float) -> str:
-    """A highlight class for a score relative to the issue's largest: p3..p1 (toward the cluster), n1..n3 (away), or none."""
+    """A highlight class for a score relative to the issue's largest: p3..p1 (toward the cluster), n1..n3 (away), or
+    none."""
     if score is None or top == 0:
         return "none"
     x = score / top
-    return "p3" if x > 0.66 else "p2" if x > 0.33 else "p1" if x > 0.1 else "n3" if x < -0.66 else "n2" if x < -0.33 else "n1" if x < -0.1 else "none"
+    return (
+        "p3"
+        if x > 0.66
+        else "p2"
+        if x > 0.33
+        else "p1"
+        if x > 0.1
+        else "n3"
+        if x < -0.66
+        else "n2"
+        if x < -0.33
+        else "n1"
+        if x < -0.1
+        else "none"
+    )
 
 
-def explanation_view(rows: Sequence[Mapping[str, Any]], names: Mapping[int, str], urls: Mapping[tuple[str, int], str]) -> list[dict[str, Any]]:
-    """Per explained issue (grouped by cluster, in row order): its sentences with a highlight class per method, its top words, agreement."""
+def explanation_view(
+    rows: Sequence[Mapping[str, Any]], names: Mapping[int, str], urls: Mapping[tuple[str, int], str]
+) -> list[dict[str, Any]]:
+    """Per explained issue (grouped by cluster, in row order): its sentences with a highlight class per method, its top
+    words, agreement."""
     issues: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
     for r in rows:
         issues.setdefault((r["repository"], int(r["number"])), []).append(r)
@@ -165,15 +272,37 @@ def explanation_view(rows: Sequence[Mapping[str, Any]], names: Mapping[int, str]
     for (repository, number), spans in issues.items():
         sentences = sorted((r for r in spans if r["unit"] == "sentence"), key=lambda r: r["position"])
         words = sorted((r for r in spans if r["unit"] == "token"), key=lambda r: -(r["gradient"] or 0))[:8]
-        tops = {m: max((abs(r[m]) for r in sentences if r[m] is not None), default=0.0) for m in ("perturbation", "gradient")}
+        tops = {
+            m: max((abs(r[m]) for r in sentences if r[m] is not None), default=0.0)
+            for m in ("perturbation", "gradient")
+        }
         first = spans[0]
-        out.append({"repository": repository, "number": number, "cluster": first["cluster"], "name": names.get(first["cluster"]) or "",
-                    "href": http_url(urls.get((repository, number))), "similarity": first["similarity"], "agreement": first["agreement"],
-                    "seconds": first["seconds"],
-                    "sentences": [{"text": r["text"], "perturbation": r["perturbation"], "gradient": r["gradient"], "truncated": r["truncated"],
-                                   "p_class": _level(r["perturbation"], tops["perturbation"]), "g_class": _level(r["gradient"], tops["gradient"])}
-                                  for r in sentences],
-                    "words": [{"text": r["text"], "gradient": r["gradient"], "perturbation": r["perturbation"]} for r in words]})
+        out.append(
+            {
+                "repository": repository,
+                "number": number,
+                "cluster": first["cluster"],
+                "name": names.get(first["cluster"]) or "",
+                "href": http_url(urls.get((repository, number))),
+                "similarity": first["similarity"],
+                "agreement": first["agreement"],
+                "seconds": first["seconds"],
+                "sentences": [
+                    {
+                        "text": r["text"],
+                        "perturbation": r["perturbation"],
+                        "gradient": r["gradient"],
+                        "truncated": r["truncated"],
+                        "p_class": _level(r["perturbation"], tops["perturbation"]),
+                        "g_class": _level(r["gradient"], tops["gradient"]),
+                    }
+                    for r in sentences
+                ],
+                "words": [
+                    {"text": r["text"], "gradient": r["gradient"], "perturbation": r["perturbation"]} for r in words
+                ],
+            }
+        )
     out.sort(key=lambda e: (e["cluster"], e["repository"], e["number"]))
     return out
 
@@ -183,8 +312,23 @@ def manifest_view(row: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     if row is None:
         return []
     pairs = []
-    for key in ("run_id", "command", "status", "git_commit", "config_hash", "started_at", "ended_at", "args_json",
-                "packages", "runtime", "seeds", "tables_read", "tables_written", "metrics_json", "config_json"):
+    for key in (
+        "run_id",
+        "command",
+        "status",
+        "git_commit",
+        "config_hash",
+        "started_at",
+        "ended_at",
+        "args_json",
+        "packages",
+        "runtime",
+        "seeds",
+        "tables_read",
+        "tables_written",
+        "metrics_json",
+        "config_json",
+    ):
         value = row.get(key)
         if isinstance(value, dict):
             value = json.dumps(dict(sorted(value.items())), default=str)
@@ -199,10 +343,22 @@ def render(view: Mapping[str, Any]) -> str:
     return render_page("report.html.j2", **view)
 
 
-def build_view(run_id: str, risk_rows: list[dict], topics: list[dict], comparison: list[dict],
-               points: list[tuple[float, float, int]], manifest: dict | None, seed: int, min_confidence: float = 0.8,
-               categories: list[dict] | None = None, profile: list[dict] | None = None, profile_run: str | None = None,
-               factsheet: str | None = None, explanations: list[dict] | None = None, issue_urls: Mapping[tuple[str, int], str] | None = None) -> dict[str, Any]:
+def build_view(
+    run_id: str,
+    risk_rows: list[dict],
+    topics: list[dict],
+    comparison: list[dict],
+    points: list[tuple[float, float, int]],
+    manifest: dict | None,
+    seed: int,
+    min_confidence: float = 0.8,
+    categories: list[dict] | None = None,
+    profile: list[dict] | None = None,
+    profile_run: str | None = None,
+    factsheet: str | None = None,
+    explanations: list[dict] | None = None,
+    issue_urls: Mapping[tuple[str, int], str] | None = None,
+) -> dict[str, Any]:
     """Everything the template shows, from plain rows of the gold tables.
 
     Args:
@@ -212,22 +368,35 @@ def build_view(run_id: str, risk_rows: list[dict], topics: list[dict], compariso
         ReportInputError: the run has no ``gold_risk`` rows.
     """
     if not risk_rows:
-        raise ReportInputError(f"run {run_id!r} has no rows in gold_risk; run `issuerisk risk {run_id}` (and topics, compare) first")
+        raise ReportInputError(
+            f"run {run_id!r} has no rows in gold_risk; run `issuerisk risk {run_id}` (and topics, compare) first"
+        )
     risk_rows = [{**dict.fromkeys(GOLD_RISK.names), **r} for r in risk_rows]  # rows of older runs lack later columns
     topic_by_cluster = {t["cluster"]: t for t in topics}
     names = {c: t.get("name") for c, t in topic_by_cluster.items() if t.get("name")}
     graded_rows = [r for r in risk_rows if not r.get("excluded_reason")]
     scopes = ["all", *sorted({r["scope"] for r in risk_rows} - {"all"})]
-    per_scope = {s: sorted((r for r in graded_rows if r["scope"] == s), key=lambda r: (-severity(r["grade"]), -r["n"], r["cluster"])) for s in scopes}
+    per_scope = {
+        s: sorted(
+            (r for r in graded_rows if r["scope"] == s), key=lambda r: (-severity(r["grade"]), -r["n"], r["cluster"])
+        )
+        for s in scopes
+    }
     measure = next((r.get("impact_measure") for r in graded_rows if r.get("impact_measure")), "mean_closed")
 
     def cluster_row(r: Mapping[str, Any]) -> dict[str, Any]:
         topic = topic_by_cluster.get(r["cluster"]) or {}
         confidence = r.get("grade_confidence")
-        return {**r, "name": topic.get("name") or r.get("label") or "", "keywords": topic.get("keywords") or [],
-                "category": topic.get("category"), "representative": [{"href": http_url(url), "text": str(url)} for url in topic.get("representative") or []],
-                "doubtful": confidence is not None and confidence < min_confidence,
-                "colour": PALETTE[r["cluster"] % len(PALETTE)], "palette_index": r["cluster"] % len(PALETTE)}
+        return {
+            **r,
+            "name": topic.get("name") or r.get("label") or "",
+            "keywords": topic.get("keywords") or [],
+            "category": topic.get("category"),
+            "representative": [{"href": http_url(url), "text": str(url)} for url in topic.get("representative") or []],
+            "doubtful": confidence is not None and confidence < min_confidence,
+            "colour": PALETTE[r["cluster"] % len(PALETTE)],
+            "palette_index": r["cluster"] % len(PALETTE),
+        }
 
     top = top_risks(risk_rows, names)
     for t in top:
@@ -236,9 +405,16 @@ def build_view(run_id: str, risk_rows: list[dict], topics: list[dict], compariso
         "run_id": run_id,
         "impact_measure": measure,
         "min_confidence": min_confidence,
-        "scopes": [{"name": s, "heatmap": heatmap_svg(per_scope[s]), "n": sum(r["n"] for r in per_scope[s]),
-                    "unrated": [r["cluster"] for r in per_scope[s] if r["grade"] is None],
-                    "excluded": sum(1 for r in risk_rows if r["scope"] == s and r.get("excluded_reason"))} for s in scopes],
+        "scopes": [
+            {
+                "name": s,
+                "heatmap": heatmap_svg(per_scope[s]),
+                "n": sum(r["n"] for r in per_scope[s]),
+                "unrated": [r["cluster"] for r in per_scope[s] if r["grade"] is None],
+                "excluded": sum(1 for r in risk_rows if r["scope"] == s and r.get("excluded_reason")),
+            }
+            for s in scopes
+        ],
         "clusters": [cluster_row(r) for r in per_scope["all"]],
         "excluded": excluded_view(risk_rows, names),
         "top_risks": top,
@@ -265,7 +441,7 @@ def issue_urls(tables, rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int
     return {(r["repository"], r["number"]): r["html_url"] for r in issues if (r["repository"], r["number"]) in wanted}
 
 
-def run(ctx, run_id: str | None = None, out: str | None = None) -> dict[str, Any]:
+def run(ctx: Context, run_id: str | None = None, out: str | None = None) -> dict[str, Any]:
     """Write the HTML report of one clustering run (default: the latest).
 
     Returns:
@@ -279,25 +455,72 @@ def run(ctx, run_id: str | None = None, out: str | None = None) -> dict[str, Any
     run_id = resolve_run_id(tables, run_id)
     risk_rows = run_records(tables, GOLD_RISK, run_id)
     manifests = run_records(tables, RUNS, run_id)
-    points = [(r["x"], r["y"], r["cluster"]) for r in run_records(tables, GOLD_CLUSTERS, run_id, ["x", "y", "cluster"]) if r["x"] is not None and r["y"] is not None]
+    points = [
+        (r["x"], r["y"], r["cluster"])
+        for r in run_records(tables, GOLD_CLUSTERS, run_id, ["x", "y", "cluster"])
+        if r["x"] is not None and r["y"] is not None
+    ]
     profile_run = profile_source(tables, run_id)
     explanations = run_records(tables, GOLD_EXPLANATIONS, run_id)
     path = Path(out or Path(ctx.cfg.resolve_path(ctx.cfg.project.reports_dir)) / f"{run_id}.html").resolve()
-    view = build_view(run_id, risk_rows, run_records(tables, GOLD_TOPICS, run_id), run_records(tables, GOLD_FRAMEWORK_COMPARISON, run_id),
-                      points, manifests[0] if manifests else None, ctx.cfg.project.seed, ctx.cfg.risk.min_grade_confidence,
-                      run_records(tables, GOLD_CATEGORY_COMPARISON, run_id),
-                      run_records(tables, GOLD_PROFILE, profile_run) if profile_run else [], profile_run, factsheet_name(run_id),
-                      explanations, issue_urls(tables, explanations))
+    view = build_view(
+        run_id,
+        risk_rows,
+        run_records(tables, GOLD_TOPICS, run_id),
+        run_records(tables, GOLD_FRAMEWORK_COMPARISON, run_id),
+        points,
+        manifests[0] if manifests else None,
+        ctx.cfg.project.seed,
+        ctx.cfg.risk.min_grade_confidence,
+        run_records(tables, GOLD_CATEGORY_COMPARISON, run_id),
+        run_records(tables, GOLD_PROFILE, profile_run) if profile_run else [],
+        profile_run,
+        factsheet_name(run_id),
+        explanations,
+        issue_urls(tables, explanations),
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(view), encoding="utf-8")
-    table(f"Report of run {run_id}: {path}", ["cluster", "pattern", "n", "P_k", "impact h", "grade", "confidence", "action"],
-          [(t["cluster"], t["name"] or "", t["n"], t["p_k"], t["impact_hours"], t["grade"], t["grade_confidence"], t["action"]) for t in view["top_risks"]])
-    return {"run_id": run_id, "report": str(path), "top_risks": view["top_risks"], "clusters": len(view["clusters"]), "bytes": path.stat().st_size}
+    table(
+        f"Report of run {run_id}: {path}",
+        ["cluster", "pattern", "n", "P_k", "impact h", "grade", "confidence", "action"],
+        [
+            (
+                t["cluster"],
+                t["name"] or "",
+                t["n"],
+                t["p_k"],
+                t["impact_hours"],
+                t["grade"],
+                t["grade_confidence"],
+                t["action"],
+            )
+            for t in view["top_risks"]
+        ],
+    )
+    return {
+        "run_id": run_id,
+        "report": str(path),
+        "top_risks": view["top_risks"],
+        "clusters": len(view["clusters"]),
+        "bytes": path.stat().st_size,
+    }
 
 
 STAGE = Stage(
-    "report", "Self-contained HTML report of a run", run,
-    reads=(GOLD_RISK.name, GOLD_TOPICS.name, GOLD_FRAMEWORK_COMPARISON.name, GOLD_CATEGORY_COMPARISON.name, GOLD_CLUSTERS.name, GOLD_PROFILE.name, GOLD_EXPLANATIONS.name, RUNS.name,
-           SILVER_ISSUES.name),
+    "report",
+    "Self-contained HTML report of a run",
+    run,
+    reads=(
+        GOLD_RISK.name,
+        GOLD_TOPICS.name,
+        GOLD_FRAMEWORK_COMPARISON.name,
+        GOLD_CATEGORY_COMPARISON.name,
+        GOLD_CLUSTERS.name,
+        GOLD_PROFILE.name,
+        GOLD_EXPLANATIONS.name,
+        RUNS.name,
+        SILVER_ISSUES.name,
+    ),
     options=(RUN_ID, Option(("--out",), "HTML file to write (default: <reports_dir>/<run_id>.html)")),
 )

@@ -33,7 +33,8 @@ class SummaryIdentity(NamedTuple):
 @dataclass(frozen=True)
 class Outcome:
     """One issue's result: a summary, or a failure ``reason`` with ``detail``; plus what it cost. A summary with a
-    ``reason`` is a fallback: the model's answer was refused (``fallback_<why>``) and the issue got its extractive summary."""
+    ``reason`` is a fallback: the model's answer was refused (``fallback_<why>``) and the issue got its extractive
+    summary."""
 
     summary: str | None = None
     reason: str | None = None
@@ -125,5 +126,10 @@ def make_summarizer(
     def fallback(title: str, body: str) -> str:
         return with_title(title, extractive(title, body, cfg.token_budget, cfg.rules))
 
-    return LLMSummarizer(cfg.llm, client if client is not None else build_client(cfg.llm), sleep=sleep, owns_client=client is None,
-                         fallback=fallback)
+    return LLMSummarizer(
+        cfg.llm,
+        client if client is not None else build_client(cfg.llm),
+        sleep=sleep,
+        owns_client=client is None,
+        fallback=fallback,
+    )

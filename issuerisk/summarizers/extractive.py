@@ -31,18 +31,24 @@ MAX_SENTENCES = 60
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
 _HTML_TAG = re.compile(r"</?(?:details|summary|br|p|img|b|i|code|pre|sub|sup|kbd)\b[^>]*>", re.I)
 _FENCE = re.compile(r"^\s*(?:```|~~~)")
-_HEADING = re.compile(r"^\s{0,3}(?:#{1,6}\s*(?P<h1>.*?)\s*#*|\*\*(?P<h2>[^*]{1,120})\*\*:?|__(?P<h3>[^_]{1,120})__:?)\s*$")
+_HEADING = re.compile(
+    r"^\s{0,3}(?:#{1,6}\s*(?P<h1>.*?)\s*#*|\*\*(?P<h2>[^*]{1,120})\*\*:?|__(?P<h3>[^_]{1,120})__:?)\s*$"
+)
 _SKIP_SECTION = re.compile(
     r"system information|environment|^versions?\b|version information|operating system|device type|"
-    r"willingness to contribute|code of conduct|tracking information|what (?:components|interfaces|languages|integrations)|"
+    r"willingness to contribute|code of conduct|tracking information|what "
+    r"(?:components|interfaces|languages|integrations)|"
     r"existing issue|search before asking|issues? policy|checklist|before submitting|component versions|"
     r"desktop|smartphone|your operating system|mode$|deeplabcut version|mlflow version"
 )
 _BOILERPLATE = re.compile(
-    r"clear and concise description|steps to reproduce the behaviou?r|please fill in this|if applicable,? add screenshots|"
-    r"add any other context|please complete the following information|it is highly recommended|thanks? for (?:contributing|your contribution)|"
+    r"clear and concise description|steps to reproduce the behaviou?r|please fill in this|if applicable,? add "
+    r"screenshots|"
+    r"add any other context|please complete the following information|it is highly recommended|thanks? for "
+    r"(?:contributing|your contribution)|"
     r"please (?:provide|include|describe|make sure|read|search|check)|delete (?:this|the) (?:line|section|template)|"
-    r"describe the (?:bug|problem|issue|solution|alternatives?|proposal)|^(?:expected|actual) behaviou?r:?$|^(?:steps )?to reproduce:?$|"
+    r"describe the (?:bug|problem|issue|solution|alternatives?|proposal)|^(?:expected|actual) behaviou?r:?$|^(?:steps "
+    r")?to reproduce:?$|"
     r"is your feature request related|a description of what you expected|tell us what|link to the|"
     r"during handling of the above exception|the above exception was the direct cause|place (?:your )?code|"
     r"^(?:ok|n/?a|none|no|yes|-+|\*+|_+)\.?$",
@@ -59,19 +65,34 @@ _ERROR_WORDS = frozenset(
     "cannot can't unable invalid wrong incorrect mismatch nan inf hang hangs stuck freeze freezes frozen leak leaks "
     "leaking oom slow slower deadlock unexpected unexpectedly undefined missing broken bug".split()
 )
-_ERROR_PHRASES = ("not found", "not supported", "out of memory", "does not work", "doesn't work", "not working", "can not", "core dumped", "segmentation fault")
-_PUNCT_TO_SPACE = str.maketrans({c: " " for c in "()[]{}<>,.;:!?\"\\/|=*`~"})
+_ERROR_PHRASES = (
+    "not found",
+    "not supported",
+    "out of memory",
+    "does not work",
+    "doesn't work",
+    "not working",
+    "can not",
+    "core dumped",
+    "segmentation fault",
+)
+_PUNCT_TO_SPACE = str.maketrans({c: " " for c in '()[]{}<>,.;:!?"\\/|=*`~'})
 _LOG_LINE = re.compile(
-    r"^\s*(?:\[?\d{4}[-/]\d\d[-/]\d\d[ T]|\[?\d\d:\d\d:\d\d|[IWEF]\d{4} \d\d:|(?:INFO|DEBUG|WARNING|WARN|TRACE)\b[:\] ]|"
+    r"^\s*(?:\[?\d{4}[-/]\d\d[-/]\d\d[ T]|\[?\d\d:\d\d:\d\d|[IWEF]\d{4} \d\d:|(?:INFO|DEBUG|WARNING|WARN|TRACE)\b[:\] "
+    r"]|"
     r"\d+/\d+ \[|Epoch \d+|\d+%\|)",
     re.I,
 )
 _LOG_PREFIX = re.compile(
-    r"^\s*(?:\[?\d{4}[-/]\d\d[-/]\d\d[ T][\d:.,]+\]?:?\s*|[IWEF]\d{4} [\d:.]+\s+\d+\s+[\w.]+:\d+\]\s*|\[?(?:ERROR|CRITICAL|FATAL)\]?[: ]\s*)+"
+    r"^\s*(?:\[?\d{4}[-/]\d\d[-/]\d\d[ T][\d:.,]+\]?:?\s*|[IWEF]\d{4} "
+    r"[\d:.]+\s+\d+\s+[\w.]+:\d+\]\s*|\[?(?:ERROR|CRITICAL|FATAL)\]?[: ]\s*)+"
 )
-_API = re.compile(r"\b(?:torch|tf|tensorflow|keras|nn|F|jax|np|numpy|cuda|cudnn|onnx|mlflow|sklearn|pl|transformers)\.[A-Za-z_][\w.]*(?:\(\))?")
+_API = re.compile(
+    r"\b(?:torch|tf|tensorflow|keras|nn|F|jax|np|numpy|cuda|cudnn|onnx|mlflow|sklearn|pl|transformers)\.[A-Za-z_][\w.]*(?:\(\))?"
+)
 _CODE_LIKE = re.compile(
-    r"^(?:\s{4}|\t)|[,(\[{=\\;]\s*$|^\s*[)\]}]|^\s*(?:def |class |import |from \S+ import|for \S.* in |return |print\(|@\w)|"
+    r"^(?:\s{4}|\t)|[,(\[{=\\;]\s*$|^\s*[)\]}]|^\s*(?:def |class |import |from \S+ import|for \S.* in |return "
+    r"|print\(|@\w)|"
     r"^\s*[\w.\[\]'\"]+\s*=\s*\S"
 )
 _CALL = re.compile(r"[A-Za-z_][\w.]*\(")
@@ -85,7 +106,11 @@ _VERSION = re.compile(
     r"(?i)\b(pytorch|torch|tensorflow(?:-gpu)?|tf|keras|cuda|cudnn|python|numpy|jax|onnx(?:runtime)?|ubuntu|windows|macos|centos|debian)"
     r"\b(?:\s*(?:version|ver\.?|v)?\s*[:=]{0,2}\s*)(\d+(?:\.\d+){0,2})"
 )
-_GREETING = re.compile(r"^(?:hi|hello|hey|dear|thanks?|thank you|greetings|good (?:morning|afternoon)|any (?:help|idea|suggestion)s?|regards)\b", re.I)
+_GREETING = re.compile(
+    r"^(?:hi|hello|hey|dear|thanks?|thank you|greetings|good (?:morning|afternoon)|any "
+    r"(?:help|idea|suggestion)s?|regards)\b",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -292,14 +317,19 @@ def summarize(title: str, body: str | None, token_budget: int, rules: str = "r2"
     if not body or used >= token_budget:
         return parts[0]
     scan = _scan(clip_body(body))
-    facts = ["Error: " + e.rstrip(".") + "." for e in [e for e in scan.errors if e.split(" (in ")[0].lower() not in title.lower()][:MAX_ERRORS]]
+    facts = [
+        "Error: " + e.rstrip(".") + "."
+        for e in [e for e in scan.errors if e.split(" (in ")[0].lower() not in title.lower()][:MAX_ERRORS]
+    ]
     if rules == "r2":
         said = " ".join([title, *facts])
         apis = [a for a in scan.apis if a not in said][:MAX_APIS]
         if apis:
             facts.append("API: " + ", ".join(apis) + ".")
         if scan.versions:
-            facts.append("Env: " + ", ".join(f"{name} {v}" for name, v in list(scan.versions.items())[:MAX_VERSIONS]) + ".")
+            facts.append(
+                "Env: " + ", ".join(f"{name} {v}" for name, v in list(scan.versions.items())[:MAX_VERSIONS]) + "."
+            )
     for fact in facts:
         text, used = _take(token_budget, used, fact)
         if text:

@@ -25,15 +25,19 @@ from issuerisk.constants import UNKNOWN_FRAMEWORK
 # Case-sensitive where the API is (tf., torch.).
 EVIDENCE: dict[str, str] = {
     "pytorch": (
-        r"(import torch\b|from torch[\. ]|\btorch\.(nn|cuda|tensor|Tensor|utils|optim|load|save|autograd|jit|onnx|distributed|float|from_numpy|no_grad|device|cat|stack|zeros|ones|randn)\b"
-        r"|site-packages/torch/|\bpytorch_lightning\b|\bimport lightning\b|\btorchvision\b|\bRuntimeError: CUDA out of memory)"
+        r"(import torch\b|from torch[\. "
+        r"]|\btorch\.(nn|cuda|tensor|Tensor|utils|optim|load|save|autograd|jit|onnx|distributed|float|from_numpy|no_grad|device|cat|stack|zeros|ones|randn)\b"
+        r"|site-packages/torch/|\bpytorch_lightning\b|\bimport lightning\b|\btorchvision\b|\bRuntimeError: CUDA out of "
+        r"memory)"
     ),
     "tensorflow": (
-        r"(import tensorflow\b|from tensorflow[\. ]|\btf\.(compat|Session|Tensor|data|function|GradientTape|config|constant|Variable|placeholder|train|estimator|saved_model|io|image|nn|lite|math|reduce_\w+|keras)\b"
+        r"(import tensorflow\b|from tensorflow[\. "
+        r"]|\btf\.(compat|Session|Tensor|data|function|GradientTape|config|constant|Variable|placeholder|train|estimator|saved_model|io|image|nn|lite|math|reduce_\w+|keras)\b"
         r"|site-packages/tensorflow(_core)?/|\btensorflow-gpu\b|\btensorflow\.python\b)"
     ),
     "keras": (
-        r"(import keras\b|from keras[\. ]|\bkeras\.(layers|models|Model|Sequential|callbacks|optimizers|backend|utils|losses|applications|preprocessing)\b"
+        r"(import keras\b|from keras[\. "
+        r"]|\bkeras\.(layers|models|Model|Sequential|callbacks|optimizers|backend|utils|losses|applications|preprocessing)\b"
         r"|\btf\.keras\b|from tensorflow import keras|site-packages/keras/)"
     ),
 }

@@ -21,9 +21,18 @@ _MASK31 = (1 << 31) - 1
 
 
 @numba.njit(cache=True, nogil=True)
-def _classify(nextmove: np.ndarray, rowbase: np.ndarray, output: np.ndarray, weights: np.ndarray, prior: np.ndarray,
-              aliases: np.ndarray, data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """py3langid's ``_decide`` (norm_probs) for each text ``data[offsets[t]:offsets[t + 1]]``: (best class, its probability).
+def _classify(
+    nextmove: np.ndarray,
+    rowbase: np.ndarray,
+    output: np.ndarray,
+    weights: np.ndarray,
+    prior: np.ndarray,
+    aliases: np.ndarray,
+    data: np.ndarray,
+    offsets: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """py3langid's ``_decide`` (norm_probs) for each text ``data[offsets[t]:offsets[t + 1]]``: (best class, its
+    probability).
 
     The byte automaton's features are counted, ``log1p(count) @ weights + prior`` is summed in
     float32 over the features in ascending order (as ``np.unique`` gives them to py3langid),
@@ -174,10 +183,14 @@ def language_identifier() -> Any:
             if not self._norm_probs:
                 raise ValueError("the compiled identifier implements norm_probs=True only")
             if self._model is None:  # made once: the automaton as arrays, the float16 weights as float32 (exact)
-                self._model = (np.asarray(self.tk_nextmove, dtype=np.uint32), np.asarray(self._rowbase, dtype=np.int64),
-                               np.asarray(self.tk_output, dtype=np.int64), self.nb_ptc.astype(np.float32),
-                               np.asarray(self.nb_pc, dtype=np.float32),
-                               np.asarray(self._alias_pairs, dtype=np.int64).reshape(-1, 2))
+                self._model = (
+                    np.asarray(self.tk_nextmove, dtype=np.uint32),
+                    np.asarray(self._rowbase, dtype=np.int64),
+                    np.asarray(self.tk_output, dtype=np.int64),
+                    self.nb_ptc.astype(np.float32),
+                    np.asarray(self.nb_pc, dtype=np.float32),
+                    np.asarray(self._alias_pairs, dtype=np.int64).reshape(-1, 2),
+                )
             encoded = [self._encode(text) for text in texts]
             offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
             np.cumsum([len(b) for b in encoded], out=offsets[1:])

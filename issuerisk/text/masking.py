@@ -28,7 +28,8 @@ _ERROR_TYPE = re.compile(r"(?:Error|Exception|Warning|Fault|Exit|Interrupt)$")
 
 
 def repository_words(repository: str) -> set[str]:
-    """Lower-case parts (3+ characters) of a repository's owner and name: ``DeepLabCut/DeepLabCut`` gives deeplabcut, deep, lab, cut."""
+    """Lower-case parts (3+ characters) of a repository's owner and name: ``DeepLabCut/DeepLabCut`` gives deeplabcut,
+    deep, lab, cut."""
     words = set()
     for part in repository.split("/"):
         words.add(part.lower())
@@ -40,7 +41,9 @@ def _protected(word: str) -> bool:
     return word.lower() in KEEP or bool(_ERROR_TYPE.search(word))
 
 
-def learn_terms(repositories: Iterable[str], texts: Iterable[str], min_docs: int, min_share: float) -> list[tuple[str, str, int, float]]:
+def learn_terms(
+    repositories: Iterable[str], texts: Iterable[str], min_docs: int, min_share: float
+) -> list[tuple[str, str, int, float]]:
     """(repository, term, issues using it, share of them in that repository) of every project-only term.
 
     Args:
@@ -69,5 +72,7 @@ def mask(text: str, words: set[str]) -> str:
     """``text`` without the given lower-case words (whole words, any case; dotted API names are kept), spaces folded."""
     if not words:
         return text
-    kept = _MASKABLE.sub(lambda m: "" if m.group(0).lower() in words and not _protected(m.group(0)) else m.group(0), text)
+    kept = _MASKABLE.sub(
+        lambda m: "" if m.group(0).lower() in words and not _protected(m.group(0)) else m.group(0), text
+    )
     return " ".join(kept.split())

@@ -37,8 +37,30 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 SEARCH_CAP = 1000
 BASE_TIME = 1546300800.0  # 2019-01-01T00:00:00Z: synthetic issues are created after it
-WORDS = ("tensor", "shape", "gradient", "cuda", "memory", "loss", "nan", "layer", "model", "export", "onnx", "batch",
-         "optimizer", "checkpoint", "dataloader", "install", "wheel", "version", "mismatch", "error", "training", "slow")
+WORDS = (
+    "tensor",
+    "shape",
+    "gradient",
+    "cuda",
+    "memory",
+    "loss",
+    "nan",
+    "layer",
+    "model",
+    "export",
+    "onnx",
+    "batch",
+    "optimizer",
+    "checkpoint",
+    "dataloader",
+    "install",
+    "wheel",
+    "version",
+    "mismatch",
+    "error",
+    "training",
+    "slow",
+)
 
 
 class FakeClock:
@@ -66,15 +88,31 @@ def _user(rng: random.Random) -> dict[str, Any]:
     uid = rng.randrange(1000, 9_000_000)
     login = f"synthetic-user-{uid}"
     api = f"https://api.github.com/users/{login}"
-    return {"login": login, "id": uid, "node_id": f"U_{uid}", "avatar_url": f"https://avatars.githubusercontent.com/u/{uid}?v=4",
-            "gravatar_id": "", "url": api, "html_url": f"https://github.com/{login}", "followers_url": f"{api}/followers",
-            "following_url": f"{api}/following{{/other_user}}", "gists_url": f"{api}/gists{{/gist_id}}",
-            "starred_url": f"{api}/starred{{/owner}}{{/repo}}", "subscriptions_url": f"{api}/subscriptions",
-            "organizations_url": f"{api}/orgs", "repos_url": f"{api}/repos", "events_url": f"{api}/events{{/privacy}}",
-            "received_events_url": f"{api}/received_events", "type": "User", "site_admin": False}
+    return {
+        "login": login,
+        "id": uid,
+        "node_id": f"U_{uid}",
+        "avatar_url": f"https://avatars.githubusercontent.com/u/{uid}?v=4",
+        "gravatar_id": "",
+        "url": api,
+        "html_url": f"https://github.com/{login}",
+        "followers_url": f"{api}/followers",
+        "following_url": f"{api}/following{{/other_user}}",
+        "gists_url": f"{api}/gists{{/gist_id}}",
+        "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
+        "subscriptions_url": f"{api}/subscriptions",
+        "organizations_url": f"{api}/orgs",
+        "repos_url": f"{api}/repos",
+        "events_url": f"{api}/events{{/privacy}}",
+        "received_events_url": f"{api}/received_events",
+        "type": "User",
+        "site_admin": False,
+    }
 
 
-def synthetic_issues(repo: str, n: int, seed: int = 0, pr_every: int = 5, body_chars: int = 1500) -> list[dict[str, Any]]:
+def synthetic_issues(
+    repo: str, n: int, seed: int = 0, pr_every: int = 5, body_chars: int = 1500
+) -> list[dict[str, Any]]:
     """``n`` SYNTHETIC issue objects shaped like GitHub's list-issues items; every ``pr_every``-th is a pull request."""
     rng = random.Random(f"{repo}:{seed}")
     api = f"https://api.github.com/repos/{repo}"
@@ -86,43 +124,90 @@ def synthetic_issues(repo: str, n: int, seed: int = 0, pr_every: int = 5, body_c
         updated = (closed or created) + rng.randrange(0, 86400)
         words = rng.choices(WORDS, k=max(1, int(rng.expovariate(1 / body_chars) / 7)))
         issue = {
-            "url": f"{api}/issues/{number}", "repository_url": api, "labels_url": f"{api}/issues/{number}/labels{{/name}}",
-            "comments_url": f"{api}/issues/{number}/comments", "events_url": f"{api}/issues/{number}/events",
-            "html_url": f"https://github.com/{repo}/{'pull' if pr_every and number % pr_every == 0 else 'issues'}/{number}",
-            "id": int(hashlib.sha1(f"{repo}#{number}".encode()).hexdigest()[:12], 16), "node_id": f"I_synthetic_{number}", "number": number,
-            "title": f"Synthetic issue {number}: {' '.join(rng.choices(WORDS, k=6))}", "user": _user(rng),
-            "labels": [{"id": 1, "name": rng.choice(("bug", "question", "enhancement")), "color": "d73a4a", "default": True}] if rng.random() < 0.5 else [],
-            "state": "closed" if closed else "open", "locked": False, "assignee": None, "assignees": [], "milestone": None,
-            "comments": rng.randrange(0, 20), "created_at": iso(created), "updated_at": iso(updated),
-            "closed_at": iso(closed) if closed else None, "author_association": "NONE", "active_lock_reason": None,
-            "body": "SYNTHETIC. " + " ".join(words), "reactions": {"url": f"{api}/issues/{number}/reactions", "total_count": 0, "+1": 0, "-1": 0},
-            "timeline_url": f"{api}/issues/{number}/timeline", "performed_via_github_app": None,
+            "url": f"{api}/issues/{number}",
+            "repository_url": api,
+            "labels_url": f"{api}/issues/{number}/labels{{/name}}",
+            "comments_url": f"{api}/issues/{number}/comments",
+            "events_url": f"{api}/issues/{number}/events",
+            "html_url": f"https://github.com/{repo}/{'pull' if pr_every and number % pr_every == 0 else 'issues'}"
+            f"/{number}",
+            "id": int(hashlib.sha1(f"{repo}#{number}".encode()).hexdigest()[:12], 16),
+            "node_id": f"I_synthetic_{number}",
+            "number": number,
+            "title": f"Synthetic issue {number}: {' '.join(rng.choices(WORDS, k=6))}",
+            "user": _user(rng),
+            "labels": [
+                {"id": 1, "name": rng.choice(("bug", "question", "enhancement")), "color": "d73a4a", "default": True}
+            ]
+            if rng.random() < 0.5
+            else [],
+            "state": "closed" if closed else "open",
+            "locked": False,
+            "assignee": None,
+            "assignees": [],
+            "milestone": None,
+            "comments": rng.randrange(0, 20),
+            "created_at": iso(created),
+            "updated_at": iso(updated),
+            "closed_at": iso(closed) if closed else None,
+            "author_association": "NONE",
+            "active_lock_reason": None,
+            "body": "SYNTHETIC. " + " ".join(words),
+            "reactions": {"url": f"{api}/issues/{number}/reactions", "total_count": 0, "+1": 0, "-1": 0},
+            "timeline_url": f"{api}/issues/{number}/timeline",
+            "performed_via_github_app": None,
             "state_reason": "completed" if closed else None,
         }
         if pr_every and number % pr_every == 0:
-            issue["pull_request"] = {"url": f"{api}/pulls/{number}", "html_url": f"https://github.com/{repo}/pull/{number}",
-                                     "diff_url": f"https://github.com/{repo}/pull/{number}.diff", "merged_at": None}
+            issue["pull_request"] = {
+                "url": f"{api}/pulls/{number}",
+                "html_url": f"https://github.com/{repo}/pull/{number}",
+                "diff_url": f"https://github.com/{repo}/pull/{number}.diff",
+                "merged_at": None,
+            }
         issues.append(issue)
     return issues
 
 
-def synthetic_repos(n: int, keyword: str, seed: int = 0, start: str = "2016-01-01", days: int = 2000) -> list[dict[str, Any]]:
-    """``n`` SYNTHETIC search items mentioning ``keyword``, created one day apart or closer, stars descending with noise."""
+def synthetic_repos(
+    n: int, keyword: str, seed: int = 0, start: str = "2016-01-01", days: int = 2000
+) -> list[dict[str, Any]]:
+    """``n`` SYNTHETIC search items mentioning ``keyword``, created one day apart or closer, stars descending with
+    noise."""
     rng = random.Random(f"{keyword}:{seed}")
     t0 = datetime.fromisoformat(start).replace(tzinfo=timezone.utc).timestamp()
-    kinds = ("model zoo", "training toolkit", "tutorial notebooks", "web UI", "library", "awesome list", "research code")
+    kinds = (
+        "model zoo",
+        "training toolkit",
+        "tutorial notebooks",
+        "web UI",
+        "library",
+        "awesome list",
+        "research code",
+    )
     repos = []
     for i in range(n):
         created = t0 + (i * days * 86400 / max(n, 1)) + rng.randrange(0, 3600)
         kind = kinds[i % len(kinds)]
         name = f"{keyword}-{kind.split()[0]}-{i}"
-        repos.append({
-            "id": 10_000 + i, "full_name": f"synthetic-org-{i % 37}/{name}", "name": name, "owner": {"login": f"synthetic-org-{i % 37}"},
-            "description": f"SYNTHETIC {kind} built on {keyword}", "language": "Python" if i % 9 else "Jupyter Notebook",
-            "stargazers_count": 100 + rng.randrange(0, 5000), "created_at": iso(created), "pushed_at": iso(created + 86400 * 30),
-            "topics": [keyword, "deep-learning"] if i % 3 == 0 else ["machine-learning"], "has_issues": i % 11 != 5, "fork": False,
-            "archived": False, "html_url": f"https://github.com/synthetic-org-{i % 37}/{name}",
-        })
+        repos.append(
+            {
+                "id": 10_000 + i,
+                "full_name": f"synthetic-org-{i % 37}/{name}",
+                "name": name,
+                "owner": {"login": f"synthetic-org-{i % 37}"},
+                "description": f"SYNTHETIC {kind} built on {keyword}",
+                "language": "Python" if i % 9 else "Jupyter Notebook",
+                "stargazers_count": 100 + rng.randrange(0, 5000),
+                "created_at": iso(created),
+                "pushed_at": iso(created + 86400 * 30),
+                "topics": [keyword, "deep-learning"] if i % 3 == 0 else ["machine-learning"],
+                "has_issues": i % 11 != 5,
+                "fork": False,
+                "archived": False,
+                "html_url": f"https://github.com/synthetic-org-{i % 37}/{name}",
+            }
+        )
     return repos
 
 
@@ -167,10 +252,18 @@ class FakeGitHub:
     (``stalled`` is set when the first one hangs): a crawl stuck mid-way, ready to be killed.
     """
 
-    def __init__(self, repos: dict[str, list[dict[str, Any]]] | None = None, search_repos: list[dict[str, Any]] | None = None,
-                 clock: Callable[[], float] = time.time, core_limit: int = 5000, search_limit: int = 30,
-                 core_window_s: float = 3600.0, search_window_s: float = 60.0, latency_s: float = 0.0,
-                 link_base: str | None = None) -> None:
+    def __init__(
+        self,
+        repos: dict[str, list[dict[str, Any]]] | None = None,
+        search_repos: list[dict[str, Any]] | None = None,
+        clock: Callable[[], float] = time.time,
+        core_limit: int = 5000,
+        search_limit: int = 30,
+        core_window_s: float = 3600.0,
+        search_window_s: float = 60.0,
+        latency_s: float = 0.0,
+        link_base: str | None = None,
+    ) -> None:
         self.repos = {name: list(items) for name, items in (repos or {}).items()}
         self.search_repos = list(search_repos or [])
         self.clock = clock
@@ -276,10 +369,14 @@ class FakeGitHub:
         since = query.get("since")
         sort_key = "updated_at" if query.get("sort") == "updated" else "created_at"
         with self._lock:
-            items = [i for i in self.repos[repo] if (state == "all" or i["state"] == state) and (since is None or i["updated_at"] >= since)]
+            items = [
+                i
+                for i in self.repos[repo]
+                if (state == "all" or i["state"] == state) and (since is None or i["updated_at"] >= since)
+            ]
             items.sort(key=lambda i: (i[sort_key], i["number"]), reverse=query.get("direction", "desc") == "desc")
             page, per_page, links = _paginate(len(items), query, base + path)
-            chosen = items[(page - 1) * per_page: page * per_page]
+            chosen = items[(page - 1) * per_page : page * per_page]
             body = "[" + ",".join(self._encode(repo, i) for i in chosen) + "]"
         return 200, links, body
 
@@ -290,7 +387,7 @@ class FakeGitHub:
         page, per_page, links = _paginate(min(len(matches), SEARCH_CAP), query, base + "/search/repositories")
         if (page - 1) * per_page >= SEARCH_CAP:
             return 422, {}, json.dumps({"message": "Only the first 1000 search results are available"})
-        items = matches[:SEARCH_CAP][(page - 1) * per_page: page * per_page]
+        items = matches[:SEARCH_CAP][(page - 1) * per_page : page * per_page]
         return 200, links, json.dumps({"total_count": len(matches), "incomplete_results": False, "items": items})
 
 
@@ -339,9 +436,14 @@ def _in_range(actual: Any, spec: str, kind: type) -> bool:
     if ".." in spec:
         lo, hi = spec.split("..")
         return (lo == "*" or actual >= kind(lo)) and (hi == "*" or actual <= kind(hi))
-    for op, test in ((">=", lambda a, b: a >= b), ("<=", lambda a, b: a <= b), (">", lambda a, b: a > b), ("<", lambda a, b: a < b)):
+    for op, test in (
+        (">=", lambda a, b: a >= b),
+        ("<=", lambda a, b: a <= b),
+        (">", lambda a, b: a > b),
+        ("<", lambda a, b: a < b),
+    ):
         if spec.startswith(op):
-            return test(actual, kind(spec[len(op):]))
+            return test(actual, kind(spec[len(op) :]))
     return actual == kind(spec)
 
 
@@ -362,7 +464,11 @@ def _handler(api: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             query = {k: v[-1] for k, v in parse_qs(split.query).items()}
             with api._lock:
                 api.headers_seen.append(dict(self.headers))
-            if api.stall_after is not None and split.path.endswith("/issues") and api.served("/issues") >= api.stall_after:
+            if (
+                api.stall_after is not None
+                and split.path.endswith("/issues")
+                and api.served("/issues") >= api.stall_after
+            ):
                 api.stalled.set()
                 api.release.wait(60)
                 self.close_connection = True
@@ -381,22 +487,43 @@ def _handler(api: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 if who:
                     api.auth_seen.add(who)
                 quota = api._quota(who, resource)
-            rate = {"X-RateLimit-Limit": str(quota.limit), "X-RateLimit-Reset": str(int(quota.reset)), "X-RateLimit-Resource": resource}
+            rate = {
+                "X-RateLimit-Limit": str(quota.limit),
+                "X-RateLimit-Reset": str(int(quota.reset)),
+                "X-RateLimit-Resource": resource,
+            }
             if fault is not None:
-                self._send(fault.status, {**rate, "X-RateLimit-Remaining": str(quota.remaining), **fault.headers}, json.dumps({"message": fault.message}), split.path)
+                self._send(
+                    fault.status,
+                    {**rate, "X-RateLimit-Remaining": str(quota.remaining), **fault.headers},
+                    json.dumps({"message": fault.message}),
+                    split.path,
+                )
                 return
             if quota.remaining <= 0:
-                self._send(403, {**rate, "X-RateLimit-Remaining": "0"}, json.dumps({"message": "API rate limit exceeded (synthetic)"}), split.path)
+                self._send(
+                    403,
+                    {**rate, "X-RateLimit-Remaining": "0"},
+                    json.dumps({"message": "API rate limit exceeded (synthetic)"}),
+                    split.path,
+                )
                 return
             status, headers, body = api.answer(split.path, query, base)
             etag = f'W/"{hashlib.sha1(body.encode()).hexdigest()}"'
             if status == 200 and self.headers.get("If-None-Match") == etag:
-                self._send(304, {**rate, "X-RateLimit-Remaining": str(quota.remaining), "ETag": etag, **headers}, "", split.path)
+                self._send(
+                    304,
+                    {**rate, "X-RateLimit-Remaining": str(quota.remaining), "ETag": etag, **headers},
+                    "",
+                    split.path,
+                )
                 return
             with api._lock:
                 quota.remaining -= 1
             extra = {"ETag": etag} if status == 200 else {}
-            self._send(status, {**rate, "X-RateLimit-Remaining": str(quota.remaining), **extra, **headers}, body, split.path)
+            self._send(
+                status, {**rate, "X-RateLimit-Remaining": str(quota.remaining), **extra, **headers}, body, split.path
+            )
 
         def _record(self, path: str, status: int) -> None:
             with api._lock:
@@ -424,7 +551,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--issues", type=int, default=1000, help="issues per repository")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    repos = {f"synthetic-org/repo-{i}": synthetic_issues(f"synthetic-org/repo-{i}", args.issues, args.seed) for i in range(args.repos)}
+    repos = {
+        f"synthetic-org/repo-{i}": synthetic_issues(f"synthetic-org/repo-{i}", args.issues, args.seed)
+        for i in range(args.repos)
+    }
     with FakeGitHub(repos, core_limit=10**9) as api:
         for name, items in repos.items():
             for issue in items:

@@ -117,7 +117,9 @@ class FakeOpenAIServer:
                 if delay:
                     time.sleep(delay)
                 if fault and fault.kind == "status":
-                    error = {"error": {"message": f"synthetic HTTP {fault.status}", "type": "fake", "code": fault.status}}
+                    error = {
+                        "error": {"message": f"synthetic HTTP {fault.status}", "type": "fake", "code": fault.status}
+                    }
                     self._send(fault.status, json.dumps(error).encode(), fault.headers)
                 elif fault and fault.kind == "malformed":
                     self._send(200, b'{"id": "x", "choices": [{"message": {"content": "trunc')
@@ -144,9 +146,11 @@ def _completion(payload: dict[str, Any], fault: Fault | None) -> dict[str, Any]:
         content = ""
     elif fault and fault.kind == "refuse":
         content = "I'm sorry, but I can't help with that."
-    choices = [] if fault and fault.kind == "no_choices" else [
-        {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}
-    ]
+    choices = (
+        []
+        if fault and fault.kind == "no_choices"
+        else [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}]
+    )
     prompt_tokens = sum(len(str(m.get("content", ""))) for m in payload.get("messages", [])) // 4
     return {
         "id": "chatcmpl-fake",
@@ -154,5 +158,9 @@ def _completion(payload: dict[str, Any], fault: Fault | None) -> dict[str, Any]:
         "created": int(time.time()),
         "model": payload.get("model", "fake"),
         "choices": choices,
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content.split()), "total_tokens": prompt_tokens + len(content.split())},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(content.split()),
+            "total_tokens": prompt_tokens + len(content.split()),
+        },
     }
