@@ -660,6 +660,13 @@ class TopicsConfig(_Section):
         description="Score (mean of shared-issue Jaccard and centroid cosine) a cluster needs to keep an earlier run's "
         "pattern id.",
     )
+    generic_df: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="A keyword found in at least this share of all the run's documents is generic: it tells no pattern "
+        "from another (see risk.max_generic_share).",
+    )
 
 
 class RiskConfig(_Section):
@@ -700,6 +707,19 @@ class RiskConfig(_Section):
         le=1,
         description="A cluster whose bootstrap Jaccard stability is below this has dissolved (Hennig) and gets no "
         "grade.",
+    )
+    max_generic_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A cluster with at least this share of generic top keywords (topics.generic_df) whose issues are "
+        "also spread wider than risk.max_spread is a catch-all, not a pattern: too broad, not graded.",
+    )
+    max_spread: float = Field(
+        1.0,
+        gt=0,
+        description="Spread (1 - cohesion to its centroid, over the run's median cluster's) above which a cluster with "
+        "generic keywords is too broad.",
     )
     include_clusters: list[int | str] = Field(
         default_factory=list,

@@ -93,6 +93,21 @@ GOLD_TOPICS = register(
             Column(
                 "pattern_id", "string", "Stable id of the pattern across runs (matched to the previous run's clusters)."
             ),
+            Column("cohesion", "double", "Mean cosine of the cluster's issue embeddings to their centroid."),
+            Column(
+                "spread",
+                "double",
+                "1 - cohesion over the run's median cluster's: above 1, looser than the typical cluster.",
+            ),
+            Column(
+                "generic_keywords",
+                "array<string>",
+                "Top keywords found in at least topics.generic_df of all the run's documents (they name no pattern).",
+            ),
+            Column("generic_share", "double", "Share of the top keywords that are generic."),
+            Column(
+                "keyword_npmi", "double", "NPMI coherence of the cluster's own top keywords over the run's documents."
+            ),
         ),
     )
 )

@@ -49,3 +49,25 @@ def test_planted_clusters_map_to_the_category_they_were_planted_near():
 
 def test_without_categories_everything_is_unmapped():
     assert map_categories({0: np.ones(3)}, {}, 0.3)[0][0] == UNMAPPED
+
+
+def test_a_minority_phrase_that_contradicts_the_keywords_does_not_name_the_cluster():
+    """Issue 27.2: the corpus's cluster named "object has no attribute" whose keywords were FileNotFoundError / errno /
+    directory. Planted: a minority phrase shared by more titles than any agreeing phrase loses to one that agrees."""
+    titles = {
+        0: [
+            "AttributeError: object has no attribute 'save'",
+            "object has no attribute 'path' in loader",
+            "Dataset object has no attribute 'root'",
+            "object has no attribute 'load'",
+            "FileNotFoundError: Errno 2 no such file or directory",
+            "No such file or directory when loading weights",
+            "Errno 2 file or directory missing",
+        ],
+        1: ["Shape mismatch in layer", "shape mismatch in model"],
+    }
+    keywords = {0: ["filenotfounderror", "errno", "directory", "file", "such file"], 1: ["shape", "mismatch"]}
+    names = readable_names(titles, keywords)
+    assert names[0][1] == "titles" and "directory" in names[0][0].split(), names[0]
+    assert readable_names(titles, {0: ["attribute"], 1: ["shape"]})[0][0] == "object has no attribute"
+    assert readable_names(titles, {0: ["tokenizer", "vocab"], 1: ["shape"]})[0] == ("tokenizer / vocab", "keywords")

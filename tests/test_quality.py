@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from issuerisk.clustering.quality import diversity, npmi, size_stats
+from issuerisk.clustering.quality import breadth, diversity, npmi, size_stats
 
 
 def test_npmi_of_words_that_always_co_occur_is_one_and_of_words_that_never_do_is_minus_one():
@@ -42,3 +42,34 @@ def test_size_stats():
         "size_median": 2.5,
         "size_max": 3.0,
     }
+
+
+def test_breadth_tells_a_planted_catch_all_from_narrow_clusters():
+    """SYNTHETIC: two narrow clusters (tight vectors, their own words) and a catch-all (loose vectors, words every
+    issue uses); the catch-all has generic keywords and spreads wider than the median cluster, the narrow ones not."""
+    rng = np.random.default_rng(0)
+    dim = 16
+    centres = np.eye(dim)[:3]
+
+    def points(centre, noise, n):
+        v = centre + noise * rng.standard_normal((n, dim))
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    vectors = np.vstack([points(centres[0], 0.05, 30), points(centres[1], 0.05, 30), points(centres[2], 0.6, 40)])
+    labels = np.array([0] * 30 + [1] * 30 + [2] * 40)
+    docs = (
+        ["cuda out of memory error on gpu with model"] * 30
+        + ["shape mismatch in conv2d layer error with model code"] * 30
+        + ["error with model code when running"] * 40
+    )
+    keywords = {
+        0: ["cuda", "memory", "gpu", "error"],
+        1: ["shape", "mismatch", "conv2d", "layer"],
+        2: ["error", "model", "code", "running"],
+    }
+    measured = breadth(vectors, labels, keywords, docs, generic_df=0.6)
+    assert measured[2].generic_keywords == ["error", "model", "code"] and measured[2].generic_share == 0.75
+    assert measured[2].spread > 1.5 and measured[0].spread <= 1.0 and measured[1].spread <= 1.0  # 1.0: the median
+    assert measured[0].generic_keywords == ["error"] and measured[1].generic_share == 0.0
+    assert measured[0].cohesion > 0.9 > measured[2].cohesion
+    assert measured[1].npmi == pytest.approx(1.0)  # its words always occur together

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from issuerisk.analysis.compare import chi_square, contingency
-from issuerisk.analysis.risk import ClusterFacts, cluster_facts, exclusion, scopes
+from issuerisk.analysis.risk import Broadness, ClusterFacts, cluster_facts, exclusion, scopes
 from issuerisk.conf.settings import RiskConfig
 from issuerisk.constants import grade_order_sql
 from issuerisk.gold import resolve_run_id
@@ -92,6 +92,20 @@ def test_project_specific_and_unstable_clusters_are_named():
     assert exclusion(1, "", facts(), facts(top=0.96), rules) == "project-specific: 96% of its issues from o/top (> 50%)"
     assert exclusion(1, "", facts(), facts(top=0.5), rules) is None
     assert exclusion(1, "", facts(stability=0.41), facts(), rules).startswith("unstable: bootstrap Jaccard 0.41 < 0.60")
+
+
+def test_a_catch_all_is_too_broad_only_when_its_words_are_generic_and_its_issues_loose():
+    rules = RiskConfig()
+    catch_all = Broadness(spread=1.4, generic_share=0.6, generic_keywords=("error", "model", "code", "run", "use"))
+    reason = exclusion(4, "", facts(), facts(), rules, catch_all)
+    assert (
+        reason.startswith("too broad: 60% of its top keywords are generic (error, model, code, run: ")
+        and "1.40x" in reason
+    )
+    assert exclusion(4, "", facts(), facts(), rules, Broadness(1.4, 0.3, ("error",))) is None  # specific words
+    assert exclusion(4, "", facts(), facts(), rules, Broadness(0.9, 0.6, ("error",))) is None  # tight in meaning
+    assert exclusion(4, "", facts(), facts(), rules, Broadness()) is None  # topics of a run before breadth was measured
+    assert exclusion(4, "catch", facts(), facts(), RiskConfig(include_clusters=["catch"]), catch_all) is None
 
 
 def test_forced_lists_win_by_id_or_word():

@@ -4,8 +4,10 @@
 authors chose. The name is the phrase of two to five words that the most of the
 cluster's titles share and few titles of other clusters do (coverage within the
 cluster times log inverse frequency across clusters), with stop words trimmed
-from its ends; when no phrase is shared by enough titles, the top c-TF-IDF
-keywords stand in.
+from its ends. A phrase must agree with the cluster's c-TF-IDF keywords (share a
+word with its top ten), so a phrase of a minority of its titles cannot name a
+cluster whose words say something else; when no phrase is shared by enough
+titles and agrees, the top keywords stand in.
 
 **Categories.** Each defect pattern is mapped to a category of Humbatova et al.,
 "Taxonomy of Real Faults in Deep Learning Systems" (ICSE 2020) (model, tensors
@@ -58,6 +60,14 @@ def phrases(title: str, stop: frozenset[str], sizes: range = range(2, 6)) -> set
     return found
 
 
+def agrees(phrase: Sequence[str], vocabulary: set[str] | None) -> bool:
+    """Whether a phrase shares a word with a cluster's keywords (one holding the other, for words of four letters or
+    more: ``filenotfounderror`` and ``filenotfound``); True when the cluster has no keywords to check against."""
+    if not vocabulary:
+        return True
+    return any(t == w or (min(len(t), len(w)) >= 4 and (t in w or w in t)) for t in phrase for w in vocabulary)
+
+
 def readable_names(
     titles_by_cluster: Mapping[int, Sequence[str]], keywords: Mapping[int, Sequence[str]], min_coverage: float = 0.04
 ) -> dict[int, tuple[str, str]]:
@@ -69,6 +79,7 @@ def readable_names(
         min_coverage: share of the cluster's titles a phrase must occur in (and at least 2 titles).
     """
     stop = _stop_words()
+    vocabulary = {c: {w for k in list(words)[:10] for w in k.lower().split()} for c, words in keywords.items()}
     per_cluster = {c: [phrases(t, stop) for t in titles] for c, titles in titles_by_cluster.items()}
     clusters_with: Counter[tuple[str, ...]] = Counter()
     for grams in per_cluster.values():
@@ -80,7 +91,7 @@ def readable_names(
         best, best_score = None, 0.0
         for gram, count in counts.items():
             coverage = count / max(len(grams), 1)
-            if count < 2 or coverage < min_coverage:
+            if count < 2 or coverage < min_coverage or not agrees(gram, vocabulary.get(cluster)):
                 continue
             score = coverage * math.log(1 + k / clusters_with[gram]) * (1 + 0.15 * (len(gram) - 2))
             if score > best_score or (score == best_score and best is not None and gram < best):

@@ -8,6 +8,9 @@ decides first whether the cluster is graded at all, and records why not:
 2. a cluster whose defect share (issue kinds from ``silver_issue_kinds``) is under ``risk.min_defect_share``
    is not a defect pattern ("not a defect pattern: 82 % feature requests");
 3. a cluster whose bootstrap stability is under ``risk.min_stability`` has dissolved;
+3b. a catch-all is too broad: at least ``risk.max_generic_share`` of its top keywords are generic (common to the
+   run's issues, ``topics.generic_df``) and its issues lie looser around their centroid than the run's median cluster
+   by more than ``risk.max_spread`` (measured by the topics stage, :func:`issuerisk.clustering.quality.breadth`);
 4. a cluster seen in fewer than ``risk.min_repositories`` repositories of the scope, or with more than
    ``risk.max_repository_share`` of its issues from one, is project-specific, not a framework risk. A scope
    whose issues come from fewer repositories than that (a team analysing its own one or two) cannot hold a
@@ -41,6 +44,8 @@ from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_RISK, GOLD_TOPICS
 from issuerisk.schemas.silver import SILVER_ISSUE_KINDS, SILVER_ISSUES
 from issuerisk.stage import RUN_ID, Stage
 
+TOPIC_COLUMNS = ("cluster", "label", "name", "keywords")
+BREADTH_COLUMNS = ("spread", "generic_share", "generic_keywords")
 KIND_WORDS = {
     "feature": "feature requests",
     "question": "questions",
@@ -99,10 +104,40 @@ def _matches(cluster: int, words: Sequence[int | str], text: str) -> str | None:
     return None
 
 
-def exclusion(cluster: int, text: str, overall: ClusterFacts, scoped: ClusterFacts, rules: RiskConfig) -> str | None:
+@dataclass(frozen=True)
+class Broadness:
+    """What the topics stage measured of a cluster's breadth (:class:`issuerisk.clustering.quality.Breadth`); None
+    for runs whose topics predate it."""
+
+    spread: float | None = None
+    generic_share: float | None = None
+    generic_keywords: tuple[str, ...] = ()
+
+    def too_broad(self, rules: RiskConfig) -> str | None:
+        """Why the cluster is a catch-all (generic words and a loose spread), or None."""
+        if self.spread is None or self.generic_share is None:
+            return None
+        if self.generic_share >= rules.max_generic_share and self.spread > rules.max_spread:
+            return (
+                f"too broad: {self.generic_share:.0%} of its top keywords are generic "
+                f"({', '.join(self.generic_keywords[:4])}: each common to the run's issues, topics.generic_df) and "
+                f"its issues spread "
+                f"{self.spread:.2f}x the median cluster's (> {rules.max_spread:g}): a catch-all, not one failure"
+            )
+        return None
+
+
+def exclusion(
+    cluster: int,
+    text: str,
+    overall: ClusterFacts,
+    scoped: ClusterFacts,
+    rules: RiskConfig,
+    broadness: Broadness = Broadness(),
+) -> str | None:
     """Why a cluster is not graded in a scope, or None when it is.
 
-    ``overall`` (the cluster in all frameworks) decides the kind and stability rules, ``scoped`` the
+    ``overall`` (the cluster in all frameworks) decides the kind, stability and breadth rules, ``scoped`` the
     repository rules; ``text`` is the cluster's name, label and keywords for the forced lists.
     """
     forced_out = _matches(cluster, rules.exclude_clusters, text)
@@ -123,6 +158,8 @@ def exclusion(cluster: int, text: str, overall: ClusterFacts, scoped: ClusterFac
             f"unstable: bootstrap Jaccard {overall.stability:.2f} < {rules.min_stability:.2f} (the cluster "
             "dissolves when the data are resampled)"
         )
+    if broad := broadness.too_broad(rules):
+        return broad
     if scoped.repositories < rules.min_repositories:
         return (
             f"project-specific: {scoped.repositories} repositor{'y' if scoped.repositories == 1 else 'ies'} (< "
@@ -134,6 +171,10 @@ def exclusion(cluster: int, text: str, overall: ClusterFacts, scoped: ClusterFac
             f"{rules.max_repository_share:.0%})"
         )
     return None
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def repository_rules(rules: RiskConfig, repositories: int) -> tuple[RiskConfig, str | None]:
@@ -259,11 +300,19 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
         issues, tables.read(SILVER_ISSUE_KINDS, columns=["repository", "number", "kind", "source"]).to_pandas()
     )
     issues = issues[issues["cluster"] != NOISE].assign(open_hours=lambda f: open_hours(f["created_at"], snapshot))
-    topics = run_rows(tables, GOLD_TOPICS, run_id, ["cluster", "label", "name", "keywords"])
+    topics = run_rows(tables, GOLD_TOPICS, run_id).reindex(columns=[*TOPIC_COLUMNS, *BREADTH_COLUMNS])
     labels = dict(zip(topics["cluster"].astype(int), topics["label"]))
     texts = {
         int(c): " ".join([str(n or ""), str(lab or ""), *list(k if k is not None else [])]).lower()
         for c, n, lab, k in zip(topics["cluster"], topics["name"], topics["label"], topics["keywords"])
+    }
+    broadness = {
+        int(row.cluster): Broadness(
+            _number(row.spread),
+            _number(row.generic_share),
+            tuple(row.generic_keywords if row.generic_keywords is not None else ()),
+        )
+        for row in topics.itertuples()
     }
     overall = {int(c): cluster_facts(g) for c, g in issues.groupby("cluster")}
     rows, decisions, notes = [], {}, {}
@@ -274,7 +323,10 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
         if note:
             notes[scope] = note
             console.print(f"risk ({scope}): {note}")
-        decisions[scope] = {c: exclusion(c, texts.get(c, ""), overall[c], facts[c], scope_rules) for c in facts}
+        decisions[scope] = {
+            c: exclusion(c, texts.get(c, ""), overall[c], facts[c], scope_rules, broadness.get(c, Broadness()))
+            for c in facts
+        }
         rows += scope_rows(
             run_id, scope, in_scope, decisions[scope], facts, labels, scope_rules, ctx.cfg.project.seed, snapshot
         )

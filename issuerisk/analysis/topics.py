@@ -23,7 +23,7 @@ import pandas as pd
 from issuerisk.analysis.identity import match, pattern_ids
 from issuerisk.analysis.naming import map_categories, readable_names
 from issuerisk.clustering.centroids import representatives
-from issuerisk.clustering.quality import diversity, npmi
+from issuerisk.clustering.quality import Presence, breadth, diversity, npmi
 from issuerisk.constants import NOISE
 from issuerisk.context import Context
 from issuerisk.display import table
@@ -244,6 +244,15 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
     urls, titles = frame["html_url"].tolist(), frame["title"].fillna("").tolist()
     names, categories = describe(ctx.cfg, tables, frame, vectors, topics)
     stability = frame.groupby("cluster")["stability"].first().to_dict() if "stability" in frame else {}
+    presence = Presence(frame["text"].tolist())
+    broad = breadth(
+        vectors,
+        frame["cluster"].to_numpy(),
+        {t.cluster: t.keywords for t in topics},
+        presence,
+        generic_df=conf.generic_df,
+        top_n=conf.top_n_words,
+    )
     rows = [
         {
             "run_id": run_id,
@@ -259,6 +268,11 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
             "stability": _float(stability.get(t.cluster)),
             "category": categories[t.cluster][0],
             "category_similarity": categories[t.cluster][1],
+            "cohesion": broad[t.cluster].cohesion,
+            "spread": broad[t.cluster].spread,
+            "generic_keywords": broad[t.cluster].generic_keywords,
+            "generic_share": broad[t.cluster].generic_share,
+            "keyword_npmi": broad[t.cluster].npmi,
         }
         for t in topics
     ]
@@ -266,7 +280,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
     for row in rows:
         row["pattern_id"] = ids.get(row["cluster"])
     tables.merge(GOLD_TOPICS, run_table(GOLD_TOPICS, rows), how="replace_run", run_id=run_id)
-    coherence = npmi([t.keywords for t in topics], frame["text"].tolist(), conf.top_n_words)
+    coherence = npmi([t.keywords for t in topics], presence, conf.top_n_words)
     spread = diversity([t.keywords for t in topics], conf.top_n_words)
     tables.merge(
         GOLD_QUALITY,

@@ -13,49 +13,115 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
 
-def npmi(topics: Sequence[Sequence[str]], docs: Sequence[str], top_n: int = 10) -> float | None:
-    """Mean NPMI over the keyword pairs of every topic (None without a topic of two keywords).
+class Presence:
+    """Which documents hold a keyword (a unigram or n-gram occurs when its words do, in order), over the documents
+    normalised once; each keyword's answer is kept."""
 
-    Args:
-        topics: each topic's keywords, best first.
-        docs: the documents the keywords came from.
-        top_n: keywords per topic taken.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    def __init__(self, docs: Sequence[str]) -> None:
+        import pyarrow as pa
 
-    normalized = pa.array([" " + " ".join(_WORD.findall(d.lower())) + " " for d in docs], pa.large_string())
-    if not len(normalized):
-        return None
-    presence: dict[str, np.ndarray] = {}
+        self.docs = pa.array([" " + " ".join(_WORD.findall(d.lower())) + " " for d in docs], pa.large_string())
+        self._seen: dict[str, np.ndarray] = {}
 
-    def seen(
-        word: str,
-    ) -> np.ndarray:  # a keyword occurs in a document when its words do, in order (Arrow's substring kernel)
-        if word not in presence:
-            presence[word] = pc.match_substring(normalized, f" {word} ").to_numpy(zero_copy_only=False)
-        return presence[word]
+    def __len__(self) -> int:
+        return len(self.docs)
 
+    def __call__(self, word: str) -> np.ndarray:
+        import pyarrow.compute as pc
+
+        if word not in self._seen:  # Arrow's substring kernel over all documents at once
+            self._seen[word] = pc.match_substring(self.docs, f" {word.lower()} ").to_numpy(zero_copy_only=False)
+        return self._seen[word]
+
+
+def _pair_scores(keywords: Sequence[str], presence: Presence, top_n: int) -> list[float]:
+    """NPMI of every pair of a topic's top ``top_n`` keywords."""
+    words = [w.lower() for w in keywords[:top_n] if w]
     scores = []
-    for keywords in topics:
-        words = [w.lower() for w in keywords[:top_n] if w]
-        pairs = [(a, b) for i, a in enumerate(words) for b in words[i + 1 :]]
-        for a, b in pairs:
-            pa_, pb_ = seen(a), seen(b)
-            p_a, p_b, p_ab = pa_.mean(), pb_.mean(), (pa_ & pb_).mean()
+    for i, a in enumerate(words):
+        for b in words[i + 1 :]:
+            in_a, in_b = presence(a), presence(b)
+            p_a, p_b, p_ab = in_a.mean(), in_b.mean(), (in_a & in_b).mean()
             if p_ab == 0:
                 scores.append(-1.0)
             elif p_ab == 1:
                 scores.append(1.0)
             else:
                 scores.append(math.log(p_ab / (p_a * p_b)) / -math.log(p_ab))
+    return scores
+
+
+def npmi(topics: Sequence[Sequence[str]], docs: Sequence[str] | Presence, top_n: int = 10) -> float | None:
+    """Mean NPMI over the keyword pairs of every topic (None without a topic of two keywords).
+
+    Args:
+        topics: each topic's keywords, best first (one topic alone gives that topic's coherence).
+        docs: the documents the keywords are counted in, or their :class:`Presence`.
+        top_n: keywords per topic taken.
+    """
+    presence = docs if isinstance(docs, Presence) else Presence(docs)
+    if not len(presence):
+        return None
+    scores = [score for keywords in topics for score in _pair_scores(keywords, presence, top_n)]
     return float(np.mean(scores)) if scores else None
+
+
+@dataclass(frozen=True)
+class Breadth:
+    """How broad one cluster is: a catch-all is spread in meaning and named by words most issues use.
+
+    ``cohesion``: mean cosine of its issues' embeddings to their centroid; ``spread``: its ``1 - cohesion`` over the
+    median cluster's (above 1: looser than the typical cluster of the run); ``generic_keywords``: its top keywords
+    found in at least ``generic_df`` of all the run's documents (words that tell no pattern from another),
+    ``generic_share`` their share of its top keywords; ``npmi``: the coherence of its own keywords.
+    """
+
+    cohesion: float
+    spread: float
+    generic_share: float
+    generic_keywords: list[str]
+    npmi: float | None
+
+
+def breadth(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    keywords: dict[int, Sequence[str]],
+    docs: Sequence[str] | Presence,
+    *,
+    generic_df: float,
+    top_n: int = 10,
+) -> dict[int, Breadth]:
+    """:class:`Breadth` of every cluster in ``keywords`` (its top keywords), from the unit-length ``embeddings`` and
+    ``labels`` of all the run's documents (noise included: it counts in the document frequencies)."""
+    presence = docs if isinstance(docs, Presence) else Presence(docs)
+    labels = np.asarray(labels)
+    cohesion = {}
+    for cluster in keywords:
+        members = embeddings[labels == cluster]
+        centroid = members.mean(axis=0)
+        norm = float(np.linalg.norm(centroid))
+        cohesion[cluster] = float((members @ (centroid / norm)).mean()) if norm > 0 else 0.0
+    typical = float(np.median([1.0 - c for c in cohesion.values()])) if cohesion else 0.0
+    out = {}
+    for cluster, words in keywords.items():
+        top = [w for w in words[:top_n] if w]
+        generic = [w for w in top if presence(w).mean() >= generic_df]
+        out[cluster] = Breadth(
+            cohesion=round(cohesion[cluster], 4),
+            spread=round((1.0 - cohesion[cluster]) / typical, 4) if typical > 0 else 1.0,
+            generic_share=round(len(generic) / len(top), 4) if top else 0.0,
+            generic_keywords=generic,
+            npmi=None if (score := npmi([top], presence, top_n)) is None else round(score, 4),
+        )
+    return out
 
 
 def diversity(topics: Sequence[Sequence[str]], top_n: int = 10) -> float | None:
