@@ -101,7 +101,6 @@ def configure(cfg: Any, args: dict[str, Any]) -> tuple[Any, dict[str, int]]:
         "spark.sql.runSQLOnFiles": "false",
         "spark.driver.maxResultSize": cfg.serve.max_result_size,
         "spark.sql.extensions": ",".join((DELTA_CONF["spark.sql.extensions"], GUARD_CLASS)),
-        "spark.jars": ",".join(j for j in (cfg.spark.extra.get("spark.jars"), guard) if j),
     }
     if args.get("jdbc_port"):
         mode = str(cfg.spark.extra.get(JDBC_AUTH_KEY, "NONE")).upper()
@@ -121,7 +120,12 @@ def configure(cfg: Any, args: dict[str, Any]) -> tuple[Any, dict[str, int]]:
             }
         )
     # a long-lived driver profits from C2; the default's C1-only options are for short commands
-    return cfg.updated("spark", extra=extra, remote=remote, driver_java_options=None), {}
+    # the guard runs in the driver only (analysis): on its class path, never shipped to executors
+    driver_class_path = [*cfg.spark.driver_class_path, guard]
+    return (
+        cfg.updated("spark", extra=extra, remote=remote, driver_java_options=None, driver_class_path=driver_class_path),
+        {},
+    )
 
 
 def verdict(spark: Any, query: str) -> dict[str, str | bool]:

@@ -1,7 +1,8 @@
 """The serve JVM's code guard: a Spark session extension, compiled once per machine, that refuses plans running client
 code.
 
-``issuerisk serve`` adds :data:`GUARD_CLASS` to ``spark.sql.extensions`` and its jar to ``spark.jars``; from then on
+``issuerisk serve`` adds :data:`GUARD_CLASS` to ``spark.sql.extensions`` and its jar to the driver's class path; from
+then on
 every session of that JVM (Connect, the check endpoint, JDBC) refuses ``SELECT TRANSFORM``, ``java_method``/``reflect``,
 Python UDFs of every kind and functions whose classes a client shipped, at analysis, before anything runs. The source is
 ``jvm/NoCodeGuard.java`` beside this module; it is compiled with the JDK's ``javac`` against pyspark's own jars and kept

@@ -2,6 +2,8 @@ package issuerisk.spark;
 
 import java.util.ArrayDeque;
 import java.util.Deque;
+import java.util.HashSet;
+import java.util.Set;
 
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.SparkSessionExtensions;
@@ -20,7 +22,8 @@ import scala.runtime.BoxedUnit;
  * Refused: SELECT TRANSFORM (a shell command), java_method and reflect (any static Java method), Python UDFs of
  * every kind (scalar, aggregate, table, mapInPandas, mapInArrow, applyInPandas, cogroup), and any function object
  * whose class the client shipped (Scala UDFs and typed Dataset closures sent over Spark Connect): a function is
- * trusted only when its class loader is this JVM's own (Spark's, Delta's) or one of its parents.
+ * trusted only when its class loader is the session's shared jar loader (Spark's, Delta's and the configured jars'),
+ * one of its parents, or this class's own; a Connect session's artifact loader is a child of it, so never trusted.
  */
 public final class NoCodeGuard extends AbstractFunction1<SparkSessionExtensions, BoxedUnit> {
 
@@ -29,14 +32,22 @@ public final class NoCodeGuard extends AbstractFunction1<SparkSessionExtensions,
     extensions.injectCheckRule(new AbstractFunction1<SparkSession, Function1<LogicalPlan, BoxedUnit>>() {
       @Override
       public Function1<LogicalPlan, BoxedUnit> apply(SparkSession session) {
-        return new Check();
+        return new Check(session);
       }
     });
     return BoxedUnit.UNIT;
   }
 
   static final class Check extends AbstractFunction1<LogicalPlan, BoxedUnit> {
-    private static final ClassLoader OWN = NoCodeGuard.class.getClassLoader();
+    private final Set<ClassLoader> trusted = new HashSet<>();
+
+    Check(SparkSession session) {
+      for (ClassLoader start : new ClassLoader[] {session.sharedState().jarClassLoader(), NoCodeGuard.class.getClassLoader()}) {
+        for (ClassLoader loader = start; loader != null; loader = loader.getParent()) {
+          trusted.add(loader);
+        }
+      }
+    }
 
     @Override
     public BoxedUnit apply(LogicalPlan plan) {
@@ -86,18 +97,13 @@ public final class NoCodeGuard extends AbstractFunction1<SparkSessionExtensions,
       }
     }
 
-    private static void refuseForeignFunction(TreeNode<?> node, Object field) {
+    private void refuseForeignFunction(TreeNode<?> node, Object field) {
       if (!(field instanceof scala.Function0<?> || field instanceof Function1<?, ?> || field instanceof scala.Function2<?, ?, ?>
           || field instanceof scala.Function3<?, ?, ?, ?> || field instanceof java.util.function.Function<?, ?>)) {
         return;
       }
       ClassLoader loader = field.getClass().getClassLoader();
-      for (ClassLoader trusted = OWN; trusted != null; trusted = trusted.getParent()) {
-        if (loader == trusted) {
-          return;
-        }
-      }
-      if (loader == null) {
+      if (loader == null || trusted.contains(loader)) {
         return;
       }
       throw new SecurityException("issuerisk serve refuses " + node.getClass().getSimpleName() + " with the client's function "
