@@ -664,8 +664,8 @@ class TopicsConfig(_Section):
         0.2,
         gt=0,
         le=1,
-        description="A keyword found in at least this share of all the run's documents is generic: it tells no pattern "
-        "from another (see risk.max_generic_share).",
+        description="A cluster's keyword found in at least this share of the run's documents outside the cluster is "
+        "generic: it tells no pattern from another (see risk.max_generic_share).",
     )
 
 

@@ -58,7 +58,7 @@ def test_breadth_tells_a_planted_catch_all_from_narrow_clusters():
     vectors = np.vstack([points(centres[0], 0.05, 30), points(centres[1], 0.05, 30), points(centres[2], 0.6, 40)])
     labels = np.array([0] * 30 + [1] * 30 + [2] * 40)
     docs = (
-        ["cuda out of memory error on gpu with model"] * 30
+        ["cuda out of memory error on gpu with model code"] * 30
         + ["shape mismatch in conv2d layer error with model code"] * 30
         + ["error with model code when running"] * 40
     )

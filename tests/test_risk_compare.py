@@ -99,7 +99,7 @@ def test_a_catch_all_is_too_broad_only_when_its_words_are_generic_and_its_issues
     catch_all = Broadness(spread=1.4, generic_share=0.6, generic_keywords=("error", "model", "code", "run", "use"))
     reason = exclusion(4, "", facts(), facts(), rules, catch_all)
     assert (
-        reason.startswith("too broad: 60% of its top keywords are generic (error, model, code, run: ")
+        reason.startswith("too broad: 60% of its top keywords are generic (error, model, code, run: each as common")
         and "1.40x" in reason
     )
     assert exclusion(4, "", facts(), facts(), rules, Broadness(1.4, 0.3, ("error",))) is None  # specific words

@@ -9,8 +9,9 @@ decides first whether the cluster is graded at all, and records why not:
    is not a defect pattern ("not a defect pattern: 82 % feature requests");
 3. a cluster whose bootstrap stability is under ``risk.min_stability`` has dissolved;
 3b. a catch-all is too broad: at least ``risk.max_generic_share`` of its top keywords are generic (common to the
-   run's issues, ``topics.generic_df``) and its issues lie looser around their centroid than the run's median cluster
-   by more than ``risk.max_spread`` (measured by the topics stage, :func:`issuerisk.clustering.quality.breadth`);
+   run's other issues, ``topics.generic_df``) and its issues lie looser around their centroid than the run's median
+   cluster's by more than ``risk.max_spread`` (measured by the topics stage,
+   :func:`issuerisk.clustering.quality.breadth`);
 4. a cluster seen in fewer than ``risk.min_repositories`` repositories of the scope, or with more than
    ``risk.max_repository_share`` of its issues from one, is project-specific, not a framework risk. A scope
    whose issues come from fewer repositories than that (a team analysing its own one or two) cannot hold a
@@ -120,8 +121,8 @@ class Broadness:
         if self.generic_share >= rules.max_generic_share and self.spread > rules.max_spread:
             return (
                 f"too broad: {self.generic_share:.0%} of its top keywords are generic "
-                f"({', '.join(self.generic_keywords[:4])}: each common to the run's issues, topics.generic_df) and "
-                f"its issues spread "
+                f"({', '.join(self.generic_keywords[:4])}: each as common in the run's other issues, "
+                f"topics.generic_df) and its issues spread "
                 f"{self.spread:.2f}x the median cluster's (> {rules.max_spread:g}): a catch-all, not one failure"
             )
         return None

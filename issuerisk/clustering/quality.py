@@ -79,8 +79,9 @@ class Breadth:
 
     ``cohesion``: mean cosine of its issues' embeddings to their centroid; ``spread``: its ``1 - cohesion`` over the
     median cluster's (above 1: looser than the typical cluster of the run); ``generic_keywords``: its top keywords
-    found in at least ``generic_df`` of all the run's documents (words that tell no pattern from another),
-    ``generic_share`` their share of its top keywords; ``npmi``: the coherence of its own keywords.
+    found in at least ``generic_df`` of the run's documents outside the cluster (words as common elsewhere tell no
+    pattern from another), ``generic_share`` their share of its top keywords; ``npmi``: the coherence of its own
+    keywords.
     """
 
     cohesion: float
@@ -100,7 +101,7 @@ def breadth(
     top_n: int = 10,
 ) -> dict[int, Breadth]:
     """:class:`Breadth` of every cluster in ``keywords`` (its top keywords), from the unit-length ``embeddings`` and
-    ``labels`` of all the run's documents (noise included: it counts in the document frequencies)."""
+    ``labels`` of all the run's documents (noise included: it counts among the documents outside a cluster)."""
     presence = docs if isinstance(docs, Presence) else Presence(docs)
     labels = np.asarray(labels)
     cohesion = {}
@@ -113,7 +114,8 @@ def breadth(
     out = {}
     for cluster, words in keywords.items():
         top = [w for w in words[:top_n] if w]
-        generic = [w for w in top if presence(w).mean() >= generic_df]
+        outside = labels != cluster
+        generic = [w for w in top if outside.any() and presence(w)[outside].mean() >= generic_df]
         out[cluster] = Breadth(
             cohesion=round(cohesion[cluster], 4),
             spread=round((1.0 - cohesion[cluster]) / typical, 4) if typical > 0 else 1.0,
