@@ -34,6 +34,8 @@ import numpy as np
 
 from bench.pipeline import BERTOPIC_SCRIPT, ours, subsets
 from bench.stability import OUT, REAL_ISSUES, label_names, read_repository
+from issuerisk.conf.settings import SEVERITY_LABEL_PATTERN
+from issuerisk.grading.confidence import rank_correlation
 
 AREA_PATTERNS = {
     "installation and "
@@ -51,11 +53,8 @@ AREA_PATTERNS = {
 }
 """Labels that name an area of the software rather than a kind of issue, by their real spellings in the corpus
 (lower case). Chosen from the whole corpus's label list before any figure below was computed."""
-SEVERE_PATTERN = (
-    r"^(p0|p1|critical|blocker|crash|regression|major bug|important|high priority|high-priority|priority: high"
-    r"|priority/important-soon|priority/critical-urgent|security|severity.*)$"
-)
-"""Labels that mark an issue as severe or urgent (a priority or severity set by the maintainers)."""
+SEVERE_PATTERN = f"^({SEVERITY_LABEL_PATTERN})$"
+"""Labels that mark an issue as severe or urgent (the risk stage's default ``risk.severity_labels``)."""
 
 
 def area_of(labels: list[str]) -> str | None:
@@ -95,22 +94,6 @@ def area_agreement(labels: dict, issues: dict, keys: set) -> tuple[float, float,
         groups.setdefault(c, []).append(a)
     purity = sum(max(g.count(a) for a in set(g)) for g in groups.values()) / len(pairs)
     return float(normalized_mutual_info_score(clusters, areas)), purity, len(pairs)
-
-
-def spearman_interval(x: list[float], y: list[float], rounds: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Spearman's rho of ``x`` and ``y`` and its 95 % percentile bootstrap interval (resampling the pairs)."""
-    from scipy.stats import spearmanr
-
-    x_arr, y_arr = np.asarray(x, float), np.asarray(y, float)
-    rho = float(spearmanr(x_arr, y_arr).statistic)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(rounds):
-        pick = rng.integers(0, len(x_arr), len(x_arr))
-        if np.ptp(x_arr[pick]) > 0 and np.ptp(y_arr[pick]) > 0:
-            draws.append(spearmanr(x_arr[pick], y_arr[pick]).statistic)
-    low, high = np.percentile(draws, [2.5, 97.5]) if draws else (float("nan"), float("nan"))
-    return rho, float(low), float(high)
 
 
 def bertopic_run(files: list[Path], work: Path) -> dict:
@@ -279,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for signal, values in measured.items():
         if len(order) >= 3 and np.ptp(order) > 0 and np.ptp(values) > 0:
-            rho, low, high = spearman_interval(order, values)
+            rho, low, high = rank_correlation(order, values)
             rows.append((signal, len(order), f"{rho:+.2f}", f"[{low:+.2f}, {high:+.2f}]"))
         else:
             rows.append((signal, len(order), "n/a", "too few graded patterns or no variation"))

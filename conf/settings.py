@@ -528,6 +528,12 @@ class ClusterConfig(_Section):
     )
 
 
+SEVERITY_LABEL_PATTERN = (
+    r"p0|p1|critical|blocker|crash|regression|major bug|important|high priority|high-priority|priority: high"
+    r"|priority/important-soon|priority/critical-urgent|security|severity.*"
+)
+"""Label names (lower case, matched in full) by which maintainers mark an issue severe or urgent, from the real
+spellings of the corpus: a signal of harm the grade does not use."""
 KINDS = ("defect", "feature", "question", "documentation", "other")
 # kind -> a regular expression that must match a normalized label name in full (see
 # issuerisk.analysis.kinds.normalize_label).
@@ -707,6 +713,11 @@ class RiskConfig(_Section):
         le=1,
         description="A cluster whose bootstrap Jaccard stability is below this has dissolved (Hennig) and gets no "
         "grade.",
+    )
+    severity_labels: str = Field(
+        SEVERITY_LABEL_PATTERN,
+        description="Regular expression of the label names (lower case, in full) that mark an issue severe or urgent; "
+        "the stage checks the grade order against each pattern's share of such issues (Spearman).",
     )
     max_generic_share: float = Field(
         0.5,

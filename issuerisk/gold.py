@@ -30,6 +30,7 @@ ISSUE_COLUMNS = (
     "created_at",
     "html_url",
     "title",
+    "labels",
 )
 
 

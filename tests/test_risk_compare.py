@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from issuerisk.analysis.compare import chi_square, contingency
-from issuerisk.analysis.risk import Broadness, ClusterFacts, cluster_facts, exclusion, scopes
+from issuerisk.analysis.risk import Broadness, ClusterFacts, cluster_facts, exclusion, scopes, severity_check
 from issuerisk.conf.settings import RiskConfig
 from issuerisk.constants import grade_order_sql
 from issuerisk.gold import resolve_run_id
@@ -106,6 +106,25 @@ def test_a_catch_all_is_too_broad_only_when_its_words_are_generic_and_its_issues
     assert exclusion(4, "", facts(), facts(), rules, Broadness(0.9, 0.6, ("error",))) is None  # tight in meaning
     assert exclusion(4, "", facts(), facts(), rules, Broadness()) is None  # topics of a run before breadth was measured
     assert exclusion(4, "catch", facts(), facts(), RiskConfig(include_clusters=["catch"]), catch_all) is None
+
+
+def test_the_grade_order_is_checked_against_severity_labels_whatever_the_answer():
+    """SYNTHETIC: three graded patterns whose severe-label shares rise (then fall) with the grade."""
+    issues = pd.DataFrame(
+        {
+            "cluster": [0] * 4 + [1] * 4 + [2] * 4,
+            "labels": [["bug"]] * 4 + [["P1"], ["bug"], None, []] + [["critical"], ["Regression"], ["bug"], ["p3"]],
+        }
+    )
+    graded = [{"cluster": 2, "grade": "H3"}, {"cluster": 1, "grade": "H1"}, {"cluster": 0, "grade": "M1"}]
+    pattern = RiskConfig().severity_labels
+    agrees = severity_check(issues, graded, pattern, seed=0)
+    assert (agrees["patterns"], agrees["severe_issues"], agrees["rho"]) == (3, 3, 1.0)
+    assert agrees["low"] <= agrees["rho"] <= agrees["high"]
+    reversed_grades = [{**g, "grade": grade} for g, grade in zip(graded, ["M1", "H1", "H3"])]
+    assert severity_check(issues, reversed_grades, pattern, seed=0)["rho"] == -1.0
+    none = severity_check(issues.assign(labels=[["bug"]] * 12), graded, pattern, seed=0)
+    assert none["rho"] is None and "no pattern with a severe label" in none["why"]
 
 
 def test_forced_lists_win_by_id_or_word():

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from bench.validity import SEVERE_PATTERN, area_agreement, area_of, spearman_interval
+from bench.validity import SEVERE_PATTERN, area_agreement, area_of
+from issuerisk.grading.confidence import rank_correlation
 
 
 @pytest.mark.parametrize(
@@ -63,7 +64,7 @@ def test_area_agreement_counts_noise_as_one_group_and_purity_by_majority():
     assert purity == pytest.approx(3 / 5) and 0 < nmi < 1
 
 
-def test_spearman_interval_holds_the_estimate_and_is_seeded():
-    rho, low, high = spearman_interval([1, 2, 3, 4, 5, 6, 7], [2, 1, 4, 3, 6, 5, 7])
+def test_rank_correlation_holds_the_estimate_and_is_seeded():
+    rho, low, high = rank_correlation([1, 2, 3, 4, 5, 6, 7], [2, 1, 4, 3, 6, 5, 7])
     assert low <= rho <= high and rho == pytest.approx(1 - 6 * 6 / (7 * 48))  # sum of d^2 = 6
-    assert spearman_interval([1, 2, 3, 4, 5, 6, 7], [2, 1, 4, 3, 6, 5, 7]) == (rho, low, high)
+    assert rank_correlation([1, 2, 3, 4, 5, 6, 7], [2, 1, 4, 3, 6, 5, 7]) == (rho, low, high)

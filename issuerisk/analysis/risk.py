@@ -38,7 +38,7 @@ from issuerisk.constants import FRAMEWORKS, NOISE
 from issuerisk.context import Context
 from issuerisk.display import console, table
 from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table
-from issuerisk.grading.confidence import ClusterSample, bootstrap
+from issuerisk.grading.confidence import ClusterSample, bootstrap, rank_correlation
 from issuerisk.grading.matrix import assess, severity
 from issuerisk.grading.survival import censored_durations
 from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_RISK, GOLD_TOPICS
@@ -176,6 +176,27 @@ def exclusion(
 
 def _number(value: Any) -> float | None:
     return None if value is None or pd.isna(value) else float(value)
+
+
+def severity_check(
+    issues: pd.DataFrame, graded: Sequence[Mapping[str, Any]], pattern: str, seed: int
+) -> dict[str, Any]:
+    """The grade order of the graded patterns against the share of their issues that maintainers labelled severe or
+    urgent (``pattern``, matched in full on lower-case label names): Spearman's rho with a bootstrap interval, or why
+    there is none. A signal of harm the grade does not use; it can disagree, and is reported whatever it is."""
+    severe_label = re.compile(pattern)
+    severe = issues["labels"].map(
+        lambda labels: any(severe_label.fullmatch(str(x).lower()) for x in (labels if labels is not None else []))
+    )
+    share = severe.groupby(issues["cluster"]).mean()
+    order = [severity(r["grade"]) for r in graded]
+    shares = [float(share.get(r["cluster"], 0.0)) for r in graded]
+    out: dict[str, Any] = {"patterns": len(graded), "severe_issues": int(severe.sum()), "rho": None}
+    if len(graded) < 3 or np.ptp(order) == 0 or np.ptp(shares) == 0:
+        out["why"] = "fewer than 3 graded patterns, one grade, or no pattern with a severe label"
+        return out
+    rho, low, high = rank_correlation(order, shares, seed=seed)
+    return {**out, "rho": round(rho, 3), "low": round(low, 3), "high": round(high, 3)}
 
 
 def repository_rules(rules: RiskConfig, repositories: int) -> tuple[RiskConfig, str | None]:
@@ -353,6 +374,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
             for r in graded[:10]
         ],
     )
+    check = severity_check(issues, graded, rules.severity_labels, ctx.cfg.project.seed)
     excluded = [
         (r["cluster"], r["label"] or "", r["n"], r["excluded_reason"])
         for r in rows
@@ -368,6 +390,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
         "excluded": {scope: sum(1 for r in decided.values() if r) for scope, decided in decisions.items()},
         "missing_from_silver": missing,
         "rule_notes": notes,
+        "severity_check": check,
     }
 
 

@@ -88,3 +88,25 @@ def bootstrap(
             grade_confidence=None if grade is None else shares_k.get(grade, 0.0),
         )
     return out
+
+
+def rank_correlation(
+    x: Sequence[float], y: Sequence[float], rounds: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Spearman's rho of ``x`` and ``y`` and its 95 % percentile bootstrap interval (the pairs resampled, seeded).
+
+    Used to check the grade order against severity signals the grade does not use (the risk stage's
+    ``severity_check``, ``bench.validity``). Resamples without variation on either side are skipped.
+    """
+    from scipy.stats import spearmanr
+
+    x_arr, y_arr = np.asarray(x, float), np.asarray(y, float)
+    rho = float(spearmanr(x_arr, y_arr).statistic)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(rounds):
+        pick = rng.integers(0, len(x_arr), len(x_arr))
+        if np.ptp(x_arr[pick]) > 0 and np.ptp(y_arr[pick]) > 0:
+            draws.append(spearmanr(x_arr[pick], y_arr[pick]).statistic)
+    low, high = np.percentile(draws, [2.5, 97.5]) if draws else (float("nan"), float("nan"))
+    return rho, float(low), float(high)

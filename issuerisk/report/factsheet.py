@@ -203,6 +203,19 @@ def build_factsheet(
         limitations.append(
             f"Grading ({scope}): {note}; such a pattern is a risk of these projects, not evidence about the framework."
         )
+    check = (metrics.get("risk") or {}).get("severity_check") or {}
+    if check.get("rho") is not None:
+        limitations.append(
+            f"Checked against a harm signal the grade does not use: over the {check['patterns']} graded patterns, "
+            f"grade order and the share of issues maintainers labelled severe or urgent (risk.severity_labels; "
+            f"{check['severe_issues']} such issues) correlate at Spearman {check['rho']:+.2f} (95 % bootstrap "
+            f"{check['low']:+.2f} to {check['high']:+.2f}); bench.validity adds reopened share, comments and reactions."
+        )
+    elif check:
+        limitations.append(
+            f"The grade order could not be checked against severity labels: {check.get('why')} "
+            f"({check.get('severe_issues', 0)} issues labelled severe or urgent)."
+        )
     if doubtful:
         limitations.append(
             f"{len(doubtful)} of {len(graded)} grades have bootstrap confidence under "
