@@ -742,6 +742,25 @@ class RiskConfig(_Section):
     )
 
 
+class TrendsConfig(_Section):
+    """Risk over time: issues per pattern per quarter, their trend and which patterns emerge or fade."""
+
+    min_issues: int = Field(20, ge=1, description="Issues a pattern needs in a scope before its trend is tested.")
+    min_periods: int = Field(
+        4, ge=3, description="Quarters with at least one of its issues a pattern needs before its trend is tested."
+    )
+    alpha: float = Field(
+        0.05, gt=0, lt=1, description="Significance level of the Mann-Kendall test for growing and fading."
+    )
+    recent_periods: int = Field(4, ge=1, description="The last quarters of a scope's data that count as recent.")
+    emerging_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A pattern with at least this share of its issues in the recent quarters is emerging.",
+    )
+
+
 class GitHubConfig(_Section):
     """GitHub REST API crawl; tokens come from GITHUB_TOKENS / GITHUB_TOKEN."""
 
@@ -836,6 +855,7 @@ class Config(_Section):
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
+    trends: TrendsConfig = Field(default_factory=TrendsConfig)
     github: GitHubConfig = Field(default_factory=GitHubConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
 

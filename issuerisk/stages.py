@@ -8,7 +8,7 @@ BERTopic analysis in ``issuerisk.analysis``, the HTML report in
 
 from __future__ import annotations
 
-from issuerisk.analysis import classify, compare, mask, profile, risk, topics
+from issuerisk.analysis import classify, compare, mask, profile, risk, topics, trends
 from issuerisk.github import crawl, discover
 from issuerisk.jobs import filter as silver_filter
 from issuerisk.jobs import ingest, summarize
@@ -29,6 +29,7 @@ PIPELINE: tuple[Stage, ...] = (
     topics.STAGE,
     risk.STAGE,
     compare.STAGE,
+    trends.STAGE,
     explain.STAGE,
     report.STAGE,
     factsheet.STAGE,

@@ -347,3 +347,32 @@ GOLD_EXPLANATIONS = register(
         ),
     )
 )
+
+
+GOLD_TRENDS = register(
+    TableSpec(
+        name="gold_trends",
+        doc="Per cluster, scope and calendar quarter: the pattern's issues and share, with the trend of its share "
+        "(Mann-Kendall) and whether it is emerging, growing, steady or fading (the same on every row of a series).",
+        key=("run_id", "framework", "cluster", "period"),
+        columns=(
+            RUN_ID,
+            Column("framework", "string", "all, or a framework name.", nullable=False),
+            Column("cluster", "int", "Cluster id.", nullable=False),
+            Column("pattern_id", "string", "Stable id of the pattern across runs (gold_topics)."),
+            Column("period", "string", "Calendar quarter of creation, e.g. 2021Q3.", nullable=False),
+            Column("n", "long", "The pattern's issues created in the quarter.", nullable=False),
+            Column("total", "long", "The scope's clustered issues created in the quarter (noise included)."),
+            Column("share", "double", "n over total: the pattern's share of the quarter's issues."),
+            Column("tau", "double", "Kendall's tau of share against quarter (null: too few issues to test)."),
+            Column("p_value", "double", "Two-sided p-value of the Mann-Kendall test."),
+            Column("recent_share", "double", "Share of the pattern's issues created in the scope's last quarters."),
+            Column(
+                "status",
+                "string",
+                "emerging, growing, steady, fading, or too few (below trends.min_issues or trends.min_periods).",
+                nullable=False,
+            ),
+        ),
+    )
+)

@@ -166,9 +166,17 @@ def test_issuerisk_run_grades_the_defect_patterns_and_not_the_feature_requests(t
         "topics",
         "risk",
         "compare",
+        "trends",
         "explain",
         "report",
         "factsheet",
+    }
+    assert lake.read("gold_trends").num_rows > 0 and set(metrics["trends"]["status"]) <= {
+        "emerging",
+        "growing",
+        "steady",
+        "fading",
+        "too few",
     }
     risk = [r for r in lake.read("gold_risk").to_pylist() if r["scope"] == "all"]
     clusters = lake.read("gold_clusters").to_pylist()

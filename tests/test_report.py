@@ -318,7 +318,7 @@ def test_chromium_check_catches_script_errors(tmp_path):
 
 @pytest.mark.slow
 def test_report_stage_end_to_end_on_a_synthetic_run(ctx, spark, tmp_path):
-    from issuerisk.analysis import compare, risk, topics
+    from issuerisk.analysis import compare, risk, topics, trends
     from issuerisk.report import report
     from tests.test_topics import RUN_ID, seed_run
 
@@ -328,12 +328,15 @@ def test_report_stage_end_to_end_on_a_synthetic_run(ctx, spark, tmp_path):
     topics.run(ctx, RUN_ID)  # as `issuerisk run` calls them: on its own, still running, run
     risk.run(ctx, RUN_ID)
     compare.run(ctx, RUN_ID)
+    trended = trends.run(ctx, RUN_ID)
     result = report.run(ctx, RUN_ID, out=str(tmp_path / "out" / "r.html"))
     assert result["report"] == str(tmp_path / "out" / "r.html")
     assert [(t["cluster"], t["grade"]) for t in result["top_risks"]] == [(2, "H3"), (1, "H2"), (0, "H1")]
     dom, console = open_in_chromium(Path(result["report"]), tmp_path)
     assert console == []
     assert 'data-ready="3"' in dom
+    assert trended["rows"] > 0 and dom.count('class="spark-cell"') == 3, "one small multiple per graded pattern"
+    assert dom.count('<svg xmlns="http://www.w3.org/2000/svg" class="spark"') == 3
     for text in (
         "0.4500",
         "21.3 d",
@@ -344,7 +347,7 @@ def test_report_stage_end_to_end_on_a_synthetic_run(ctx, spark, tmp_path):
         "the runs table has its final status",
     ):
         assert text in dom, text
-    assert dom.count("<circle") == 44
+    assert dom.count("<circle") == 44 + 3, "the map's issues and each sparkline's peak"
     ctx.run.save("succeeded")
     default = report.run(ctx)  # the newest clustering run that succeeded
     assert default["report"].endswith(f"reports/{RUN_ID}.html") and Path(default["report"]).is_file()

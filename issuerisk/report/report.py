@@ -36,6 +36,7 @@ from issuerisk.schemas.gold import (
     GOLD_PROFILE,
     GOLD_RISK,
     GOLD_TOPICS,
+    GOLD_TRENDS,
 )
 from issuerisk.schemas.ledger import RUNS
 from issuerisk.schemas.silver import SILVER_ISSUES
@@ -137,6 +138,53 @@ def scatter_svg(points: Sequence[tuple[float, float, int]], seed: int, width: in
         f'<svg xmlns="http://www.w3.org/2000/svg" class="scatter" width="{width}" height="{height}" '
         f'role="img">{"".join(circles)}</svg>'
     )
+
+
+def sparkline_svg(shares: Sequence[float], width: int = 180, height: int = 40) -> str:
+    """A pattern's share of each quarter's issues as a small line (oldest left), its highest share marked."""
+    if not shares:
+        return ""
+    top = max(shares) or 1.0
+    step = (width - 8) / max(len(shares) - 1, 1)
+    points = " ".join(f"{4 + i * step:.1f},{height - 4 - (height - 8) * v / top:.1f}" for i, v in enumerate(shares))
+    peak = max(range(len(shares)), key=lambda i: shares[i])
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="spark" width="{width}" height="{height}" role="img">'
+        f'<polyline points="{points}" fill="none" stroke="#3465a4" stroke-width="1.5"/>'
+        f'<circle cx="{4 + peak * step:.1f}" cy="{height - 4 - (height - 8) * shares[peak] / top:.1f}" r="2.5" '
+        'fill="#cc0000"/></svg>'
+    )
+
+
+def trend_view(
+    trends: Sequence[Mapping[str, Any]], graded: Sequence[Mapping[str, Any]], names: Mapping[int, str]
+) -> list[dict[str, Any]]:
+    """One small multiple per graded pattern (all frameworks): its quarterly share as a sparkline and its trend."""
+    series: dict[int, list[Mapping[str, Any]]] = {}
+    for row in sorted((t for t in trends if t["framework"] == "all"), key=lambda t: t["period"]):
+        series.setdefault(row["cluster"], []).append(row)
+    out = []
+    for r in graded:
+        rows = series.get(r["cluster"])
+        if not rows:
+            continue
+        last = rows[-1]
+        out.append(
+            {
+                "cluster": r["cluster"],
+                "name": names.get(r["cluster"]) or r.get("label") or "",
+                "grade": r["grade"],
+                "status": last["status"],
+                "tau": last["tau"],
+                "p_value": last["p_value"],
+                "recent_share": last["recent_share"],
+                "first": rows[0]["period"],
+                "last": last["period"],
+                "n": sum(x["n"] for x in rows),
+                "svg": sparkline_svg([x["share"] or 0.0 for x in rows]),
+            }
+        )
+    return out
 
 
 def top_risks(
@@ -358,6 +406,7 @@ def build_view(
     factsheet: str | None = None,
     explanations: list[dict] | None = None,
     issue_urls: Mapping[tuple[str, int], str] | None = None,
+    trends: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Everything the template shows, from plain rows of the gold tables.
 
@@ -427,6 +476,7 @@ def build_view(
         "profile": profile_view(profile or [], profile_run, run_id),
         "factsheet": factsheet,
         "explanations": explanation_view(explanations or [], names, issue_urls or {}),
+        "trends": trend_view(trends or [], per_scope["all"], names),
         "colours": GRADE_COLOURS,
         "palette": PALETTE,
     }
@@ -478,6 +528,7 @@ def run(ctx: Context, run_id: str | None = None, out: str | None = None) -> dict
         factsheet_name(run_id),
         explanations,
         issue_urls(tables, explanations),
+        run_records(tables, GOLD_TRENDS, run_id),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(view), encoding="utf-8")
@@ -519,6 +570,7 @@ STAGE = Stage(
         GOLD_CLUSTERS.name,
         GOLD_PROFILE.name,
         GOLD_EXPLANATIONS.name,
+        GOLD_TRENDS.name,
         RUNS.name,
         SILVER_ISSUES.name,
     ),
