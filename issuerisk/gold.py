@@ -6,6 +6,7 @@ another); every read goes through the lakehouse's Arrow side.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
@@ -16,7 +17,7 @@ import pyarrow.compute as pc
 
 from issuerisk.lakehouse import ArrowTables
 from issuerisk.schemas import TableSpec
-from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_PROFILE, GOLD_TOPICS
+from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_PROFILE, GOLD_QUALITY, GOLD_TOPICS, GOLD_TRENDS
 from issuerisk.schemas.ledger import RUNS
 from issuerisk.schemas.silver import SILVER_ISSUES
 
@@ -39,7 +40,8 @@ class NoClusteringError(RuntimeError):
 
 
 def resolve_run_id(tables: ArrowTables, run_id: str | None) -> str:
-    """The clustering run to analyse: the one given, else the newest in ``gold_clusters`` whose command succeeded.
+    """The run to analyse: the one given, else the newest whose command succeeded among the clustering runs
+    (``gold_clusters``) and the later gradings of them (``gold_risk``, see :func:`clustering_run`).
 
     A failed, abandoned or still running command may have left clusters behind; they are used only when
     named (a report of a half-written run would read as a finished answer).
@@ -53,6 +55,8 @@ def resolve_run_id(tables: ArrowTables, run_id: str | None) -> str:
             raise ValueError(f"run id {run_id!r} is not valid; run ids look like 20260101T120000Z-1a2b3c4d")
         return run_id
     ids = pc.unique(tables.read(GOLD_CLUSTERS, columns=["run_id"]).column("run_id")).to_pylist()
+    if ids:
+        ids += list(derivations(tables))
     if not ids:
         raise NoClusteringError("gold_clusters holds no run; run `issuerisk cluster` (or `issuerisk run`) first")
     ledger = {r["run_id"]: r["status"] for r in tables.read(RUNS, columns=["run_id", "status"]).to_pylist()}
@@ -67,14 +71,42 @@ def resolve_run_id(tables: ArrowTables, run_id: str | None) -> str:
     return max(succeeded)
 
 
+def derivations(tables: ArrowTables) -> dict[str, str]:
+    """Grading run -> the clustering run it graded again, from the ledger (the risk stage's ``derived_from``, also
+    on its ``gold_risk`` rows): every command may read the ledger, whatever tables its stage declares."""
+    out = {}
+    for row in tables.read(RUNS, columns=["run_id", "metrics_json"]).to_pylist():
+        if row["metrics_json"] and '"derived_from"' in row["metrics_json"]:
+            base = (json.loads(row["metrics_json"]).get("risk") or {}).get("derived_from")
+            if base:
+                out[row["run_id"]] = base
+    return out
+
+
+def clustering_run(tables: ArrowTables, run_id: str) -> str:
+    """The clustering run behind ``run_id``: itself, or the run a later ``issuerisk risk`` graded again under
+    ``run_id``. Its clusters, topics, quality and trends stay under the clustering run's id; the grades and what
+    follows from them (comparisons, explanations) are under the grading run's."""
+    return derivations(tables).get(run_id, run_id)
+
+
+CLUSTERING_TABLES = frozenset({GOLD_CLUSTERS.name, GOLD_TOPICS.name, GOLD_QUALITY.name, GOLD_TRENDS.name})
+"""Gold tables keyed by the clustering run: a grading run's reads of them go to the run it graded."""
+
+
+def _keyed(tables: ArrowTables, table, run_id: str) -> str:
+    name = table if isinstance(table, str) else table.name
+    return clustering_run(tables, run_id) if name in CLUSTERING_TABLES else run_id
+
+
 def run_rows(tables: ArrowTables, table, run_id: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """One run's rows of a gold table as pandas."""
-    return tables.read(table, columns=columns, where={"run_id": run_id}).to_pandas()
+    """One run's rows of a gold table as pandas (a grading run's clustering-side rows: see :func:`clustering_run`)."""
+    return tables.read(table, columns=columns, where={"run_id": _keyed(tables, table, run_id)}).to_pandas()
 
 
 def run_records(tables: ArrowTables, table, run_id: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
-    """One run's rows of a gold table as plain dicts (nulls as None, maps as dicts)."""
-    rows = tables.read(table, columns=columns, where={"run_id": run_id})
+    """One run's rows of a gold table as plain dicts (nulls as None, maps as dicts; see :func:`run_rows`)."""
+    rows = tables.read(table, columns=columns, where={"run_id": _keyed(tables, table, run_id)})
     maps = [f.name for f in rows.schema if pa.types.is_map(f.type)]
     records = rows.to_pylist()
     for record in records:
@@ -94,7 +126,7 @@ def run_issues(tables: ArrowTables, run_id: str) -> tuple[pd.DataFrame, int]:
     Raises:
         NoClusteringError: the run has no rows in ``gold_clusters``.
     """
-    clusters = run_rows(tables, GOLD_CLUSTERS, run_id).drop(columns=["run_id"])
+    clusters = run_rows(tables, GOLD_CLUSTERS, run_id).drop(columns=["run_id"])  # the clustering run's
     if clusters.empty:
         raise NoClusteringError(
             f"run {run_id!r} has no rows in gold_clusters; list runs with `issuerisk runs` "
@@ -124,5 +156,6 @@ def _none_if_nan(value: Any) -> Any:
 def profile_source(tables: ArrowTables, run_id: str) -> str | None:
     """The run whose data profile the report shows: ``run_id``'s own, else the newest one made before it (None:
     none)."""
+    run_id = clustering_run(tables, run_id)
     ids = sorted({r for r in tables.read(GOLD_PROFILE, columns=["run_id"]).column("run_id").to_pylist() if r <= run_id})
     return ids[-1] if ids else None

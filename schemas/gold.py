@@ -179,6 +179,13 @@ GOLD_RISK = register(
                 "Why the cluster is not graded (not a defect pattern, project-specific, unstable, forced out); null "
                 "when graded.",
             ),
+            Column(
+                "derived_from",
+                "string",
+                "The clustering run these grades are of, when a later `issuerisk risk` graded it again under its own "
+                "run "
+                "id (null: graded by the clustering run itself).",
+            ),
         ),
     )
 )

@@ -10,7 +10,7 @@ from issuerisk.analysis.compare import chi_square, contingency
 from issuerisk.analysis.risk import Broadness, ClusterFacts, cluster_facts, exclusion, scopes, severity_check
 from issuerisk.conf.settings import RiskConfig
 from issuerisk.constants import grade_order_sql
-from issuerisk.gold import resolve_run_id
+from issuerisk.gold import clustering_run, resolve_run_id
 from issuerisk.lakehouse import ArrowTables
 from tests.conftest import make_ctx
 from tests.test_topics import RUN_ID, seed_run
@@ -262,10 +262,24 @@ def test_risk_and_compare_stages_on_a_synthetic_run(ctx, spark):
     assert cmp[(2, "keras")]["std_residual"] < -1.96
     assert cmp[(1, "keras")]["share"] == pytest.approx(10 / 12)
 
-    rerun = risk.run(make_ctx(ctx.cfg.updated("risk", exclude_clusters=[0]), spark), RUN_ID)
-    assert rerun["graded"]["all"] == 2
-    left = read("gold_risk").where(f"run_id = '{RUN_ID}' AND scope = 'all' AND cluster = 0").collect()
-    assert [(r["grade"], r["excluded_reason"]) for r in left] == [(None, "forced out by risk.exclude_clusters (id 0)")]
+    # Issue 25.6: grading RUN_ID again with another config never rewrites RUN_ID's rows: derived rows go under the
+    # new command's own run id and name the run they grade.
+    regrade = make_ctx(ctx.cfg.updated("risk", exclude_clusters=[0]), spark)
+    rerun = risk.run(regrade, RUN_ID)
+    assert rerun["graded"]["all"] == 2 and rerun["run_id"] == regrade.run.run_id and rerun["derived_from"] == RUN_ID
+    derived = read("gold_risk").where(f"run_id = '{regrade.run.run_id}' AND scope = 'all' AND cluster = 0").collect()
+    assert [(r["grade"], r["excluded_reason"], r["derived_from"]) for r in derived] == [
+        (None, "forced out by risk.exclude_clusters (id 0)", RUN_ID)
+    ]
+    kept = read("gold_risk").where(f"run_id = '{RUN_ID}' AND scope = 'all' AND cluster = 0").collect()
+    assert [(r["grade"], r["excluded_reason"], r["derived_from"]) for r in kept] == [("H1", None, None)]
+    regrade.run.stage("risk", rerun)  # as the runner does, then the command ends
+    regrade.run.save("succeeded")
+    tables = regrade.lake.arrow
+    assert clustering_run(tables, regrade.run.run_id) == RUN_ID and clustering_run(tables, RUN_ID) == RUN_ID
+    assert resolve_run_id(tables, None) == regrade.run.run_id, "the newest succeeded grading is what a report shows"
+    compared = compare.run(regrade, regrade.run.run_id)  # reads RUN_ID's clusters, the derived grades
+    assert compared["run_id"] == regrade.run.run_id
 
     db = ctx.cfg.project.database
     top = spark.sql(EXAMPLE_QUERIES["top_risks_per_framework"].format(db=db)).collect()

@@ -37,7 +37,7 @@ from issuerisk.conf.settings import RiskConfig
 from issuerisk.constants import FRAMEWORKS, NOISE
 from issuerisk.context import Context
 from issuerisk.display import console, table
-from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table
+from issuerisk.gold import clustering_run, resolve_run_id, run_issues, run_rows, run_table
 from issuerisk.grading.confidence import ClusterSample, bootstrap, rank_correlation
 from issuerisk.grading.matrix import assess, severity
 from issuerisk.grading.survival import censored_durations
@@ -308,21 +308,35 @@ def with_kinds(issues: pd.DataFrame, kinds: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
-    """Grade the defect patterns of one clustering run (default: the latest) and replace its ``gold_risk`` rows.
+    """Grade the defect patterns of one clustering run (default: the latest).
+
+    The first grading of a clustering run writes its ``gold_risk`` rows under that run's id. A later one (another
+    config, say) never rewrites them: it writes derived rows under this command's own run id, each naming the
+    clustering run it grades (``derived_from``), so the clustering run's report and manifest stay as they were and
+    ``issuerisk report <this run>`` shows the new grades beside the config that made them.
 
     Raises:
         NoClusteringError: no clustering run, or the given one has no rows.
         issuerisk.grading.matrix.RiskInputError: a cluster's resolution times are invalid.
     """
     tables, rules = ctx.lake.arrow, ctx.cfg.risk
-    run_id = resolve_run_id(tables, run_id)
-    issues, missing = run_issues(tables, run_id)
+    base = clustering_run(tables, resolve_run_id(tables, run_id))
+    graded_before = (
+        base != ctx.run.run_id and tables.read(GOLD_RISK, columns=["run_id"], where={"run_id": base}).num_rows
+    )
+    run_id, derived_from = (ctx.run.run_id, base) if graded_before else (base, None)
+    if derived_from:
+        console.print(
+            f"risk: run {base} is graded already; these grades go under this command's run id {run_id} "
+            f"(derived_from {base}), and {base}'s rows stay as they were"
+        )
+    issues, missing = run_issues(tables, base)
     snapshot = pd.Timestamp(tables.read(SILVER_ISSUES, columns=["updated_at"]).column("updated_at").to_pandas().max())
     issues = with_kinds(
         issues, tables.read(SILVER_ISSUE_KINDS, columns=["repository", "number", "kind", "source"]).to_pandas()
     )
     issues = issues[issues["cluster"] != NOISE].assign(open_hours=lambda f: open_hours(f["created_at"], snapshot))
-    topics = run_rows(tables, GOLD_TOPICS, run_id).reindex(columns=[*TOPIC_COLUMNS, *BREADTH_COLUMNS])
+    topics = run_rows(tables, GOLD_TOPICS, base).reindex(columns=[*TOPIC_COLUMNS, *BREADTH_COLUMNS])
     labels = dict(zip(topics["cluster"].astype(int), topics["label"]))
     texts = {
         int(c): " ".join([str(n or ""), str(lab or ""), *list(k if k is not None else [])]).lower()
@@ -352,6 +366,8 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
         rows += scope_rows(
             run_id, scope, in_scope, decisions[scope], facts, labels, scope_rules, ctx.cfg.project.seed, snapshot
         )
+    for row in rows:
+        row["derived_from"] = derived_from
     tables.merge(GOLD_RISK, run_table(GOLD_RISK, rows), how="replace_run", run_id=run_id)
     graded = sorted(
         (r for r in rows if r["scope"] == "all" and r.get("grade")), key=lambda r: (-severity(r["grade"]), -r["n"])
@@ -391,6 +407,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
         "missing_from_silver": missing,
         "rule_notes": notes,
         "severity_check": check,
+        "derived_from": derived_from,
     }
 
 

@@ -27,7 +27,7 @@ from issuerisk.clustering.quality import Presence, breadth, diversity, npmi
 from issuerisk.constants import NOISE
 from issuerisk.context import Context
 from issuerisk.display import table
-from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table
+from issuerisk.gold import clustering_run, resolve_run_id, run_issues, run_rows, run_table
 from issuerisk.lakehouse import ArrowTables
 from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_EMBEDDINGS, GOLD_QUALITY, GOLD_TOPICS
 from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_PROJECT_TERMS, SILVER_SUMMARIES
@@ -225,7 +225,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
         NoClusteringError: no clustering run, or the given one has no rows.
     """
     tables = ctx.lake.arrow
-    run_id = resolve_run_id(tables, run_id)
+    run_id = clustering_run(tables, resolve_run_id(tables, run_id))  # of the clusters, whichever grading is named
     frame, vectors, counts = load_documents(tables, ctx.cfg, run_id)
     conf = ctx.cfg.topics
     topics = (

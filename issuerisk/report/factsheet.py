@@ -24,7 +24,7 @@ from typing import Any
 
 from issuerisk.context import Context
 from issuerisk.display import console
-from issuerisk.gold import profile_source, resolve_run_id, run_records
+from issuerisk.gold import clustering_run, profile_source, resolve_run_id, run_records
 from issuerisk.grading.matrix import GRADES, LIKELIHOOD_BANDS, severity
 from issuerisk.html import factsheet_name, render_page
 from issuerisk.schemas.gold import GOLD_PROFILE, GOLD_QUALITY, GOLD_RISK, GOLD_TOPICS
@@ -339,6 +339,14 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
     rows = run_records(tables, RUNS, run_id)
     if not rows:
         raise LookupError(f"run {run_id!r} has no row in runs; list runs with `issuerisk runs`")
+    base = clustering_run(tables, run_id)
+    if base != run_id:  # a later grading: the data and models are its clustering run's, the risk section its own
+        clustered = run_records(tables, RUNS, base)
+        if clustered:
+            merged = json.loads(clustered[0].get("metrics_json") or "{}") | json.loads(
+                rows[0].get("metrics_json") or "{}"
+            )
+            rows = [{**clustered[0], **rows[0], "metrics_json": json.dumps(merged)}]
     source = profile_source(tables, run_id)
     sheet = build_factsheet(
         rows[0],

@@ -452,6 +452,7 @@ def build_view(
         t["doubtful"] = t["grade_confidence"] is not None and t["grade_confidence"] < min_confidence
     return {
         "run_id": run_id,
+        "derived_from": next((r["derived_from"] for r in risk_rows if r.get("derived_from")), None),
         "impact_measure": measure,
         "min_confidence": min_confidence,
         "scopes": [
