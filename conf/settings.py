@@ -666,12 +666,12 @@ class TopicsConfig(_Section):
         description="Score (mean of shared-issue Jaccard and centroid cosine) a cluster needs to keep an earlier run's "
         "pattern id.",
     )
-    generic_df: float = Field(
-        0.2,
-        gt=0,
-        le=1,
-        description="A cluster's keyword found in at least this share of the run's documents outside the cluster is "
-        "generic: it tells no pattern from another (see risk.max_generic_share).",
+    generic_lift: float = Field(
+        2.0,
+        gt=1,
+        description="A cluster's keyword that is not at least this many times as common (share of documents) in the "
+        "cluster as in the run's other documents is generic: it does not set the pattern apart (see "
+        "risk.max_generic_share).",
     )
 
 
@@ -720,17 +720,11 @@ class RiskConfig(_Section):
         "the stage checks the grade order against each pattern's share of such issues (Spearman).",
     )
     max_generic_share: float = Field(
-        0.5,
+        0.4,
         ge=0,
         le=1,
-        description="A cluster with at least this share of generic top keywords (topics.generic_df) whose issues are "
-        "also spread wider than risk.max_spread is a catch-all, not a pattern: too broad, not graded.",
-    )
-    max_spread: float = Field(
-        1.0,
-        gt=0,
-        description="Spread (1 - cohesion to its centroid, over the run's median cluster's) above which a cluster with "
-        "generic keywords is too broad.",
+        description="A cluster with at least this share of generic top keywords (topics.generic_lift) is a catch-all, "
+        "not a pattern: too broad, not graded.",
     )
     include_clusters: list[int | str] = Field(
         default_factory=list,

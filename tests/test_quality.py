@@ -46,7 +46,8 @@ def test_size_stats():
 
 def test_breadth_tells_a_planted_catch_all_from_narrow_clusters():
     """SYNTHETIC: two narrow clusters (tight vectors, their own words) and a catch-all (loose vectors, words every
-    issue uses); the catch-all has generic keywords and spreads wider than the median cluster, the narrow ones not."""
+    issue uses): the catch-all's keywords are no more common in it than elsewhere (generic) and it spreads wider
+    than the median cluster; the narrow ones' own words are generic only where every issue uses them."""
     rng = np.random.default_rng(0)
     dim = 16
     centres = np.eye(dim)[:3]
@@ -67,7 +68,7 @@ def test_breadth_tells_a_planted_catch_all_from_narrow_clusters():
         1: ["shape", "mismatch", "conv2d", "layer"],
         2: ["error", "model", "code", "running"],
     }
-    measured = breadth(vectors, labels, keywords, docs, generic_df=0.6)
+    measured = breadth(vectors, labels, keywords, docs, generic_lift=2.0)
     assert measured[2].generic_keywords == ["error", "model", "code"] and measured[2].generic_share == 0.75
     assert measured[2].spread > 1.5 and measured[0].spread <= 1.0 and measured[1].spread <= 1.0  # 1.0: the median
     assert measured[0].generic_keywords == ["error"] and measured[1].generic_share == 0.0

@@ -8,9 +8,8 @@ decides first whether the cluster is graded at all, and records why not:
 2. a cluster whose defect share (issue kinds from ``silver_issue_kinds``) is under ``risk.min_defect_share``
    is not a defect pattern ("not a defect pattern: 82 % feature requests");
 3. a cluster whose bootstrap stability is under ``risk.min_stability`` has dissolved;
-3b. a catch-all is too broad: at least ``risk.max_generic_share`` of its top keywords are generic (common to the
-   run's other issues, ``topics.generic_df``) and its issues lie looser around their centroid than the run's median
-   cluster's by more than ``risk.max_spread`` (measured by the topics stage,
+3b. a catch-all is too broad: at least ``risk.max_generic_share`` of its top keywords are generic, not
+   ``topics.generic_lift`` times as common in it as in the run's other issues (measured by the topics stage,
    :func:`issuerisk.clustering.quality.breadth`);
 4. a cluster seen in fewer than ``risk.min_repositories`` repositories of the scope, or with more than
    ``risk.max_repository_share`` of its issues from one, is project-specific, not a framework risk. A scope
@@ -115,17 +114,15 @@ class Broadness:
     generic_keywords: tuple[str, ...] = ()
 
     def too_broad(self, rules: RiskConfig) -> str | None:
-        """Why the cluster is a catch-all (generic words and a loose spread), or None."""
-        if self.spread is None or self.generic_share is None:
+        """Why the cluster is a catch-all (most of its words do not set it apart), or None."""
+        if self.generic_share is None or self.generic_share < rules.max_generic_share:
             return None
-        if self.generic_share >= rules.max_generic_share and self.spread > rules.max_spread:
-            return (
-                f"too broad: {self.generic_share:.0%} of its top keywords are generic "
-                f"({', '.join(self.generic_keywords[:4])}: each as common in the run's other issues, "
-                f"topics.generic_df) and its issues spread "
-                f"{self.spread:.2f}x the median cluster's (> {rules.max_spread:g}): a catch-all, not one failure"
-            )
-        return None
+        spread = "" if self.spread is None else f"; its issues spread {self.spread:.2f}x the median cluster's"
+        return (
+            f"too broad: {self.generic_share:.0%} of its top keywords ({', '.join(self.generic_keywords[:5])}) are not "
+            f"twice as common in it as in the run's other issues (topics.generic_lift){spread}: a catch-all, not one "
+            "failure; read its representative issues for the failures inside it"
+        )
 
 
 def exclusion(

@@ -250,7 +250,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
         frame["cluster"].to_numpy(),
         {t.cluster: t.keywords for t in topics},
         presence,
-        generic_df=conf.generic_df,
+        generic_lift=conf.generic_lift,
         top_n=conf.top_n_words,
     )
     rows = [

@@ -75,13 +75,13 @@ def npmi(topics: Sequence[Sequence[str]], docs: Sequence[str] | Presence, top_n:
 
 @dataclass(frozen=True)
 class Breadth:
-    """How broad one cluster is: a catch-all is spread in meaning and named by words most issues use.
+    """How broad one cluster is: a catch-all is named by words that are hardly more common in it than elsewhere.
 
-    ``cohesion``: mean cosine of its issues' embeddings to their centroid; ``spread``: its ``1 - cohesion`` over the
-    median cluster's (above 1: looser than the typical cluster of the run); ``generic_keywords``: its top keywords
-    found in at least ``generic_df`` of the run's documents outside the cluster (words as common elsewhere tell no
-    pattern from another), ``generic_share`` their share of its top keywords; ``npmi``: the coherence of its own
-    keywords.
+    ``generic_keywords``: its top keywords that are less than ``generic_lift`` times as common (share of documents
+    holding them) in the cluster as in the run's other documents: words that do not set the cluster apart; their
+    share of its top keywords is ``generic_share``. ``cohesion``: mean cosine of its issues' embeddings to their
+    centroid; ``spread``: its ``1 - cohesion`` over the run's median cluster's (above 1: looser than the typical
+    cluster). ``npmi``: the coherence of its own keywords.
     """
 
     cohesion: float
@@ -97,7 +97,7 @@ def breadth(
     keywords: dict[int, Sequence[str]],
     docs: Sequence[str] | Presence,
     *,
-    generic_df: float,
+    generic_lift: float,
     top_n: int = 10,
 ) -> dict[int, Breadth]:
     """:class:`Breadth` of every cluster in ``keywords`` (its top keywords), from the unit-length ``embeddings`` and
@@ -114,8 +114,12 @@ def breadth(
     out = {}
     for cluster, words in keywords.items():
         top = [w for w in words[:top_n] if w]
-        outside = labels != cluster
-        generic = [w for w in top if outside.any() and presence(w)[outside].mean() >= generic_df]
+        inside = labels == cluster
+        generic = [
+            w
+            for w in top
+            if (~inside).any() and presence(w)[inside].mean() < generic_lift * presence(w)[~inside].mean()
+        ]
         out[cluster] = Breadth(
             cohesion=round(cohesion[cluster], 4),
             spread=round((1.0 - cohesion[cluster]) / typical, 4) if typical > 0 else 1.0,

@@ -27,7 +27,7 @@ from issuerisk.display import console
 from issuerisk.gold import clustering_run, profile_source, resolve_run_id, run_records
 from issuerisk.grading.matrix import GRADES, LIKELIHOOD_BANDS, severity
 from issuerisk.html import factsheet_name, render_page
-from issuerisk.schemas.gold import GOLD_PROFILE, GOLD_QUALITY, GOLD_RISK, GOLD_TOPICS
+from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_PROFILE, GOLD_QUALITY, GOLD_RISK, GOLD_TOPICS
 from issuerisk.schemas.ledger import RUNS
 from issuerisk.stage import RUN_ID, Stage
 
@@ -375,6 +375,6 @@ STAGE = Stage(
     "Factsheet of a run (purpose, data, models, quality, risk method, results, limitations, replay) and its "
     "step-by-step narrative",
     run,
-    reads=(RUNS.name, GOLD_PROFILE.name, GOLD_QUALITY.name, GOLD_RISK.name, GOLD_TOPICS.name),
+    reads=(RUNS.name, GOLD_CLUSTERS.name, GOLD_PROFILE.name, GOLD_QUALITY.name, GOLD_RISK.name, GOLD_TOPICS.name),
     options=(RUN_ID,),
 )
