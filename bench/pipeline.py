@@ -50,8 +50,11 @@ for f in files:
             keys.append([repository, o["number"]])
             docs.append((o.get("title") or "") + "\n" + (o.get("body") or ""))
 model = SentenceTransformer(packaged_minilm_path(), device="cpu")
-topics, _ = BERTopic(embedding_model=model).fit_transform(docs)
-json.dump({"keys": keys, "labels": [int(t) for t in topics], "seconds": time.perf_counter() - t0}, open(out, "w"))
+topic_model = BERTopic(embedding_model=model)
+topics, _ = topic_model.fit_transform(docs)
+seconds = time.perf_counter() - t0
+keywords = {str(t): [w for w, _ in topic_model.get_topic(t) or []] for t in set(topics) if t >= 0}
+json.dump({"keys": keys, "labels": [int(t) for t in topics], "seconds": seconds, "keywords": keywords}, open(out, "w"))
 """
 
 
@@ -123,7 +126,8 @@ def ours(files: list[Path], workdir: Path) -> dict:
 
 
 def bertopic(files: list[Path], workdir: Path) -> dict:
-    """BERTopic's defaults with MiniLM on title + body, in a fresh process."""
+    """BERTopic's defaults with MiniLM on title + body, in a fresh process: wall seconds, labels per issue and each
+    topic's keywords."""
     out = workdir / "bertopic.json"
     t0 = time.perf_counter()
     proc = subprocess.run(
@@ -136,7 +140,11 @@ def bertopic(files: list[Path], workdir: Path) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"BERTopic failed: {proc.stderr[-2000:]}")
     data = json.loads(out.read_text())
-    return {"seconds": seconds, "labels": {(r, n): t for (r, n), t in zip(data["keys"], data["labels"])}}
+    return {
+        "seconds": seconds,
+        "labels": {(r, n): t for (r, n), t in zip(data["keys"], data["labels"])},
+        "keywords": list(data["keywords"].values()),
+    }
 
 
 def issue_kinds(files: list[Path]) -> dict[tuple[str, int], str | None]:
@@ -169,7 +177,9 @@ def quality(labels: dict, keys: set, kinds: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     from issuerisk.display import table
+    from issuerisk.stages import PIPELINE
 
+    names = [stage.name for stage in PIPELINE]  # the stage-seconds columns, in pipeline order
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--subsets", default="small,large", help="which subsets to run (small, large)")
     args = p.parse_args(argv)
@@ -192,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{a['seconds'] / b['seconds']:.2f}",
             ]
         )
-        stages.append([name, *(f"{a['stages'].get(s, 0):.1f}" for s in STAGES)])
+        stages.append([name, *(f"{a['stages'].get(s, 0):.1f}" for s in names)])
         for side, result in (("issuerisk", a), ("BERTopic", b)):
             q = quality(result["labels"], both, kinds)
             qualities.append(
@@ -213,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         ["subset", "issues", "issuerisk s", "BERTopic s", "ratio"],
         rows,
     )
-    table("issuerisk stage seconds", ["subset", *STAGES], stages)
+    table("issuerisk stage seconds", ["subset", *names], stages)
     table(
         "quality on the issues both clustered",
         [
@@ -229,24 +239,6 @@ def main(argv: list[str] | None = None) -> None:
         qualities,
     )
 
-
-STAGES = (
-    "ingest",
-    "filter",
-    "summarize",
-    "mask",
-    "profile",
-    "embed",
-    "drift",
-    "classify",
-    "cluster",
-    "topics",
-    "risk",
-    "compare",
-    "explain",
-    "report",
-    "factsheet",
-)
 
 if __name__ == "__main__":
     main()

@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from bench.pipeline import BERTOPIC_SCRIPT, ours, subsets
+from bench.pipeline import bertopic, ours, subsets
 from bench.stability import OUT, REAL_ISSUES, label_names, read_repository
 from issuerisk.conf.settings import SEVERITY_LABEL_PATTERN
 from issuerisk.grading.confidence import rank_correlation
@@ -96,32 +93,6 @@ def area_agreement(labels: dict, issues: dict, keys: set) -> tuple[float, float,
     return float(normalized_mutual_info_score(clusters, areas)), purity, len(pairs)
 
 
-def bertopic_run(files: list[Path], work: Path) -> dict:
-    """BERTopic's defaults on title + body (bench.pipeline's script), with each topic's keywords."""
-    out = work / "bertopic.json"
-    script = BERTOPIC_SCRIPT.replace(
-        "topics, _ = BERTopic(embedding_model=model).fit_transform(docs)",
-        "topic_model = BERTopic(embedding_model=model)\ntopics, _ = topic_model.fit_transform(docs)",
-    ).replace(
-        '"seconds": time.perf_counter() - t0}',
-        '"seconds": time.perf_counter() - t0, "keywords": {str(t): [w for w, _ in topic_model.get_topic(t) or []] '
-        "for t in set(topics) if t >= 0}}",
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script, ",".join(map(str, files)), str(out)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"BERTopic failed: {proc.stderr[-2000:]}")
-    data = json.loads(out.read_text())
-    return {
-        "labels": {(r, n): t for (r, n), t in zip(data["keys"], data["labels"])},
-        "keywords": list(data["keywords"].values()),
-    }
-
-
 def run_tables(warehouse: Path) -> dict:
     """The finished ``run`` of a warehouse: its gold rows, labels and manifest metrics."""
     from issuerisk.conf import load_config
@@ -168,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
             ours(files, work)
             warehouse = work / "warehouse"
         run = run_tables(warehouse)
-        theirs = bertopic_run(files, work)
+        theirs = bertopic(files, work)
     both = set(run["labels"]) & set(theirs["labels"]) & set(issues)
     print(
         f"{args.subset}: {len(issues):,} issues of {len(files)} repositories; run {run['run_id']}; {len(both):,} "

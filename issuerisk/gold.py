@@ -153,6 +153,11 @@ def _none_if_nan(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+def optional_float(value: Any) -> float | None:
+    """A number read from a gold row or frame as a float, None for null or NaN (rows of older runs, pandas' missing)."""
+    return None if value is None or pd.isna(value) else float(value)
+
+
 def profile_source(tables: ArrowTables, run_id: str) -> str | None:
     """The run whose data profile the report shows: ``run_id``'s own, else the newest one made before it (None:
     none)."""

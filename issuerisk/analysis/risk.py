@@ -36,7 +36,7 @@ from issuerisk.conf.settings import RiskConfig
 from issuerisk.constants import FRAMEWORKS, NOISE
 from issuerisk.context import Context
 from issuerisk.display import console, table
-from issuerisk.gold import clustering_run, resolve_run_id, run_issues, run_rows, run_table
+from issuerisk.gold import clustering_run, optional_float, resolve_run_id, run_issues, run_rows, run_table
 from issuerisk.grading.confidence import ClusterSample, bootstrap, rank_correlation
 from issuerisk.grading.matrix import assess, severity
 from issuerisk.grading.survival import censored_durations
@@ -169,10 +169,6 @@ def exclusion(
             f"{rules.max_repository_share:.0%})"
         )
     return None
-
-
-def _number(value: Any) -> float | None:
-    return None if value is None or pd.isna(value) else float(value)
 
 
 def severity_check(
@@ -341,8 +337,8 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
     }
     broadness = {
         int(row.cluster): Broadness(
-            _number(row.spread),
-            _number(row.generic_share),
+            optional_float(row.spread),
+            optional_float(row.generic_share),
             tuple(row.generic_keywords if row.generic_keywords is not None else ()),
         )
         for row in topics.itertuples()

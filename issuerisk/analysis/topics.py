@@ -27,7 +27,7 @@ from issuerisk.clustering.quality import Presence, breadth, diversity, npmi
 from issuerisk.constants import NOISE
 from issuerisk.context import Context
 from issuerisk.display import table
-from issuerisk.gold import clustering_run, resolve_run_id, run_issues, run_rows, run_table
+from issuerisk.gold import clustering_run, optional_float, resolve_run_id, run_issues, run_rows, run_table
 from issuerisk.lakehouse import ArrowTables
 from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_EMBEDDINGS, GOLD_QUALITY, GOLD_TOPICS
 from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_PROJECT_TERMS, SILVER_SUMMARIES
@@ -214,10 +214,6 @@ def embed_texts(cfg, texts: list[str]) -> np.ndarray:
     return build_encoder(encoder_spec(cfg.embed)).encode(texts) if texts else np.zeros((0, 1), np.float32)
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else float(value)
-
-
 def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
     """Fit topics on one clustering run (default: the latest) and replace its ``gold_topics`` rows.
 
@@ -265,7 +261,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
             "n": t.n,
             "name": names[t.cluster][0],
             "name_source": names[t.cluster][1],
-            "stability": _float(stability.get(t.cluster)),
+            "stability": optional_float(stability.get(t.cluster)),
             "category": categories[t.cluster][0],
             "category_similarity": categories[t.cluster][1],
             "cohesion": broad[t.cluster].cohesion,

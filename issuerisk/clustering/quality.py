@@ -115,10 +115,9 @@ def breadth(
     for cluster, words in keywords.items():
         top = [w for w in words[:top_n] if w]
         inside = labels == cluster
+        outside = ~inside
         generic = [
-            w
-            for w in top
-            if (~inside).any() and presence(w)[inside].mean() < generic_lift * presence(w)[~inside].mean()
+            w for w in top if outside.any() and presence(w)[inside].mean() < generic_lift * presence(w)[outside].mean()
         ]
         out[cluster] = Breadth(
             cohesion=round(cohesion[cluster], 4),

@@ -178,25 +178,17 @@ class SparkTables:
             ValueError: an unknown mode, ``replace_run`` without a run id, or a missing column.
             delta.exceptions.ConcurrentAppendException: (and kin) other writers kept committing first.
         """
-        from delta.exceptions import (
-            ConcurrentAppendException,
-            ConcurrentDeleteDeleteException,
-            ConcurrentDeleteReadException,
-            ConcurrentTransactionException,
-            ConcurrentWriteException,
-            DeltaConcurrentModificationException,
-            MetadataChangedException,
-        )
+        import delta.exceptions as delta_errors
         from delta.tables import DeltaTable
 
         conflicts = (
-            ConcurrentAppendException,
-            ConcurrentDeleteDeleteException,
-            ConcurrentDeleteReadException,
-            ConcurrentTransactionException,
-            ConcurrentWriteException,
-            DeltaConcurrentModificationException,
-            MetadataChangedException,
+            delta_errors.ConcurrentAppendException,
+            delta_errors.ConcurrentDeleteDeleteException,
+            delta_errors.ConcurrentDeleteReadException,
+            delta_errors.ConcurrentTransactionException,
+            delta_errors.ConcurrentWriteException,
+            delta_errors.DeltaConcurrentModificationException,
+            delta_errors.MetadataChangedException,
         )
         spec = spec_of(table)
         check_merge(spec, how, run_id)
