@@ -30,18 +30,6 @@ GLOBAL = ("config", "warehouse", "no_progress", "command")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
-class Stopped(BaseException):
-    """The command was asked to stop by a signal (SIGTERM, SIGHUP); it ends like Ctrl-C."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _stop(signum: int, frame: Any) -> None:
-    raise Stopped(signum)
-
-
 def _children() -> list[int]:
     """Pids of this process's direct children (the Spark JVM, a local Ray's head processes), from ``/proc``."""
     me, kids = str(os.getpid()), []
@@ -146,9 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"issuerisk: {exc}")
         return 2
 
+    import pyarrow
+
     from issuerisk.context import Context
     from issuerisk.ledger import Run, mark_abandoned
-    from issuerisk.stage import execute
+    from issuerisk.stage import Stopped, execute, request_stop
 
     pins: dict[str, int] = {}
     if stage.configure is not None:
@@ -161,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context.open(cfg, run, progress=not args.no_progress, pins=pins)
     ctx.stages = known
     ctx.invoke = lambda name, **kw: execute(known[name], ctx, kw)
-    previous = {s: signal.signal(s, _stop) for s in STOP_SIGNALS}
+    pyarrow.enable_signal_handlers(False)  # pyarrow's own handler, set around long reads, must not take our signals
+    previous = {s: signal.signal(s, request_stop) for s in STOP_SIGNALS}
     try:
         run.save("running")
         abandoned = mark_abandoned(ctx.lake.arrow, cfg, run.run_id)

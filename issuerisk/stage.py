@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -27,6 +28,33 @@ from issuerisk.silver import SILVER_NAMES, MixedSilverError, silver_build
 
 if TYPE_CHECKING:  # the runner is typed by the context it gets, without importing the lakehouse at start-up
     from issuerisk.context import Context
+
+
+class Stopped(BaseException):
+    """The command was asked to stop by a signal (SIGTERM, SIGHUP); it ends like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_STOPS: list[int] = []
+"""The stop signals received by this process; a stop whose exception some library swallowed is raised again here."""
+
+
+def request_stop(signum: int, frame: Any) -> None:
+    """The handler of the stop signals: remember the signal, then raise :class:`Stopped` where the program is.
+
+    Python runs a handler between bytecodes of whatever runs then; an exception raised inside a finalizer or a
+    library's ``except Exception`` may be lost, so :func:`execute` raises it again before and after each stage.
+    """
+    _STOPS.append(signum)
+    raise Stopped(signum)
+
+
+def _stop_point() -> None:
+    if _STOPS:
+        raise Stopped(_STOPS[0])
 
 
 @dataclass(frozen=True)
@@ -164,6 +192,7 @@ def execute(stage: Stage, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         MixedSilverError: the silver tables are mixed and no registered stage can rebuild them.
         UndeclaredTableError: strict, and the stage touched a table it does not declare.
     """
+    _stop_point()
     if SILVER_NAMES & set(stage.reads):
         try:
             silver_build(ctx.lake.arrow)
@@ -194,6 +223,7 @@ def execute(stage: Stage, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         ctx.run.read(*sorted(name for access, name in extra if access == "read"))
         ctx.run.wrote(*stage.writes, *sorted(name for access, name in extra if access == "write"))
         ctx.run.begin(previous)
+    _stop_point()
     seconds = round(time.perf_counter() - t0, 2)
     ctx.run.stage(stage.name, {**{k: v for k, v in result.items() if jsonable(v)}, "stage_seconds": seconds})
     return {**result, "stage_seconds": seconds}

@@ -148,7 +148,7 @@ def test_signals_and_kills_leave_a_true_ledger_and_no_mixed_silver(tmp_path):
     stopped_id = _wait_running(lake, set())
     stopped.send_signal(signal.SIGTERM)
     _, err = stopped.communicate(timeout=120)
-    assert stopped.returncode == 128 + signal.SIGTERM and "interrupted by SIGTERM" in err
+    assert stopped.returncode == 128 + signal.SIGTERM and "interrupted by SIGTERM" in err, err[-3000:]
 
     killed = _start(wh, "ingest", str(data))
     killed_id = _wait_running(lake, {stopped_id})
@@ -255,3 +255,31 @@ def test_concurrent_spark_merges_into_one_table_are_retried_and_all_land(ctx):
     assert sorted(r.repository for r in tables.read(SILVER_REPOSITORIES).collect()) == sorted(
         f"org/repo{i}" for i in range(10)
     )
+
+
+def test_a_stop_that_a_library_swallowed_still_stops_the_command(ctx, monkeypatch):
+    """The signal lands in code that catches everything (a finalizer, a library's broad except): the stage returns,
+    and the runner raises the stop instead of going on to the next stage or recording a success."""
+    from issuerisk import stage as stage_module
+    from issuerisk.stage import Stage, Stopped, execute, request_stop
+
+    monkeypatch.setattr(stage_module, "_STOPS", [])
+    seen = []
+
+    def swallowing(ctx):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except BaseException as exc:  # noqa: BLE001 (the library that loses the stop)
+            seen.append(type(exc).__name__)
+        return {"done": True}
+
+    previous = signal.signal(signal.SIGTERM, request_stop)
+    try:
+        with pytest.raises(Stopped) as stopped:
+            execute(Stage("swallower", "swallows a stop", swallowing), ctx, {})
+        with pytest.raises(Stopped):
+            execute(Stage("next", "never runs", lambda ctx: seen.append("next")), ctx, {})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == ["Stopped"] and stopped.value.signum == signal.SIGTERM
