@@ -755,6 +755,17 @@ class TrendsConfig(_Section):
     )
 
 
+class VersionsConfig(_Section):
+    """Framework versions: which graded patterns are over-represented among the issues that report a version."""
+
+    min_issues: int = Field(
+        10, ge=1, description="Clustered issues reporting a version before the version gets rows and a test."
+    )
+    residual: float = Field(
+        1.96, gt=0, description="Adjusted standardized residual above which a pattern is over-represented."
+    )
+
+
 class GitHubConfig(_Section):
     """GitHub REST API crawl; tokens come from GITHUB_TOKENS / GITHUB_TOKEN."""
 
@@ -850,6 +861,7 @@ class Config(_Section):
     topics: TopicsConfig = Field(default_factory=TopicsConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     trends: TrendsConfig = Field(default_factory=TrendsConfig)
+    versions: VersionsConfig = Field(default_factory=VersionsConfig)
     github: GitHubConfig = Field(default_factory=GitHubConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
 

@@ -17,7 +17,14 @@ import pyarrow.compute as pc
 
 from issuerisk.lakehouse import ArrowTables
 from issuerisk.schemas import TableSpec
-from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_PROFILE, GOLD_QUALITY, GOLD_TOPICS, GOLD_TRENDS
+from issuerisk.schemas.gold import (
+    GOLD_CLUSTERS,
+    GOLD_PROFILE,
+    GOLD_QUALITY,
+    GOLD_TOPICS,
+    GOLD_TRENDS,
+    GOLD_VERSION_RISK,
+)
 from issuerisk.schemas.ledger import RUNS
 from issuerisk.schemas.silver import SILVER_ISSUES
 
@@ -90,7 +97,9 @@ def clustering_run(tables: ArrowTables, run_id: str) -> str:
     return derivations(tables).get(run_id, run_id)
 
 
-CLUSTERING_TABLES = frozenset({GOLD_CLUSTERS.name, GOLD_TOPICS.name, GOLD_QUALITY.name, GOLD_TRENDS.name})
+CLUSTERING_TABLES = frozenset(
+    {GOLD_CLUSTERS.name, GOLD_TOPICS.name, GOLD_QUALITY.name, GOLD_TRENDS.name, GOLD_VERSION_RISK.name}
+)
 """Gold tables keyed by the clustering run: a grading run's reads of them go to the run it graded."""
 
 

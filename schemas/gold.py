@@ -383,3 +383,29 @@ GOLD_TRENDS = register(
         ),
     )
 )
+
+
+GOLD_VERSION_RISK = register(
+    TableSpec(
+        name="gold_version_risk",
+        doc="Per framework version (silver_issue_versions) and graded pattern: the pattern's share of the clustered "
+        "issues that report the version, its 95% Wilson interval and the adjusted residual of the version x pattern "
+        "table (over-represented when above versions.residual).",
+        key=("run_id", "framework", "version", "cluster"),
+        columns=(
+            RUN_ID,
+            Column("framework", "string", "pytorch, tensorflow or keras.", nullable=False),
+            Column("version", "string", "major.minor, or a major as 2.x (all its minors).", nullable=False),
+            Column("cluster", "int", "Cluster id.", nullable=False),
+            Column("pattern_id", "string", "Stable id of the pattern across runs (gold_topics)."),
+            Column("n", "long", "The pattern's issues reporting the version.", nullable=False),
+            Column("version_n", "long", "Clustered issues (noise included) reporting the version.", nullable=False),
+            Column("share", "double", "n over version_n."),
+            Column("share_low", "double", "Lower end of the 95% Wilson interval of share."),
+            Column("share_high", "double", "Upper end of the 95% Wilson interval of share."),
+            Column("expected", "double", "Expected n if versions and patterns were independent."),
+            Column("residual", "double", "Adjusted standardized residual (approximately standard normal)."),
+            Column("over_represented", "boolean", "residual above versions.residual.", nullable=False),
+        ),
+    )
+)

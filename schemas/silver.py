@@ -115,6 +115,34 @@ SILVER_ISSUE_KINDS = register(
     )
 )
 
+SILVER_ISSUE_VERSIONS = register(
+    TableSpec(
+        name="silver_issue_versions",
+        doc="The PyTorch, TensorFlow and Keras versions each silver issue reports in its text (major.minor), with the "
+        "rule that found it and the text it was read from (issuerisk.text.versions).",
+        key=("repository", "number", "framework", "version"),
+        columns=(
+            REPOSITORY,
+            NUMBER,
+            Column(
+                "framework",
+                "string",
+                "pytorch, tensorflow or keras: the framework whose version it is.",
+                nullable=False,
+            ),
+            Column("version", "string", "major.minor (a bare TensorFlow major, e.g. 2, as written).", nullable=False),
+            Column(
+                "found_in",
+                "string",
+                "The rule that found it: requirement, pip show, version attribute or mention.",
+                nullable=False,
+            ),
+            Column("evidence", "string", "The text it was read from (at most 80 characters)."),
+            RUN_ID,
+        ),
+    )
+)
+
 SILVER_PROJECT_TERMS = register(
     TableSpec(
         name="silver_project_terms",

@@ -167,6 +167,7 @@ def test_issuerisk_run_grades_the_defect_patterns_and_not_the_feature_requests(t
         "risk",
         "compare",
         "trends",
+        "versions",
         "explain",
         "report",
         "factsheet",

@@ -37,10 +37,12 @@ from issuerisk.schemas.gold import (
     GOLD_RISK,
     GOLD_TOPICS,
     GOLD_TRENDS,
+    GOLD_VERSION_RISK,
 )
 from issuerisk.schemas.ledger import RUNS
 from issuerisk.schemas.silver import SILVER_ISSUES
 from issuerisk.stage import RUN_ID, Option, Stage
+from issuerisk.text.versions import version_key
 
 GRADE_COLOURS = {
     "L1": "#2e7d32",
@@ -250,6 +252,34 @@ def comparison_view(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def version_view(rows: Sequence[Mapping[str, Any]], names: Mapping[int, str]) -> list[dict[str, Any]]:
+    """Per framework and version (``gold_version_risk``, versions in numeric order): its clustered issues, the graded
+    pattern with the largest share, and the patterns over-represented in it."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["framework"], r["version"]), []).append(r)
+    order = sorted(groups, key=lambda k: (FRAMEWORKS.index(k[0]) if k[0] in FRAMEWORKS else 9, version_key(k[1])))
+
+    def cell(r: Mapping[str, Any]) -> dict[str, Any]:
+        return {**r, "name": names.get(r["cluster"]) or ""}
+
+    out = []
+    for framework, version in order:
+        cells = groups[(framework, version)]
+        top = max(cells, key=lambda r: (r["n"], -r["cluster"]))
+        over = sorted((r for r in cells if r["over_represented"]), key=lambda r: -(r["residual"] or 0))
+        out.append(
+            {
+                "framework": framework,
+                "version": version,
+                "issues": cells[0]["version_n"],
+                "top": cell(top) if top["n"] else None,
+                "over": [cell(r) for r in over],
+            }
+        )
+    return out
+
+
 def category_view(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The per-category comparison as one row per fault category with a cell per framework (largest category first)."""
     view = comparison_view([{**r, "cluster": 0} for r in rows])
@@ -407,6 +437,7 @@ def build_view(
     explanations: list[dict] | None = None,
     issue_urls: Mapping[tuple[str, int], str] | None = None,
     trends: Sequence[Mapping[str, Any]] | None = None,
+    versions: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Everything the template shows, from plain rows of the gold tables.
 
@@ -478,6 +509,7 @@ def build_view(
         "factsheet": factsheet,
         "explanations": explanation_view(explanations or [], names, issue_urls or {}),
         "trends": trend_view(trends or [], per_scope["all"], names),
+        "versions": version_view(versions or [], names),
         "colours": GRADE_COLOURS,
         "palette": PALETTE,
     }
@@ -530,6 +562,7 @@ def run(ctx: Context, run_id: str | None = None, out: str | None = None) -> dict
         explanations,
         issue_urls(tables, explanations),
         run_records(tables, GOLD_TRENDS, run_id),
+        run_records(tables, GOLD_VERSION_RISK, run_id),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(view), encoding="utf-8")
@@ -572,6 +605,7 @@ STAGE = Stage(
         GOLD_PROFILE.name,
         GOLD_EXPLANATIONS.name,
         GOLD_TRENDS.name,
+        GOLD_VERSION_RISK.name,
         RUNS.name,
         SILVER_ISSUES.name,
     ),
