@@ -766,6 +766,20 @@ class VersionsConfig(_Section):
     )
 
 
+class AssignConfig(_Section):
+    """New issues placed on a finished run's patterns by their nearest issues of the run (issuerisk assign)."""
+
+    neighbours: int = Field(15, ge=1, description="Nearest issues of the run that vote on a new issue's pattern.")
+    floor_quantile: float = Field(
+        0.01,
+        ge=0,
+        lt=1,
+        description="A new issue less similar to its nearest issue of the run than this quantile of the run's "
+        "issues (to their nearest) is noise.",
+    )
+    floor_sample: int = Field(2000, ge=10, description="Issues of the run sampled to measure that floor.")
+
+
 class GitHubConfig(_Section):
     """GitHub REST API crawl; tokens come from GITHUB_TOKENS / GITHUB_TOKEN."""
 
@@ -862,6 +876,7 @@ class Config(_Section):
     risk: RiskConfig = Field(default_factory=RiskConfig)
     trends: TrendsConfig = Field(default_factory=TrendsConfig)
     versions: VersionsConfig = Field(default_factory=VersionsConfig)
+    assign: AssignConfig = Field(default_factory=AssignConfig)
     github: GitHubConfig = Field(default_factory=GitHubConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
 

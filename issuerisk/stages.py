@@ -8,7 +8,7 @@ BERTopic analysis in ``issuerisk.analysis``, the HTML report in
 
 from __future__ import annotations
 
-from issuerisk.analysis import classify, compare, mask, profile, risk, topics, trends, versions
+from issuerisk.analysis import assign, classify, compare, mask, profile, risk, topics, trends, versions
 from issuerisk.github import crawl, discover
 from issuerisk.jobs import filter as silver_filter
 from issuerisk.jobs import ingest, summarize
@@ -31,6 +31,7 @@ PIPELINE: tuple[Stage, ...] = (
     compare.STAGE,
     trends.STAGE,
     versions.STAGE,
+    assign.STAGE,
     explain.STAGE,
     report.STAGE,
     factsheet.STAGE,

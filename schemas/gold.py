@@ -409,3 +409,29 @@ GOLD_VERSION_RISK = register(
         ),
     )
 )
+
+
+GOLD_ASSIGNMENTS = register(
+    TableSpec(
+        name="gold_assignments",
+        doc="Issues a clustering run did not cluster (arrived later, or outside its sample), placed on its patterns by "
+        "their nearest issues of the run (issuerisk assign), or noise with the reason; the run's own rows unchanged.",
+        key=("run_id", "repository", "number"),
+        columns=(
+            REPOSITORY,
+            NUMBER,
+            Column("run_id", "string", "The clustering run whose patterns the issue was placed on.", nullable=False),
+            Column("pattern_id", "string", "Stable id of the pattern (gold_topics); null for noise."),
+            Column("cluster", "int", "The run's cluster id; -1 is noise.", nullable=False),
+            Column(
+                "vote_share", "double", "Similarity-weighted share of its nearest issues of the run in that cluster."
+            ),
+            Column("similarity", "double", "Mean cosine similarity to its nearest issues in that cluster."),
+            Column("nearest_similarity", "double", "Cosine similarity to its nearest issue of the run."),
+            Column("reason", "string", "Why it is noise; null when placed on a pattern."),
+            Column("model", "string", "Embedding model of the vectors (the run's).", nullable=False),
+            Column("assigned_by", "string", "The command's run id (see the runs table).", nullable=False),
+            Column("assigned_at", "timestamp", "When it was placed (UTC).", nullable=False),
+        ),
+    )
+)

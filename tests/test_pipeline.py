@@ -70,13 +70,15 @@ WORDS = [
 ]
 
 
-def corpus(per_theme_repo: int = 6, repos: int = 6, seed: int = 0) -> list[tuple[str, dict]]:
+def corpus(
+    per_theme_repo: int = 6, repos: int = 6, seed: int = 0, name: str = "synthetic-org/project"
+) -> list[tuple[str, dict]]:
     """(theme, issue object) of every synthetic issue."""
     rng = np.random.default_rng(seed)
     rows, number = [], {}
     for theme, (_, label, title, body) in THEMES.items():
         for r in range(repos):
-            repo = f"synthetic-org/project{r}"
+            repo = f"{name}{r}"
             for _ in range(per_theme_repo):
                 number[repo] = number.get(repo, 0) + 1
                 m, d = rng.choice(WORDS, 2, replace=False)
@@ -208,6 +210,44 @@ def test_issuerisk_run_grades_the_defect_patterns_and_not_the_feature_requests(t
     assert [s["stage"] for s in sheet["narrative"]][:3] == ["ingest", "filter", "summarize"] and sheet[
         "replay"
     ].endswith(pipeline["run_id"])
+    assert metrics["assign"]["assigned"] == metrics["assign"]["noise"] == 0, "the run placed nothing: none came later"
+
+    # A repository ingested after the run: its issues are placed on the run's patterns, the run stays as it was.
+    def run_state():
+        return {
+            name: sorted(map(str, lake.read(name, where={"run_id": pipeline["run_id"]}).to_pylist()))
+            for name in ("gold_clusters", "gold_topics", "gold_risk", "gold_trends")
+        }
+
+    before = run_state()
+    late = corpus(per_theme_repo=3, repos=1, seed=7, name="synthetic-org/later")
+    later = tmp_path / "later.jsonl"
+    later.write_text("".join(json.dumps(obj) + "\n" for _, obj in late))
+    env = small_run_env(tmp_path)
+    for command in (["ingest", str(later), "--framework", "pytorch"], ["assign"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "issuerisk.cli", "--no-progress", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert run_state() == before, "assign changed none of the run's rows"
+    assigning = max(
+        (r for r in lake.read("runs").to_pylist() if r["command"] == "assign"), key=lambda r: r["started_at"]
+    )
+    assert json.loads(assigning["metrics_json"])["assign"]["refreshed_by"] == ["filter", "summarize", "embed"]
+    placed = {(r["repository"], r["number"]): r for r in lake.read("gold_assignments").to_pylist()}
+    silver_late = {(r["repository"], r["number"]) for r in lake.read("silver_issues").to_pylist()} - {
+        (c["repository"], c["number"]) for c in clusters
+    }
+    assert silver_late and set(placed) == silver_late, "every issue the run did not cluster is placed or noise"
+    assert all((r["cluster"] >= 0) != bool(r["reason"]) for r in placed.values()), "noise always says why"
+    theme_of_cluster = {c: max(set(themes), key=themes.count) for c, themes in by_cluster.items()}
+    late_theme = {(obj["repository_url"].split("/repos/")[1], obj["number"]): theme for theme, obj in late}
+    agree = [theme_of_cluster.get(r["cluster"]) == late_theme[key] for key, r in placed.items()]
+    assert sum(agree) >= 0.75 * len(agree), f"new issues land on their theme's pattern: {placed}"
 
 
 def test_issuerisk_run_on_one_repository_and_then_on_two(tmp_path, real_issues_dir):
