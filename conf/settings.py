@@ -780,6 +780,15 @@ class AssignConfig(_Section):
     floor_sample: int = Field(2000, ge=10, description="Issues of the run sampled to measure that floor.")
 
 
+class WatchConfig(_Section):
+    """Alerts on patterns whose newly assigned issues exceed their expected rate (issuerisk watch)."""
+
+    min_issues: int = Field(3, ge=1, description="New issues a pattern needs before it can alert.")
+    alpha: float = Field(
+        0.05, gt=0, lt=1, description="Significance of the binomial excess test, Bonferroni over the patterns tested."
+    )
+
+
 class GitHubConfig(_Section):
     """GitHub REST API crawl; tokens come from GITHUB_TOKENS / GITHUB_TOKEN."""
 
@@ -877,6 +886,7 @@ class Config(_Section):
     trends: TrendsConfig = Field(default_factory=TrendsConfig)
     versions: VersionsConfig = Field(default_factory=VersionsConfig)
     assign: AssignConfig = Field(default_factory=AssignConfig)
+    watch: WatchConfig = Field(default_factory=WatchConfig)
     github: GitHubConfig = Field(default_factory=GitHubConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
 

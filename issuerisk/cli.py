@@ -9,7 +9,9 @@ the run's metrics. Errors end the command with exit code 1, a one-line message
 saying what to do, and a failed run row; nothing is half-written because every
 write is a MERGE. SIGTERM and SIGHUP end a command like Ctrl-C (the run row says
 which signal), and every command first marks the ``running`` rows of commands
-that were killed outright (SIGKILL, power loss) as ``abandoned``.
+that were killed outright (SIGKILL, power loss) as ``abandoned``. A command that
+succeeds exits 0, or with the status its stage returns as ``exit_status``
+(``watch``: 3 when an alert fired).
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"issuerisk: marked {len(abandoned)} run(s) whose process is gone as abandoned: {', '.join(abandoned)}"
             )
         run.start_heartbeat()
-        execute(stage, ctx, values)
+        result = execute(stage, ctx, values)
     except (KeyboardInterrupt, Stopped) as exc:
         name = exc.args[0] if isinstance(exc, Stopped) else "SIGINT"
         run.save("failed", f"interrupted by {name}")
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     _say(
         f"run {run.run_id} succeeded; manifest: SELECT * FROM {cfg.project.database}.runs WHERE run_id = '{run.run_id}'"
     )
-    return 0
+    return int(result.get("exit_status", 0))  # a command's own answer for a scheduler (watch: an alert fired)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ BERTopic analysis in ``issuerisk.analysis``, the HTML report in
 
 from __future__ import annotations
 
-from issuerisk.analysis import assign, classify, compare, mask, profile, risk, topics, trends, versions
+from issuerisk.analysis import assign, classify, compare, mask, profile, risk, topics, trends, versions, watch
 from issuerisk.github import crawl, discover
 from issuerisk.jobs import filter as silver_filter
 from issuerisk.jobs import ingest, summarize
@@ -38,5 +38,5 @@ PIPELINE: tuple[Stage, ...] = (
 )
 """The stages ``issuerisk run`` runs, in order."""
 
-REGISTRY: dict[str, Stage] = {stage.name: stage for stage in (*PIPELINE, discover.STAGE, crawl.STAGE)}
+REGISTRY: dict[str, Stage] = {stage.name: stage for stage in (*PIPELINE, discover.STAGE, crawl.STAGE, watch.STAGE)}
 """Every stage by name."""

@@ -435,3 +435,35 @@ GOLD_ASSIGNMENTS = register(
         ),
     )
 )
+
+
+GOLD_ALERTS = register(
+    TableSpec(
+        name="gold_alerts",
+        doc="Each issuerisk watch: per pattern with newly assigned issues, how many came against how many its recent "
+        "share predicts, the binomial p-value and whether it alerted, with the new issues' links (a log: one row "
+        "per watch and pattern).",
+        key=("alerted_by", "cluster"),
+        columns=(
+            Column("alerted_by", "string", "The watch command's run id (see the runs table).", nullable=False),
+            Column("run_id", "string", "The clustering run whose patterns were watched.", nullable=False),
+            Column("window", "string", "The --since date, or all.", nullable=False),
+            Column("cluster", "int", "Cluster id.", nullable=False),
+            Column("pattern_id", "string", "Stable id of the pattern (gold_topics)."),
+            Column("label", "string", "The pattern's label."),
+            Column("grade", "string", "Its grade (all frameworks); null when not graded."),
+            Column("new_issues", "long", "New issues placed on it.", nullable=False),
+            Column("all_new_issues", "long", "New issues of the window, noise included.", nullable=False),
+            Column("expected", "double", "New issues its share of the run's recent quarters predicts."),
+            Column("p_value", "double", "One-sided binomial p-value of at least that many."),
+            Column(
+                "alert",
+                "boolean",
+                "Fired: watch.min_issues reached and p below watch.alpha / patterns tested.",
+                nullable=False,
+            ),
+            Column("links", "array<string>", "The new issues' links."),
+            Column("alerted_at", "timestamp", "When the watch ran (UTC).", nullable=False),
+        ),
+    )
+)
