@@ -20,7 +20,7 @@ from issuerisk.constants import NOISE
 from issuerisk.context import Context
 from issuerisk.display import table
 from issuerisk.gold import clustering_run, resolve_run_id, run_rows, run_table
-from issuerisk.schemas.gold import GOLD_ALERTS, GOLD_ASSIGNMENTS, GOLD_RISK, GOLD_TOPICS, GOLD_TRENDS
+from issuerisk.schemas.gold import GOLD_ALERTS, GOLD_ASSIGNMENTS, GOLD_CLUSTERS, GOLD_RISK, GOLD_TOPICS, GOLD_TRENDS
 from issuerisk.schemas.silver import SILVER_ISSUES
 from issuerisk.stage import RUN_ID, Option, Stage
 
@@ -136,7 +136,14 @@ STAGE = Stage(
     f"Alert on the patterns whose newly assigned issues exceed their expected rate (gold_alerts); exits "
     f"{ALERT_EXIT} when an alert fired, 0 when none",
     run,
-    reads=(GOLD_ASSIGNMENTS.name, GOLD_TRENDS.name, GOLD_TOPICS.name, GOLD_RISK.name, SILVER_ISSUES.name),
+    reads=(
+        GOLD_CLUSTERS.name,
+        GOLD_ASSIGNMENTS.name,
+        GOLD_TRENDS.name,
+        GOLD_TOPICS.name,
+        GOLD_RISK.name,
+        SILVER_ISSUES.name,
+    ),
     writes=(GOLD_ALERTS.name,),
     options=(RUN_ID, Option(("--since",), "only new issues created on or after this date (e.g. 2026-12-01)")),
     sections=("watch", "trends"),
