@@ -642,10 +642,11 @@ class TopicsConfig(_Section):
     )
     ngram_max: int = Field(2, ge=1, le=3)
     name_min_coverage: float = Field(
-        0.04,
+        0.5,
         gt=0,
         le=1,
-        description="Share of a cluster's titles a phrase must occur in to name it (else its keywords do).",
+        description="Share of a cluster's issues (title and embedded text) a title phrase must occur in to name it "
+        "(else its specific keywords do).",
     )
     categories: dict[str, str] = Field(
         default_factory=lambda: dict(FAULT_CATEGORIES),

@@ -102,11 +102,18 @@ GOLD_TOPICS = register(
             Column(
                 "generic_keywords",
                 "array<string>",
-                "Top keywords found in at least topics.generic_df of all the run's documents (they name no pattern).",
+                "Top keywords not topics.generic_lift times as common in the cluster as in the run's other issues "
+                "(they name no pattern).",
             ),
             Column("generic_share", "double", "Share of the top keywords that are generic."),
             Column(
                 "keyword_npmi", "double", "NPMI coherence of the cluster's own top keywords over the run's documents."
+            ),
+            Column(
+                "name_coverage",
+                "double",
+                "Share of the cluster's issues (title and embedded text) that hold its name's phrase, or one of its "
+                "name's keywords.",
             ),
         ),
     )

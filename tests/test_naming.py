@@ -23,9 +23,10 @@ def test_the_phrase_a_cluster_s_titles_share_names_it():
         2: ["Add a link", "Typo", "Hello"],
     }
     names = readable_names(titles, {0: ["cuda", "memory"], 1: ["shape"], 2: ["link", "typo", "readme"]})
-    assert names[0] == ("cuda out of memory", "titles")
-    assert names[1] == ("shape mismatch", "titles"), "in all three titles, against two for the longer phrase"
-    assert names[2] == ("link / typo / readme", "keywords"), "no phrase shared by two titles: the keywords stand in"
+    assert names[0] == ("cuda out of memory", "titles", 0.75)
+    assert names[1] == ("shape mismatch", "titles", 1.0), "in all three titles, against two for the longer phrase"
+    assert names[2][:2] == ("link / typo / readme", "keywords"), "no phrase shared by two titles: keywords stand in"
+    assert names[2][2] == round(2 / 3, 4), "'Add a link' and 'Typo' hold one of the name's keywords"
 
 
 def test_a_phrase_every_cluster_uses_loses_to_a_distinctive_one():
@@ -70,4 +71,23 @@ def test_a_minority_phrase_that_contradicts_the_keywords_does_not_name_the_clust
     names = readable_names(titles, keywords)
     assert names[0][1] == "titles" and "directory" in names[0][0].split(), names[0]
     assert readable_names(titles, {0: ["attribute"], 1: ["shape"]})[0][0] == "object has no attribute"
-    assert readable_names(titles, {0: ["tokenizer", "vocab"], 1: ["shape"]})[0] == ("tokenizer / vocab", "keywords")
+    assert readable_names(titles, {0: ["tokenizer", "vocab"], 1: ["shape"]})[0][:2] == ("tokenizer / vocab", "keywords")
+
+
+def test_a_name_must_cover_most_of_the_cluster_and_keyword_names_prefer_specific_covering_words():
+    """Issue 27.2: the phrase of a minority names no cluster when the rule asks for most of it; the keywords that
+    stand in are the specific ones that cover the most issues, in keyword order."""
+    titles = {
+        0: ["DLL load failed on Windows", "DLL load failed again", "tensorflow env broken", "tensorflow env on conda"],
+        1: ["shape mismatch", "shape mismatch in layer"],
+    }
+    documents = {
+        0: [f"{t}: error" for t in titles[0]],
+        1: titles[1],
+    }
+    keywords = {0: ["error", "dll", "tensorflow", "env", "failed"], 1: ["shape"]}
+    loose = readable_names(titles, keywords, 0.4, documents)
+    assert loose[0] == ("dll load failed", "titles", 0.5)
+    strict = readable_names(titles, keywords, 0.6, documents, generic={0: ["error"]})
+    assert strict[0] == ("dll / tensorflow / env", "keywords", 1.0), strict[0]
+    assert "error" not in strict[0][0].split(" / "), "a generic keyword never names a pattern when others remain"

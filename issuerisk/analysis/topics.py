@@ -149,19 +149,30 @@ def load_documents(tables: ArrowTables, cfg, run_id: str) -> tuple[pd.DataFrame,
 
 
 def describe(
-    cfg, tables: ArrowTables, frame: pd.DataFrame, vectors: np.ndarray, topics: Sequence[Topic]
+    cfg,
+    tables: ArrowTables,
+    frame: pd.DataFrame,
+    vectors: np.ndarray,
+    topics: Sequence[Topic],
+    generic: dict[int, list[str]],
 ) -> tuple[dict, dict]:
-    """Readable names (from project-word-free titles, else keywords) and fault categories of the topics' clusters."""
+    """Readable names (from project-word-free titles, else specific keywords; with the share of the cluster's issues,
+    title and embedded text, that each name describes) and fault categories of the topics' clusters."""
     if not topics:
         return {}, {}
     words = project_words(tables, cfg)
     titles: dict[int, list[str]] = {}
-    for cluster, repository, title in zip(frame["cluster"], frame["repository"], frame["title"].fillna("")):
+    documents: dict[int, list[str]] = {}
+    for cluster, repository, title, text in zip(
+        frame["cluster"], frame["repository"], frame["title"].fillna(""), frame["text"].fillna("")
+    ):
         if cluster != NOISE:
-            titles.setdefault(int(cluster), []).append(
-                mask(title, repository_words(repository) | words.get(repository, set()))
-            )
-    names = readable_names(titles, {t.cluster: t.keywords for t in topics}, cfg.topics.name_min_coverage)
+            masked = mask(title, repository_words(repository) | words.get(repository, set()))
+            titles.setdefault(int(cluster), []).append(masked)
+            documents.setdefault(int(cluster), []).append(f"{masked}\n{text}")
+    names = readable_names(
+        titles, {t.cluster: t.keywords for t in topics}, cfg.topics.name_min_coverage, documents, generic
+    )
     described = embed_texts(cfg, list(cfg.topics.categories.values()))
     centroids = {t.cluster: vectors[t.representative].mean(axis=0) for t in topics}
     categories = map_categories(centroids, dict(zip(cfg.topics.categories, described)), cfg.topics.category_threshold)
@@ -238,7 +249,6 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
         else []
     )
     urls, titles = frame["html_url"].tolist(), frame["title"].fillna("").tolist()
-    names, categories = describe(ctx.cfg, tables, frame, vectors, topics)
     stability = frame.groupby("cluster")["stability"].first().to_dict() if "stability" in frame else {}
     presence = Presence(frame["text"].tolist())
     broad = breadth(
@@ -249,6 +259,8 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
         generic_lift=conf.generic_lift,
         top_n=conf.top_n_words,
     )
+    generic = {c: b.generic_keywords for c, b in broad.items()}
+    names, categories = describe(ctx.cfg, tables, frame, vectors, topics, generic)
     rows = [
         {
             "run_id": run_id,
@@ -261,6 +273,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
             "n": t.n,
             "name": names[t.cluster][0],
             "name_source": names[t.cluster][1],
+            "name_coverage": names[t.cluster][2],
             "stability": optional_float(stability.get(t.cluster)),
             "category": categories[t.cluster][0],
             "category_similarity": categories[t.cluster][1],

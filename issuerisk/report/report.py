@@ -470,6 +470,7 @@ def build_view(
         return {
             **r,
             "name": topic.get("name") or r.get("label") or "",
+            "name_coverage": topic.get("name_coverage"),
             "keywords": topic.get("keywords") or [],
             "category": topic.get("category"),
             "representative": [{"href": http_url(url), "text": str(url)} for url in topic.get("representative") or []],
