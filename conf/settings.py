@@ -57,6 +57,12 @@ def _no_credentials(value: str | None, fix: str) -> str | None:
 STORAGE_CREDENTIALS = "give the storage's credentials through its provider or environment (e.g. AWS_ACCESS_KEY_ID)"
 
 
+def user_cache(name: str) -> str:
+    """``$XDG_CACHE_HOME/issuerisk/<name>`` (``~/.cache/issuerisk/<name>``): a cache shared by every warehouse of this
+    user on this machine."""
+    return str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "issuerisk" / name)
+
+
 class _Section(BaseModel):
     # hide_input_in_errors: a raw ValidationError (a section built in code) never prints a value, which may be
     # a URL with credentials; validate() shows values itself, except where a URL carries credentials.
@@ -366,6 +372,27 @@ class EmbedConfig(_Section):
         2, ge=1, description="Batches queued per actor, so actors compute while the driver merges."
     )
     fp16_on_gpu: bool = True
+    backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch",
+        description="CPU inference: torch (fp32), onnx (the transformer exported to ONNX, fp32, run by onnxruntime) "
+        "or onnx-int8 (the same, weights quantized to int8). Vectors of each backend are kept apart "
+        "(gold_embeddings.model is '<backend>:<model>' for the ONNX ones). A GPU cluster runs torch only.",
+    )
+    onnx_cache_dir: str | None = Field(
+        None,
+        description="Where exported ONNX models are kept, by model and weight hash (default: this user's cache "
+        "folder, ~/.cache/issuerisk/onnx).",
+    )
+
+    @property
+    def key(self) -> str:
+        """What ``gold_embeddings.model`` (and every table that names the vectors' model) records: the model, with
+        the backend in front when it is not torch's."""
+        return self.model if self.backend == "torch" else f"{self.backend}:{self.model}"
+
+    def onnx_cache(self) -> str:
+        """The folder exported ONNX models are kept in (an absolute path)."""
+        return os.path.abspath(self.onnx_cache_dir) if self.onnx_cache_dir else user_cache("onnx")
 
 
 class MaskConfig(_Section):
@@ -939,7 +966,7 @@ class Config(_Section):
         config, see :meth:`resolve_path`), else ``$XDG_CACHE_HOME/issuerisk/<name>`` (``~/.cache/issuerisk/<name>``)."""
         if configured:
             return self.resolve_path(configured)
-        return str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "issuerisk" / name)
+        return user_cache(name)
 
     def updated(self, section: str, **values: Any) -> "Config":
         """A copy with some keys of one section replaced (validated again)."""

@@ -50,7 +50,18 @@ def replayed_stages(command: str) -> tuple[Stage, ...]:
     return replayed if any(GOLD_CLUSTERS.name in s.writes for s in replayed) else ()
 
 
-RUNTIME_KEYS = ("python", "platform", "cpu", "gpu", "spark", "java", "embed_model", "embed_device", "cluster_backend")
+RUNTIME_KEYS = (
+    "python",
+    "platform",
+    "cpu",
+    "gpu",
+    "spark",
+    "java",
+    "embed_model",
+    "embed_backend",
+    "embed_device",
+    "cluster_backend",
+)
 
 
 class ReplayError(LookupError):
@@ -151,6 +162,7 @@ def environment_now(cfg: Config) -> dict[str, str]:
         now["embed_model"] = model_identity(cfg.embed.model, cfg.embed.model_path)
     except Exception as exc:  # noqa: BLE001 (a model that no longer resolves is itself the difference to report)
         now["embed_model"] = f"{cfg.embed.model}@unavailable ({type(exc).__name__})"
+    now["embed_backend"] = cfg.embed.backend
     return now
 
 

@@ -107,7 +107,7 @@ def _embedded(tables: ArrowTables, model: str, columns: list[str]) -> pa.Table:
 def pending(tables: ArrowTables, cfg: Config) -> pa.Table:
     """The current texts without a vector of ``embed.model`` under their key (what the embed stage must embed)."""
     texts = current_texts(tables, cfg)
-    done = _embedded(tables, cfg.embed.model, ["repository", "number", "summary_key"])
+    done = _embedded(tables, cfg.embed.key, ["repository", "number", "summary_key"])
     return texts.join(done, ["repository", "number", "summary_key"], join_type="left anti").sort_by(
         [("repository", "ascending"), ("number", "ascending")]
     )
@@ -119,7 +119,7 @@ def load_current_vectors(tables: ArrowTables, cfg: Config, with_text: bool = Fal
     Raises:
         NoVectorsError: no vectors, or vectors of mixed dimensions.
     """
-    model = cfg.embed.model
+    model = cfg.embed.key
     texts = current_texts(tables, cfg)
     embedded = _embedded(tables, model, ["repository", "number", "summary_key", "dim", "vector"])
     index = embedded.select(["repository", "number", "summary_key", "dim"]).append_column(

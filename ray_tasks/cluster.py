@@ -156,7 +156,7 @@ def fit_and_store(
     else:
         result = single_run(impl, prepared, cfg.cluster, seed)
     fit_s = time.perf_counter() - t0
-    tables.merge(GOLD_CLUSTERS, cluster_rows(keys, result, cfg.embed.model, run_id), how="replace_run", run_id=run_id)
+    tables.merge(GOLD_CLUSTERS, cluster_rows(keys, result, cfg.embed.key, run_id), how="replace_run", run_id=run_id)
     quality = quality_rows(run_id, result, cfg)
     tables.merge(GOLD_QUALITY, pa.Table.from_pylist(quality, schema=GOLD_QUALITY.arrow))
     return {

@@ -264,25 +264,27 @@ def run(ctx: Context) -> dict[str, Any]:
     todo = pending(tables, cfg)
     count = todo.num_rows
     counts = {
-        "model": embed.model,
+        "model": embed.key,
         "actors": plan.actors,
         "device": plan.device,
         "pending": count,
         "embedded": 0,
         "failed": 0,
     }
-    ctx.run.runtime.update(embed_model=model_identity(embed.model, embed.model_path), embed_device=plan.device)
+    ctx.run.runtime.update(
+        embed_model=model_identity(embed.model, embed.model_path), embed_device=plan.device, embed_backend=embed.backend
+    )
     t0 = time.perf_counter()
     bar = progress(count, "embed", "text", ctx.progress)
 
     def store(batch: pa.Table, vectors: np.ndarray) -> None:
-        tables.merge(GOLD_EMBEDDINGS, gold_rows(batch, vectors, embed.model, ctx.run.run_id))
+        tables.merge(GOLD_EMBEDDINGS, gold_rows(batch, vectors, embed.key, ctx.run.run_id))
         counts["embedded"] += batch.num_rows
         counts["dim"] = int(vectors.shape[1])
         bar.update(batch.num_rows)
 
     def reject(batch: pa.Table, failures: list[tuple[int, str]]) -> None:
-        tables.merge(EMBED_FAILURES, failure_rows(batch, failures, embed.model, ctx.run.run_id))
+        tables.merge(EMBED_FAILURES, failure_rows(batch, failures, embed.key, ctx.run.run_id))
         counts["failed"] += len(failures)
         bar.update(len(failures))
 

@@ -243,3 +243,25 @@ def test_by_length_sorts_within_windows_and_keeps_every_row():
     assert sorted(out.column("key").to_pylist()) == list(range(7))
     lengths = [len(t) for t in out.column("text").to_pylist()]
     assert lengths == [1, 2, 4, 5, 3, 7, 9]  # windows of 4 rows (two batches of 2), then the rest
+
+
+@pytest.mark.slow
+def test_onnx_backends_export_once_and_give_the_transformer_s_vectors(minilm_path, tmp_path):
+    """Issue 28.1: the transformer exported to ONNX (fp32: the same vectors) and quantized to int8 (close to them),
+    cached by model and weight hash, so a second encoder exports nothing; GPUs are refused; vectors of each backend
+    are recorded under their own model key."""
+    reference = build_encoder(EncoderSpec(model="m", path=minilm_path, threads=2)).encode(TEXTS)
+    plain = build_encoder(EncoderSpec(model="m", path=minilm_path, backend="onnx", cache_dir=str(tmp_path)))
+    np.testing.assert_allclose(plain.encode(TEXTS), reference, atol=1e-4)
+    spec = EncoderSpec(model="m", path=minilm_path, backend="onnx-int8", cache_dir=str(tmp_path))
+    int8 = build_encoder(spec)
+    cosine = (int8.encode(TEXTS) * reference).sum(1)
+    assert cosine.min() > 0.85 and cosine.mean() > 0.9, cosine
+    exported = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.onnx")}
+    assert len(exported) == 2, exported
+    build_encoder(spec)
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.onnx")} == exported, "the cache is reused"
+    with pytest.raises(EmbedError, match="CPUs only"):
+        build_encoder(EncoderSpec(model="m", path=minilm_path, backend="onnx-int8", device="cuda"))
+    assert EmbedConfig(backend="onnx-int8").key == "onnx-int8:sentence-transformers/all-MiniLM-L6-v2"
+    assert EmbedConfig().key == "sentence-transformers/all-MiniLM-L6-v2"

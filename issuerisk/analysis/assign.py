@@ -91,10 +91,10 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
     run_id = clustering_run(tables, resolve_run_id(tables, run_id))
     clusters = run_rows(tables, GOLD_CLUSTERS, run_id, ["repository", "number", "cluster", "model"])
     clustered = set(zip(clusters["repository"], clusters["number"].astype(int)))
-    model = str(clusters["model"].dropna().iloc[0]) if clusters["model"].notna().any() else cfg.embed.model
-    if model != cfg.embed.model:
+    model = str(clusters["model"].dropna().iloc[0]) if clusters["model"].notna().any() else cfg.embed.key
+    if model != cfg.embed.key:
         raise ValueError(
-            f"run {run_id} clustered vectors of {model!r} but embed.model is {cfg.embed.model!r}; run "
+            f"run {run_id} clustered vectors of {model!r} but this configuration embeds with {cfg.embed.key!r}; run "
             f"`issuerisk assign {run_id}` on its own (it takes the run's model) or set embed.model"
         )
     ran = _refresh(ctx, clustered)
@@ -130,7 +130,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
             "similarity": p.similarity,
             "nearest_similarity": p.nearest,
             "reason": p.reason,
-            "model": cfg.embed.model,
+            "model": cfg.embed.key,
             "assigned_by": ctx.run.run_id,
             "assigned_at": now,
         }

@@ -80,7 +80,7 @@ def issue_embeddings(ctx: Context, keys: list[tuple[str, int]]) -> tuple[np.ndar
     missing = sum(1 for k in keys if k not in row)
     if missing:
         return None, f"{missing} silver issues have no current vector"
-    return vectors[[row[k] for k in keys]], f"{ctx.cfg.embed.model} vectors of the embedded texts"
+    return vectors[[row[k] for k in keys]], f"{ctx.cfg.embed.key} vectors of the embedded texts"
 
 
 def model_id(
@@ -98,7 +98,7 @@ def model_id(
             {
                 "kinds": settings,
                 "embedded": embedded,
-                "model": cfg.embed.model if embedded else None,
+                "model": cfg.embed.key if embedded else None,
                 "seed": cfg.project.seed,
             },
             sort_keys=True,

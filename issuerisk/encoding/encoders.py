@@ -42,6 +42,8 @@ class EncoderSpec:
         device: ``cpu`` or ``cuda``.
         fp16: run the transformer in half precision (GPU only).
         threads: torch intra-op threads on CPU.
+        backend: ``torch``, ``onnx`` or ``onnx-int8`` (see :mod:`issuerisk.encoding.onnx_backend`).
+        cache_dir: where the ONNX backends keep exported models.
     """
 
     model: str
@@ -52,6 +54,8 @@ class EncoderSpec:
     device: str = "cpu"
     fp16: bool = False
     threads: int | None = None
+    backend: str = "torch"
+    cache_dir: str | None = None
 
 
 class TransformerEncoder:
@@ -87,8 +91,21 @@ class TransformerEncoder:
 
 
 def build_encoder(spec: EncoderSpec) -> Encoder:
-    """The encoder a spec names."""
-    return TransformerEncoder(spec)
+    """The encoder a spec names.
+
+    Raises:
+        EmbedError: an ONNX backend asked of a GPU.
+    """
+    if spec.backend == "torch":
+        return TransformerEncoder(spec)
+    if spec.device != "cpu":
+        raise EmbedError(
+            f"embed.backend={spec.backend} runs on CPUs only and this cluster offers a GPU; set embed.backend to torch "
+            "(fp16 on the GPU)"
+        )
+    from issuerisk.encoding.onnx_backend import OnnxEncoder
+
+    return OnnxEncoder(spec, spec.cache_dir or "")
 
 
 class EmbedError(RuntimeError):
@@ -151,4 +168,6 @@ def encoder_spec(embed: EmbedConfig, plan: PoolPlan = IN_PROCESS) -> EncoderSpec
         device=plan.device,
         fp16=embed.fp16_on_gpu and plan.device == "cuda",
         threads=plan.threads,
+        backend=embed.backend,
+        cache_dir=embed.onnx_cache() if embed.backend != "torch" else None,
     )

@@ -110,7 +110,7 @@ class OnnxEncoder:
 
         path = Path(spec.path)
         _check_pooling(path)
-        identity = model_identity(spec.model, None if spec.path == spec.model else spec.path)
+        identity = model_identity(spec.model, spec.path if path.is_dir() else None)
         folder = Path(cache) / identity.replace("/", "__").replace("@sha256:", "-")
         model_file = export(spec.path, folder, quantize=spec.backend == "onnx-int8")
         options = ort.SessionOptions()
