@@ -24,6 +24,7 @@ from issuerisk.context import Context
 from issuerisk.display import table
 from issuerisk.gold import clustering_run, resolve_run_id, run_rows, run_table
 from issuerisk.lakehouse import ArrowTables
+from issuerisk.sampling import sampled_keys
 from issuerisk.schemas.bronze import BRONZE_ISSUES
 from issuerisk.schemas.gold import GOLD_ASSIGNMENTS, GOLD_CLUSTERS, GOLD_EMBEDDINGS, GOLD_TOPICS
 from issuerisk.schemas.ledger import RUNS
@@ -70,8 +71,10 @@ def _refresh(ctx: Context, clustered: set[tuple[str, int]]) -> list[str]:
     if _silver_is_behind(tables) and writer_of(SILVER_ISSUES.name):
         execute(writer_of(SILVER_ISSUES.name), ctx, {})
         ran.append(writer_of(SILVER_ISSUES.name).name)
-    silver = tables.read(SILVER_ISSUES, columns=["repository", "number"])
-    keys = set(zip(silver.column("repository").to_pylist(), silver.column("number").to_pylist()))
+    keys = sampled_keys(tables, ctx.cfg)  # the run's sample, in a sampled run's last step; else every silver issue
+    if keys is None:
+        silver = tables.read(SILVER_ISSUES, columns=["repository", "number"])
+        keys = set(zip(silver.column("repository").to_pylist(), silver.column("number").to_pylist()))
     if not keys - clustered:
         return ran
     texts = current_texts(tables, ctx.cfg)
