@@ -75,14 +75,17 @@ def _refresh(ctx: Context, clustered: set[tuple[str, int]]) -> list[str]:
     if keys is None:
         silver = tables.read(SILVER_ISSUES, columns=["repository", "number"])
         keys = set(zip(silver.column("repository").to_pylist(), silver.column("number").to_pylist()))
-    if not keys - clustered:
+    new = keys - clustered
+    if not new:
         return ran
     texts = current_texts(tables, ctx.cfg)
     summarized = set(zip(texts.column("repository").to_pylist(), texts.column("number").to_pylist()))
-    if keys - summarized and writer_of(SILVER_SUMMARIES.name):
+    if new - summarized and writer_of(SILVER_SUMMARIES.name):
         execute(writer_of(SILVER_SUMMARIES.name), ctx, {})
         ran.append(writer_of(SILVER_SUMMARIES.name).name)
-    if pending(tables, ctx.cfg).num_rows and writer_of(GOLD_EMBEDDINGS.name):
+    todo = pending(tables, ctx.cfg)
+    unembedded = set(zip(todo.column("repository").to_pylist(), todo.column("number").to_pylist()))
+    if new & unembedded and writer_of(GOLD_EMBEDDINGS.name):  # not for old issues whose text cannot be embedded
         execute(writer_of(GOLD_EMBEDDINGS.name), ctx, {})
         ran.append(writer_of(GOLD_EMBEDDINGS.name).name)
     return ran
