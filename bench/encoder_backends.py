@@ -37,7 +37,7 @@ def encode(backend: str, texts: list[str], cache: str) -> tuple[np.ndarray, floa
 
     plan = PoolPlan(actors=1, num_cpus=os.cpu_count(), num_gpus=0, device="cpu", threads=os.cpu_count())
     t0 = time.perf_counter()
-    encoder = build_encoder(encoder_spec(EmbedConfig(backend=backend), plan, cache))
+    encoder = build_encoder(encoder_spec(EmbedConfig(backend=backend, onnx_cache_dir=cache), plan))
     built = time.perf_counter() - t0
     encoder.encode(texts[:64])  # warm
     t0 = time.perf_counter()

@@ -792,6 +792,9 @@ class VersionsConfig(_Section):
     residual: float = Field(
         1.96, gt=0, description="Adjusted standardized residual above which a pattern is over-represented."
     )
+    min_pattern_issues: int = Field(
+        5, ge=1, description="Issues of a version a pattern needs before it can be over-represented in it."
+    )
 
 
 class AssignConfig(_Section):

@@ -412,7 +412,12 @@ GOLD_VERSION_RISK = register(
             Column("share_high", "double", "Upper end of the 95% Wilson interval of share."),
             Column("expected", "double", "Expected n if versions and patterns were independent."),
             Column("residual", "double", "Adjusted standardized residual (approximately standard normal)."),
-            Column("over_represented", "boolean", "residual above versions.residual.", nullable=False),
+            Column(
+                "over_represented",
+                "boolean",
+                "residual above versions.residual, with versions.min_pattern_issues issues at least.",
+                nullable=False,
+            ),
         ),
     )
 )

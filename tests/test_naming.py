@@ -91,3 +91,12 @@ def test_a_name_must_cover_most_of_the_cluster_and_keyword_names_prefer_specific
     strict = readable_names(titles, keywords, 0.6, documents, generic={0: ["error"]})
     assert strict[0] == ("dll / tensorflow / env", "keywords", 1.0), strict[0]
     assert "error" not in strict[0][0].split(" / "), "a generic keyword never names a pattern when others remain"
+
+
+def test_a_keyword_name_never_repeats_a_word():
+    """The whole corpus's "filenotfounderror / filenotfounderror errno / errno": a bigram and its own parts."""
+    titles = {0: ["cannot open", "missing"], 1: ["other"]}
+    keywords = {0: ["filenotfounderror", "filenotfounderror errno", "errno", "trainpy", "directory"], 1: ["x"]}
+    name, source, _ = readable_names(titles, keywords, 0.5)[0]
+    words = [w for part in name.split(" / ") for w in part.split()]
+    assert source == "keywords" and len(words) == len(set(words)), name

@@ -84,3 +84,5 @@ def test_a_pattern_concentrated_in_one_version_is_over_represented_there():
     assert not any(cell[(v, 2)]["over_represented"] for v in plan)
     assert cell[("2.x", 1)]["version_n"] == 70 and cell[("1.x", 1)]["version_n"] == 30, "majors: 2.3 + 2.4, 1.15"
     assert {v for v, _ in cell} == {"1.15", "2.3", "2.4", "1.x", "2.x"}
+    few = version_rows(clusters, reported, {1, 2}, VersionsConfig(min_issues=10, min_pattern_issues=27))
+    assert not any(r["over_represented"] for r in few), "24 in 2.3 and 26 in 2.x: under the minimum of 27"

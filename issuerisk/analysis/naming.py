@@ -9,7 +9,8 @@ least ``topics.name_min_coverage`` of the cluster (most of it, by default: a
 phrase of a minority never names it) and agree with its c-TF-IDF keywords (share
 a word with its top ten). Else three of its top six keywords stand in: those
 that are specific to it (not about as common outside it, not a word like
-"error" or "bug") and cover the most of its issues. The coverage of the name is kept beside it.
+"error" or "bug", no word of one already picked) and cover the most of its
+issues. The coverage of the name is kept beside it.
 
 **Categories.** Each defect pattern is mapped to a category of Humbatova et al.,
 "Taxonomy of Real Faults in Deep Learning Systems" (ICSE 2020) (model, tensors
@@ -125,8 +126,11 @@ def readable_names(
             continue
         top = [w for w in list(keywords.get(cluster, []))[:6] if w]  # the most distinctive (c-TF-IDF) only
         specific = [w for w in top if w not in set((generic or {}).get(cluster, ())) and w.lower() not in stop] or top
-        by_coverage = sorted(specific, key=lambda w: -_coverage(w.lower().split(), texts[cluster]))[:3]
-        shown = [w for w in top if w in by_coverage]  # in keyword order
+        chosen: list[str] = []
+        for word in sorted(specific, key=lambda w: -_coverage(w.lower().split(), texts[cluster])):
+            if len(chosen) < 3 and not set(word.lower().split()) & {p for c in chosen for p in c.lower().split()}:
+                chosen.append(word)  # "errno" after "filenotfounderror errno" says nothing new
+        shown = [w for w in top if w in chosen]  # in keyword order
         covered = sum(any(" " + w.lower() + " " in d for w in shown) for d in texts[cluster])
         names[cluster] = (
             " / ".join(shown) or f"cluster {cluster}",

@@ -5,9 +5,11 @@ framework, major.minor, the rule that found it and the text). Then, for one clus
 clustered issues that report a version are tabulated version x cluster (noise is a column, so a version whose issues
 are mostly noise does not inflate the patterns): each graded pattern's share of a version's issues with a 95% Wilson
 interval, and the adjusted standardized residual of the cell, as in the framework comparison. A pattern is
-over-represented in a version when its residual passes ``versions.residual``. Only versions with
-``versions.min_issues`` clustered issues are tested; an issue that reports two versions counts in both. Versions are
-tabulated twice: per major.minor, and per major (``2.x``, with the bare ``TF2``), which small runs can still test.
+over-represented in a version when its residual passes ``versions.residual`` and at least
+``versions.min_pattern_issues`` of the version's issues are in it (a residual of one or two issues is noise). Only
+versions with ``versions.min_issues`` clustered issues are tested; an issue that reports two versions counts in both.
+Versions are tabulated twice: per major.minor, and per major (``2.x``, with the bare ``TF2``), which small runs can
+still test.
 """
 
 from __future__ import annotations
@@ -110,7 +112,9 @@ def _cells(framework: str, counts: pd.DataFrame, graded: set[int], rules: Versio
                     "share_high": round(high, 6),
                     "expected": round(float(expected.loc[version, cluster]), 4) if present else None,
                     "residual": None if np.isnan(residual) else round(residual, 4),
-                    "over_represented": bool(not np.isnan(residual) and residual > rules.residual),
+                    "over_represented": bool(
+                        not np.isnan(residual) and residual > rules.residual and n >= rules.min_pattern_issues
+                    ),
                 }
             )
     return rows
