@@ -70,16 +70,22 @@ def _export_fp32(path: str, target: Path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path, attn_implementation="eager").eval()
-    names = list(tokenizer.model_input_names)
+    order = ("input_ids", "attention_mask", "token_type_ids")
+    names = sorted(tokenizer.model_input_names, key=lambda n: order.index(n) if n in order else len(order))
     sample = tokenizer(["a first sample text", "and a second, longer sample text"], padding=True, return_tensors="pt")
 
-    class LastHiddenState(torch.nn.Module):
+    unknown = set(names) - {"input_ids", "attention_mask", "token_type_ids"}
+    if unknown:
+        raise OnnxBackendError(f"the tokenizer of {path} feeds {sorted(unknown)}; set embed.backend to torch")
+
+    class LastHiddenState(torch.nn.Module):  # named arguments: the exporter maps the dynamic axes by them
         def __init__(self) -> None:
             super().__init__()
             self.model = model
 
-        def forward(self, *inputs):
-            return self.model(**dict(zip(names, inputs))).last_hidden_state
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return self.model(**{n: given[n] for n in names}).last_hidden_state
 
     partial = target.with_name(f".{target.name}.{os.getpid()}")
     try:
