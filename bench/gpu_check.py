@@ -104,7 +104,7 @@ def embed_check(texts: list[str]) -> tuple[dict[str, Any], np.ndarray]:
     from issuerisk.conf import load_config
     from issuerisk.encoding.encoders import PoolPlan, build_encoder, encoder_spec
 
-    cfg = load_config().embed
+    cfg = load_config().embed.model_copy(update={"backend": "torch"})  # fp16 on the GPU
     spec = encoder_spec(cfg, PoolPlan(actors=1, num_cpus=1, num_gpus=1, device="cuda", threads=1))
     t0 = time.perf_counter()
     encoder = build_encoder(spec)

@@ -157,7 +157,7 @@ def test_cluster_stage_writes_every_run_and_repeats_with_a_seed(ctx, spark, ray_
     _write(ctx, SILVER_SUMMARIES, [_summary(ctx.cfg, repo, i, f"text {i}", f"k{i}") for i in range(n)])
     batch = current_texts(ctx.lake.arrow, ctx.cfg)  # the keys the embed stage would store, in key order
     order = np.array(batch.column("number").to_pylist())
-    ctx.lake.arrow.merge(GOLD_EMBEDDINGS, gold_rows(batch, vectors[order], ctx.cfg.embed.model, "seed"))
+    ctx.lake.arrow.merge(GOLD_EMBEDDINGS, gold_rows(batch, vectors[order], ctx.cfg.embed.key, "seed"))
 
     first = cluster.run(ctx)
     first_id = ctx.run.run_id

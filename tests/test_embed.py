@@ -264,4 +264,5 @@ def test_onnx_backends_export_once_and_give_the_transformer_s_vectors(minilm_pat
     with pytest.raises(EmbedError, match="CPUs only"):
         build_encoder(EncoderSpec(model="m", path=minilm_path, backend="onnx-int8", device="cuda"))
     assert EmbedConfig(backend="onnx-int8").key == "onnx-int8:sentence-transformers/all-MiniLM-L6-v2"
-    assert EmbedConfig().key == "sentence-transformers/all-MiniLM-L6-v2"
+    assert EmbedConfig(backend="torch").key == "sentence-transformers/all-MiniLM-L6-v2"
+    assert EmbedConfig().key == "onnx:sentence-transformers/all-MiniLM-L6-v2", "the CPU default"

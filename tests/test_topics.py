@@ -14,9 +14,10 @@ import pytest
 
 from issuerisk.analysis.topics import TopicsInputError, fit_topics, short_label
 from issuerisk.clustering.centroids import representatives
+from issuerisk.conf.settings import EmbedConfig
 
 RUN_ID = "20260101T000000Z-synthetic"
-MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+MODEL = EmbedConfig().key  # what gold_embeddings.model records for the default config
 THEMES = {
     0: ("cuda out of memory gpu allocation", "pytorch"),
     1: ("keras layer input shape mismatch", "keras"),

@@ -22,7 +22,7 @@ def _planted_vectors_in_tables(ctx, n=150):
     _write(ctx, SILVER_ISSUES, [_issue(repo, i) for i in range(n)])
     _write(ctx, SILVER_SUMMARIES, [_summary(ctx.cfg, repo, i, f"text {i}", f"k{i}") for i in range(n)])
     ctx.lake.arrow.merge(
-        GOLD_EMBEDDINGS, gold_rows(current_texts(ctx.lake.arrow, ctx.cfg), vectors, ctx.cfg.embed.model, "seed")
+        GOLD_EMBEDDINGS, gold_rows(current_texts(ctx.lake.arrow, ctx.cfg), vectors, ctx.cfg.embed.key, "seed")
     )
     return labels
 
