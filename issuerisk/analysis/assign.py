@@ -65,8 +65,8 @@ def _refresh(ctx: Context, clustered: set[tuple[str, int]]) -> list[str]:
     tables, stages = ctx.lake.arrow, list((ctx.stages or {}).values())
     ran = []
 
-    def writer_of(table_name: str):
-        return next((s for s in stages if table_name in s.writes), None)
+    def writer_of(table_name: str):  # a writer this command ran already (run's own stages) is not run again
+        return next((s for s in stages if table_name in s.writes and s.name not in ctx.run.metrics), None)
 
     if _silver_is_behind(tables) and writer_of(SILVER_ISSUES.name):
         execute(writer_of(SILVER_ISSUES.name), ctx, {})
