@@ -65,12 +65,14 @@ def _refresh(ctx: Context, clustered: set[tuple[str, int]]) -> list[str]:
     tables, stages = ctx.lake.arrow, list((ctx.stages or {}).values())
     ran = []
 
-    def writer_of(table_name: str):  # a writer this command ran already (run's own stages) is not run again
-        return next((s for s in stages if table_name in s.writes and s.name not in ctx.run.metrics), None)
+    def refresh(table_name: str) -> None:  # a writer this command ran already (run's own stages) is not run again
+        writer = next((s for s in stages if table_name in s.writes and s.name not in ctx.run.metrics), None)
+        if writer is not None:
+            execute(writer, ctx, {})
+            ran.append(writer.name)
 
-    if _silver_is_behind(tables) and writer_of(SILVER_ISSUES.name):
-        execute(writer_of(SILVER_ISSUES.name), ctx, {})
-        ran.append(writer_of(SILVER_ISSUES.name).name)
+    if _silver_is_behind(tables):
+        refresh(SILVER_ISSUES.name)
     keys = sampled_keys(tables, ctx.cfg)  # the run's sample, in a sampled run's last step; else every silver issue
     if keys is None:
         silver = tables.read(SILVER_ISSUES, columns=["repository", "number"])
@@ -79,15 +81,11 @@ def _refresh(ctx: Context, clustered: set[tuple[str, int]]) -> list[str]:
     if not new:
         return ran
     texts = current_texts(tables, ctx.cfg)
-    summarized = set(zip(texts.column("repository").to_pylist(), texts.column("number").to_pylist()))
-    if new - summarized and writer_of(SILVER_SUMMARIES.name):
-        execute(writer_of(SILVER_SUMMARIES.name), ctx, {})
-        ran.append(writer_of(SILVER_SUMMARIES.name).name)
+    if new - set(zip(texts.column("repository").to_pylist(), texts.column("number").to_pylist())):
+        refresh(SILVER_SUMMARIES.name)
     todo = pending(tables, ctx.cfg)
-    unembedded = set(zip(todo.column("repository").to_pylist(), todo.column("number").to_pylist()))
-    if new & unembedded and writer_of(GOLD_EMBEDDINGS.name):  # not for old issues whose text cannot be embedded
-        execute(writer_of(GOLD_EMBEDDINGS.name), ctx, {})
-        ran.append(writer_of(GOLD_EMBEDDINGS.name).name)
+    if new & set(zip(todo.column("repository").to_pylist(), todo.column("number").to_pylist())):
+        refresh(GOLD_EMBEDDINGS.name)  # only for issues the run did not cluster: not for old unembeddable texts
     return ran
 
 
