@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from issuerisk.clustering.placement import place, similarity_floor, unit
+from issuerisk.clustering.centroids import unit
+from issuerisk.clustering.placement import place, similarity_floor
 
 
 def blobs(seed: int = 0):

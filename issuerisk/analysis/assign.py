@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from issuerisk.clustering.placement import place, similarity_floor, unit
+from issuerisk.clustering.centroids import unit
+from issuerisk.clustering.placement import place, similarity_floor
 from issuerisk.conf import Config, validate
 from issuerisk.constants import NOISE
 from issuerisk.context import Context

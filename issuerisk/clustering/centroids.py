@@ -11,19 +11,20 @@ import numpy as np
 from issuerisk.constants import NOISE
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms == 0, 1.0, norms)
 
 
 def representatives(embeddings: np.ndarray, labels: np.ndarray, k: int) -> dict[int, list[int]]:
     """Per cluster (noise excluded) the positions of the ``k`` embeddings most cosine-similar to its centroid."""
-    unit = _unit(embeddings)
+    normed = unit(embeddings)
     result = {}
     for cluster in sorted(set(labels.tolist()) - {NOISE}):
         members = np.flatnonzero(labels == cluster)
-        centroid = unit[members].mean(axis=0)
-        scores = unit[members] @ centroid
+        centroid = normed[members].mean(axis=0)
+        scores = normed[members] @ centroid
         order = np.lexsort((members, -scores))
         result[int(cluster)] = members[order[:k]].tolist()
     return result
@@ -31,9 +32,9 @@ def representatives(embeddings: np.ndarray, labels: np.ndarray, k: int) -> dict[
 
 def centroids(vectors: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
     """Per cluster (noise excluded) the normalized mean of its members' unit vectors."""
-    unit = _unit(vectors)
+    normed = unit(vectors)
     out = {}
     for cluster in sorted(set(labels.tolist()) - {NOISE}):
-        mean = unit[labels == cluster].mean(axis=0)
+        mean = normed[labels == cluster].mean(axis=0)
         out[int(cluster)] = mean / (np.linalg.norm(mean) or 1.0)
     return out

@@ -31,12 +31,6 @@ class Placement:
     reason: str | None
 
 
-def unit(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero)."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
-
-
 def neighbours(known: np.ndarray, queries: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """(indices, similarities) of each query's ``k`` most cosine-similar rows of ``known`` (unit rows), best first."""
     k = min(k, len(known))
