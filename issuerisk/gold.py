@@ -147,10 +147,11 @@ def run_issues(tables: ArrowTables, run_id: str) -> tuple[pd.DataFrame, int]:
     return frame[~unknown].reset_index(drop=True), int(unknown.sum())
 
 
-def topic_labels(tables: ArrowTables, run_id: str) -> dict[int, str]:
-    """Topic label per cluster of a run from ``gold_topics`` (empty when topics did not run)."""
-    rows = run_rows(tables, GOLD_TOPICS, run_id, ["cluster", "label"])
-    return {int(c): label for c, label in zip(rows["cluster"], rows["label"])}
+def topic_fields(tables: ArrowTables, run_id: str, *fields: str) -> dict[str, dict[int, Any]]:
+    """Per field of ``gold_topics`` (``label``, ``pattern_id``, …), its value per cluster of a run, from one read (empty
+    when topics did not run)."""
+    rows = run_rows(tables, GOLD_TOPICS, run_id, ["cluster", *fields])
+    return {f: {int(c): v for c, v in zip(rows["cluster"], rows[f])} for f in fields}
 
 
 def run_table(spec: TableSpec, rows: list[dict[str, Any]]) -> pa.Table:

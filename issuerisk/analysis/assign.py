@@ -23,7 +23,7 @@ from issuerisk.conf import Config, validate
 from issuerisk.constants import NOISE
 from issuerisk.context import Context
 from issuerisk.display import table
-from issuerisk.gold import clustering_run, resolve_run_id, run_rows, run_table
+from issuerisk.gold import clustering_run, resolve_run_id, run_rows, run_table, topic_fields
 from issuerisk.lakehouse import ArrowTables
 from issuerisk.sampling import sampled_keys
 from issuerisk.schemas.bronze import BRONZE_ISSUES
@@ -120,9 +120,8 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
         cfg.cluster.attach_threshold,
         floor,
     )
-    topics = run_rows(tables, GOLD_TOPICS, run_id, ["cluster", "pattern_id", "label"])
-    pattern = dict(zip(topics["cluster"].astype(int), topics["pattern_id"]))
-    label = dict(zip(topics["cluster"].astype(int), topics["label"]))
+    topics = topic_fields(tables, run_id, "pattern_id", "label")
+    pattern, label = topics["pattern_id"], topics["label"]
     now = datetime.now(timezone.utc)
     rows = [
         {

@@ -27,7 +27,7 @@ from issuerisk.analysis.naming import UNMAPPED
 from issuerisk.constants import FRAMEWORKS, UNKNOWN_FRAMEWORK
 from issuerisk.context import Context
 from issuerisk.display import table
-from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table, topic_labels
+from issuerisk.gold import resolve_run_id, run_issues, run_rows, run_table, topic_fields
 from issuerisk.schemas.gold import (
     GOLD_CATEGORY_COMPARISON,
     GOLD_CLUSTERS,
@@ -159,7 +159,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
     risk = run_rows(tables, GOLD_RISK, run_id, ["scope", "cluster", "grade", "excluded_reason"])
     if risk.empty:
         raise NoRiskError(f"run {run_id!r} has no rows in gold_risk; run `issuerisk risk {run_id}` first")
-    labels = topic_labels(tables, run_id)
+    labels = topic_fields(tables, run_id, "label")["label"]
     grades = {
         (scope, int(cluster)): grade
         for scope, cluster, grade in risk[["scope", "cluster", "grade"]].itertuples(index=False)

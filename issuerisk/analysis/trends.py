@@ -26,7 +26,7 @@ from issuerisk.conf.settings import TrendsConfig
 from issuerisk.constants import NOISE
 from issuerisk.context import Context
 from issuerisk.display import table
-from issuerisk.gold import clustering_run, resolve_run_id, run_issues, run_rows, run_table
+from issuerisk.gold import clustering_run, resolve_run_id, run_issues, run_rows, run_table, topic_fields
 from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_RISK, GOLD_TOPICS, GOLD_TRENDS
 from issuerisk.schemas.silver import SILVER_ISSUES
 from issuerisk.stage import RUN_ID, Stage
@@ -99,8 +99,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
     tables = ctx.lake.arrow
     run_id = clustering_run(tables, resolve_run_id(tables, run_id))  # of the clusters, whichever grading is named
     issues, missing = run_issues(tables, run_id)
-    topics = run_rows(tables, GOLD_TOPICS, run_id, ["cluster", "pattern_id"])
-    pattern = dict(zip(topics["cluster"], topics["pattern_id"]))
+    pattern = topic_fields(tables, run_id, "pattern_id")["pattern_id"]
     rows = []
     for scope in scopes(issues):
         in_scope = issues if scope == "all" else issues[issues["framework"] == scope]

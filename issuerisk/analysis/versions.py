@@ -25,7 +25,7 @@ from issuerisk.conf.settings import VersionsConfig
 from issuerisk.constants import FRAMEWORKS, NOISE
 from issuerisk.context import Context
 from issuerisk.display import table
-from issuerisk.gold import clustering_run, resolve_run_id, run_rows, run_table
+from issuerisk.gold import clustering_run, resolve_run_id, run_rows, run_table, topic_fields
 from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_RISK, GOLD_TOPICS, GOLD_VERSION_RISK
 from issuerisk.schemas.silver import SILVER_ISSUE_VERSIONS, SILVER_ISSUES
 from issuerisk.stage import RUN_ID, Stage
@@ -133,9 +133,8 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
     clusters = run_rows(tables, GOLD_CLUSTERS, run_id, ["repository", "number", "cluster"])
     risk = run_rows(tables, GOLD_RISK, run_id, ["scope", "cluster", "grade"])
     graded = set(risk.loc[(risk["scope"] == "all") & risk["grade"].notna(), "cluster"].astype(int)) - {NOISE}
-    topics = run_rows(tables, GOLD_TOPICS, run_id, ["cluster", "pattern_id", "label"])
-    pattern = dict(zip(topics["cluster"], topics["pattern_id"]))
-    label = dict(zip(topics["cluster"], topics["label"]))
+    topics = topic_fields(tables, run_id, "pattern_id", "label")
+    pattern, label = topics["pattern_id"], topics["label"]
     rows = version_rows(clusters, versions, graded, ctx.cfg.versions)
     for row in rows:
         row.update(run_id=run_id, pattern_id=pattern.get(row["cluster"]))

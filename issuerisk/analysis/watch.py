@@ -19,7 +19,7 @@ import pandas as pd
 from issuerisk.constants import NOISE
 from issuerisk.context import Context
 from issuerisk.display import table
-from issuerisk.gold import clustering_run, resolve_run_id, run_rows, run_table
+from issuerisk.gold import clustering_run, resolve_run_id, run_rows, run_table, topic_fields
 from issuerisk.schemas.gold import GOLD_ALERTS, GOLD_ASSIGNMENTS, GOLD_CLUSTERS, GOLD_RISK, GOLD_TOPICS, GOLD_TRENDS
 from issuerisk.schemas.silver import SILVER_ISSUES
 from issuerisk.stage import RUN_ID, Option, Stage
@@ -84,9 +84,8 @@ def run(ctx: Context, run_id: str | None = None, since: str | None = None) -> di
         placed = placed[placed["created_at"] >= start]
     shares = expected_shares(run_rows(tables, GOLD_TRENDS, run_id), cfg.trends.recent_periods)
     rows = alerts(placed, shares, cfg.watch.min_issues, cfg.watch.alpha)
-    topics = run_rows(tables, GOLD_TOPICS, run_id, ["cluster", "pattern_id", "label"])
-    label = dict(zip(topics["cluster"].astype(int), topics["label"]))
-    pattern = dict(zip(topics["cluster"].astype(int), topics["pattern_id"]))
+    topics = topic_fields(tables, run_id, "pattern_id", "label")
+    pattern, label = topics["pattern_id"], topics["label"]
     risk = run_rows(tables, GOLD_RISK, run_id, ["scope", "cluster", "grade"])
     grade = {int(c): g for s, c, g in zip(risk["scope"], risk["cluster"], risk["grade"]) if s == "all"}
     now = datetime.now(timezone.utc)
