@@ -145,6 +145,22 @@ def _env_overrides(data: dict[str, Any], environ: dict[str, str], problems: list
     return data
 
 
+RECORDED_BEFORE: dict[tuple[str, str], Any] = {
+    ("cluster", "fewer_epochs_from"): 10_000,  # umap-learn's own epoch switch
+    ("embed", "backend"): "torch",  # the CPU default became onnx; earlier vectors are torch's, under the plain model
+}
+"""(section, key) -> the value that reproduces what runs recorded before the key existed did."""
+
+
+def as_recorded(data: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded config with the keys it predates set to what that run did, not to today's defaults (for every
+    command that re-runs or continues a recorded run: replay, assign)."""
+    for (section, key), value in RECORDED_BEFORE.items():
+        if isinstance(data.get(section), dict) and key not in data[section]:
+            data[section][key] = value
+    return data
+
+
 def validate(data: dict[str, Any]) -> Config:
     """Validate plain data, raising one ConfigError that lists every problem."""
     try:

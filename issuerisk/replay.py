@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from issuerisk.conf import Config, validate
+from issuerisk.conf.loader import as_recorded
 from issuerisk.context import Context
 from issuerisk.display import console, table
 from issuerisk.gold import RUN_ID_PATTERN, run_rows
@@ -126,19 +127,6 @@ def check_inputs(tables: ArrowTables, pins: dict[str, int]) -> None:
             + "\nkeep versions longer (delta.deletedFileRetentionDuration, delta.logRetentionDuration) for runs you "
             "must replay"
         )
-
-
-RECORDED_BEFORE: dict[tuple[str, str], Any] = {("cluster", "fewer_epochs_from"): 10_000}
-"""(section, key) -> the value that reproduces what runs recorded before the key existed did (umap-learn's own epoch
-switch)."""
-
-
-def as_recorded(data: dict[str, Any]) -> dict[str, Any]:
-    """A recorded config with the keys it predates set to what that run did, not to today's defaults."""
-    for (section, key), value in RECORDED_BEFORE.items():
-        if isinstance(data.get(section), dict) and key not in data[section]:
-            data[section][key] = value
-    return data
 
 
 def configure(cfg: Config, args: dict[str, Any]) -> tuple[Config, dict[str, int]]:

@@ -15,7 +15,8 @@ import sys
 import pandas as pd
 import pytest
 
-from issuerisk.replay import as_recorded, compare_answers, environment_differences, input_pins
+from issuerisk.conf.loader import as_recorded
+from issuerisk.replay import compare_answers, environment_differences, input_pins
 
 FIRST = [
     "justinshenk__fer",
@@ -73,6 +74,19 @@ def test_a_config_recorded_before_the_epoch_switch_replays_with_umaps_own_switch
     )
     assert umap_epochs(new, 8000) == 200 and umap_epochs(new, 4999) == 500
     assert umap_epochs(ClusterConfig(n_epochs=50), 8000) == 50
+
+
+def test_a_config_recorded_before_the_onnx_default_keeps_torch_vectors():
+    """Runs recorded before embed.backend existed embedded with torch under the plain model name: replay and assign
+    must read those vectors, not look for ONNX ones under today's default."""
+    from issuerisk.conf.settings import EmbedConfig
+
+    old = EmbedConfig.model_validate(
+        as_recorded({"embed": {"model": "sentence-transformers/all-MiniLM-L6-v2"}})["embed"]
+    )
+    assert old.backend == "torch" and old.key == "sentence-transformers/all-MiniLM-L6-v2"
+    chosen = as_recorded({"embed": {"model": "m", "backend": "onnx"}})["embed"]
+    assert EmbedConfig.model_validate(chosen).key == "onnx:m"
 
 
 def test_input_pins_skip_what_the_replay_writes():

@@ -20,6 +20,7 @@ import numpy as np
 from issuerisk.clustering.centroids import unit
 from issuerisk.clustering.placement import place, similarity_floor
 from issuerisk.conf import Config, validate
+from issuerisk.conf.loader import as_recorded
 from issuerisk.constants import NOISE
 from issuerisk.context import Context
 from issuerisk.display import table
@@ -46,7 +47,7 @@ def configure(cfg: Config, args: dict[str, Any]) -> tuple[Config, dict[str, int]
     rows = tables.read(RUNS, columns=["config_json"], where={"run_id": run_id}).to_pylist()
     if not rows or not rows[0]["config_json"]:
         raise LookupError(f"run {run_id} has no recorded config in the runs table; name a run with `issuerisk runs`")
-    recorded = json.loads(rows[0]["config_json"])
+    recorded = as_recorded(json.loads(rows[0]["config_json"]))
     data = cfg.model_dump(mode="json")
     data.update({section: recorded[section] for section in RECORDED_SECTIONS if section in recorded})
     data["project"]["sample_size"] = None
