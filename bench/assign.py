@@ -19,15 +19,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
-from bench.pipeline import subsets
+from bench.pipeline import issuerisk, subsets, warehouse_tables
 
 
 def split(files: list[Path], late_share: float, workdir: Path) -> tuple[Path, Path, int]:
@@ -44,29 +40,8 @@ def split(files: list[Path], late_share: float, workdir: Path) -> tuple[Path, Pa
     return early, late, cut
 
 
-def issuerisk(warehouse: Path, *args: str) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUERISK")}
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "issuerisk.cli", "--warehouse", str(warehouse), "--no-progress", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"issuerisk {' '.join(args[:1])} failed: {proc.stderr[-2000:]}")
-    return time.perf_counter() - t0
-
-
-def _tables(warehouse: Path):
-    from issuerisk.conf import load_config
-    from issuerisk.lakehouse import ArrowTables
-
-    return ArrowTables(load_config(environ={"ISSUERISK_WAREHOUSE": str(warehouse)}))
-
-
 def labels_of(warehouse: Path) -> dict[tuple[str, int], int]:
-    tables = _tables(warehouse)
+    tables = warehouse_tables(warehouse)
     run = next(r for r in tables.read("runs").to_pylist() if r["command"] == "run")
     rows = tables.read("gold_clusters", where={"run_id": run["run_id"]}).to_pylist()
     return {(r["repository"], r["number"]): r["cluster"] for r in rows}
@@ -109,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         issuerisk(a, "run", str(early))
         issuerisk(a, "ingest", str(late))
         assign_seconds = issuerisk(a, "assign")
-        tables = _tables(a)
+        tables = warehouse_tables(a)
         run = max(
             (r for r in tables.read("runs").to_pylist() if r["command"] == "assign"), key=lambda r: r["started_at"]
         )

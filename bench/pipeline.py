@@ -80,33 +80,39 @@ def _issues(file: Path) -> int:
         return sum(1 for line in fh if '"pull_request"' not in line)
 
 
-def ours(files: list[Path], workdir: Path) -> dict:
-    """Run ``issuerisk run`` cold into a fresh warehouse; wall time, stage times and the clustering's labels."""
-    warehouse = workdir / "warehouse"
+def issuerisk(warehouse: Path, *args: str) -> float:
+    """Run one ``issuerisk`` command in a fresh process on ``warehouse`` (the caller's ISSUERISK_* settings left out);
+    its wall seconds.
+
+    Raises:
+        RuntimeError: the command failed (with the end of its stderr).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISSUERISK")}
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "issuerisk.cli",
-            "--warehouse",
-            str(warehouse),
-            "--no-progress",
-            "run",
-            *map(str, files),
-        ],
+        [sys.executable, "-m", "issuerisk.cli", "--warehouse", str(warehouse), "--no-progress", *args],
         env=env,
         capture_output=True,
         text=True,
     )
-    seconds = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"issuerisk run failed: {proc.stderr[-2000:]}")
+        raise RuntimeError(f"issuerisk {' '.join(args[:1])} failed: {proc.stderr[-2000:]}")
+    return time.perf_counter() - t0
+
+
+def warehouse_tables(warehouse: Path):
+    """The Delta tables of a bench warehouse (Arrow side)."""
     from issuerisk.conf import load_config
     from issuerisk.lakehouse import ArrowTables
 
-    tables = ArrowTables(load_config(environ={"ISSUERISK_WAREHOUSE": str(warehouse)}))
+    return ArrowTables(load_config(environ={"ISSUERISK_WAREHOUSE": str(warehouse)}))
+
+
+def ours(files: list[Path], workdir: Path) -> dict:
+    """Run ``issuerisk run`` cold into a fresh warehouse; wall time, stage times and the clustering's labels."""
+    warehouse = workdir / "warehouse"
+    seconds = issuerisk(warehouse, "run", *map(str, files))
+    tables = warehouse_tables(warehouse)
     row = next(r for r in tables.read("runs").to_pylist() if r["command"] == "run")
     metrics = json.loads(row["metrics_json"])
     clusters = tables.read("gold_clusters", where={"run_id": row["run_id"]}).to_pylist()

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.pipeline import bertopic, ours, subsets
+from bench.pipeline import bertopic, ours, subsets, warehouse_tables
 from bench.stability import OUT, REAL_ISSUES, label_names, read_repository
 from issuerisk.conf.settings import SEVERITY_LABEL_PATTERN
 from issuerisk.grading.confidence import rank_correlation
@@ -95,12 +95,10 @@ def area_agreement(labels: dict, issues: dict, keys: set) -> tuple[float, float,
 
 def run_tables(warehouse: Path) -> dict:
     """The finished ``run`` of a warehouse: its gold rows, labels and manifest metrics."""
-    from issuerisk.conf import load_config
-    from issuerisk.lakehouse import ArrowTables
     from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_QUALITY, GOLD_RISK, GOLD_TOPICS
     from issuerisk.schemas.ledger import RUNS
 
-    tables = ArrowTables(load_config(environ={"ISSUERISK_WAREHOUSE": str(warehouse)}))
+    tables = warehouse_tables(warehouse)
     row = max(
         (r for r in tables.read(RUNS).to_pylist() if r["command"] == "run" and r["status"] == "succeeded"),
         key=lambda r: r["run_id"],
