@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.stability import OUT, REAL_ISSUES, kind_agreement, label_kinds, label_names, read_repository
+from issuerisk.stage import cores_busy, cpu_ticks
 
 BERTOPIC_SCRIPT = r"""
 import gzip, json, sys, time
@@ -111,7 +112,9 @@ def warehouse_tables(warehouse: Path):
 def ours(files: list[Path], workdir: Path) -> dict:
     """Run ``issuerisk run`` cold into a fresh warehouse; wall time, stage times and the clustering's labels."""
     warehouse = workdir / "warehouse"
+    ticks = cpu_ticks()
     seconds = issuerisk(warehouse, "run", *map(str, files))
+    busy = cores_busy(ticks, cpu_ticks())
     tables = warehouse_tables(warehouse)
     row = next(r for r in tables.read("runs").to_pylist() if r["command"] == "run")
     metrics = json.loads(row["metrics_json"])
@@ -121,11 +124,13 @@ def ours(files: list[Path], workdir: Path) -> dict:
     }
     return {
         "seconds": seconds,
+        "cores_busy": busy,
         "stages": {
             k: v["stage_seconds"]
             for k, v in metrics.items()
             if isinstance(v, dict) and "stage_seconds" in v and k != "run"
         },
+        "cores": {k: v.get("cpu_cores_busy") for k, v in metrics.items() if isinstance(v, dict) and k != "run"},
         "labels": {(r["repository"], r["number"]): r["cluster"] for r in clusters},
         "stability": quality.get("stability_mean"),
     }
@@ -135,19 +140,20 @@ def bertopic(files: list[Path], workdir: Path) -> dict:
     """BERTopic's defaults with MiniLM on title + body, in a fresh process: wall seconds, labels per issue and each
     topic's keywords."""
     out = workdir / "bertopic.json"
-    t0 = time.perf_counter()
+    t0, ticks = time.perf_counter(), cpu_ticks()
     proc = subprocess.run(
         [sys.executable, "-c", BERTOPIC_SCRIPT, ",".join(map(str, files)), str(out)],
         capture_output=True,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
     )
-    seconds = time.perf_counter() - t0
+    seconds, busy = time.perf_counter() - t0, cores_busy(ticks, cpu_ticks())
     if proc.returncode != 0:
         raise RuntimeError(f"BERTopic failed: {proc.stderr[-2000:]}")
     data = json.loads(out.read_text())
     return {
         "seconds": seconds,
+        "cores_busy": busy,
         "labels": {(r, n): t for (r, n), t in zip(data["keys"], data["labels"])},
         "keywords": list(data["keywords"].values()),
     }
@@ -181,6 +187,10 @@ def quality(labels: dict, keys: set, kinds: dict) -> dict:
     }
 
 
+def _busy(cores: float | None) -> str:
+    return "" if cores is None else f"{cores:.2f}"
+
+
 def main(argv: list[str] | None = None) -> None:
     from issuerisk.display import table
     from issuerisk.stages import PIPELINE
@@ -190,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--subsets", default="small,large", help="which subsets to run (small, large, all)")
     args = p.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    rows, stages, qualities = [], [], []
+    rows, runs, qualities = [], {}, []
     for name in args.subsets.split(","):
         files = subsets()[name]
         kinds = issue_kinds(files)
@@ -206,9 +216,11 @@ def main(argv: list[str] | None = None) -> None:
                 f"{a['seconds']:.0f}",
                 f"{b['seconds']:.0f}",
                 f"{a['seconds'] / b['seconds']:.2f}",
+                _busy(a["cores_busy"]),
+                _busy(b["cores_busy"]),
             ]
         )
-        stages.append([name, *(f"{a['stages'].get(s, 0):.1f}" for s in names)])
+        runs[name] = a
         for side, result in (("issuerisk", a), ("BERTopic", b)):
             q = quality(result["labels"], both, kinds)
             qualities.append(
@@ -226,10 +238,20 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: ours {a['seconds']:.0f} s, BERTopic {b['seconds']:.0f} s", flush=True)
     table(
         "issuerisk run vs BERTopic defaults (cold processes, same issues)",
-        ["subset", "issues", "issuerisk s", "BERTopic s", "ratio"],
+        ["subset", "issues", "issuerisk s", "BERTopic s", "ratio", "issuerisk cores busy", "BERTopic cores busy"],
         rows,
     )
-    table("issuerisk stage seconds", ["subset", *names], stages)
+    table(
+        f"issuerisk stage seconds and cores busy (of {os.cpu_count()}, whole machine)",
+        ["stage", *(f"{subset} {what}" for subset in runs for what in ("s", "cores"))],
+        [
+            [
+                stage,
+                *(v for a in runs.values() for v in (f"{a['stages'].get(stage, 0):.1f}", _busy(a["cores"].get(stage)))),
+            ]
+            for stage in names
+        ],
+    )
     table(
         "quality on the issues both clustered",
         [

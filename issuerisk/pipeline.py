@@ -15,6 +15,7 @@ Spark stages, so it is ready when its stage comes.
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -49,12 +50,17 @@ def run(ctx: Context, paths: list[str], framework: str | None = None) -> dict[st
     ctx.lake.registered()
     table(
         "stage times (s)",
-        ["stage", "seconds"],
-        [["Spark + Ray start (together)", f"{started:,.1f}"]]
-        + [[name, f"{r['stage_seconds']:,.1f}"] for name, r in results.items()],
+        ["stage", "seconds", "cores busy"],
+        [["Spark + Ray start (together)", f"{started:,.1f}", ""]]
+        + [[name, f"{r['stage_seconds']:,.1f}", _busy(r.get("cpu_cores_busy"))] for name, r in results.items()],
     )
     _closing(ctx, results["report"])
     return {"stages": list(results), "engines_start_seconds": round(started, 2)}
+
+
+def _busy(cores: float | None) -> str:
+    """Cores busy on average during a stage, out of the machine's."""
+    return "" if cores is None else f"{cores:.2f} of {os.cpu_count()}"
 
 
 def _start_engines(ctx: Context) -> float:

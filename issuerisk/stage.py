@@ -175,9 +175,28 @@ def jsonable(value: Any) -> bool:
     return True
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """The machine's busy and total CPU ticks since boot (``/proc/stat``: all processes, Ray's and Spark's workers
+    included), or None where there is no ``/proc``."""
+    try:
+        with open("/proc/stat") as fh:
+            ticks = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def cores_busy(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """How many of the machine's cores were busy on average between two :func:`cpu_ticks` samples."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1), 2)
+
+
 def execute(stage: Stage, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     """Run one stage with the arguments it takes from ``args``; record its counts, wall time and tables in the run's
-    metrics.
+    metrics, with the cores the machine kept busy meanwhile (``cpu_cores_busy``, every process on it).
 
     The stage's declared ``reads`` and ``writes`` are its contract: the runner records their Delta versions in the
     run's manifest (reads as the stage starts, writes as it ends: what replay pins) and, while the stage runs, the
@@ -205,7 +224,7 @@ def execute(stage: Stage, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     ctx.run.stage(
         stage.name, {"did": stage.help, "config_sections": list(stage.sections), "step": len(ctx.run.metrics)}
     )
-    t0 = time.perf_counter()
+    t0, ticks = time.perf_counter(), cpu_ticks()
     previous = ctx.run.begin(stage.name)
     tables = ctx.lake.arrow
     contract = (
@@ -225,5 +244,6 @@ def execute(stage: Stage, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         ctx.run.begin(previous)
     _stop_point()
     seconds = round(time.perf_counter() - t0, 2)
-    ctx.run.stage(stage.name, {**{k: v for k, v in result.items() if jsonable(v)}, "stage_seconds": seconds})
-    return {**result, "stage_seconds": seconds}
+    timing = {"stage_seconds": seconds, "cpu_cores_busy": cores_busy(ticks, cpu_ticks())}
+    ctx.run.stage(stage.name, {**{k: v for k, v in result.items() if jsonable(v)}, **timing})
+    return {**result, **timing}

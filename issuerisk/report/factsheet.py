@@ -110,6 +110,7 @@ def _counts(metrics: Mapping[str, Any]) -> dict[str, Any]:
         "tables_read",
         "tables_written",
         "stage_seconds",
+        "cpu_cores_busy",
         "did",
         "config_sections",
         "step",
