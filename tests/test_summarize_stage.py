@@ -92,6 +92,9 @@ def test_extractive_stage_caches_and_resummarizes_only_changed_issues(ctx):
     assert (changed["cached"], changed["summarized"]) == (2, 1)
     assert len(_table(ctx, "silver_summaries")) == 4
     assert ctx.run.metrics["summarize"]["summarized"] == 1 and ctx.run.metrics["summarize"]["stage_seconds"] > 0
+    assert (
+        ctx.run.metrics["summarize"]["cpu_cores_busy"] is not None
+    )  # the machine's busy cores, recorded by the runner
 
 
 def test_limit_and_sample(ctx):
