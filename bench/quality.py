@@ -151,10 +151,22 @@ def clusters(vectors: np.ndarray, method: str, runs: int, seed: int = 42) -> tup
 
 def keywords(docs: list[str], vectors: np.ndarray, labels: np.ndarray) -> dict[int, list[str]]:
     from issuerisk.analysis.topics import fit_topics
+    from issuerisk.conf.settings import TopicsConfig
 
+    conf = TopicsConfig()
     return {
         t.cluster: t.keywords
-        for t in fit_topics(docs, vectors, labels, top_n_words=10, n_representative=5, min_df=1, ngram_max=2)
+        for t in fit_topics(
+            docs,
+            vectors,
+            labels,
+            top_n_words=conf.top_n_words,
+            n_representative=conf.n_representative,
+            min_df=conf.min_df,
+            ngram_max=conf.ngram_max,
+            keyword_min_coverage=conf.keyword_min_coverage,
+            generic_lift=conf.generic_lift,
+        )
     }
 
 

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from issuerisk.conf.settings import TopicsConfig
 from issuerisk.display import table
 
 
@@ -61,6 +62,7 @@ def main() -> None:
     timings.append(("import bertopic", time.perf_counter() - t0, 0))
 
     t0 = time.perf_counter()
+    conf = TopicsConfig()
     topics = fit_topics(
         frame["doc"].tolist(),
         vectors,
@@ -69,6 +71,8 @@ def main() -> None:
         n_representative=5,
         min_df=1,
         ngram_max=2,
+        keyword_min_coverage=conf.keyword_min_coverage,
+        generic_lift=conf.generic_lift,
     )
     timings.append(("topics (BERTopic c-TF-IDF)", time.perf_counter() - t0, len(topics)))
 

@@ -703,6 +703,14 @@ class TopicsConfig(_Section):
         "cluster as in the run's other documents is generic: it does not set the pattern apart (see "
         "risk.max_generic_share).",
     )
+    keyword_min_coverage: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of a cluster's issues (embedded texts) a keyword must occur in to be listed among its "
+        "first keywords, together with being specific (topics.generic_lift); the others follow in c-TF-IDF order. "
+        "A word of two issues in five hundred does not describe the pattern.",
+    )
 
 
 class RiskConfig(_Section):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 
-from issuerisk.clustering.quality import breadth, diversity, npmi, size_stats
+from issuerisk.clustering.quality import Presence, breadth, diversity, npmi, size_stats
 
 
 def test_npmi_of_words_that_always_co_occur_is_one_and_of_words_that_never_do_is_minus_one():
@@ -26,6 +27,29 @@ def test_npmi_of_independent_words_is_zero_and_matches_the_formula():
 def test_bigram_keywords_count_when_their_words_appear_in_order():
     docs = ["cuda out of memory", "out of memory on cpu", "memory out"]
     assert npmi([["out of", "memory"]], docs) == pytest.approx(npmi([["out of", "memory"]], docs[:2] + ["memory"]))
+
+
+def test_presence_from_its_word_index_equals_a_scan_of_every_document():
+    rng = np.random.default_rng(0)
+    vocabulary = ["cuda", "out", "of", "memory", "Shape", "mismatch", "x", "nan-loss", "torch.cuda"]
+    docs = [
+        " ".join(rng.choice(vocabulary, size=rng.integers(0, 8))) + rng.choice(["", "!", " (cpu)"]) for _ in range(300)
+    ]
+    presence = Presence(docs)
+    for keyword in [
+        "cuda",
+        "memory",
+        "out of",
+        "out of memory",
+        "shape mismatch",
+        "nan loss",
+        "torch cuda",
+        "gpu",
+        "of of",
+    ]:
+        scan = [f" {keyword} " in " " + " ".join(re.findall(r"(?u)\b\w\w+\b", d.lower())) + " " for d in docs]
+        assert presence(keyword).tolist() == scan, keyword
+    assert not Presence([]).__call__("cuda").size
 
 
 def test_diversity_is_the_share_of_distinct_words():

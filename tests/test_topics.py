@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from issuerisk.analysis.topics import TopicsInputError, fit_topics, short_label
+from issuerisk.analysis.topics import TopicsInputError, distinct, fit_topics, short_label
 from issuerisk.clustering.centroids import representatives
 from issuerisk.conf.settings import EmbedConfig
 
@@ -177,9 +177,18 @@ def seed_run(ctx, run_id: str = RUN_ID, rows: list[dict] | None = None, finished
     return rows
 
 
+KEYWORDS = {"keyword_min_coverage": 0.1, "generic_lift": 2.0}
+
+
 def test_short_label_skips_keywords_already_covered():
     assert short_label(["cuda", "memory", "cuda memory", "gpu", "oom"]) == "cuda / memory / gpu"
     assert short_label([]) == ""
+
+
+def test_distinct_keeps_only_keywords_that_add_a_word():
+    words = ["onnx", "convert", "onnx model", "model onnx", "onnx convert", "", "onnxruntime", "model"]
+    assert [words[i] for i in distinct(words, 10)] == ["onnx", "convert", "onnx model", "onnxruntime"]
+    assert distinct(words, 2) == [0, 1]
 
 
 def test_representatives_are_closest_to_the_centroid():
@@ -190,12 +199,23 @@ def test_representatives_are_closest_to_the_centroid():
 
 def test_fit_topics_rejects_misaligned_inputs():
     with pytest.raises(TopicsInputError, match="as many documents, embeddings and labels"):
-        fit_topics(["a", "b"], np.zeros((3, 4)), [0, 0], top_n_words=5, n_representative=1, min_df=1, ngram_max=1)
+        fit_topics(
+            ["a", "b"], np.zeros((3, 4)), [0, 0], top_n_words=5, n_representative=1, min_df=1, ngram_max=1, **KEYWORDS
+        )
 
 
 def test_fit_topics_only_noise_gives_no_topic():
     assert (
-        fit_topics(["a b", "c d"], np.ones((2, 4)), [-1, -1], top_n_words=5, n_representative=1, min_df=1, ngram_max=1)
+        fit_topics(
+            ["a b", "c d"],
+            np.ones((2, 4)),
+            [-1, -1],
+            top_n_words=5,
+            n_representative=1,
+            min_df=1,
+            ngram_max=1,
+            **KEYWORDS,
+        )
         == []
     )
 
@@ -217,6 +237,7 @@ def test_fit_topics_maps_bertopic_ids_back_to_our_clusters(monkeypatch):
         n_representative=5,
         min_df=1,
         ngram_max=1,
+        **KEYWORDS,
     )
     by_cluster = {t.cluster: t for t in topics}
     assert set(by_cluster) == {0, 1, 2}
@@ -228,6 +249,23 @@ def test_fit_topics_maps_bertopic_ids_back_to_our_clusters(monkeypatch):
         assert len(topic.representative) == 5
         assert all(rows[i]["cluster"] == cluster for i in topic.representative)
 
+    bigrams = fit_topics(
+        [r["summary"] for r in rows],
+        emb,
+        [r["cluster"] for r in rows],
+        top_n_words=5,
+        n_representative=1,
+        min_df=1,
+        ngram_max=2,
+        **KEYWORDS,
+    )
+    for topic in bigrams:  # five keywords, each adding a word the ones before it did not have
+        seen: set[str] = set()
+        for keyword in topic.keywords:
+            assert not set(keyword.split()) <= seen, (topic.cluster, topic.keywords)
+            seen |= set(keyword.split())
+        assert len(topic.keywords) == 5 and len(topic.weights) == 5
+
 
 @pytest.mark.slow
 def test_topics_stage_writes_gold_topics_and_replaces_on_rerun(ctx):
@@ -237,6 +275,7 @@ def test_topics_stage_writes_gold_topics_and_replaces_on_rerun(ctx):
     first = topics.run(ctx)
     assert first["topics"] == 3 and first["documents"] == len(synthetic_issues())
     assert first["missing_embedding"] == 0
+    assert -1 <= first["npmi_full_text"] <= 1  # over the issues' titles and bodies, beside the embedded texts'
     again = topics.run(ctx, RUN_ID)
     assert again["topics"] == 3
     got = {r["cluster"]: r for r in ctx.lake.spark.read("gold_topics").where(f"run_id = '{RUN_ID}'").collect()}

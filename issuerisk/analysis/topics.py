@@ -52,19 +52,33 @@ class Topic:
     n: int
 
 
-def short_label(keywords: Sequence[str], size: int = 3) -> str:
-    """The first ``size`` keywords that add a word not already in the label, joined by ' / '."""
-    chosen: list[str] = []
+def distinct(keywords: Sequence[str], size: int) -> list[int]:
+    """Positions of the first ``size`` keywords that each add a word not already among those picked: "loss nan" after
+    "loss" and "nan", or "model onnx" after "onnx model", says nothing new."""
+    chosen: list[int] = []
     seen: set[str] = set()
-    for word in keywords:
+    for i, word in enumerate(keywords):
         tokens = set(word.split())
-        if tokens <= seen:
+        if not tokens or tokens <= seen:
             continue
-        chosen.append(word)
+        chosen.append(i)
         seen |= tokens
         if len(chosen) == size:
             break
-    return " / ".join(chosen)
+    return chosen
+
+
+def short_label(keywords: Sequence[str], size: int = 3) -> str:
+    """The first ``size`` keywords that add a word not already in the label, joined by ' / '."""
+    return " / ".join(keywords[i] for i in distinct(keywords, size))
+
+
+def _describes(holds: np.ndarray, inside: np.ndarray, min_coverage: float, lift: float) -> bool:
+    """Whether a keyword held by the documents ``holds`` covers ``min_coverage`` of the cluster ``inside`` and is
+    ``lift`` times as common there as in the other documents."""
+    share = float(holds[inside].mean())
+    elsewhere = float(holds[~inside].mean()) if (~inside).any() else 0.0
+    return share >= min_coverage and share >= lift * elsewhere
 
 
 def fit_topics(
@@ -76,14 +90,23 @@ def fit_topics(
     n_representative: int,
     min_df: int,
     ngram_max: int,
+    keyword_min_coverage: float,
+    generic_lift: float,
+    presence: Presence | None = None,
 ) -> list[Topic]:
     """c-TF-IDF keywords per cluster from BERTopic, mapped back to our cluster ids.
+
+    Of BERTopic's best ``5 * top_n_words`` c-TF-IDF candidates, those that describe the cluster come first: each in
+    at least ``keyword_min_coverage`` of its documents and ``generic_lift`` times as common in it as in the other
+    documents; the rest follow, each group in c-TF-IDF order. Of that order the first ``top_n_words`` that add a word
+    are kept (:func:`distinct`): a bigram of two words already listed does not take a place.
 
     Args:
         docs: one text per issue.
         embeddings: the issues' embeddings, one row per doc.
         labels: our cluster id per doc (-1 noise; noise documents still shape the IDF).
         min_df: topics (not issues) a word must occur in: c-TF-IDF vectorizes one joined document per topic.
+        presence: the documents' :class:`Presence`, when the caller has it already.
 
     Raises:
         TopicsInputError: the lengths differ or there are no documents.
@@ -101,6 +124,7 @@ def fit_topics(
     clusters = sorted(set(labels_arr.tolist()) - {NOISE})
     if not clusters:
         return []
+    presence = presence if presence is not None else Presence(docs)
     topic_count = len(set(labels_arr.tolist()))
     model = BERTopic(
         embedding_model=None,
@@ -109,7 +133,7 @@ def fit_topics(
         vectorizer_model=CountVectorizer(
             stop_words="english", min_df=min(min_df, topic_count), ngram_range=(1, ngram_max)
         ),
-        top_n_words=top_n_words,
+        top_n_words=top_n_words * 5,  # candidates, ordered and thinned below
         calculate_probabilities=False,
     )
     model.fit_transform(list(docs), embeddings=np.asarray(embeddings, dtype=np.float32), y=labels_arr)
@@ -117,7 +141,11 @@ def fit_topics(
     reps = representatives(np.asarray(embeddings, dtype=np.float32), labels_arr, n_representative)
     topics = []
     for cluster in clusters:
-        words = [(w, float(s)) for w, s in (model.get_topic(mapping[cluster]) or []) if w]
+        candidates = [(w, float(s)) for w, s in (model.get_topic(mapping[cluster]) or []) if w]
+        inside = labels_arr == cluster
+        describes = [_describes(presence(w), inside, keyword_min_coverage, generic_lift) for w, _ in candidates]
+        ordered = [c for c, d in zip(candidates, describes) if d] + [c for c, d in zip(candidates, describes) if not d]
+        words = [ordered[i] for i in distinct([w for w, _ in ordered], top_n_words)]
         keywords = [w for w, _ in words]
         topics.append(
             Topic(
@@ -130,6 +158,14 @@ def fit_topics(
             )
         )
     return topics
+
+
+def full_texts(tables: ArrowTables, frame: pd.DataFrame) -> list[str]:
+    """Title and body of each issue of ``frame`` (its ``repository`` and ``number``), in its order: the issues' own
+    words, before summaries and masking, for coherence as readers of the issues would count it."""
+    issues = tables.read(SILVER_ISSUES, columns=["repository", "number", "title", "body"]).to_pandas()
+    texts = frame[["repository", "number"]].merge(issues, on=["repository", "number"], how="left")
+    return (texts["title"].fillna("") + "\n" + texts["body"].fillna("")).tolist()
 
 
 def load_documents(tables: ArrowTables, cfg, run_id: str) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:
@@ -235,6 +271,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
     run_id = clustering_run(tables, resolve_run_id(tables, run_id))  # of the clusters, whichever grading is named
     frame, vectors, counts = load_documents(tables, ctx.cfg, run_id)
     conf = ctx.cfg.topics
+    presence = Presence(frame["text"].tolist())
     topics = (
         fit_topics(
             frame["text"].tolist(),
@@ -244,13 +281,15 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
             n_representative=conf.n_representative,
             min_df=conf.min_df,
             ngram_max=conf.ngram_max,
+            keyword_min_coverage=conf.keyword_min_coverage,
+            generic_lift=conf.generic_lift,
+            presence=presence,
         )
         if len(frame)
         else []
     )
     urls, titles = frame["html_url"].tolist(), frame["title"].fillna("").tolist()
     stability = frame.groupby("cluster")["stability"].first().to_dict() if "stability" in frame else {}
-    presence = Presence(frame["text"].tolist())
     broad = breadth(
         vectors,
         frame["cluster"].to_numpy(),
@@ -290,6 +329,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
         row["pattern_id"] = ids.get(row["cluster"])
     tables.merge(GOLD_TOPICS, run_table(GOLD_TOPICS, rows), how="replace_run", run_id=run_id)
     coherence = npmi([t.keywords for t in topics], presence, conf.top_n_words)
+    coherence_full = npmi([t.keywords for t in topics], Presence(full_texts(tables, frame)), conf.top_n_words)
     spread = diversity([t.keywords for t in topics], conf.top_n_words)
     tables.merge(
         GOLD_QUALITY,
@@ -301,6 +341,12 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
                     "measure": "npmi",
                     "value": coherence,
                     "detail": f"mean NPMI of the top {conf.top_n_words} keywords over the embedded texts",
+                },
+                {
+                    "run_id": run_id,
+                    "measure": "npmi_full_text",
+                    "value": coherence_full,
+                    "detail": f"mean NPMI of the top {conf.top_n_words} keywords over the issues' titles and bodies",
                 },
                 {
                     "run_id": run_id,
@@ -332,6 +378,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
         "topics": len(topics),
         "documents": len(frame),
         "npmi": coherence,
+        "npmi_full_text": coherence_full,
         "diversity": spread,
         "patterns_matched_to": previous,
         **counts,
