@@ -166,6 +166,7 @@ def keywords(docs: list[str], vectors: np.ndarray, labels: np.ndarray) -> dict[i
             ngram_max=conf.ngram_max,
             keyword_min_coverage=conf.keyword_min_coverage,
             generic_lift=conf.generic_lift,
+            keyword_max_patterns=conf.keyword_max_patterns,
         )
     }
 

@@ -73,6 +73,7 @@ def main() -> None:
         ngram_max=2,
         keyword_min_coverage=conf.keyword_min_coverage,
         generic_lift=conf.generic_lift,
+        keyword_max_patterns=conf.keyword_max_patterns,
     )
     timings.append(("topics (BERTopic c-TF-IDF)", time.perf_counter() - t0, len(topics)))
 

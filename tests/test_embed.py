@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import onnx
 import pyarrow as pa
 import pytest
 
@@ -247,9 +248,9 @@ def test_by_length_sorts_within_windows_and_keeps_every_row():
 
 @pytest.mark.slow
 def test_onnx_backends_export_once_and_give_the_transformer_s_vectors(minilm_path, tmp_path):
-    """Issue 28.1: the transformer exported to ONNX (fp32: the same vectors) and quantized to int8 (close to them),
-    cached by model and weight hash, so a second encoder exports nothing; GPUs are refused; vectors of each backend
-    are recorded under their own model key."""
+    """Issue 28.1: the transformer exported to ONNX (fp32 with fused attention: the same vectors) and quantized to
+    int8 (close to them), cached by model and weight hash, so a second encoder exports nothing; GPUs are refused;
+    vectors of each backend are recorded under their own model key."""
     reference = build_encoder(EncoderSpec(model="m", path=minilm_path, threads=2)).encode(TEXTS)
     plain = build_encoder(EncoderSpec(model="m", path=minilm_path, backend="onnx", cache_dir=str(tmp_path)))
     np.testing.assert_allclose(plain.encode(TEXTS), reference, atol=1e-4)
@@ -258,7 +259,9 @@ def test_onnx_backends_export_once_and_give_the_transformer_s_vectors(minilm_pat
     cosine = (int8.encode(TEXTS) * reference).sum(1)
     assert cosine.min() > 0.85 and cosine.mean() > 0.9, cosine
     exported = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.onnx")}
-    assert len(exported) == 2, exported
+    assert sorted(p.name for p in exported) == ["model.fused.onnx", "model.int8.onnx", "model.onnx"]
+    fused = onnx.load(str(next(p for p in exported if p.name == "model.fused.onnx")))
+    assert sum(node.op_type == "Attention" for node in fused.graph.node) == 6, "one fused attention per layer"
     build_encoder(spec)
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.onnx")} == exported, "the cache is reused"
     with pytest.raises(EmbedError, match="CPUs only"):

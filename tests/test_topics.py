@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from issuerisk.analysis.topics import TopicsInputError, distinct, fit_topics, short_label
+from issuerisk.analysis.topics import TopicsInputError, distinct, fit_topics, owners, short_label
 from issuerisk.clustering.centroids import representatives
+from issuerisk.clustering.quality import Presence
 from issuerisk.conf.settings import EmbedConfig
 
 RUN_ID = "20260101T000000Z-synthetic"
@@ -177,7 +178,7 @@ def seed_run(ctx, run_id: str = RUN_ID, rows: list[dict] | None = None, finished
     return rows
 
 
-KEYWORDS = {"keyword_min_coverage": 0.1, "generic_lift": 2.0}
+KEYWORDS = {"keyword_min_coverage": 0.1, "generic_lift": 2.0, "keyword_max_patterns": 1}
 
 
 def test_short_label_skips_keywords_already_covered():
@@ -189,6 +190,19 @@ def test_distinct_keeps_only_keywords_that_add_a_word():
     words = ["onnx", "convert", "onnx model", "model onnx", "onnx convert", "", "onnxruntime", "model"]
     assert [words[i] for i in distinct(words, 10)] == ["onnx", "convert", "onnx model", "onnxruntime"]
     assert distinct(words, 2) == [0, 1]
+
+
+def test_a_word_of_many_clusters_leads_only_where_it_is_most_concentrated():
+    """Issue 27.2: "error" is in every cluster's candidates (SYNTHETIC documents); it belongs to the cluster whose
+    issues hold it most often (2: all of them), or to the two most concentrated with two owners; a word of one cluster
+    is that cluster's own."""
+    docs = ["cuda error memory"] * 4 + ["cuda memory"] * 6 + ["shape error"] * 5 + ["shape"] * 5 + ["pip error"] * 10
+    labels = np.array([0] * 10 + [1] * 10 + [2] * 10)
+    candidates = {0: [("cuda", 1.0), ("error", 0.5)], 1: [("shape error", 1.0)], 2: [("pip", 1.0), ("error", 0.9)]}
+    presence = Presence(docs)
+    assert owners(candidates, labels, presence, 1) == {"cuda": {0}, "error": {2}, "shape": {1}, "pip": {2}}
+    assert owners(candidates, labels, presence, 2)["error"] == {2, 1}
+    assert owners(candidates, labels, presence, 3)["error"] == {0, 1, 2}
 
 
 def test_representatives_are_closest_to_the_centroid():

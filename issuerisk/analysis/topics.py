@@ -81,6 +81,27 @@ def _describes(holds: np.ndarray, inside: np.ndarray, min_coverage: float, lift:
     return share >= min_coverage and share >= lift * elsewhere
 
 
+def owners(
+    candidates: dict[int, list[tuple[str, float]]], labels: np.ndarray, presence: Presence, max_patterns: int
+) -> dict[str, set[int]]:
+    """For each word of the clusters' candidate keywords, the ``max_patterns`` clusters (of those listing it) whose
+    documents hold it most often relative to all documents (lift), ties to the smaller cluster id."""
+    clustered = labels >= 0
+    sizes = np.bincount(labels[clustered]).astype(float)
+    listing: dict[str, set[int]] = {}
+    for cluster, words in candidates.items():
+        for word, _ in words:
+            for token in word.lower().split():
+                listing.setdefault(token, set()).add(cluster)
+    own = {}
+    for token, listed in listing.items():
+        held = presence(token)
+        counts = np.bincount(labels[clustered & held], minlength=len(sizes))
+        lift = {c: counts[c] / sizes[c] / max(held.mean(), 1e-12) for c in listed}
+        own[token] = set(sorted(listed, key=lambda c: (-lift[c], c))[:max_patterns])
+    return own
+
+
 def fit_topics(
     docs: Sequence[str],
     embeddings: np.ndarray,
@@ -92,14 +113,18 @@ def fit_topics(
     ngram_max: int,
     keyword_min_coverage: float,
     generic_lift: float,
+    keyword_max_patterns: int,
     presence: Presence | None = None,
 ) -> list[Topic]:
     """c-TF-IDF keywords per cluster from BERTopic, mapped back to our cluster ids.
 
     Of BERTopic's best ``5 * top_n_words`` c-TF-IDF candidates, those that describe the cluster come first: each in
     at least ``keyword_min_coverage`` of its documents and ``generic_lift`` times as common in it as in the other
-    documents; the rest follow, each group in c-TF-IDF order. Of that order the first ``top_n_words`` that add a word
-    are kept (:func:`distinct`): a bigram of two words already listed does not take a place.
+    documents. A candidate is also its cluster's own only if each of its words is (:func:`owners`): among the
+    ``keyword_max_patterns`` clusters, of all that list the word as a candidate, in which it is most concentrated.
+    The order is: describing and own, own, describing, the rest; each group in c-TF-IDF order. Of that order the
+    first ``top_n_words`` that add a word are kept (:func:`distinct`): a bigram of two words already listed does not
+    take a place.
 
     Args:
         docs: one text per issue.
@@ -139,12 +164,22 @@ def fit_topics(
     model.fit_transform(list(docs), embeddings=np.asarray(embeddings, dtype=np.float32), y=labels_arr)
     mapping = model.topic_mapper_.get_mappings(original_topics=True)
     reps = representatives(np.asarray(embeddings, dtype=np.float32), labels_arr, n_representative)
+    candidates = {
+        cluster: [(w, float(s)) for w, s in (model.get_topic(mapping[cluster]) or []) if w] for cluster in clusters
+    }
+    own = owners(candidates, labels_arr, presence, keyword_max_patterns)
     topics = []
     for cluster in clusters:
-        candidates = [(w, float(s)) for w, s in (model.get_topic(mapping[cluster]) or []) if w]
         inside = labels_arr == cluster
-        describes = [_describes(presence(w), inside, keyword_min_coverage, generic_lift) for w, _ in candidates]
-        ordered = [c for c, d in zip(candidates, describes) if d] + [c for c, d in zip(candidates, describes) if not d]
+        ranks = [
+            (
+                not _describes(presence(w), inside, keyword_min_coverage, generic_lift),
+                not all(cluster in own[t] for t in w.lower().split()),
+            )
+            for w, _ in candidates[cluster]
+        ]
+        groups = [(False, False), (True, False), (False, True), (True, True)]  # describing and own first
+        ordered = [c for g in groups for c, r in zip(candidates[cluster], ranks) if r == g]
         words = [ordered[i] for i in distinct([w for w, _ in ordered], top_n_words)]
         keywords = [w for w, _ in words]
         topics.append(
@@ -283,6 +318,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
             ngram_max=conf.ngram_max,
             keyword_min_coverage=conf.keyword_min_coverage,
             generic_lift=conf.generic_lift,
+            keyword_max_patterns=conf.keyword_max_patterns,
             presence=presence,
         )
         if len(frame)
