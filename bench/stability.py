@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
         "--n-epochs",
         type=int,
         default=None,
-        help="UMAP epochs (cluster.n_epochs; default: 500 under cluster.fewer_epochs_from issues, 200 from there)",
+        help="UMAP epochs (cluster.n_epochs; default: 500 under cluster.fewer_epochs_from issues, 200 from there, "
+        "100 from cluster.fewest_epochs_from)",
     )
     p.add_argument(
         "--repositories",

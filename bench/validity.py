@@ -1,6 +1,6 @@
 """Is the answer valid? Breadth, names, kinds, human defect areas and severity, beside BERTopic's default.
 
-    .venv/bin/python -m bench.validity [--subset small|large|all] [--warehouse DIR]
+    .venv/bin/python -m bench.validity [--subset small|large|all] [--warehouse DIR] [--reuse-bertopic]
 
 On one of bench.pipeline's subsets of the REAL corpus (default *small*: every 25th repository, the repositories kept
 out of every choice of thresholds and label maps), it runs ``issuerisk run`` cold into a fresh warehouse (or reads a
@@ -125,6 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--warehouse", type=Path, help="a warehouse holding a finished `issuerisk run` of the subset's files"
     )
+    p.add_argument(
+        "--reuse-bertopic",
+        action="store_true",
+        help="take BERTopic's default from its last run on the same files (bench/out, as bench.pipeline keeps it)",
+    )
     args = p.parse_args(argv)
     files = sorted(REAL_ISSUES.glob("*.jsonl.gz"))
     files = files if args.subset == "all" else subsets()[args.subset]
@@ -137,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             ours(files, work)
             warehouse = work / "warehouse"
         run = run_tables(warehouse)
-        theirs = bertopic(files, work)
+        theirs = bertopic(files, work, args.reuse_bertopic)
     both = set(run["labels"]) & set(theirs["labels"]) & set(issues)
     print(
         f"{args.subset}: {len(issues):,} issues of {len(files)} repositories; run {run['run_id']}; {len(both):,} "

@@ -147,6 +147,7 @@ def _env_overrides(data: dict[str, Any], environ: dict[str, str], problems: list
 
 RECORDED_BEFORE: dict[tuple[str, str], Any] = {
     ("cluster", "fewer_epochs_from"): 10_000,  # umap-learn's own epoch switch
+    ("cluster", "fewest_epochs_from"): None,  # 200 epochs however many issues
     ("embed", "backend"): "torch",  # the CPU default became onnx; earlier vectors are torch's, under the plain model
 }
 """(section, key) -> the value that reproduces what runs recorded before the key existed did."""

@@ -73,6 +73,8 @@ def test_a_config_recorded_before_the_epoch_switch_replays_with_umaps_own_switch
         as_recorded({"cluster": {"method": "consensus", "fewer_epochs_from": 5000}})["cluster"]
     )
     assert umap_epochs(new, 8000) == 200 and umap_epochs(new, 4999) == 500
+    assert umap_epochs(new, 40000) == 200, "recorded before cluster.fewest_epochs_from: 200 however many"
+    assert umap_epochs(ClusterConfig(), 40000) == 100 and umap_epochs(ClusterConfig(), 19999) == 200
     assert umap_epochs(ClusterConfig(n_epochs=50), 8000) == 50
 
 
