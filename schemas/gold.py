@@ -102,12 +102,15 @@ GOLD_TOPICS = register(
             Column(
                 "generic_keywords",
                 "array<string>",
-                "Top keywords not topics.generic_lift times as common in the cluster as in the run's other issues "
-                "(they name no pattern).",
+                "Of the cluster's top words by c-TF-IDF (BERTopic's order, before keywords are ordered for reading), "
+                "those not topics.generic_lift times as common in the cluster as in the run's other issues (they "
+                "name no pattern).",
             ),
-            Column("generic_share", "double", "Share of the top keywords that are generic."),
+            Column("generic_share", "double", "Share of the top c-TF-IDF words that are generic."),
             Column(
-                "keyword_npmi", "double", "NPMI coherence of the cluster's own top keywords over the run's documents."
+                "keyword_npmi",
+                "double",
+                "NPMI coherence of the cluster's top c-TF-IDF words over the run's documents.",
             ),
             Column(
                 "name_coverage",

@@ -8,7 +8,7 @@ decides first whether the cluster is graded at all, and records why not:
 2. a cluster whose defect share (issue kinds from ``silver_issue_kinds``) is under ``risk.min_defect_share``
    is not a defect pattern ("not a defect pattern: 82 % feature requests");
 3. a cluster whose bootstrap stability is under ``risk.min_stability`` has dissolved;
-3b. a catch-all is too broad: at least ``risk.max_generic_share`` of its top keywords are generic, not
+3b. a catch-all is too broad: at least ``risk.max_generic_share`` of its top c-TF-IDF words are generic, not
    ``topics.generic_lift`` times as common in it as in the run's other issues (measured by the topics stage,
    :func:`issuerisk.clustering.quality.breadth`);
 4. a cluster seen in fewer than ``risk.min_repositories`` repositories of the scope, or with more than
@@ -119,7 +119,8 @@ class Broadness:
             return None
         spread = "" if self.spread is None else f"; its issues spread {self.spread:.2f}x the median cluster's"
         return (
-            f"too broad: {self.generic_share:.0%} of its top keywords ({', '.join(self.generic_keywords[:5])}) are not "
+            f"too broad: {self.generic_share:.0%} of its top words by c-TF-IDF "
+            f"({', '.join(self.generic_keywords[:5])}) are not "
             f"twice as common in it as in the run's other issues (topics.generic_lift){spread}: a catch-all, not one "
             "failure; read its representative issues for the failures inside it"
         )

@@ -42,7 +42,12 @@ class TopicsInputError(ValueError):
 
 @dataclass(frozen=True)
 class Topic:
-    """Keywords of one of our clusters and the positions of its most representative documents."""
+    """Keywords of one of our clusters and the positions of its most representative documents.
+
+    ``keywords`` are ordered for a reader (describing and own words first, :func:`fit_topics`); ``ranked`` are
+    BERTopic's own top words by c-TF-IDF, the cluster's word distribution as it is: breadth is measured on them, so
+    that putting a catch-all's few specific words first does not hide that most of its words are generic.
+    """
 
     cluster: int
     label: str
@@ -50,6 +55,7 @@ class Topic:
     weights: list[float]
     representative: list[int]
     n: int
+    ranked: list[str]
 
 
 def distinct(keywords: Sequence[str], size: int) -> list[int]:
@@ -190,6 +196,7 @@ def fit_topics(
                 [s for _, s in words],
                 reps[cluster],
                 int((labels_arr == cluster).sum()),
+                [w for w, _ in candidates[cluster][:top_n_words]],
             )
         )
     return topics
@@ -329,7 +336,7 @@ def run(ctx: Context, run_id: str | None = None) -> dict[str, Any]:
     broad = breadth(
         vectors,
         frame["cluster"].to_numpy(),
-        {t.cluster: t.keywords for t in topics},
+        {t.cluster: t.ranked for t in topics},
         presence,
         generic_lift=conf.generic_lift,
         top_n=conf.top_n_words,

@@ -108,11 +108,11 @@ def npmi(topics: Sequence[Sequence[str]], docs: Sequence[str] | Presence, top_n:
 class Breadth:
     """How broad one cluster is: a catch-all is named by words that are hardly more common in it than elsewhere.
 
-    ``generic_keywords``: its top keywords that are less than ``generic_lift`` times as common (share of documents
-    holding them) in the cluster as in the run's other documents: words that do not set the cluster apart; their
-    share of its top keywords is ``generic_share``. ``cohesion``: mean cosine of its issues' embeddings to their
-    centroid; ``spread``: its ``1 - cohesion`` over the run's median cluster's (above 1: looser than the typical
-    cluster). ``npmi``: the coherence of its own keywords.
+    ``generic_keywords``: its top words (the topics stage passes them in BERTopic's c-TF-IDF order) that are less
+    than ``generic_lift`` times as common (share of documents holding them) in the cluster as in the run's other
+    documents: words that do not set the cluster apart; their share of its top words is ``generic_share``.
+    ``cohesion``: mean cosine of its issues' embeddings to their centroid; ``spread``: its ``1 - cohesion`` over
+    the run's median cluster's (above 1: looser than the typical cluster). ``npmi``: the coherence of those words.
     """
 
     cohesion: float
