@@ -152,7 +152,8 @@ def bertopic(files: list[Path], workdir: Path, reuse: bool = False) -> dict:
     (``measured_at`` says when it ran) instead of running BERTopic again: its side does not change with ours."""
     stored = stored_bertopic(files)
     if reuse and stored.is_file():
-        return {**json.loads(stored.read_text(), object_hook=_keyed), "stored": True}
+        kept = json.loads(stored.read_text())
+        return {**kept, "labels": {(r, n): t for r, n, t in kept["labels"]}, "stored": True}
     out = workdir / "bertopic.json"
     t0, ticks = time.perf_counter(), cpu_ticks()
     proc = subprocess.run(
@@ -174,13 +175,6 @@ def bertopic(files: list[Path], workdir: Path, reuse: bool = False) -> dict:
     }
     stored.write_text(json.dumps({**result, "labels": [[r, n, t] for (r, n), t in result["labels"].items()]}))
     return result
-
-
-def _keyed(data: dict) -> dict:
-    """A stored BERTopic result with its labels keyed by (repository, number) again."""
-    if "labels" in data:
-        data["labels"] = {(r, n): t for r, n, t in data["labels"]}
-    return data
 
 
 def issue_kinds(files: list[Path]) -> dict[tuple[str, int], str | None]:

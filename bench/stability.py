@@ -106,11 +106,11 @@ def pipeline_texts(
 
 
 def embeddings(texts: list[str]) -> np.ndarray:
-    """MiniLM vectors of ``texts`` on the pipeline's CPU backend and batch size (embed's defaults), cached in
-    bench/out by the backend and a hash of the texts."""
+    """MiniLM vectors of ``texts`` as the pipeline's default ``embed`` section makes them (its CPU backend and batch
+    size, :func:`~issuerisk.encoding.encoders.encoder_spec`), cached in bench/out by the backend and a hash of the
+    texts."""
     from issuerisk.conf.settings import EmbedConfig
-    from issuerisk.encoding.encoders import EncoderSpec, build_encoder
-    from issuerisk.encoding.models import packaged_minilm_path
+    from issuerisk.encoding.encoders import build_encoder, encoder_spec
 
     embed = EmbedConfig()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -119,14 +119,7 @@ def embeddings(texts: list[str]) -> np.ndarray:
     if path.is_file():
         return np.load(path)
     t0 = time.perf_counter()
-    spec = EncoderSpec(
-        model="all-MiniLM-L6-v2",
-        path=packaged_minilm_path(),
-        threads=os.cpu_count(),
-        backend=embed.backend,
-        batch_size=embed.batch_size,
-        cache_dir=embed.onnx_cache(),
-    )
+    spec = encoder_spec(embed)
     vectors = build_encoder(spec).encode(texts)
     print(f"embedded {len(texts):,} texts in {time.perf_counter() - t0:.0f} s", flush=True)
     np.save(path, vectors)

@@ -91,9 +91,10 @@ def owners(
     candidates: dict[int, list[tuple[str, float]]], labels: np.ndarray, presence: Presence, max_patterns: int
 ) -> dict[str, set[int]]:
     """For each word of the clusters' candidate keywords, the ``max_patterns`` clusters (of those listing it) whose
-    documents hold it most often relative to all documents (lift), ties to the smaller cluster id."""
+    documents hold it most often relative to all documents (lift), ties to the smaller cluster id. The corpus share
+    is the same for every cluster of one word, so they are ranked by the share of their own documents."""
     clustered = labels >= 0
-    sizes = np.bincount(labels[clustered]).astype(float)
+    sizes = np.bincount(labels[clustered])
     listing: dict[str, set[int]] = {}
     for cluster, words in candidates.items():
         for word, _ in words:
@@ -101,10 +102,8 @@ def owners(
                 listing.setdefault(token, set()).add(cluster)
     own = {}
     for token, listed in listing.items():
-        held = presence(token)
-        counts = np.bincount(labels[clustered & held], minlength=len(sizes))
-        lift = {c: counts[c] / sizes[c] / max(held.mean(), 1e-12) for c in listed}
-        own[token] = set(sorted(listed, key=lambda c: (-lift[c], c))[:max_patterns])
+        counts = np.bincount(labels[clustered & presence(token)], minlength=len(sizes))
+        own[token] = set(sorted(listed, key=lambda c: (-counts[c] / sizes[c], c))[:max_patterns])
     return own
 
 
@@ -177,15 +176,13 @@ def fit_topics(
     topics = []
     for cluster in clusters:
         inside = labels_arr == cluster
-        ranks = [
-            (
-                not _describes(presence(w), inside, keyword_min_coverage, generic_lift),
-                not all(cluster in own[t] for t in w.lower().split()),
-            )
-            for w, _ in candidates[cluster]
-        ]
-        groups = [(False, False), (True, False), (False, True), (True, True)]  # describing and own first
-        ordered = [c for g in groups for c, r in zip(candidates[cluster], ranks) if r == g]
+        ordered = sorted(  # stable: c-TF-IDF order within each group
+            candidates[cluster],
+            key=lambda c: (
+                not all(cluster in own[t] for t in c[0].lower().split()),
+                not _describes(presence(c[0]), inside, keyword_min_coverage, generic_lift),
+            ),
+        )
         words = [ordered[i] for i in distinct([w for w, _ in ordered], top_n_words)]
         keywords = [w for w, _ in words]
         topics.append(
