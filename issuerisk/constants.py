@@ -5,6 +5,16 @@ from __future__ import annotations
 FRAMEWORKS: tuple[str, ...] = ("pytorch", "tensorflow", "keras")
 """The frameworks the tool compares, in the order tables and reports list them."""
 
+FRAMEWORK_WORDS = frozenset({*FRAMEWORKS, "torch", "tf"})
+"""Words that name a framework: they say where a failure happens, not what fails."""
+
+FAILURE_WORDS = frozenset(
+    "error errors fail fails failed failing failure exception exceptions traceback line issue problem bug".split()
+)
+"""Words that say that something failed, not what: a cluster of defects holds them more often than the run's feature
+requests and questions do, so their lift alone makes them look specific. A cluster set apart mostly by these and
+:data:`FRAMEWORK_WORDS` holds one framework's failures of many kinds (both count as generic in its breadth)."""
+
 UNKNOWN_FRAMEWORK = "unknown"
 """The framework of a repository without evidence for any of :data:`FRAMEWORKS`."""
 

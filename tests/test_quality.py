@@ -98,3 +98,24 @@ def test_breadth_tells_a_planted_catch_all_from_narrow_clusters():
     assert measured[0].generic_keywords == ["error"] and measured[1].generic_share == 0.0
     assert measured[0].cohesion > 0.9 > measured[2].cohesion
     assert measured[1].npmi == pytest.approx(1.0)  # its words always occur together
+
+
+def test_a_cluster_set_apart_only_by_its_framework_and_by_failing_is_broad():
+    """SYNTHETIC: one framework's failures of many kinds (its words: the framework's names and "error", "failed",
+    each held only by it, so their lift alone calls them specific) beside one specific failure of the same framework
+    (an API the TF 2 migration removed). Framework names and failure words count as generic; the API's do not."""
+    vectors = np.eye(3)[[0] * 20 + [1] * 20 + [2] * 20].astype(float)
+    labels = np.array([0] * 20 + [1] * 20 + [2] * 20)
+    docs = (
+        ["tensorflow tf keras error failed to load file line"] * 20
+        + ["keras tf attributeerror get_default_graph compat v1 graph"] * 20
+        + ["add a feature to the docs please"] * 20
+    )
+    keywords = {
+        0: ["tensorflow", "tf", "keras", "error", "failed", "load", "file", "line"],
+        1: ["keras", "tf", "attributeerror", "get_default_graph", "compat", "v1", "graph", "compat v1"],
+    }
+    measured = breadth(vectors, labels, keywords, docs, generic_lift=2.0)
+    assert measured[0].generic_keywords == ["tensorflow", "tf", "keras", "error", "failed", "line"]
+    assert measured[0].generic_share == 0.75
+    assert measured[1].generic_keywords == ["keras", "tf"] and measured[1].generic_share == 0.25

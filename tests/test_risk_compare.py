@@ -99,7 +99,8 @@ def test_a_catch_all_is_too_broad_when_many_of_its_words_do_not_set_it_apart():
     catch_all = Broadness(spread=1.4, generic_share=0.6, generic_keywords=("error", "model", "code", "run", "use"))
     reason = exclusion(4, "", facts(), facts(), rules, catch_all)
     assert reason.startswith(
-        "too broad: 60% of its top words by c-TF-IDF (error, model, code, run, use) are not twice as common"
+        "too broad: 60% of its top words by c-TF-IDF (error, model, code, run, use) name a framework or failing as "
+        "such, or are not twice as common"
     )
     assert "1.40x the median cluster's" in reason
     assert exclusion(4, "", facts(), facts(), rules, Broadness(1.4, 0.3, ("error",))) is None  # specific words

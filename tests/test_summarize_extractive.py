@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from issuerisk.summarizers import without_field_labels
 from issuerisk.summarizers.extractive import clip_body, error_lines, summarize
 
 TEMPLATE_BODY = """<!-- Please fill in this bug report template to ensure a timely and thorough response. -->
@@ -222,3 +223,13 @@ def test_r1_keeps_the_earlier_order_without_api_and_env_lines():
 def test_unknown_rules_are_named():
     with pytest.raises(ValueError, match="summarize.rules='r9' is unknown"):
         summarize("t", "b", 10, rules="r9")
+
+
+def test_field_labels_are_left_out_of_the_words_keywords_are_counted_on():
+    got = summarize("Training crashes with CUDA OOM", TEMPLATE_BODY, 96)
+    words = without_field_labels(got)
+    assert re.search(r"\b(?:Error|API|Env):", got) and not re.search(r"\b(?:Error|API|Env|Code):", words)
+    for kept in ("RuntimeError: CUDA out of memory", "torch.nn.DataParallel", "torch 1.7.1", "ubuntu 18.04"):
+        assert kept in words  # an exception's own "...Error:" and every fact's content stay
+    llm = "Symptom: crash on save\nTrigger: torch.save\nComponent: serialization\nEnvironment: not given"
+    assert without_field_labels(llm) == "crash on save torch.save serialization not given"

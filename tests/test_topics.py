@@ -281,6 +281,30 @@ def test_fit_topics_maps_bertopic_ids_back_to_our_clusters(monkeypatch):
         assert len(topic.keywords) == 5 and len(topic.weights) == 5
 
 
+def test_keywords_are_words_the_documents_hold():
+    """SYNTHETIC: dotted API names, file names and versions. BERTopic's English preprocessing deleted the dots and
+    underscores (keywords "tfgetdefaultgraph", "requirementstxt", "241" that no text holds); every keyword is now a
+    word the documents hold, as coherence counts words."""
+    docs = (
+        [
+            f"AttributeError: module tf has no attribute get_default_graph. API: tf.get_default_graph. Env: tensorflow "
+            f"2.4.1. Report {i}"
+            for i in range(12)
+        ]
+        + [f"pip install fails to read requirements.txt on torch 1.7.0 wheel. Report {i}" for i in range(12)]
+        + [f"Add a colour option to the plot legend. Report {i}" for i in range(12)]
+    )
+    rng = np.random.default_rng(0)
+    labels = [0] * 12 + [1] * 12 + [2] * 12
+    emb = (np.eye(8)[labels] + 0.01 * rng.standard_normal((36, 8))).astype(np.float32)
+    topics = fit_topics(docs, emb, labels, top_n_words=6, n_representative=1, min_df=1, ngram_max=1, **KEYWORDS)
+    held = Presence(docs)
+    assert all(held(k).any() for t in topics for k in t.keywords + t.ranked), [t.keywords for t in topics]
+    by_cluster = {t.cluster: t.keywords for t in topics}
+    assert "get_default_graph" in by_cluster[0] and "requirements" in by_cluster[1]
+    assert not {"241", "170", "tfgetdefaultgraph", "requirementstxt"} & {k for t in topics for k in t.keywords}
+
+
 @pytest.mark.slow
 def test_topics_stage_writes_gold_topics_and_replaces_on_rerun(ctx):
     from issuerisk.analysis import topics

@@ -9,7 +9,8 @@ decides first whether the cluster is graded at all, and records why not:
    is not a defect pattern ("not a defect pattern: 82 % feature requests");
 3. a cluster whose bootstrap stability is under ``risk.min_stability`` has dissolved;
 3b. a catch-all is too broad: at least ``risk.max_generic_share`` of its top c-TF-IDF words are generic, not
-   ``topics.generic_lift`` times as common in it as in the run's other issues (measured by the topics stage,
+   ``topics.generic_lift`` times as common in it as in the run's other issues, or naming a framework or failing as
+   such (one framework's failures of many kinds; measured by the topics stage,
    :func:`issuerisk.clustering.quality.breadth`);
 4. a cluster seen in fewer than ``risk.min_repositories`` repositories of the scope, or with more than
    ``risk.max_repository_share`` of its issues from one, is project-specific, not a framework risk. A scope
@@ -120,7 +121,7 @@ class Broadness:
         spread = "" if self.spread is None else f"; its issues spread {self.spread:.2f}x the median cluster's"
         return (
             f"too broad: {self.generic_share:.0%} of its top words by c-TF-IDF "
-            f"({', '.join(self.generic_keywords[:5])}) are not "
+            f"({', '.join(self.generic_keywords[:5])}) name a framework or failing as such, or are not "
             f"twice as common in it as in the run's other issues (topics.generic_lift){spread}: a catch-all, not one "
             "failure; read its representative issues for the failures inside it"
         )

@@ -32,6 +32,7 @@ from issuerisk.lakehouse import ArrowTables
 from issuerisk.schemas.gold import GOLD_CLUSTERS, GOLD_EMBEDDINGS, GOLD_QUALITY, GOLD_TOPICS
 from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_PROJECT_TERMS, SILVER_SUMMARIES
 from issuerisk.stage import RUN_ID, Stage, preload
+from issuerisk.summarizers import without_field_labels
 from issuerisk.text.masking import mask, repository_words
 from issuerisk.vectors import load_current_vectors, project_words
 
@@ -158,6 +159,11 @@ def fit_topics(
     topic_count = len(set(labels_arr.tolist()))
     model = BERTopic(
         embedding_model=None,
+        # not "english": its preprocessing deletes every character but letters, digits and spaces before the
+        # vectorizer sees a document, so "tf.get_default_graph" became the keyword "tfgetdefaultgraph" and "0.4.1"
+        # "041", words no text holds (coherence scored them -1). The vectorizer's own tokens are the words
+        # Presence counts: "tf", "get_default_graph"; a version's digits fall away.
+        language=None,
         umap_model=BaseDimensionalityReduction(),
         hdbscan_model=BaseCluster(),
         vectorizer_model=CountVectorizer(
@@ -208,13 +214,15 @@ def full_texts(tables: ArrowTables, frame: pd.DataFrame) -> list[str]:
 
 
 def load_documents(tables: ArrowTables, cfg, run_id: str) -> tuple[pd.DataFrame, np.ndarray, dict[str, int]]:
-    """The run's clustered issues with the text that was embedded (project-only words removed) and its vector.
+    """The run's clustered issues with the text that was embedded (project-only words removed; the summary's field
+    labels too, :func:`~issuerisk.summarizers.without_field_labels`) and its vector.
 
     Issues without a current vector are left out and counted.
     """
     issues, missing_silver = run_issues(tables, run_id)
     keys, vectors = load_current_vectors(tables, cfg, with_text=True)
     docs = keys.to_pandas().assign(row=np.arange(keys.num_rows))
+    docs["text"] = docs["text"].map(without_field_labels)
     frame = issues.merge(docs, on=["repository", "number"], how="inner")
     return (
         frame.reset_index(drop=True),

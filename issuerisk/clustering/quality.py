@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from issuerisk.constants import FAILURE_WORDS, FRAMEWORK_WORDS
+
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
 
@@ -110,7 +112,10 @@ class Breadth:
 
     ``generic_keywords``: its top words (the topics stage passes them in BERTopic's c-TF-IDF order) that are less
     than ``generic_lift`` times as common (share of documents holding them) in the cluster as in the run's other
-    documents: words that do not set the cluster apart; their share of its top words is ``generic_share``.
+    documents, or that name a framework or failing as such (:data:`~issuerisk.constants.FRAMEWORK_WORDS`,
+    :data:`~issuerisk.constants.FAILURE_WORDS`: "tensorflow" and "failed" set a cluster of TensorFlow's failures
+    apart from the run's feature requests and questions, but say where and that, not what fails): words that do not
+    set the cluster apart as one failure; their share of its top words is ``generic_share``.
     ``cohesion``: mean cosine of its issues' embeddings to their centroid; ``spread``: its ``1 - cohesion`` over
     the run's median cluster's (above 1: looser than the typical cluster). ``npmi``: the coherence of those words.
     """
@@ -148,7 +153,10 @@ def breadth(
         inside = labels == cluster
         outside = ~inside
         generic = [
-            w for w in top if outside.any() and presence(w)[inside].mean() < generic_lift * presence(w)[outside].mean()
+            w
+            for w in top
+            if set(w.lower().split()) <= FRAMEWORK_WORDS | FAILURE_WORDS
+            or (outside.any() and presence(w)[inside].mean() < generic_lift * presence(w)[outside].mean())
         ]
         out[cluster] = Breadth(
             cohesion=round(cohesion[cluster], 4),

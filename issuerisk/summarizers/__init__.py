@@ -10,12 +10,24 @@ the prompt or the rules makes the cache miss.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from issuerisk.conf.settings import SummarizeConfig
 from issuerisk.summarizers import extractive
+
+LLM_FIELDS = ("Symptom", "Trigger", "Component", "Environment")
+"""The lines of the LLM's ``failure`` prompt, in order."""
+_FIELD_LABEL = re.compile(rf"\b(?:{'|'.join((*extractive.FIELD_LABELS, *LLM_FIELDS))}):(?=\s|$)")
+
+
+def without_field_labels(summary: str) -> str:
+    """A summary without the labels of its fields (``Error:``, ``API:``, ``Env:``, ``Code:``, and the LLM's
+    ``Symptom:`` ... ``Environment:``): words every summary repeats by its form. Keywords and their coherence are
+    counted on what is left; "env" or "api" as a pattern's keyword named the form, not the failure."""
+    return " ".join(_FIELD_LABEL.sub(" ", summary).split()) if summary else summary
 
 
 class SummarizerError(RuntimeError):

@@ -27,6 +27,9 @@ TAIL_CHARS = 6_000
 MAX_ERRORS = 2
 MAX_CODE_LINES = 2
 MAX_SENTENCES = 60
+FIELD_LABELS = ("Error", "API", "Env", "Code")
+"""The labels of a summary's facts ("Error: ...", "API: ...", "Env: ...", "Code: ..."): the summary's form, not the
+issue's words (:func:`issuerisk.summarizers.without_field_labels`)."""
 
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
 _HTML_TAG = re.compile(r"</?(?:details|summary|br|p|img|b|i|code|pre|sub|sup|kbd)\b[^>]*>", re.I)
