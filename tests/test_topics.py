@@ -273,11 +273,12 @@ def test_fit_topics_maps_bertopic_ids_back_to_our_clusters(monkeypatch):
         ngram_max=2,
         **KEYWORDS,
     )
-    for topic in bigrams:  # five keywords, each adding a word the ones before it did not have
-        seen: set[str] = set()
-        for keyword in topic.keywords:
-            assert not set(keyword.split()) <= seen, (topic.cluster, topic.keywords)
-            seen |= set(keyword.split())
+    for topic in bigrams:  # five keywords (and ranked words, which breadth counts), each adding a new word
+        for words in (topic.keywords, topic.ranked):
+            seen: set[str] = set()
+            for keyword in words:
+                assert not set(keyword.split()) <= seen, (topic.cluster, words)
+                seen |= set(keyword.split())
         assert len(topic.keywords) == 5 and len(topic.weights) == 5
 
 

@@ -47,7 +47,8 @@ class Topic:
 
     ``keywords`` are ordered for a reader (describing and own words first, :func:`fit_topics`); ``ranked`` are
     BERTopic's own top words by c-TF-IDF, the cluster's word distribution as it is: breadth is measured on them, so
-    that putting a catch-all's few specific words first does not hide that most of its words are generic.
+    that putting a catch-all's few specific words first does not hide that most of its words are generic. Like the
+    keywords, each adds a word (:func:`distinct`): "tf keras" after "tf" and "keras" would count those twice.
     """
 
     cluster: int
@@ -199,7 +200,7 @@ def fit_topics(
                 [s for _, s in words],
                 reps[cluster],
                 int((labels_arr == cluster).sum()),
-                [w for w, _ in candidates[cluster][:top_n_words]],
+                [candidates[cluster][i][0] for i in distinct([w for w, _ in candidates[cluster]], top_n_words)],
             )
         )
     return topics
