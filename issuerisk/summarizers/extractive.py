@@ -27,7 +27,8 @@ TAIL_CHARS = 6_000
 MAX_ERRORS = 2
 MAX_CODE_LINES = 2
 MAX_SENTENCES = 60
-FIELD_LABELS = ("Error", "API", "Env", "Code")
+ERROR_FIELD, API_FIELD, ENV_FIELD, CODE_FIELD = "Error", "API", "Env", "Code"
+FIELD_LABELS = (ERROR_FIELD, API_FIELD, ENV_FIELD, CODE_FIELD)
 """The labels of a summary's facts ("Error: ...", "API: ...", "Env: ...", "Code: ..."): the summary's form, not the
 issue's words (:func:`issuerisk.summarizers.without_field_labels`)."""
 
@@ -321,17 +322,19 @@ def summarize(title: str, body: str | None, token_budget: int, rules: str = "r2"
         return parts[0]
     scan = _scan(clip_body(body))
     facts = [
-        "Error: " + e.rstrip(".") + "."
+        f"{ERROR_FIELD}: " + e.rstrip(".") + "."
         for e in [e for e in scan.errors if e.split(" (in ")[0].lower() not in title.lower()][:MAX_ERRORS]
     ]
     if rules == "r2":
         said = " ".join([title, *facts])
         apis = [a for a in scan.apis if a not in said][:MAX_APIS]
         if apis:
-            facts.append("API: " + ", ".join(apis) + ".")
+            facts.append(f"{API_FIELD}: " + ", ".join(apis) + ".")
         if scan.versions:
             facts.append(
-                "Env: " + ", ".join(f"{name} {v}" for name, v in list(scan.versions.items())[:MAX_VERSIONS]) + "."
+                f"{ENV_FIELD}: "
+                + ", ".join(f"{name} {v}" for name, v in list(scan.versions.items())[:MAX_VERSIONS])
+                + "."
             )
     for fact in facts:
         text, used = _take(token_budget, used, fact)
@@ -349,7 +352,7 @@ def summarize(title: str, body: str | None, token_budget: int, rules: str = "r2"
     has_api = bool(_API.search(" ".join(parts)))
     for i, code in enumerate(scan.code[:MAX_CODE_LINES]):
         if not has_api or scan.errors:
-            pieces.append(Piece("Code: " + code, 1.8 - i * 0.1, order + i))
+            pieces.append(Piece(f"{CODE_FIELD}: " + code, 1.8 - i * 0.1, order + i))
     chosen: list[Piece] = []
     for piece in sorted((p for p in pieces if p.score >= 0), key=lambda p: (-p.score, p.order)):
         text, used = _take(token_budget, used, piece.text)
