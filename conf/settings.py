@@ -145,6 +145,17 @@ class SparkConfig(_Section):
         description="JVM options of the driver (in local mode the JVM that runs every task), e.g. "
         "-XX:TieredStopAtLevel=1; None keeps the JVM's defaults.",
     )
+    class_archive: bool = Field(
+        True,
+        description="Keep the driver JVM's classes in a class-data-sharing archive, written by a machine's first "
+        "Spark start and mapped by every later one (issuerisk.lakehouse.class_archive); false: every JVM loads "
+        "its classes from the jars.",
+    )
+    class_archive_dir: str | None = Field(
+        None,
+        description="Where the class archive is kept; None uses this user's cache folder on the machine "
+        "(~/.cache/issuerisk/jvm).",
+    )
     extra: dict[str, str] = Field(default_factory=dict, description="Any further spark.* settings.")
     log_level: str = "ERROR"
 

@@ -35,6 +35,7 @@ from pyspark.sql import SparkSession
 from issuerisk.conf import Config
 from issuerisk.conf.settings import CONNECT_TOKEN_KEY
 from issuerisk.constants import LOOPBACK_HOSTS
+from issuerisk.lakehouse import class_archive
 from issuerisk.lakehouse.connect_auth import client_token, client_url
 from issuerisk.lakehouse.read_only import endpoints
 
@@ -117,8 +118,13 @@ def _local_only(builder: SparkSession.Builder, extra: dict[str, str]) -> SparkSe
     return builder
 
 
-def builder_for(cfg: Config) -> SparkSession.Builder:
-    """A SparkSession builder with Delta, the catalog and the configured settings (not yet started)."""
+def builder_for(cfg: Config, jvm_options: list[str] | None = None) -> SparkSession.Builder:
+    """A SparkSession builder with Delta, the catalog and the configured settings (not yet started).
+
+    Args:
+        jvm_options: further options of the driver JVM, after ``spark.driver_java_options`` (the class archive's,
+            :func:`issuerisk.lakehouse.class_archive.java_options`).
+    """
     s = cfg.spark
     builder = (
         SparkSession.builder.master(s.master)
@@ -140,6 +146,7 @@ def builder_for(cfg: Config) -> SparkSession.Builder:
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)
     java_options = [s.driver_java_options] if s.driver_java_options else []
+    java_options += jvm_options or []
     if s.metastore_uri:
         builder = builder.config("spark.hadoop.hive.metastore.uris", s.metastore_uri)
     elif s.metastore_jdbc_url:
@@ -281,10 +288,12 @@ def get_spark(cfg: Config) -> SparkSession:
         SparkSetupError: Java is missing, the Delta jars cannot be resolved, or another process
             has the warehouse's embedded metastore open (:func:`ensure_metastore_free`).
     """
+    jvm_options: list[str] = []
     if SparkContext._gateway is None:  # this process's JVM (also after spark.stop()) holds the lock itself
         ensure_metastore_free(cfg)
+        jvm_options = class_archive.java_options(cfg)  # a JVM starts now
     try:
-        builder = builder_for(cfg)
+        builder = builder_for(cfg, jvm_options)
         with private_properties(secret_settings(cfg)):
             spark = builder.getOrCreate()
     except SparkSetupError:
