@@ -83,11 +83,11 @@ def _being_written(partial: Path) -> bool:
 
 
 def _maps(java: str, archive: Path) -> bool:
-    """A JVM opens ``archive`` and starts (``java -version``): a cut-off archive crashes it, a file that is no
-    archive is not opened."""
+    """A JVM opens ``archive`` and starts (``java -version``): a cut-off archive crashes it (its crash report goes
+    nowhere, not to an ``hs_err`` file in the working folder), a file that is no archive is not opened."""
     try:
         done = subprocess.run(
-            [java, f"-XX:SharedArchiveFile={archive}", "-Xlog:cds=info", "-version"],
+            [java, f"-XX:SharedArchiveFile={archive}", "-Xlog:cds=info", "-XX:ErrorFile=/dev/null", "-version"],
             capture_output=True,
             text=True,
             timeout=CHECK_TIMEOUT_S,
