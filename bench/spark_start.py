@@ -21,11 +21,10 @@ import time
 from pathlib import Path
 
 CHILD = r"""
-import json, os, sys, time
+import json, os, sys
 from pathlib import Path
 from bench.ingest import ingest_and_filter, open_context
 warehouse, data = Path(sys.argv[1]), Path(sys.argv[2])
-t0 = time.perf_counter()
 ctx = open_context(warehouse)
 got = ingest_and_filter(ctx, data)
 proc = ctx.spark.sparkContext._gateway.proc

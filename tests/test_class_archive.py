@@ -13,7 +13,7 @@ from issuerisk.conf import load_config
 from issuerisk.lakehouse import class_archive
 from issuerisk.lakehouse.spark_session import builder_for
 
-pytestmark = pytest.mark.skipif(class_archive.java_binary() is None, reason="no java on this machine")
+pytestmark = pytest.mark.skipif(class_archive.jdk_tool("java") is None, reason="no java on this machine")
 
 
 def _cfg(tmp_path, **spark):
@@ -28,7 +28,7 @@ def _cfg(tmp_path, **spark):
 def _java(*options: str) -> subprocess.CompletedProcess:
     """A JVM with ``options`` and the class-data-sharing log, as Spark's driver would start with them."""
     return subprocess.run(
-        [class_archive.java_binary(), *options, "-Xlog:cds=info", "-version"], capture_output=True, text=True
+        [class_archive.jdk_tool("java"), *options, "-Xlog:cds=info", "-version"], capture_output=True, text=True
     )
 
 

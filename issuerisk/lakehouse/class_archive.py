@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from issuerisk.conf import Config
@@ -33,12 +34,12 @@ QUIET = "-Xlog:cds*=off"
 CHECK_TIMEOUT_S = 30
 
 
-def java_binary() -> str | None:
-    """The ``java`` Spark's launcher runs: ``$JAVA_HOME/bin/java``, else the first on ``PATH``."""
+def jdk_tool(name: str) -> str | None:
+    """A JDK program (``java``, ``javac``) as Spark's launcher finds it: in ``$JAVA_HOME/bin``, else on ``PATH``."""
     home = os.environ.get("JAVA_HOME")
-    if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
-        return os.path.join(home, "bin", "java")
-    return shutil.which("java")
+    return shutil.which(
+        name, path=os.pathsep.join(p for p in (home and os.path.join(home, "bin"), os.environ.get("PATH")) if p)
+    )
 
 
 def archive_key(cfg: Config, java: str) -> str:
@@ -46,10 +47,8 @@ def archive_key(cfg: Config, java: str) -> str:
     import pyspark
 
     try:
-        from importlib.metadata import version
-
         delta = version("delta-spark")
-    except Exception:  # noqa: BLE001 (not installed: jars come from spark.jars_dir)
+    except PackageNotFoundError:  # jars from spark.jars_dir
         delta = ""
     real = os.path.realpath(java)
     stat = os.stat(real)
@@ -105,7 +104,7 @@ def java_options(cfg: Config) -> list[str]:
     """
     if not cfg.spark.class_archive or not os.path.isdir("/proc"):
         return []
-    java = java_binary()
+    java = jdk_tool("java")
     if java is None:
         return []
     folder = Path(cfg.cache_dir(cfg.spark.class_archive_dir, "jvm"))
@@ -115,7 +114,7 @@ def java_options(cfg: Config) -> list[str]:
     for partial in sorted(folder.glob(f"spark-{key}.*.partial")):
         if _being_written(partial):
             writing = True
-        elif not archive.exists() and partial.stat().st_size and _maps(java, partial):
+        elif not archive.exists() and _maps(java, partial):  # an empty or cut-off file fails here
             try:
                 partial.replace(archive)
             except FileNotFoundError:  # another start adopted it first

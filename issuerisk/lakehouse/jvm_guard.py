@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import tempfile
 import zipfile
 from pathlib import Path
+
+from issuerisk.lakehouse.class_archive import jdk_tool
 
 GUARD_CLASS = "issuerisk.spark.NoCodeGuard"
 SOURCE = Path(__file__).with_name("jvm") / "NoCodeGuard.java"
@@ -47,12 +48,7 @@ def guard_jar(cache_dir: str) -> Path:
     jar = Path(cache_dir) / f"issuerisk-guard-{digest}.jar"
     if jar.exists():
         return jar
-    javac = shutil.which(
-        "javac",
-        path=os.pathsep.join(
-            p for p in (os.path.join(os.environ.get("JAVA_HOME", ""), "bin"), os.environ.get("PATH", "")) if p
-        ),
-    )
+    javac = jdk_tool("javac")
     if not javac:
         raise GuardBuildError(
             "issuerisk serve compiles its code guard with javac, which is not on PATH nor in $JAVA_HOME/bin: "
