@@ -311,7 +311,7 @@ class FilterConfig(_Section):
     )
 
 
-class LLMConfig(_Section):
+class EndpointConfig(_Section):
     """An OpenAI-compatible chat endpoint; the key comes from ``OPENAI_API_KEY``."""
 
     base_url: str | None = Field(None, description="None honours OPENAI_BASE_URL, then the client's default.")
@@ -326,12 +326,22 @@ class LLMConfig(_Section):
     backoff_base_s: float = Field(1.0, ge=0)
     backoff_max_s: float = Field(60.0, ge=0)
     input_token_budget: int = Field(3000, ge=64)
+    prompt_version: str = "v1"
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_without_credentials(cls, value: str | None) -> str | None:
+        return _no_credentials(value, "export the key as OPENAI_API_KEY")
+
+
+class LLMConfig(EndpointConfig):
+    """The summaries' endpoint and prompt."""
+
     prompt: Literal["failure", "reference"] = Field(
         "failure",
         description="failure: symptom, trigger, component and environment in a fixed short form; reference: the "
         "reference study's generic summary prompt.",
     )
-    prompt_version: str = "v1"
     max_answer_chars: int = Field(
         1200,
         ge=80,
@@ -339,10 +349,18 @@ class LLMConfig(_Section):
         "reason).",
     )
 
-    @field_validator("base_url")
-    @classmethod
-    def _base_url_without_credentials(cls, value: str | None) -> str | None:
-        return _no_credentials(value, "export the key as OPENAI_API_KEY")
+
+class KindsLLMConfig(EndpointConfig):
+    """The endpoint that names kinds when ``kinds.method`` is ``llm``: one word per issue."""
+
+    max_tokens: int = Field(8, ge=1, description="The answer is one word: defect, feature, question, ...")
+    input_token_budget: int = Field(1500, ge=64)
+    check_issues: int = Field(
+        300,
+        ge=0,
+        description="Labelled defects, features and questions of the input (a seeded sample) also asked, so the run "
+        "reports the LLM's agreement with their labels, per class (0: no check).",
+    )
 
 
 class SummarizeConfig(_Section):
@@ -633,6 +651,12 @@ class KindsConfig(_Section):
     eval_folds: int = Field(
         5, ge=2, description="Folds of the repository-grouped evaluation (no repository in both training and test)."
     )
+    method: Literal["classifier", "llm"] = Field(
+        "classifier",
+        description="Who names the kind of an unlabelled issue: the classifier, or an OpenAI-compatible endpoint "
+        "(kinds.llm; the classifier's kind stands where its answer is missing or not a kind).",
+    )
+    llm: KindsLLMConfig = Field(default_factory=KindsLLMConfig)
     use_embeddings: bool = Field(
         True, description="Add each issue's sentence embedding to its text features when every silver issue has one."
     )

@@ -115,6 +115,27 @@ SILVER_ISSUE_KINDS = register(
     )
 )
 
+SILVER_KIND_ANSWERS = register(
+    TableSpec(
+        name="silver_kind_answers",
+        doc="Kinds an LLM named (kinds.method llm), keyed by a hash of its identity, the issue and its text: a rerun "
+        "asks only for new or edited issues.",
+        key=("cache_key",),
+        columns=(
+            Column(
+                "cache_key", "string", "SHA-256 of the LLM's model id, the issue key, title and body.", nullable=False
+            ),
+            REPOSITORY,
+            NUMBER,
+            Column("kind", "string", "defect, feature, question, documentation or other.", nullable=False),
+            Column("model_id", "string", "llm-<model>-<prompt version>-<prompt hash>.", nullable=False),
+            Column("input_tokens", "long", "Prompt tokens the endpoint reported."),
+            Column("output_tokens", "long", "Completion tokens the endpoint reported."),
+            RUN_ID,
+        ),
+    )
+)
+
 SILVER_ISSUE_VERSIONS = register(
     TableSpec(
         name="silver_issue_versions",

@@ -179,3 +179,21 @@ def test_factsheet_renders_in_chromium_and_loads_nothing(tmp_path):
         "CUDA out of memory",
     ):
         assert text in dom, text
+
+
+def test_kinds_from_an_llm_are_named_with_their_check_against_labels():
+    llm = {
+        "model_id": "llm-m-v1-abcd1234",
+        "asked": 40,
+        "answered": 38,
+        "failed_by_reason": {"not_a_kind": 2},
+        "label_check": {"issues": 20, "macro_f1_core": 0.812},
+    }
+    row = {**ROW, "metrics_json": json.dumps({**METRICS, "classify": {"llm": llm}})}
+    s = build_factsheet(row, PROFILE, [], RISK, [], "/wh")
+    assert s["models"]["issue_kinds"]["llm"]["answered"] == 38
+    assert any(
+        "from an LLM (llm-m-v1-abcd1234" in line and "{'not_a_kind': 2}" in line and "macro-F1 0.81" in line
+        for line in s["limitations"]
+    )
+    assert sheet()["models"]["issue_kinds"]["llm"] is None

@@ -20,6 +20,10 @@ report and the factsheet. Model and evaluation are cached outside the warehouse
 (``kinds.model_cache_dir``, by default this user's cache folder) by a hash of their
 training data and settings, so an unchanged corpus costs nothing the second time,
 in any warehouse of the machine.
+
+With ``kinds.method: llm`` an OpenAI-compatible endpoint names the unlabelled
+issues' kinds (``source`` llm, no confidence; :mod:`issuerisk.analysis.kinds_llm`);
+the classifier's kind stands where it gives none.
 """
 
 from __future__ import annotations
@@ -52,7 +56,13 @@ from issuerisk.context import Context
 from issuerisk.display import console, table
 from issuerisk.issue_files import IngestError, find_files, iter_rows
 from issuerisk.schemas.gold import GOLD_EMBEDDINGS
-from issuerisk.schemas.silver import SILVER_ISSUE_KINDS, SILVER_ISSUES, SILVER_PROJECT_TERMS, SILVER_SUMMARIES
+from issuerisk.schemas.silver import (
+    SILVER_ISSUE_KINDS,
+    SILVER_ISSUES,
+    SILVER_KIND_ANSWERS,
+    SILVER_PROJECT_TERMS,
+    SILVER_SUMMARIES,
+)
 from issuerisk.silver import SILVER_NAMES, silver_build
 from issuerisk.stage import Stage
 from issuerisk.text.authors import bot_login_pattern
@@ -246,6 +256,48 @@ def input_check(model, texts, by_label) -> dict[str, Any] | None:
     }
 
 
+def ask_llm(
+    ctx: Context, keys: list[tuple[str, int]], texts: list[tuple[str, str]], by_label: list[str | None], todo: list[int]
+) -> tuple[dict[str, Any], dict[int, str]]:
+    """The LLM's kinds of the unlabelled rows ``todo``, and its record: what it was asked and answered, and its
+    agreement with the labels of a seeded sample of the labelled defects, features and questions (asked too)."""
+    from issuerisk.analysis.kinds_llm import check_sample, llm_kinds
+    from issuerisk.display import progress
+
+    cfg = ctx.cfg.kinds.llm
+    check = check_sample(by_label, CORE_KINDS, cfg.check_issues)
+    asked = sorted(set(todo) | set(check))
+    with progress(len(asked), "classify (llm)", "issue", ctx.progress) as bar:
+        answered, tally = llm_kinds(
+            ctx.lake.arrow, cfg, keys, texts, asked, ctx.run.run_id, on_done=lambda: bar.update(1)
+        )
+    checked = [i for i in check if i in answered]
+    agreement = None
+    if checked:
+        report = score_report(
+            [by_label[i] for i in checked], [answered[i] for i in checked], np.ones(len(checked)), CORE_KINDS
+        )
+        agreement = {
+            "issues": len(checked),
+            "of_sample": len(check),
+            "macro_f1_core": round(report["macro_f1_core"], 4),
+            "accuracy": round(report["accuracy"], 4),
+            "per_class_core": _rounded(report["per_class"]),
+        }
+        scores_table(
+            f"classify: the LLM ({tally['model_id']}) on {len(checked):,} labelled issues of the input (their labels "
+            "hidden from it)",
+            agreement["per_class_core"],
+            [("defect, feature, question", agreement["macro_f1_core"])],
+        )
+    console.print(
+        f"classify: the LLM named the kind of {sum(i in answered for i in todo):,} of {len(todo):,} unlabelled issues "
+        f"({tally['cached']:,} answers cached); the classifier's kind stands for the rest"
+        + (f" (no answer: {tally['failed_by_reason']})" if tally["failed_by_reason"] else "")
+    )
+    return {**tally, "label_check": agreement}, {i: answered[i] for i in todo if i in answered}
+
+
 def run(ctx: Context) -> dict[str, Any]:
     """Decide the kind of every silver issue: its labels, else a classifier (evaluated on repositories it never saw).
 
@@ -312,13 +364,20 @@ def run(ctx: Context) -> dict[str, Any]:
         if todo
         else ([], np.zeros(0))
     )
-    kinds, conf, source = (
+    kinds, conf, source, models = (
         list(by_label),
         [1.0 if k else None for k in by_label],
         ["label" if k else "model" for k in by_label],
+        [None if k else name for k in by_label],
     )
     for i, kind, c in zip(todo, predicted, confidence):
         kinds[i], conf[i] = kind, float(c)
+    llm = None
+    if cfg.kinds.method == "llm":
+        llm, answered = ask_llm(ctx, keys, texts, by_label, todo)
+        for i in todo:
+            if i in answered:  # the endpoint gives no probability: its kinds carry none
+                kinds[i], conf[i], source[i], models[i] = answered[i], None, "llm", llm["model_id"]
     rows = pa.table(
         {
             "repository": [r for r, _ in keys],
@@ -326,7 +385,7 @@ def run(ctx: Context) -> dict[str, Any]:
             "kind": kinds,
             "confidence": pa.array(conf, pa.float64()),
             "source": source,
-            "model_id": [None if s == "label" else name for s in source],
+            "model_id": models,
             "run_id": [ctx.run.run_id] * len(keys),
         }
     )
@@ -349,11 +408,13 @@ def run(ctx: Context) -> dict[str, Any]:
     mix = Counter(zip(kinds, source))
     table(
         "classify: kinds of the silver issues",
-        ["kind", "from labels", "predicted"],
-        [(k, mix[(k, "label")], mix[(k, "model")]) for k in KINDS],
+        ["kind", "from labels", "predicted", *(["from the LLM"] if llm else [])],
+        [(k, mix[(k, "label")], mix[(k, "model")], *([mix[(k, "llm")]] if llm else [])) for k in KINDS],
     )
     return {
         "model_id": name,
+        "method": cfg.kinds.method,
+        "llm": llm,
         "model": {
             **origin,
             "model_id": name,
@@ -364,9 +425,10 @@ def run(ctx: Context) -> dict[str, Any]:
         "embeddings": why,
         "evaluation": report,
         "seconds": round(time.perf_counter() - t0, 2),
-        "kinds": {k: mix[(k, "label")] + mix[(k, "model")] for k in KINDS},
+        "kinds": {k: mix[(k, "label")] + mix[(k, "model")] + mix[(k, "llm")] for k in KINDS},
         "from_labels": labelled,
         "predicted": len(todo),
+        "from_llm": sum(s == "llm" for s in source),
         "input_labelled_repositories": repositories,
     }
 
@@ -376,6 +438,6 @@ STAGE = Stage(
     "Kind of every silver issue (defect, feature, question, documentation, other) into silver_issue_kinds",
     run,
     reads=(*sorted(SILVER_NAMES), GOLD_EMBEDDINGS.name, SILVER_SUMMARIES.name, SILVER_PROJECT_TERMS.name),
-    writes=(SILVER_ISSUE_KINDS.name,),
+    writes=(SILVER_ISSUE_KINDS.name, SILVER_KIND_ANSWERS.name),
     sections=("kinds",),
 )

@@ -44,9 +44,8 @@ STATIC_LIMITATIONS = (
     "censored at the data's snapshot.",
     "A pattern's grade holds for the repositories crawled; the likelihood is a share of their issues, not a "
     "probability of failure in a new project.",
-    "Issue kinds come from GitHub labels where present, else from a classifier evaluated on repositories it never saw; "
-    "its errors move clusters "
-    "in or out of grading.",
+    "Issue kinds come from GitHub labels where present, else from a classifier evaluated on repositories it never saw "
+    "(or an LLM, kinds.method llm); their errors move clusters in or out of grading.",
     "Clusters are made on summaries of the issues; what a summary leaves out cannot shape a pattern.",
 )
 
@@ -200,6 +199,20 @@ def build_factsheet(
             "on repositories "
             f"it never saw{checked}; a defect share near the 0.5 line is uncertain.{learned}"
         )
+    llm = (metrics.get("classify") or {}).get("llm") or {}
+    if llm:
+        agreement = llm.get("label_check") or {}
+        limitations.append(
+            f"Unlabelled issues' kinds come from an LLM ({llm['model_id']}; the classifier's kind where it gave none: "
+            f"{llm.get('failed_by_reason') or 'none'})"
+            + (
+                f"; on {agreement['issues']} labelled issues of the input, labels hidden, it reaches macro-F1 "
+                f"{agreement['macro_f1_core']:.2f}"
+                if agreement
+                else "; it was not checked against labels"
+            )
+            + "."
+        )
     for scope, note in sorted(((metrics.get("risk") or {}).get("rule_notes") or {}).items()):
         limitations.append(
             f"Grading ({scope}): {note}; such a pattern is a risk of these projects, not evidence about the framework."
@@ -273,6 +286,9 @@ def build_factsheet(
                     for k in ("macro_f1_core", "macro_f1_all", "labelled_issues", "labelled_repositories")
                 },
                 **{k: kinds_model.get(k) for k in ("model_id", "source", "reference_corpus", "input_check")},
+                "llm": {k: llm.get(k) for k in ("model_id", "asked", "answered", "failed_by_reason", "label_check")}
+                if llm
+                else None,
             },
             "clustering": {**_steering(config, ("cluster",)), "backend": runtime.get("cluster_backend")},
             "topics": _steering(config, ("topics",)),

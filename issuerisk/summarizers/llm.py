@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from issuerisk.conf.secrets import check_secret_values, env_secrets, redact, url_credentials
-from issuerisk.conf.settings import LLMConfig
+from issuerisk.conf.settings import EndpointConfig, LLMConfig
 from issuerisk.constants import LOOPBACK_HOSTS
 from issuerisk.summarizers import LLM_FIELDS, Outcome, SummarizerError, SummaryIdentity, with_title
 from issuerisk.summarizers.extractive import error_lines
@@ -137,11 +137,12 @@ def llm_identity(cfg: LLMConfig) -> SummaryIdentity:
     return SummaryIdentity("llm", cfg.model, f"{cfg.prompt}-{cfg.prompt_version}-{digest}")
 
 
-def build_client(cfg: LLMConfig) -> Any:
+def build_client(cfg: EndpointConfig, section: str = "summarize.llm") -> Any:
     """An ``openai.AsyncOpenAI`` for the configured endpoint with the library's retries off.
 
     ``base_url`` None lets the client honour ``OPENAI_BASE_URL`` (then api.openai.com);
-    the key comes from ``OPENAI_API_KEY``. Local servers that ignore keys get a placeholder.
+    the key comes from ``OPENAI_API_KEY``. Local servers that ignore keys get a placeholder. ``section`` names the
+    configuration section in messages (``summarize.llm``, ``kinds.llm``).
 
     Raises:
         SummarizerError: no ``OPENAI_API_KEY`` while the endpoint is api.openai.com, or
@@ -152,7 +153,7 @@ def build_client(cfg: LLMConfig) -> Any:
 
     check_secret_values(os.environ, ("OPENAI_API_KEY",))
     base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
-    source = "summarize.llm.base_url" if cfg.base_url else "OPENAI_BASE_URL"
+    source = f"{section}.base_url" if cfg.base_url else "OPENAI_BASE_URL"
     where = url_credentials(base_url)
     if where:
         raise SummarizerError(
@@ -169,8 +170,8 @@ def build_client(cfg: LLMConfig) -> Any:
     if api_key is None:
         if base_url is None or "api.openai.com" in base_url:
             raise SummarizerError(
-                "summarizer 'llm' needs OPENAI_API_KEY for api.openai.com; export it, or point "
-                "summarize.llm.base_url (or OPENAI_BASE_URL) at a local OpenAI-compatible server such as vLLM or Ollama"
+                f"{section} needs OPENAI_API_KEY for api.openai.com; export it, or point "
+                f"{section}.base_url (or OPENAI_BASE_URL) at a local OpenAI-compatible server such as vLLM or Ollama"
             )
         api_key = "unused"
     return AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=cfg.timeout_s)
@@ -225,27 +226,28 @@ def _scrub(text: str) -> str:
     return " ".join(redact(str(text), env_secrets(os.environ)).split())[:300]
 
 
-class LLMSummarizer:
-    """Summarizes one issue per chat completion, retrying transient failures itself."""
+class ChatEndpoint:
+    """One chat completion per question, retrying transient failures itself (the policy of the module docstring).
+
+    Subclasses turn a completion into their answer; ``section`` names their configuration in messages.
+    """
+
+    section = "summarize.llm"
 
     def __init__(
         self,
-        cfg: LLMConfig,
+        cfg: EndpointConfig,
         client: Any,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
         owns_client: bool = False,
-        fallback: Callable[[str, str], str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.client = client
-        self.identity = llm_identity(cfg)
         self.concurrency = cfg.concurrency
-        self.remote = True
         self._sleep = sleep
         self._clock = clock
         self._owns_client = owns_client
-        self._fallback = fallback
         self._rng = random.Random(0)
 
     def _backoff(self, attempt: int, headers: Any = None) -> float:
@@ -255,17 +257,10 @@ class LLMSummarizer:
         delay = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2**attempt)
         return delay * (0.5 + self._rng.random() / 2)
 
-    async def summarize(self, title: str, body: str) -> Outcome:
-        """Ask the endpoint for one summary.
-
-        Raises:
-            SummarizerError: the endpoint answered 401, 403 or 404 (wrong key, model or URL):
-                every other issue would fail the same way.
-        """
-        import openai
-
-        messages = [
-            {"role": "system", "content": system_prompt(self.cfg)},
+    def messages(self, system: str, title: str, body: str) -> list[dict[str, str]]:
+        """The system prompt, and the issue between ``<issue>`` tags with its body cut to the token budget."""
+        return [
+            {"role": "system", "content": system},
             {
                 "role": "user",
                 "content": USER_TEMPLATE.format(
@@ -273,6 +268,16 @@ class LLMSummarizer:
                 ),
             },
         ]
+
+    async def complete(self, messages: list[dict[str, str]]) -> tuple[Any, int, int] | Outcome:
+        """The completion with the calls and retries it took, or a failure :class:`Outcome` (a reason, no summary).
+
+        Raises:
+            SummarizerError: the endpoint answered 401, 403 or 404 (wrong key, model or URL):
+                every other issue would fail the same way.
+        """
+        import openai
+
         calls = retries = 0
         while True:
             calls += 1
@@ -284,14 +289,13 @@ class LLMSummarizer:
                     temperature=self.cfg.temperature,
                     max_tokens=self.cfg.max_tokens,
                 )
-                return self._parse(title, body or "", response, calls, retries)
+                return response, calls, retries
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 if status in FATAL_STATUS:
                     raise SummarizerError(
                         f"the endpoint answered HTTP {status} for model {self.cfg.model!r}; check "
-                        "summarize.llm.base_url "
-                        "(or OPENAI_BASE_URL), summarize.llm.model and OPENAI_API_KEY"
+                        f"{self.section}.base_url (or OPENAI_BASE_URL), {self.section}.model and OPENAI_API_KEY"
                     ) from None
                 if status not in RETRY_STATUS and status < 500:
                     return Outcome(
@@ -323,24 +327,65 @@ class LLMSummarizer:
             await self._sleep(self._backoff(retries, headers))
             retries += 1
 
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.client.close()
+
+
+def first_message(response: Any, calls: int, retries: int) -> tuple[Any, str, dict[str, int]] | Outcome:
+    """The answer's first choice, its stripped text and its cost, or the failure: no ``choices[0].message``
+    (``malformed``), a refusal (``refused``) or empty content (``empty``)."""
+    usage = getattr(response, "usage", None)
+    cost = {
+        "input_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+        "output_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+        "calls": calls,
+        "retries": retries,
+    }
+    choices = getattr(response, "choices", None)
+    if not choices or getattr(choices[0], "message", None) is None:
+        return Outcome(reason="malformed", detail="the answer has no choices[0].message", **cost)
+    choice = choices[0]
+    text = (choice.message.content or "").strip()
+    refusal = getattr(choice.message, "refusal", None)
+    if refusal or choice.finish_reason == "content_filter" or _REFUSAL.match(text):
+        return Outcome(reason="refused", detail=_scrub(refusal or text or choice.finish_reason), **cost)
+    if not text:
+        return Outcome(reason="empty", detail=f"empty content (finish_reason={choice.finish_reason})", **cost)
+    return choice, text, cost
+
+
+class LLMSummarizer(ChatEndpoint):
+    """Summarizes one issue per chat completion."""
+
+    def __init__(
+        self,
+        cfg: LLMConfig,
+        client: Any,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+        owns_client: bool = False,
+        fallback: Callable[[str, str], str] | None = None,
+    ) -> None:
+        super().__init__(cfg, client, sleep, clock, owns_client)
+        self.identity = llm_identity(cfg)
+        self.remote = True
+        self._fallback = fallback
+
+    async def summarize(self, title: str, body: str) -> Outcome:
+        """Ask the endpoint for one summary.
+
+        Raises:
+            SummarizerError: the endpoint answered 401, 403 or 404 (wrong key, model or URL).
+        """
+        answer = await self.complete(self.messages(system_prompt(self.cfg), title, body))
+        return answer if isinstance(answer, Outcome) else self._parse(title, body or "", *answer)
+
     def _parse(self, title: str, body: str, response: Any, calls: int, retries: int) -> Outcome:
-        usage = getattr(response, "usage", None)
-        cost = {
-            "input_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-            "output_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
-            "calls": calls,
-            "retries": retries,
-        }
-        choices = getattr(response, "choices", None)
-        if not choices or getattr(choices[0], "message", None) is None:
-            return Outcome(reason="malformed", detail="the answer has no choices[0].message", **cost)
-        choice = choices[0]
-        text = (choice.message.content or "").strip()
-        refusal = getattr(choice.message, "refusal", None)
-        if refusal or choice.finish_reason == "content_filter" or _REFUSAL.match(text):
-            return Outcome(reason="refused", detail=_scrub(refusal or text or choice.finish_reason), **cost)
-        if not text:
-            return Outcome(reason="empty", detail=f"empty content (finish_reason={choice.finish_reason})", **cost)
+        first = first_message(response, calls, retries)
+        if isinstance(first, Outcome):
+            return first
+        choice, text, cost = first
         problem = (
             "truncated"
             if choice.finish_reason == "length"
@@ -357,7 +402,3 @@ class LLMSummarizer:
                 **cost,
             )
         return Outcome(summary=with_title(title, text), **cost)
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self.client.close()

@@ -2,7 +2,8 @@
 
 Synthetic: its answers are made up from the request, in the form the system prompt asks for (the failure
 prompt's four lines "Symptom: <first words of the description>", "Trigger: ...", ...; prose "Summary: ..." for
-the reference prompt). Like a naive model, it obeys an issue that dictates its answer ("Answer exactly: X"
+the reference prompt; for the kinds prompt one word by keyword rules: a title asking how, errors, "add support",
+docs). Like a naive model, it obeys an issue that dictates its answer ("Answer exactly: X"
 answers X). Tests script faults for the next requests (429 with Retry-After, 500, a slow answer, malformed JSON,
 an empty, refused or cut answer) and count the requests it received; a fixed ``delay_s`` on every answer stands
 in for model latency in the benchmark.
@@ -129,12 +130,27 @@ class FakeOpenAIServer:
         return Handler
 
 
+KIND_RULES = (
+    ("question", re.compile(r"^title: (?:how|what|why|can|is)\b|\?\s*$", re.I | re.M)),
+    ("defect", re.compile(r"\b(?:error|traceback|crash|fails?|wrong)\b", re.I)),
+    ("feature", re.compile(r"\b(?:add|support|feature|would be nice)\b", re.I)),
+    ("documentation", re.compile(r"\b(?:docs?|documentation|typo)\b", re.I)),
+)
+
+
+def _kind(user: str) -> str:
+    """A naive model's kind (the kinds prompt): the first rule whose words the issue holds, else other."""
+    return next((kind for kind, rule in KIND_RULES if rule.search(user)), "other")
+
+
 def _completion(payload: dict[str, Any], fault: Fault | None) -> dict[str, Any]:
     user = next((m["content"] for m in payload.get("messages", []) if m.get("role") == "user"), "")
     system = next((m["content"] for m in payload.get("messages", []) if m.get("role") == "system"), "")
     description = user.split("Description:\n", 1)[-1].removesuffix("\n</issue>")
     words = " ".join(description.split()[:12])
-    if "Symptom:" in system and not (fault and fault.kind == "chatty"):
+    if "sort GitHub issues" in system:
+        content = _kind(user) if not (fault and fault.kind == "chatty") else f"This looks like a {_kind(user)} to me."
+    elif "Symptom:" in system and not (fault and fault.kind == "chatty"):
         content = f"Symptom: {words}\nTrigger: not given\nComponent: not given\nEnvironment: not given"
     else:
         content = "Summary: " + words
