@@ -204,16 +204,31 @@ def main(argv: list[str] | None = None) -> None:
     classify = run["metrics"].get("classify") or {}
     model = classify.get("model") or {}
     check = model.get("input_check") or {}
+    llm = classify.get("llm") or {}
+    llm_check = llm.get("label_check") or {}
     table(
         "3. issue kinds (the run's manifest; macro-F1 over defect/feature/question)",
-        ["trained on", "grouped cross-validation", "on the input's own labels"],
+        ["model", "trained on", "grouped cross-validation", "on the input's own labels"],
         [
             (
+                classify.get("model_id", ""),
                 model.get("source", "input labels"),
                 (classify.get("evaluation") or {}).get("macro_f1_core", ""),
                 check.get("macro_f1_core", "not checked (it learned from the input's own labels)"),
             )
-        ],
+        ]
+        + (
+            [
+                (
+                    llm["model_id"],
+                    "(an LLM, kinds.method llm)",
+                    "",
+                    f"{llm_check['macro_f1_core']} on {llm_check['issues']} issues" if llm_check else "not checked",
+                )
+            ]
+            if llm
+            else []
+        ),
     )
 
     rows = []
