@@ -119,6 +119,7 @@ def test_the_classify_stage_asks_the_llm_checks_it_on_labels_and_keeps_its_answe
     assert result["from_llm"] == unlabelled - 1 and result["predicted"] == unlabelled
     check = record["label_check"]
     assert check["issues"] == 20 and check["macro_f1_core"] == 1.0, "the keyword rules name these synthetic kinds"
+    assert record["classifier_macro_f1_core"] == result["evaluation"]["macro_f1_core"], "grouped CV: input labels"
     got = {r["number"]: r for r in ctx.lake.arrow.read("silver_issue_kinds").to_pylist()}
     assert got[0]["source"] == "model" and got[0]["model_id"] == result["model_id"]
     assert got[4]["source"] == "llm" and got[4]["model_id"] == record["model_id"] and got[4]["confidence"] is None

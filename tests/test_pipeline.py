@@ -207,6 +207,9 @@ def test_issuerisk_run_grades_the_defect_patterns_and_not_the_feature_requests(t
     assert {("top_repository_share", "all"), ("label_coverage", "pytorch"), ("embedding_mmd", "all")} <= checks
     explained = lake.read("gold_explanations", where={"run_id": pipeline["run_id"]}).to_pylist()
     assert explained and {r["cluster"] for r in explained} <= {r["cluster"] for r in graded}
+    one = explained[0]  # one issue explained again by the command, in its own process
+    shown = issuerisk_cli(small_run_env(tmp_path), "explain", f"{one['repository']}#{one['number']}")
+    assert f"{one['repository']}#{one['number']} in cluster {one['cluster']}" in shown.stdout.replace("\n", " ")
     sheet = json.load(open(metrics["factsheet"]["factsheet"].replace(".html", ".json"), encoding="utf-8"))
     assert [s["stage"] for s in sheet["narrative"]][:3] == ["ingest", "filter", "summarize"] and sheet[
         "replay"

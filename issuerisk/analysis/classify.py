@@ -405,6 +405,15 @@ def run(ctx: Context) -> dict[str, Any]:
             check["per_class_core"],
             [("defect, feature, question", check["macro_f1_core"])],
         )
+    if llm and llm["label_check"]:
+        classifier_f1 = check["macro_f1_core"] if check else report["macro_f1_core"]
+        llm["classifier_macro_f1_core"] = classifier_f1
+        if llm["label_check"]["macro_f1_core"] < classifier_f1:
+            console.print(
+                f"[yellow]classify: the LLM agrees with the input's labels less than the classifier does on "
+                f"repositories it never saw (macro-F1 {llm['label_check']['macro_f1_core']:.2f} against "
+                f"{classifier_f1:.2f}); check kinds.llm.model, or set kinds.method: classifier[/yellow]"
+            )
     mix = Counter(zip(kinds, source))
     table(
         "classify: kinds of the silver issues",

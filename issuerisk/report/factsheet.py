@@ -207,7 +207,8 @@ def build_factsheet(
             f"{llm.get('failed_by_reason') or 'none'})"
             + (
                 f"; on {agreement['issues']} labelled issues of the input, labels hidden, it reaches macro-F1 "
-                f"{agreement['macro_f1_core']:.2f}"
+                f"{agreement['macro_f1_core']:.2f} (the classifier, on repositories it never saw: "
+                f"{llm.get('classifier_macro_f1_core') or float('nan'):.2f})"
                 if agreement
                 else "; it was not checked against labels"
             )
