@@ -23,8 +23,7 @@ from types import SimpleNamespace
 
 from issuerisk.conf.settings import LLMConfig, SummarizeConfig
 from issuerisk.display import table
-from issuerisk.jobs.summarize import summarize_all
-from issuerisk.summarizers import make_summarizer
+from issuerisk.summarizers import answer_all, make_summarizer
 from issuerisk.summarizers.extractive import summarize
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lai2024-ml-issues" / "issues"
@@ -72,7 +71,7 @@ def bench_llm(texts: list[tuple[str, str]], n: int, delay: float, concurrency: i
         client = AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=30.0)
         summarizer = make_summarizer(cfg, client=client)
         start = time.perf_counter()
-        tally = asyncio.run(summarize_all(summarizer, issues, lambda batch: None, 500))
+        tally = asyncio.run(answer_all(summarizer, summarizer.summarize, issues, lambda batch: None, 500))
         seconds = time.perf_counter() - start
     finally:
         stop.set()

@@ -13,9 +13,7 @@ run; they are never stored as summaries.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,7 +26,7 @@ from issuerisk.lakehouse.spark_tables import SparkTables
 from issuerisk.sampling import sampled_keys
 from issuerisk.schemas.silver import SILVER_ISSUES, SILVER_SUMMARIES, SILVER_SUMMARY_FAILURES
 from issuerisk.stage import Option, Stage
-from issuerisk.summarizers import Outcome, Summarizer, SummaryIdentity, make_summarizer
+from issuerisk.summarizers import Outcome, SummaryIdentity, Tally, answer_all, make_summarizer
 
 KEY_SEPARATOR = "\x1f"
 
@@ -46,77 +44,6 @@ def cache_key_column(identity: SummaryIdentity) -> Column:
         ),
         256,
     )
-
-
-@dataclass
-class Tally:
-    """What summarizing cost and produced."""
-
-    summarized: int = 0
-    failed: Counter = field(default_factory=Counter)
-    fallback: Counter = field(default_factory=Counter)
-    calls: int = 0
-    retries: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-    def add(self, outcome: Outcome) -> None:
-        if outcome.summary is not None:
-            self.summarized += 1
-            if outcome.reason:
-                self.fallback[outcome.reason] += 1
-        else:
-            self.failed[outcome.reason or "unknown"] += 1
-        self.calls += outcome.calls
-        self.retries += outcome.retries
-        self.input_tokens += outcome.input_tokens
-        self.output_tokens += outcome.output_tokens
-
-
-async def summarize_all(
-    summarizer: Summarizer,
-    issues: Iterable[Any],
-    flush: Callable[[list[tuple[Any, Outcome]]], None],
-    batch_size: int,
-    on_done: Callable[[], Any] = lambda: None,
-) -> Tally:
-    """Summarize ``issues`` (objects with ``title`` and ``body``) with ``summarizer.concurrency`` in flight,
-    handing every ``batch_size`` results to ``flush`` (run in a thread, so requests continue meanwhile).
-
-    What was answered is flushed even when a :class:`~issuerisk.summarizers.SummarizerError` ends the run.
-    """
-    source = iter(issues)
-    buffer: list[tuple[Any, Outcome]] = []
-    lock = asyncio.Lock()
-    tally = Tally()
-
-    async def drain() -> None:
-        async with lock:
-            if buffer:
-                batch = buffer[:]
-                buffer.clear()
-                await asyncio.to_thread(flush, batch)
-
-    async def worker() -> None:
-        for issue in source:
-            outcome = await summarizer.summarize(issue.title, issue.body or "")
-            tally.add(outcome)
-            buffer.append((issue, outcome))
-            on_done()
-            if len(buffer) >= batch_size:
-                await drain()
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(summarizer.concurrency):
-                group.create_task(worker())
-    except BaseExceptionGroup as group_error:
-        await drain()
-        raise group_error.exceptions[0] from None
-    finally:
-        await summarizer.aclose()
-    await drain()
-    return tally
 
 
 def _rows(batch: list[tuple[Any, Outcome]], identity: SummaryIdentity, run_id: str) -> tuple[list[dict], list[dict]]:
@@ -209,7 +136,9 @@ def run(ctx: Context, limit: int | None = None) -> dict[str, Any]:
 
     with progress(len(work.todo), f"summarize ({identity.summarizer})", "issue", ctx.progress) as bar:
         batch_size = cfg.summarize.batch_size if engine.remote else max(len(work.todo), 1)
-        tally = asyncio.run(summarize_all(engine, work.todo, flush, batch_size, on_done=lambda: bar.update(1)))
+        tally = asyncio.run(
+            answer_all(engine, engine.summarize, work.todo, flush, batch_size, on_done=lambda: bar.update(1))
+        )
     return _report(identity, work, tally)
 
 
@@ -220,7 +149,7 @@ def _report(identity: SummaryIdentity, work: Plan, tally: Tally) -> dict[str, An
         "prompt_version": identity.prompt_version,
         "issues": work.issues,
         "cached": work.issues - work.missing,
-        "summarized": tally.summarized,
+        "summarized": tally.answered,
         "failed": sum(tally.failed.values()),
         "failed_by_reason": dict(sorted(tally.failed.items())),
         "fallback_by_reason": dict(sorted(tally.fallback.items())),
@@ -230,7 +159,7 @@ def _report(identity: SummaryIdentity, work: Plan, tally: Tally) -> dict[str, An
         "input_tokens": tally.input_tokens,
         "output_tokens": tally.output_tokens,
     }
-    rows = [("summarized", tally.summarized), ("cached", counts["cached"])]
+    rows = [("summarized", tally.answered), ("cached", counts["cached"])]
     rows += [(f"failed: {reason}", n) for reason, n in counts["failed_by_reason"].items()]
     rows += [
         (f"extractive instead of the answer: {reason.removeprefix('fallback_')}", n)

@@ -9,8 +9,9 @@ import pyarrow as pa
 import pytest
 from openai import AsyncOpenAI
 
-from issuerisk.analysis.kinds_llm import LLMKinds, answer_kind, ask_all, kinds_identity
+from issuerisk.analysis.kinds_llm import Asked, KindAnswer, LLMKinds, answer_kind, kinds_identity
 from issuerisk.conf.settings import KindsLLMConfig
+from issuerisk.summarizers import answer_all
 from tests.fakes.openai_server import FakeOpenAIServer, Fault, rate_limited
 
 
@@ -46,7 +47,9 @@ def test_a_kind_the_issue_dictated_is_not_taken():
 
 
 def _ask(server, texts, **cfg):
+    """The answers to (title, body) pairs, in their order, and the backoff delays slept."""
     delays: list[float] = []
+    answered: list[tuple[Asked, KindAnswer]] = []
 
     async def record(seconds: float) -> None:
         delays.append(seconds)
@@ -54,12 +57,14 @@ def _ask(server, texts, **cfg):
     async def go():
         client = AsyncOpenAI(base_url=server.base_url, api_key="sk-test-not-a-real-key", max_retries=0, timeout=5.0)
         asker = LLMKinds(KindsLLMConfig(model="fake-model", timeout_s=5.0, **cfg), client, sleep=record)
+        issues = [Asked(i, t, b) for i, (t, b) in enumerate(texts)]
         try:
-            return await ask_all(asker, texts)
+            await answer_all(asker, asker.kind, issues, answered.extend, batch_size=100)
         finally:
             await client.close()
 
-    return asyncio.run(go()), delays
+    asyncio.run(go())
+    return [answer for _, answer in sorted(answered, key=lambda pair: pair[0].row)], delays
 
 
 def test_the_endpoint_names_kinds_and_its_faults_leave_none(server):

@@ -290,12 +290,13 @@ def ask_llm(
             agreement["per_class_core"],
             [("defect, feature, question", agreement["macro_f1_core"])],
         )
+    unlabelled = {i: answered[i] for i in todo if i in answered}
     console.print(
-        f"classify: the LLM named the kind of {sum(i in answered for i in todo):,} of {len(todo):,} unlabelled issues "
+        f"classify: the LLM named the kind of {len(unlabelled):,} of {len(todo):,} unlabelled issues "
         f"({tally['cached']:,} answers cached); the classifier's kind stands for the rest"
         + (f" (no answer: {tally['failed_by_reason']})" if tally["failed_by_reason"] else "")
     )
-    return {**tally, "label_check": agreement}, {i: answered[i] for i in todo if i in answered}
+    return {**tally, "label_check": agreement}, unlabelled
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -375,9 +376,8 @@ def run(ctx: Context) -> dict[str, Any]:
     llm = None
     if cfg.kinds.method == "llm":
         llm, answered = ask_llm(ctx, keys, texts, by_label, todo)
-        for i in todo:
-            if i in answered:  # the endpoint gives no probability: its kinds carry none
-                kinds[i], conf[i], source[i], models[i] = answered[i], None, "llm", llm["model_id"]
+        for i, kind in answered.items():  # the endpoint gives no probability: its kinds carry none
+            kinds[i], conf[i], source[i], models[i] = kind, None, "llm", llm["model_id"]
     rows = pa.table(
         {
             "repository": [r for r, _ in keys],

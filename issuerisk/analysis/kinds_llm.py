@@ -19,16 +19,15 @@ import asyncio
 import hashlib
 import random
 import re
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
 from issuerisk.conf.settings import KINDS, KindsLLMConfig
 from issuerisk.schemas.silver import SILVER_KIND_ANSWERS
-from issuerisk.summarizers import Outcome
+from issuerisk.summarizers import Outcome, Tally, answer_all
 from issuerisk.summarizers.llm import DATA_RULE, USER_TEMPLATE, ChatEndpoint, build_client, first_message
 
 KIND_PROMPT = (
@@ -82,21 +81,23 @@ class KindAnswer(Outcome):
 
     kind: str | None = None
 
+    @property
+    def answered(self) -> bool:
+        return self.kind is not None
+
+
+class Asked(NamedTuple):
+    """One issue to ask about: its row in the caller's lists, title and body."""
+
+    row: int
+    title: str
+    body: str
+
 
 class LLMKinds(ChatEndpoint):
     """Names one issue's kind per chat completion."""
 
     section = "kinds.llm"
-
-    def __init__(
-        self,
-        cfg: KindsLLMConfig,
-        client: Any,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        owns_client: bool = False,
-    ) -> None:
-        super().__init__(cfg, client, sleep=sleep, owns_client=owns_client)
-        self.model_id = kinds_identity(cfg)
 
     async def kind(self, title: str, body: str) -> KindAnswer:
         """Ask for one issue's kind; failures come back as a reason, never as an exception (except
@@ -112,24 +113,6 @@ class LLMKinds(ChatEndpoint):
             (None, "truncated") if choice.finish_reason == "length" else answer_kind(text, f"{title}\n{body}")
         )
         return KindAnswer(reason=problem, detail=None if kind else f"{problem}: {text[:100]}", kind=kind, **cost)
-
-
-async def ask_all(
-    asker: LLMKinds, texts: Sequence[tuple[str, str]], on_done: Callable[[], None] | None = None
-) -> list[KindAnswer]:
-    """Every (title, body)'s answer, ``asker.concurrency`` requests in flight."""
-    gate = asyncio.Semaphore(asker.concurrency)
-
-    async def one(title: str, body: str) -> KindAnswer:
-        async with gate:
-            answer = await asker.kind(title, body)
-        if on_done is not None:
-            on_done()
-        return answer
-
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(one(t, b)) for t, b in texts]
-    return [t.result() for t in tasks]
 
 
 def check_sample(by_label: Sequence[str | None], core: Sequence[str], size: int, seed: int = 0) -> list[int]:
@@ -148,7 +131,7 @@ def llm_kinds(
     *,
     client: Any = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    on_done: Callable[[], None] | None = None,
+    on_done: Callable[[], Any] = lambda: None,
 ) -> tuple[dict[int, str], dict[str, Any]]:
     """The LLM's kind of ``texts[i]`` for each ``i`` of ``rows`` that got one (cached answers first), and a tally.
 
@@ -165,29 +148,18 @@ def llm_kinds(
     known = dict(zip(cached.column("cache_key").to_pylist(), cached.column("kind").to_pylist()))
     kinds = {i: known[k] for i, k in wanted.items() if k in known}
     todo = [i for i in rows if i not in kinds]
-    failures: Counter[str] = Counter()
-    cost: Counter[str] = Counter()
 
-    def keep(batch: list[int], answers: list[KindAnswer]) -> None:
+    def keep(batch: list[tuple[Asked, KindAnswer]]) -> None:
         found = []
-        for i, answer in zip(batch, answers):
-            cost.update(
-                {
-                    "input_tokens": answer.input_tokens,
-                    "output_tokens": answer.output_tokens,
-                    "calls": answer.calls,
-                    "retries": answer.retries,
-                }
-            )
+        for asked, answer in batch:
             if answer.kind is None:
-                failures[answer.reason or "unknown"] += 1
                 continue
-            kinds[i] = answer.kind
+            kinds[asked.row] = answer.kind
             found.append(
                 {
-                    "cache_key": wanted[i],
-                    "repository": keys[i][0],
-                    "number": keys[i][1],
+                    "cache_key": wanted[asked.row],
+                    "repository": keys[asked.row][0],
+                    "number": keys[asked.row][1],
                     "kind": answer.kind,
                     "model_id": model_id,
                     "input_tokens": answer.input_tokens,
@@ -197,28 +169,25 @@ def llm_kinds(
             )
         tables.merge(SILVER_KIND_ANSWERS, pa.Table.from_pylist(found, schema=SILVER_KIND_ANSWERS.arrow))
 
-    async def ask() -> None:
+    tally = Tally()
+    if todo:
         asker = LLMKinds(
             cfg,
-            client if client is not None else build_client(cfg, "kinds.llm"),
+            client if client is not None else build_client(cfg, LLMKinds.section),
             sleep=sleep,
             owns_client=client is None,
         )
-        try:
-            for start in range(0, len(todo), ASK_BATCH):
-                batch = todo[start : start + ASK_BATCH]
-                await asyncio.to_thread(keep, batch, await ask_all(asker, [texts[i] for i in batch], on_done))
-        finally:
-            await asker.aclose()
-
-    if todo:
-        asyncio.run(ask())
+        issues = [Asked(i, *texts[i]) for i in todo]
+        tally = asyncio.run(answer_all(asker, asker.kind, issues, keep, ASK_BATCH, on_done))
     return kinds, {
         "model_id": model_id,
         "asked": len(rows),
         "cached": len(rows) - len(todo),
         "requested": len(todo),
-        "answered": sum(1 for i in todo if i in kinds),
-        "failed_by_reason": dict(sorted(failures.items())),
-        **dict(cost),
+        "answered": tally.answered,
+        "failed_by_reason": dict(sorted(tally.failed.items())),
+        "input_tokens": tally.input_tokens,
+        "output_tokens": tally.output_tokens,
+        "calls": tally.calls,
+        "retries": tally.retries,
     }

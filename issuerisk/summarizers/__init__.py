@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from issuerisk.conf.settings import SummarizeConfig
@@ -55,6 +56,91 @@ class Outcome:
     output_tokens: int = 0
     calls: int = 0
     retries: int = 0
+
+    @property
+    def answered(self) -> bool:
+        """The request gave what was asked for (here a summary, a fallback one included)."""
+        return self.summary is not None
+
+
+@dataclass
+class Tally:
+    """What a run of requests cost and produced: answers, failures and fallbacks by reason, calls, tokens."""
+
+    answered: int = 0
+    failed: Counter = field(default_factory=Counter)
+    fallback: Counter = field(default_factory=Counter)
+    calls: int = 0
+    retries: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.answered:
+            self.answered += 1
+            if outcome.reason:
+                self.fallback[outcome.reason] += 1
+        else:
+            self.failed[outcome.reason or "unknown"] += 1
+        self.calls += outcome.calls
+        self.retries += outcome.retries
+        self.input_tokens += outcome.input_tokens
+        self.output_tokens += outcome.output_tokens
+
+
+class Endpoint(Protocol):
+    """What :func:`answer_all` needs of whoever answers: how many requests may be in flight, and a close."""
+
+    concurrency: int
+
+    async def aclose(self) -> None: ...
+
+
+async def answer_all(
+    endpoint: Endpoint,
+    ask: Callable[[str, str], Awaitable[Outcome]],
+    issues: Iterable[Any],
+    flush: Callable[[list[tuple[Any, Outcome]]], None],
+    batch_size: int,
+    on_done: Callable[[], Any] = lambda: None,
+) -> Tally:
+    """``ask(title, body)`` for each of ``issues`` (objects with ``title`` and ``body``) with ``endpoint.concurrency``
+    in flight, handing every ``batch_size`` results to ``flush`` (run in a thread, so requests continue meanwhile).
+
+    What was answered is flushed even when a :class:`SummarizerError` ends the run; the endpoint is closed either way.
+    """
+    source = iter(issues)
+    buffer: list[tuple[Any, Outcome]] = []
+    lock = asyncio.Lock()
+    tally = Tally()
+
+    async def drain() -> None:
+        async with lock:
+            if buffer:
+                batch = buffer[:]
+                buffer.clear()
+                await asyncio.to_thread(flush, batch)
+
+    async def worker() -> None:
+        for issue in source:
+            outcome = await ask(issue.title, issue.body or "")
+            tally.add(outcome)
+            buffer.append((issue, outcome))
+            on_done()
+            if len(buffer) >= batch_size:
+                await drain()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(endpoint.concurrency):
+                group.create_task(worker())
+    except BaseExceptionGroup as group_error:
+        await drain()
+        raise group_error.exceptions[0] from None
+    finally:
+        await endpoint.aclose()
+    await drain()
+    return tally
 
 
 class Summarizer(Protocol):
